@@ -1,0 +1,1 @@
+"""Config schemas and the checks that run before any data is read or torch is imported."""

@@ -1,0 +1,112 @@
+"""Structured-config schemas of our own config groups.
+
+They are registered in Hydra's ConfigStore and listed first in each group's YAML defaults,
+so that a misspelt key or a value of the wrong type fails while the config is composed, in
+well under a second and long before torch is imported. Third-party ``_target_`` groups
+(``model``, ``trainer``, ``optimizer``) carry no schema: their keys belong to their classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+STAGES: tuple[str, ...] = ("prepare", "rasterize", "chips", "fit", "test", "predict", "report")
+
+
+@dataclass
+class DataConfig:
+    """The dataset description that every other group interpolates from."""
+
+    name: str = MISSING
+    image: str | None = None  # GeoTIFF/COG; for data=demo it is generated in the cache
+    labels: str | None = None  # vector file (gpkg/shp/geojson) or a label GeoTIFF
+    class_column: str = "class"
+    classes: list[str] = field(default_factory=list)  # ids 1..N in this order
+    class_values: list[int] | None = None  # values in the labels that mean each class
+    class_colors: list[str] | None = None  # '#rrggbb' per class, for maps and colour tables
+    band_names: list[str] = field(default_factory=list)  # role of each band: blue, red, nir...
+    background: str = "ignore"  # pixels outside every labelled class: 'ignore' or 'class'
+    nodata: float | None = None  # overrides the image's own nodata when it declares none
+    chip_size: int = 64
+    block_size: int | None = None  # side of the split blocks in pixels; default 2 chips
+    split_fractions: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])
+    train_chips: int = 400  # random training chips drawn inside the training blocks
+    eval_stride: int | None = None  # stride of the val/test grid chips; default chip_size
+    min_valid_fraction: float = 0.05  # chips with fewer labelled pixels are dropped
+    batch_size: int = 16
+    num_workers: int = 0
+    demo_size: int = 512  # side of the generated demo scene (data=demo only)
+
+
+@dataclass
+class PreprocessingConfig:
+    """How the scene becomes the model's input stack."""
+
+    indices: list[str] = field(default_factory=list)  # appended after the bands
+    normalization: str = "standard"  # 'standard' (train-area mean/std) or 'none'
+
+
+@dataclass
+class AugmentationConfig:
+    """Train-time augmentation, applied per sample on the device."""
+
+    name: str = "none"  # 'none' or 'd4'
+
+
+@dataclass
+class PredictConfig:
+    """Whole-scene prediction by overlapping windows."""
+
+    window: int | None = None  # default: data.chip_size
+    overlap: float = 0.5  # fraction of the window shared by neighbours
+    batch_size: int = 16
+    checkpoint: str | None = None  # for stages without 'fit': the weights to use
+
+
+@dataclass
+class LossConfig:
+    """Cross-entropy with optional per-class weights (ignore index always skipped)."""
+
+    class_weights: list[float] | None = None
+
+
+@dataclass
+class PathsConfig:
+    """Where inputs are cached and runs are written."""
+
+    cache_dir: str = MISSING
+    output_dir: str = MISSING
+
+
+@dataclass
+class RunConfig:
+    """The whole composed run."""
+
+    data: DataConfig = MISSING
+    preprocessing: PreprocessingConfig = MISSING
+    augmentation: AugmentationConfig = MISSING
+    model: Any = MISSING
+    trainer: Any = MISSING
+    optimizer: Any = MISSING
+    scheduler: Any = None
+    loss: LossConfig = field(default_factory=LossConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    paths: PathsConfig = MISSING
+    logger: Any = None
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    seed: int = 42
+    experiments: Any = None
+
+
+def register_configs() -> None:
+    """Register the schemas under the names the YAML defaults lists refer to."""
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="preprocessing", name="preprocessing_schema", node=PreprocessingConfig)
+    cs.store(group="augmentation", name="augmentation_schema", node=AugmentationConfig)
+    cs.store(group="paths", name="paths_schema", node=PathsConfig)

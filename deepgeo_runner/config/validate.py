@@ -1,0 +1,129 @@
+"""Checks of a composed config that the schema's types cannot express.
+
+They run in well under a second, before torch or Lightning is imported and before any data
+is read, so a typo costs seconds rather than a failed run hours later. Every message names
+the key, the bad value and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from deepgeo_runner.config.schema import STAGES
+from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.geo.indices import check_indices
+from deepgeo_runner.geo.normalize import METHODS
+
+AUGMENTATIONS = ("none", "d4")
+BACKGROUND_MODES = ("ignore", "class")
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+_MISSING_HINTS = {
+    "data.image": "the path of the image (GeoTIFF/COG), e.g. data.image=/data/scene.tif",
+    "data.labels": "the ground truth: a vector file (.gpkg/.shp/.geojson) or a label GeoTIFF, "
+    "e.g. data.labels=/data/prodes.gpkg",
+    "data.classes": "the classes of interest in order (ids 1..N), e.g. data.classes=[forest,deforestation]",
+}
+
+
+def _fail(key: str, value: object, accepted: str) -> ConfigError:
+    return ConfigError(f"{key}={value!r} is not valid: expected {accepted}.")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` on the first problem found, naming the key."""
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra"))
+    for key in missing:
+        hint = _MISSING_HINTS.get(key, "a value")
+        raise ConfigError(f"{key} is required (data={cfg.data.get('name', '?')}): give {hint}.")
+    _check_stages(cfg)
+    _check_data(cfg.data)
+    if cfg.preprocessing.normalization not in METHODS:
+        raise _fail("preprocessing.normalization", cfg.preprocessing.normalization, f"one of {list(METHODS)}")
+    band_names = list(cfg.data.band_names)
+    if cfg.preprocessing.indices:
+        if not band_names:
+            raise ConfigError(
+                f"preprocessing.indices={list(cfg.preprocessing.indices)} needs data.band_names, the role "
+                "of each band in file order (e.g. [blue,green,red,nir,swir1,swir2]); or set "
+                "preprocessing.indices=[]."
+            )
+        check_indices(list(cfg.preprocessing.indices), band_names)
+    if cfg.augmentation.name not in AUGMENTATIONS:
+        raise _fail("augmentation.name", cfg.augmentation.name, f"one of {list(AUGMENTATIONS)}")
+    for group in ("model", "trainer"):
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ConfigError(f"{group}: needs a '_target_' naming the class to build (see conf/{group}/).")
+    _check_predict(cfg)
+
+
+def _check_stages(cfg: DictConfig) -> None:
+    stages = list(cfg.stages)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise _fail("stages", stages, f"a subset of {list(STAGES)} (unknown: {unknown})")
+    if len(set(stages)) != len(stages):
+        raise _fail("stages", stages, "each stage at most once")
+    if not stages:
+        raise _fail("stages", stages, f"at least one of {list(STAGES)}")
+
+
+def _check_data(data: DictConfig) -> None:
+    if data.name != "demo" or data.image is not None:
+        for key in ("image", "labels"):
+            value = data.get(key)
+            if value is None:
+                raise ConfigError(
+                    f"data.{key} is required (data={data.name}): give {_MISSING_HINTS['data.' + key]}."
+                )
+            if not Path(value).exists():
+                raise ConfigError(f"data.{key}='{value}': no such file (looked in {Path.cwd()}).")
+    classes = list(data.classes)
+    if not classes:
+        raise ConfigError(f"data.classes is required: give {_MISSING_HINTS['data.classes']}.")
+    if len(set(classes)) != len(classes):
+        raise _fail("data.classes", classes, "distinct class names")
+    if data.class_values is not None and len(data.class_values) != len(classes):
+        raise _fail("data.class_values", list(data.class_values), f"{len(classes)} values, one per class")
+    if data.class_colors is not None:
+        colors = list(data.class_colors)
+        if len(colors) != len(classes) or not all(_HEX.match(str(c)) for c in colors):
+            raise _fail("data.class_colors", colors, f"{len(classes)} colours written '#rrggbb'")
+    if data.background not in BACKGROUND_MODES:
+        raise _fail("data.background", data.background, f"one of {list(BACKGROUND_MODES)}")
+    if data.chip_size < 8:
+        raise _fail("data.chip_size", data.chip_size, "at least 8 pixels")
+    if data.block_size is not None and data.block_size < data.chip_size:
+        raise _fail("data.block_size", data.block_size, f"at least data.chip_size ({data.chip_size})")
+    fractions = list(data.split_fractions)
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or fractions[0] <= 0:
+        raise _fail("data.split_fractions", fractions, "three non-negative shares [train, val, test] with train > 0")
+    if data.train_chips < 1:
+        raise _fail("data.train_chips", data.train_chips, "a positive number of chips")
+    if not 0 <= data.min_valid_fraction <= 1:
+        raise _fail("data.min_valid_fraction", data.min_valid_fraction, "a fraction in [0, 1]")
+    if data.batch_size < 1:
+        raise _fail("data.batch_size", data.batch_size, "a positive batch size")
+    if data.eval_stride is not None and data.eval_stride < 1:
+        raise _fail("data.eval_stride", data.eval_stride, "a positive stride in pixels")
+
+
+def _check_predict(cfg: DictConfig) -> None:
+    pred = cfg.predict
+    if not 0 <= pred.overlap < 1:
+        raise _fail("predict.overlap", pred.overlap, "a fraction in [0, 1)")
+    if pred.window is not None and pred.window < 8:
+        raise _fail("predict.window", pred.window, "at least 8 pixels")
+    needs_weights = {"test", "predict"} & set(cfg.stages)
+    if needs_weights and "fit" not in cfg.stages:
+        if pred.checkpoint is None:
+            raise ConfigError(
+                f"stages {sorted(needs_weights)} without 'fit' need trained weights: set "
+                "predict.checkpoint=PATH/TO/best.ckpt (from a run's checkpoints/), or add fit to stages."
+            )
+        if not Path(pred.checkpoint).is_file():
+            raise ConfigError(f"predict.checkpoint='{pred.checkpoint}': no such file.")

@@ -1,0 +1,17 @@
+"""One small exception hierarchy. Every message names the bad value and what would fix it."""
+
+
+class DeepGeoError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(DeepGeoError):
+    """A config key holds a value the run cannot use."""
+
+
+class InputDataError(DeepGeoError):
+    """An input file is missing, unreadable or inconsistent with the config."""
+
+
+class StageError(DeepGeoError):
+    """A stage cannot run with what the earlier stages left behind."""

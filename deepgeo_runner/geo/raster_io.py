@@ -1,0 +1,120 @@
+"""Reading and writing rasters without ever losing the grid, the CRS or nodata."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+from rasterio.crs import CRS
+
+from deepgeo_runner.errors import InputDataError
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The pixel grid of a raster: what every derived raster must keep exactly."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, path: str | Path) -> Grid:
+        with rasterio.open(path) as src:
+            return cls(src.crs, src.transform, src.width, src.height)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+
+def open_image(path: str | Path, nodata: float | None = None) -> xr.DataArray:
+    """Open a GeoTIFF/COG lazily with rioxarray, checking what later stages rely on.
+
+    Args:
+        path: the raster file.
+        nodata: the value to treat as nodata when the file declares none.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"image file not found: '{path}'. Set data.image to an existing GeoTIFF.")
+    try:
+        image = rioxarray.open_rasterio(path, masked=False, cache=False)
+    except Exception as exc:  # rasterio raises several types for unreadable files
+        raise InputDataError(f"cannot read image '{path}' as a raster: {exc}") from exc
+    if isinstance(image, list):
+        raise InputDataError(f"image '{path}' holds several subdatasets; give one of them.")
+    if image.rio.crs is None:
+        raise InputDataError(
+            f"image '{path}' has no CRS: georeference it first (e.g. gdal_edit.py -a_srs EPSG:XXXX)."
+        )
+    if nodata is not None:
+        image = image.rio.write_nodata(nodata)
+    return image
+
+
+def valid_mask(stack: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Pixels where every band holds data: not nodata and finite."""
+    valid = np.all(np.isfinite(stack), axis=0)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= np.all(stack != nodata, axis=0)
+    return valid
+
+
+def write_raster(
+    path: str | Path,
+    data: np.ndarray,
+    grid: Grid,
+    nodata: float | int | None,
+    band_names: Sequence[str] | None = None,
+    colormap: dict[int, tuple[int, int, int, int]] | None = None,
+    tags: dict[str, Any] | None = None,
+) -> Path:
+    """Write a tiled, compressed GeoTIFF atomically (temporary name, then rename).
+
+    A half-written file never appears under the final name, so an interrupted run cannot
+    leave a corrupt raster that a later run would trust.
+    """
+    path = Path(path)
+    if data.ndim == 2:
+        data = data[None]
+    if data.shape[1:] != grid.shape:
+        raise ValueError(f"array of shape {data.shape[1:]} does not fit the grid {grid.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    profile = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": data.shape[0],
+        "dtype": data.dtype,
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "nodata": nodata,
+        "compress": "deflate",
+        "tiled": grid.width >= 256 and grid.height >= 256,
+    }
+    if profile["tiled"]:
+        profile.update(blockxsize=256, blockysize=256)
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data)
+            for i, name in enumerate(band_names or [], start=1):
+                dst.set_band_description(i, name)
+            if colormap:
+                dst.write_colormap(1, colormap)
+            if tags:
+                dst.update_tags(**{k: str(v) for k, v in tags.items()})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,45 @@
+"""Reassembling a scene from overlapping windows: where windows go and how they are blended.
+
+Windows advance by a constant stride; the last one may run past the scene edge (read with
+padding) instead of being snapped back, so every window sees the same overlap pattern.
+Scores are accumulated with a smooth weight that vanishes towards window borders, where a
+convolutional network sees the least context, which hides the seams between windows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def window_origins(length: int, window: int, stride: int) -> list[int]:
+    """Start offsets of windows of side ``window`` covering ``[0, length)`` at a constant stride."""
+    if window < 1 or stride < 1:
+        raise ValueError(f"window ({window}) and stride ({stride}) must be positive")
+    if stride > window:
+        raise ValueError(f"stride {stride} larger than window {window} would leave gaps")
+    if length <= window:
+        return [0]
+    n = -(-(length - window) // stride) + 1
+    return [i * stride for i in range(n)]
+
+
+def blend_weights(window: int, floor: float = 1e-3) -> np.ndarray:
+    """2-D Hann weights of a window, floored so that scene borders keep a positive weight."""
+    ramp = np.sin(np.pi * (np.arange(window) + 0.5) / window) ** 2
+    return np.maximum(np.outer(ramp, ramp), floor).astype(np.float32)
+
+
+def stride_for(window: int, overlap: float) -> int:
+    """The stride that makes neighbouring windows share ``overlap`` of their side."""
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    return max(1, int(round(window * (1 - overlap))))
+
+
+def read_padded(array: np.ndarray, row: int, col: int, window: int, fill: float) -> np.ndarray:
+    """A (C, window, window) window of a (C, H, W) array; outside the array filled with ``fill``."""
+    channels, height, width = array.shape
+    out = np.full((channels, window, window), fill, dtype=array.dtype)
+    r1, c1 = min(row + window, height), min(col + window, width)
+    out[:, : r1 - row, : c1 - col] = array[:, row:r1, col:c1]
+    return out

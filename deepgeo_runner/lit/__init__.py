@@ -1,0 +1,1 @@
+"""Lightning layer: how to train. Knows nothing of Hydra; receives built objects."""

@@ -1,0 +1,104 @@
+"""The LightningModule: a network, a loss and scores. The network is injected, never built here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+
+from deepgeo_runner.lit.scores import ConfusionState
+from deepgeo_runner.metrics import scores_from_confusion
+
+
+class SegmentationModule(pl.LightningModule):
+    """Trains any ``(B, C, H, W) -> (B, K, H, W)`` network with cross-entropy.
+
+    Args:
+        net: the segmentation network (plain ``nn.Module``).
+        optimizer: ``params -> Optimizer`` (a ``_partial_`` from the config).
+        scheduler: ``optimizer -> LRScheduler`` or None.
+        class_names: the K model outputs' names, for metrics.
+        ignore_index: target value skipped by loss and metrics.
+        class_weights: optional K weights of the cross-entropy.
+        inference_meta: what prediction needs later (bands, stats, classes); stored in every
+            checkpoint so that a checkpoint alone is enough to classify a new scene.
+    """
+
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None,
+        class_names: Sequence[str],
+        ignore_index: int = 255,
+        class_weights: Sequence[float] | None = None,
+        inference_meta: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.class_names = list(class_names)
+        self.ignore_index = ignore_index
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
+        self.inference_meta = inference_meta or {}
+        self.val_state = ConfusionState(len(class_names), ignore_index)
+        self.test_state = ConfusionState(len(class_names), ignore_index)
+        self.test_scores: dict | None = None
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image)
+
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not (target != self.ignore_index).any():  # an all-ignored batch teaches nothing
+            return logits.sum() * 0.0
+        return F.cross_entropy(
+            logits.float(), target, weight=self.class_weights, ignore_index=self.ignore_index
+        )
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = self._loss(logits, batch["mask"])
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=batch["image"].shape[0], sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.val_state.update(self(batch["image"]), batch["mask"])
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self._scores(self.val_state)
+        self.log_dict(
+            {"val_loss": scores["cross_entropy"] or 0.0, "val_accuracy": scores["accuracy"],
+             "val_f1_macro": scores["f1_macro"], "val_iou_macro": scores["iou_macro"]},
+            prog_bar=True, sync_dist=False,  # already reduced across ranks by torchmetrics
+        )
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.test_state.update(self(batch["image"]), batch["mask"])
+
+    def on_test_epoch_end(self) -> None:
+        self.test_scores = self._scores(self.test_state)
+        self.log_dict(
+            {"test_accuracy": self.test_scores["accuracy"], "test_f1_macro": self.test_scores["f1_macro"]},
+            sync_dist=False,
+        )
+
+    def _scores(self, state: ConfusionState) -> dict:
+        totals = state.compute()
+        state.reset()
+        pixels = int(totals["pixels"])
+        ce = float(totals["ce_sum"]) / pixels if pixels else None
+        return scores_from_confusion(totals["confusion"].cpu().numpy(), self.class_names, ce)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["deepgeo"] = self.inference_meta

@@ -1,0 +1,1 @@
+"""Torch layer: datasets, augmentation, models, prediction. Knows nothing of Hydra."""

@@ -1,0 +1,126 @@
+"""Stage ``report``: PNGs of the scene, the ground truth, the prediction and the scores,
+plus a one-page report.html that links them with the metrics."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+
+from deepgeo_runner.geo.raster_io import valid_mask
+from deepgeo_runner.geo.rasterize import NODATA
+from deepgeo_runner.report import plots
+
+if TYPE_CHECKING:
+    from deepgeo_runner.pipeline.runner import Artifacts, ClassTable
+
+log = logging.getLogger(__name__)
+
+MAX_SIDE = 1024  # plots read rasters decimated to at most this many pixels per side
+
+
+def _read_small(path: Path, resampling: Resampling) -> tuple[np.ndarray, float | None]:
+    with rasterio.open(path) as src:
+        factor = max(1, int(np.ceil(max(src.width, src.height) / MAX_SIDE)))
+        shape = (src.count, src.height // factor or 1, src.width // factor or 1)
+        return src.read(out_shape=shape, resampling=resampling), src.nodata
+
+
+def _composite_bands(band_names: Sequence[str], n_bands: int) -> list[int]:
+    """Natural colour when red/green/blue are named, else the first three bands."""
+    if all(r in band_names for r in ("red", "green", "blue")):
+        return [list(band_names).index(r) for r in ("red", "green", "blue")]
+    return [min(i, n_bands - 1) for i in range(3)]
+
+
+def _history(csv_path: Path) -> dict[str, list[tuple[int, float]]]:
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    if not csv_path.exists():
+        return {}
+    with open(csv_path) as f:
+        for row in csv.DictReader(f):
+            for key in ("train_loss_epoch", "val_loss", "val_f1_macro", "val_accuracy"):
+                if row.get(key):
+                    series[key.replace("_epoch", "")].append((int(row["epoch"]), float(row[key])))
+    return dict(series)
+
+
+def write_report(run_dir: Path, art: Artifacts, classes: ClassTable, band_names: Sequence[str]) -> Path:
+    """Write ``plots/*.png`` and ``report.html`` from whatever the run produced."""
+    plot_dir = run_dir / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    written: list[Path] = []
+    if art.image is not None:
+        image, nodata = _read_small(art.image, Resampling.nearest)
+        bands = _composite_bands(list(art.band_names or band_names), image.shape[0])
+        written.append(plots.plot_composite(
+            image[bands].astype(np.float32), plot_dir / "composite.png",
+            title="Colour composite (R, G, B)", valid=valid_mask(image, nodata)))
+    first_id = classes.ids[0]
+    interest = classes.names[1:] if classes.background_is_class else classes.names
+    interest_colors = classes.colors[1:] if classes.background_is_class else classes.colors
+    if art.labels is not None:
+        labels, _ = _read_small(art.labels, Resampling.nearest)
+        written.append(plots.plot_class_map(
+            labels[0], plot_dir / "ground_truth.png", interest, interest_colors,
+            title="Ground truth (rasterized)", ignore_value=NODATA, first_id=1))
+    if art.prediction is not None:
+        pred, _ = _read_small(art.prediction, Resampling.mode)
+        written.append(plots.plot_class_map(
+            pred[0], plot_dir / "prediction.png", classes.names, classes.colors,
+            title="Prediction (whole scene)", ignore_value=NODATA, first_id=first_id))
+    metrics = art.metrics
+    if metrics is None and (run_dir / "metrics.json").exists():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    if metrics is not None:
+        written.append(plots.plot_confusion_matrix(
+            np.asarray(metrics["confusion_matrix"]), plot_dir / "confusion_matrix.png",
+            metrics["class_names"]))
+    history = _history(run_dir / "logs" / "metrics.csv")
+    if history:
+        written.append(plots.plot_training_curves(history, plot_dir / "training_curves.png"))
+    path = _write_html(run_dir, written, metrics)
+    log.info("report: %d plots and %s", len(written), path)
+    return path
+
+
+def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None) -> Path:
+    rows = ""
+    if metrics is not None:
+        head = "".join(
+            f"<tr><th>{k}</th><td>{metrics[k]:.4f}</td></tr>"
+            for k in ("accuracy", "f1_macro", "iou_macro", "cross_entropy") if metrics.get(k) is not None
+        )
+        per_class = "".join(
+            f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{v[m]:.3f}</td>" for m in ("precision", "recall", "f1", "iou"))
+            + f"<td>{v['support']}</td></tr>"
+            for name, v in metrics["per_class"].items()
+        )
+        rows = (f"<h2>Test split</h2><table>{head}</table><h2>Per class</h2><table><tr><th>class</th>"
+                f"<th>precision</th><th>recall</th><th>F1</th><th>IoU</th><th>pixels</th></tr>{per_class}</table>")
+    figures = "".join(
+        f'<figure><img src="plots/{p.name}" alt="{p.stem}"><figcaption>{p.stem}</figcaption></figure>'
+        for p in images
+    )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>deepgeo-runner report</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:640px}figure{display:inline-block}"
+        "</style></head><body><h1>deepgeo-runner report</h1>"
+        f"<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>{rows}{figures}</body></html>"
+    )
+    path = run_dir / "report.html"
+    tmp = path.with_name(".report.html.tmp")
+    tmp.write_text(page)
+    os.replace(tmp, path)
+    return path

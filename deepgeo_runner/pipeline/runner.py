@@ -1,0 +1,325 @@
+"""The task layer: the only place that reads the config tree and chains the stages.
+
+It is safe to run again in the same run directory: Lightning relaunches the whole command
+for DDP ranks > 0, so every rank passes through here. Expensive stages come from the cache
+(built by rank 0 before the ranks start), and only rank 0 writes files shared by the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from omegaconf import DictConfig, OmegaConf
+
+from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, vector_fingerprint
+from deepgeo_runner.config.validate import validate_config
+from deepgeo_runner.errors import ConfigError, StageError
+from deepgeo_runner.geo.chips import split_blocks
+from deepgeo_runner.pipeline.chips import ChipStore, build_chip_store, load_chip_store, target_lut
+from deepgeo_runner.pipeline.labels import rasterize_labels
+from deepgeo_runner.pipeline.prepare import PreparedScene, load_prepared, prepare_scene
+from deepgeo_runner.provenance import write_provenance
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when a stage's output format changes
+DEFAULT_PALETTE = ["#1b7837", "#d6604d", "#2166ac", "#fdb863", "#8073ac", "#35978f",
+                   "#e08214", "#b2abd2", "#c51b7d", "#7fbc41"]
+
+
+def global_rank() -> int:
+    """This process's rank, known from the environment even before Lightning starts."""
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if var in os.environ:
+            return int(os.environ[var])
+    return 0
+
+
+@dataclass
+class ClassTable:
+    """The model's outputs: their names, the ids written in class maps, and colours."""
+
+    names: list[str]
+    ids: list[int]
+    colors: list[str]
+    background_is_class: bool
+    n_classes: int  # classes of interest (without background)
+
+    @classmethod
+    def from_config(cls, data: DictConfig) -> ClassTable:
+        classes = list(data.classes)
+        colors = list(data.class_colors) if data.class_colors else DEFAULT_PALETTE[: len(classes)]
+        colors += DEFAULT_PALETTE[len(colors) : len(classes)] or ["#888888"] * (len(classes) - len(colors))
+        if data.background == "class":
+            return cls(["background"] + classes, list(range(len(classes) + 1)),
+                       ["#000000"] + colors, True, len(classes))
+        return cls(classes, list(range(1, len(classes) + 1)), colors, False, len(classes))
+
+
+@dataclass
+class Artifacts:
+    """What the stages produced so far, for the later ones and for provenance."""
+
+    image: Path | None = None
+    labels_source: Path | None = None
+    band_names: list[str] = field(default_factory=list)
+    prepared: PreparedScene | None = None
+    labels: Path | None = None
+    chips: ChipStore | None = None
+    checkpoint: Path | None = None
+    metrics: dict | None = None
+    prediction: Path | None = None
+    cache_keys: dict[str, str] = field(default_factory=dict)
+    reused: dict[str, bool] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
+    """Run the configured stages of the cycle; return what they produced."""
+    validate_config(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rank = global_rank()
+    stages = list(cfg.stages)
+    art = Artifacts()
+    cache_dir = Path(cfg.paths.cache_dir).expanduser()
+    classes = ClassTable.from_config(cfg.data)
+    if rank == 0:
+        _provenance(cfg, run_dir, art, classes)
+
+    def timed(name: str, fn, *args):
+        start = time.perf_counter()
+        result = fn(*args)
+        art.timings[name] = round(time.perf_counter() - start, 2)
+        return result
+
+    timed("inputs", _resolve_inputs, cfg, cache_dir, art)
+    split_map = _split_map(cfg, art.image)
+    timed("prepare", _prepare, cfg, cache_dir, art, split_map, "prepare" in stages)
+    timed("rasterize", _rasterize, cfg, cache_dir, art, classes, "rasterize" in stages)
+    needs_chips = bool({"chips", "fit", "test"} & set(stages))
+    if needs_chips:
+        timed("chips", _chips, cfg, cache_dir, art, classes, split_map, "chips" in stages)
+    if {"fit", "test", "predict"} & set(stages):
+        timed("fit_test_predict", _learn, cfg, run_dir, art, classes, stages, rank)
+    if rank == 0 and "report" in stages:
+        from deepgeo_runner.pipeline.report import write_report
+
+        timed("report", write_report, run_dir, art, classes, cfg.data.band_names)
+    if rank == 0:
+        _provenance(cfg, run_dir, art, classes)
+    return art
+
+
+def _provenance(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTable) -> None:
+    inputs = {}
+    for name, path in (("image", art.image), ("labels", art.labels_source)):
+        if path is not None:
+            inputs[name] = {"path": str(path), "sha256": file_fingerprint(path)}
+    write_provenance(
+        run_dir / "provenance.json",
+        int(cfg.seed),
+        {
+            "run_dir": str(run_dir.resolve()),
+            "stages": list(cfg.stages),
+            "inputs": inputs,
+            "cache_dir": str(Path(cfg.paths.cache_dir).expanduser()),
+            "cache_keys": art.cache_keys,
+            "cache_reused": art.reused,
+            "classes": {"names": classes.names, "ids": classes.ids},
+            "checkpoint": str(art.checkpoint) if art.checkpoint else None,
+            "timings_s": art.timings,
+        },
+    )
+
+
+def _resolve_inputs(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> None:
+    data = cfg.data
+    if data.name == "demo" and data.image is None:
+        from deepgeo_runner.geo.demo import make_demo_scene
+
+        demo_dir = cache_dir / "demo" / f"v{CACHE_VERSION}-{data.demo_size}"
+        scene = make_demo_scene(demo_dir, size=int(data.demo_size), seed=0)
+        art.image, art.labels_source = scene.image, scene.labels
+        art.band_names = list(data.band_names) or list(scene.band_names)
+    else:
+        art.image, art.labels_source = Path(data.image), Path(data.labels)
+        art.band_names = list(data.band_names)
+
+
+def _split_map(cfg: DictConfig, image: Path) -> np.ndarray:
+    with rasterio.open(image) as src:
+        shape = (src.height, src.width)
+    block = cfg.data.block_size or 2 * cfg.data.chip_size
+    return split_blocks(shape, int(block), list(cfg.data.split_fractions), int(cfg.seed))
+
+
+def _split_payload(cfg: DictConfig) -> dict[str, Any]:
+    data = cfg.data
+    return {"block": data.block_size or 2 * data.chip_size,
+            "fractions": list(data.split_fractions), "seed": int(cfg.seed)}
+
+
+def _entry(cache_dir: Path, stage: str, payload: dict, build, run_stage: bool):
+    """Build (or reuse) a cache entry; when the stage is not requested, only reuse."""
+    if run_stage:
+        return cached_stage(cache_dir, stage, payload, build)
+    entry = cache_dir / stage / hash_payload(payload)
+    if not (entry / "_complete.json").exists():
+        raise StageError(
+            f"a later stage needs the output of '{stage}', which is not in the cache "
+            f"({entry}): add '{stage}' to stages, e.g. stages=[{stage},...]."
+        )
+    return entry, hash_payload(payload), True
+
+
+def _prepare(cfg, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_stage: bool) -> None:
+    pre = cfg.preprocessing
+    payload = {
+        "v": CACHE_VERSION, "image": file_fingerprint(art.image), "bands": art.band_names,
+        "indices": list(pre.indices), "normalization": pre.normalization,
+        "nodata": cfg.data.nodata, "split": _split_payload(cfg),
+    }
+
+    def build(tmp: Path) -> None:
+        prepare_scene(art.image, tmp, art.band_names, list(pre.indices), pre.normalization,
+                      split_map == 0, cfg.data.nodata)
+
+    entry, key, reused = _entry(cache_dir, "prepare", payload, build, run_stage)
+    art.prepared = load_prepared(entry)
+    art.cache_keys["prepare"], art.reused["prepare"] = key, reused
+
+
+def _rasterize(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, run_stage: bool) -> None:
+    data = cfg.data
+    payload = {
+        "v": CACHE_VERSION, "labels": vector_fingerprint(art.labels_source),
+        "grid": art.cache_keys["prepare"], "column": data.class_column,
+        "classes": list(data.classes),
+        "values": list(data.class_values) if data.class_values is not None else None,
+        "colors": classes.colors,
+    }
+
+    def build(tmp: Path) -> None:
+        colors = classes.colors[1:] if classes.background_is_class else classes.colors
+        rasterize_labels(art.labels_source, art.prepared.path, tmp / "labels.tif",
+                         list(data.classes), colors, data.class_column,
+                         list(data.class_values) if data.class_values is not None else None)
+
+    entry, key, reused = _entry(cache_dir, "rasterize", payload, build, run_stage)
+    art.labels = entry / "labels.tif"
+    art.cache_keys["rasterize"], art.reused["rasterize"] = key, reused
+
+
+def _chips(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, split_map, run_stage: bool) -> None:
+    data = cfg.data
+    stride = int(data.eval_stride or data.chip_size)
+    payload = {
+        "v": CACHE_VERSION, "prepare": art.cache_keys["prepare"],
+        "rasterize": art.cache_keys["rasterize"], "chip": int(data.chip_size),
+        "split": _split_payload(cfg), "train_chips": int(data.train_chips), "stride": stride,
+        "min_valid": float(data.min_valid_fraction), "background": data.background,
+    }
+
+    def build(tmp: Path) -> None:
+        build_chip_store(
+            art.prepared.path, art.labels, tmp, split_map, int(data.chip_size),
+            int(data.train_chips), stride, float(data.min_valid_fraction),
+            target_lut(classes.n_classes, classes.background_is_class), len(classes.names),
+            int(cfg.seed),
+        )
+
+    entry, key, reused = _entry(cache_dir, "chips", payload, build, run_stage)
+    art.chips = load_chip_store(entry)
+    art.cache_keys["chips"], art.reused["chips"] = key, reused
+
+
+def _instantiate(node: DictConfig, group: str, **kwargs: Any) -> Any:
+    """hydra's instantiate, with the underlying cause in the message instead of buried."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        raise ConfigError(
+            f"{group}: cannot build '{node.get('_target_')}': {type(cause).__name__}: {cause}"
+        ) from exc
+
+
+def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str], rank: int) -> None:
+    """fit / test / predict: the stages that need torch, imported only now."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from deepgeo_runner.lit.datamodule import ChipDataModule
+    from deepgeo_runner.lit.module import SegmentationModule
+    from deepgeo_runner.pipeline import train
+
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    n_features = art.prepared.n_features
+    net = _instantiate(cfg.model, "model", in_channels=n_features, classes=len(classes.names))
+    optimizer = _instantiate(cfg.optimizer, "optimizer")
+    scheduler = _instantiate(cfg.scheduler, "scheduler") if cfg.scheduler else None
+    weights = list(cfg.loss.class_weights) if cfg.loss.class_weights else None
+    if weights is not None and len(weights) != len(classes.names):
+        raise ConfigError(
+            f"loss.class_weights has {len(weights)} values for the {len(classes.names)} outputs "
+            f"{classes.names}."
+        )
+    meta = {
+        "features": list(art.prepared.feature_names), "band_names": art.band_names,
+        "indices": list(cfg.preprocessing.indices), "stats": art.prepared.stats.to_dict(),
+        "class_names": classes.names, "class_ids": classes.ids, "class_colors": classes.colors,
+        "chip_size": int(cfg.data.chip_size), "model": OmegaConf.to_container(cfg.model),
+    }
+    module = SegmentationModule(net, optimizer, scheduler, classes.names, class_weights=weights,
+                                inference_meta=meta)
+    checkpoint = Path(cfg.predict.checkpoint) if cfg.predict.checkpoint else None
+    if {"fit", "test"} & set(stages):
+        datamodule = ChipDataModule(art.chips.path, int(cfg.data.batch_size),
+                                    int(cfg.data.num_workers), cfg.augmentation.name, int(cfg.seed))
+        callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
+                                     monitor="val_f1_macro", mode="max", save_last=True)]
+        logger = _instantiate(cfg.logger, "logger") if cfg.logger else False
+        trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
+                               default_root_dir=str(run_dir), use_distributed_sampler=False)
+        if "fit" in stages:
+            checkpoint = train.fit(trainer, module, datamodule)
+        if "test" in stages:
+            scores = train.test(trainer, module, datamodule, checkpoint)
+            if trainer.global_rank == 0:
+                _write_json(run_dir / "metrics.json", scores)
+            art.metrics = scores
+        rank = trainer.global_rank
+    art.checkpoint = checkpoint
+    if rank != 0 or "predict" not in stages:
+        return
+    if checkpoint is not None:
+        train.load_weights(module, checkpoint)
+    from deepgeo_runner.ml.predict import predict_scene
+
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() and cfg.trainer.get("accelerator") != "cpu" else "cpu"
+    art.prediction = predict_scene(
+        module.net, art.prepared.path, run_dir / "prediction.tif",
+        window=int(cfg.predict.window or cfg.data.chip_size), overlap=float(cfg.predict.overlap),
+        batch_size=int(cfg.predict.batch_size), class_ids=classes.ids,
+        class_names=classes.names, class_colors=classes.colors, device=device,
+    )
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
