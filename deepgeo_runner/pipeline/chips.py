@@ -79,8 +79,8 @@ def build_chip_store(
     labelled = targets != IGNORE
     windows: dict[str, list[Window]] = {}
     hint = (
-        f"no window of {chip_size} px fits inside the %s blocks with at least "
-        f"{min_labelled_fraction:.0%} labelled pixels. Lower data.chip_size or "
+        f"no window of {chip_size} px fits inside the SPLIT blocks with at least "
+        f"{100 * min_labelled_fraction:.0f} percent labelled pixels. Lower data.chip_size or "
         "data.min_valid_fraction, raise data.block_size, or check that the labels overlap the image."
     )
     for split_id, split in enumerate(SPLITS):
@@ -90,7 +90,7 @@ def build_chip_store(
                                    min_labelled_fraction, seed)
         else:
             found = grid_windows(in_split, labelled, chip_size, eval_stride, min_labelled_fraction)
-        require_chips(split, found, hint % split)
+        require_chips(split, found, hint.replace("SPLIT", split))
         windows[split] = found
     check_no_leakage(windows, split_map.shape)
     records = []

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from deepgeo_runner.geo.stitch import blend_weights, read_padded, stride_for, window_origins
+from deepgeo_runner.ml.predict import predict_scene
+from tests.conftest import write_image
+
+
+@pytest.mark.parametrize("length,window,stride", [(100, 32, 16), (32, 32, 16), (20, 32, 16), (97, 30, 7)])
+def test_windows_cover_the_scene_with_a_constant_stride(length, window, stride):
+    origins = window_origins(length, window, stride)
+    assert origins[0] == 0 and origins[-1] + window >= length
+    assert all(b - a == stride for a, b in zip(origins, origins[1:]))
+    assert origins[-1] < length
+
+
+def test_blend_weights_are_smooth_and_positive():
+    w = blend_weights(16)
+    assert w.shape == (16, 16) and (w > 0).all()
+    assert w[8, 8] > w[0, 8] and np.allclose(w, w.T)
+
+
+def test_read_padded_fills_outside():
+    a = np.arange(2 * 5 * 5, dtype=np.float32).reshape(2, 5, 5)
+    out = read_padded(a, 3, 3, 4, -1)
+    assert out.shape == (2, 4, 4)
+    np.testing.assert_array_equal(out[:, :2, :2], a[:, 3:, 3:])
+    assert (out[:, 2:, :] == -1).all()
+
+
+def test_stride_for_overlap():
+    assert stride_for(64, 0.5) == 32 and stride_for(64, 0.0) == 64
+    with pytest.raises(ValueError):
+        stride_for(64, 1.0)
+
+
+class PointwiseNet(torch.nn.Module):
+    """A translation-equivariant toy: logits are a per-pixel function of the bands."""
+
+    def forward(self, x):
+        return torch.stack([x[:, 0], x[:, 1], -x[:, 0] - x[:, 1]], dim=1)
+
+
+def test_windowed_prediction_equals_whole_image_prediction(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((2, 45, 53)).astype(np.float32)
+    data[:, :3, :3] = -9999.0
+    image = write_image(tmp_path / "prepared.tif", data)
+    out = predict_scene(PointwiseNet(), image, tmp_path / "pred.tif", window=16, overlap=0.5,
+                        batch_size=4, class_ids=[1, 2, 3], class_names=["a", "b", "c"],
+                        class_colors=["#ff0000", "#00ff00", "#0000ff"], progress=False)
+    whole = PointwiseNet()(torch.from_numpy(data)[None])[0].argmax(0).numpy() + 1
+    with rasterio.open(out) as src, rasterio.open(image) as ref:
+        pred = src.read(1)
+        assert src.crs == ref.crs and src.transform == ref.transform and src.shape == ref.shape
+        assert src.nodata == 255
+    assert (pred[:3, :3] == 255).all()
+    valid = np.ones_like(pred, dtype=bool)
+    valid[:3, :3] = False
+    np.testing.assert_array_equal(pred[valid], whole[valid])  # incl. last row and column
