@@ -106,7 +106,8 @@ def register_configs() -> None:
     """Register the schemas under the names the YAML defaults lists refer to."""
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
-    cs.store(group="data", name="data_schema", node=DataConfig)
-    cs.store(group="preprocessing", name="preprocessing_schema", node=PreprocessingConfig)
-    cs.store(group="augmentation", name="augmentation_schema", node=AugmentationConfig)
-    cs.store(group="paths", name="paths_schema", node=PathsConfig)
+    # Kept in their own group so that `deepgeo --help` lists only real options.
+    cs.store(group="schema", name="data", node=DataConfig, package="data")
+    cs.store(group="schema", name="preprocessing", node=PreprocessingConfig, package="preprocessing")
+    cs.store(group="schema", name="augmentation", node=AugmentationConfig, package="augmentation")
+    cs.store(group="schema", name="paths", node=PathsConfig, package="paths")

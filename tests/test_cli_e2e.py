@@ -1,0 +1,107 @@
+"""The `deepgeo` command end to end, in subprocesses, on a small demo scene.
+
+One run learns (held-out F1 well above chance), a second identical run repeats its metrics
+exactly, and a 2-process DDP run on CPU gives one run directory with the same metric keys
+and the same test pixels as the single-process run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "data.demo_size=192", "data.chip_size=32", "data.block_size=64", "data.train_chips=160",
+    "data.batch_size=16", "trainer.max_epochs=6", "trainer.enable_progress_bar=false",
+    "model=fcn8s", "model.width=8", "seed=3",
+]
+
+
+def deepgeo(run_dir: Path, cache_dir: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "deepgeo_runner.cli", *TINY, *overrides,
+           f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache_dir}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"deepgeo failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory, cache_dir) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "single"
+    deepgeo(run_dir, cache_dir, "trainer=cpu")
+    return run_dir
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_run_directory_holds_the_contract(single_run, cache_dir):
+    for name in ("metrics.json", "prediction.tif", "provenance.json", "report.html",
+                 ".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoints/best.ckpt",
+                 "logs/metrics.csv"):
+        assert (single_run / name).is_file(), name
+    plots = sorted(p.name for p in (single_run / "plots").glob("*.png"))
+    assert {"composite.png", "ground_truth.png", "prediction.png", "confusion_matrix.png"} <= set(plots)
+    provenance = json.loads((single_run / "provenance.json").read_text())
+    assert provenance["seed"] == 3
+    for package in ("python", "torch", "lightning", "segmentation-models-pytorch", "rasterio", "torchgeo"):
+        assert provenance["versions"][package], package
+    assert set(provenance["cache_keys"]) == {"prepare", "rasterize", "chips"}
+
+
+def test_metrics_are_sane_and_learned(single_run):
+    m = _metrics(single_run)
+    for key in ("accuracy", "f1_macro", "iou_macro", "cross_entropy"):
+        assert 0 <= m[key] <= (1 if key != "cross_entropy" else 10), key
+    assert set(m["per_class"]) == {"forest", "deforestation", "water"}
+    for scores in m["per_class"].values():
+        assert set(scores) >= {"precision", "recall", "f1", "iou"}
+    # three classes: chance is about 1/3; a network that learned is far above
+    assert m["accuracy"] > 0.75 and m["f1_macro"] > 0.6, m
+
+
+def test_prediction_is_georeferenced_like_the_input(single_run, cache_dir):
+    image = next(cache_dir.glob("demo/*/demo_oli.tif"))
+    with rasterio.open(single_run / "prediction.tif") as pred, rasterio.open(image) as src:
+        assert pred.crs == src.crs and pred.transform == src.transform
+        assert (pred.width, pred.height) == (src.width, src.height)
+        classes = pred.read(1)
+        nodata_in = src.read(1) == src.nodata
+        assert (classes[nodata_in] == pred.nodata).all()
+        assert set(np.unique(classes[~nodata_in])) <= {1, 2, 3}
+        assert pred.colormap(1)[2][:3] != (0, 0, 0)
+
+
+def test_same_command_gives_same_metrics(single_run, cache_dir, tmp_path):
+    again = tmp_path / "again"
+    proc = deepgeo(again, cache_dir, "trainer=cpu", "stages=[prepare,rasterize,chips,fit,test]")
+    assert "reusing cached" in proc.stdout + proc.stderr
+    a, b = _metrics(single_run), _metrics(again)
+    assert a["confusion_matrix"] == b["confusion_matrix"]
+    assert a["cross_entropy"] == pytest.approx(b["cross_entropy"], rel=1e-6)
+
+
+def test_ddp_cpu_two_processes_one_run_directory(single_run, cache_dir, tmp_path):
+    runs = tmp_path / "runs"
+    run_dir = runs / "ddp"
+    deepgeo(run_dir, cache_dir, "trainer=ddp_cpu", "stages=[prepare,rasterize,chips,fit,test,predict]")
+    assert [p.name for p in runs.iterdir()] == ["ddp"]  # ranks > 0 reuse the same directory
+    m, single = _metrics(run_dir), _metrics(single_run)
+    assert set(m) == set(single) and set(m["per_class"]) == set(single["per_class"])
+    assert m["pixels"] == single["pixels"]  # every test chip counted exactly once across ranks
+    assert (run_dir / "prediction.tif").is_file()
+    assert len(list((run_dir / ".hydra").glob("config.yaml"))) == 1
