@@ -94,3 +94,12 @@ def test_missing_file_is_reported_before_torch_is_imported(tmp_path):
     assert "data.image='/no/such/scene.tif': no such file" in proc.stdout + proc.stderr
     imported = re.findall(r"\|\s+([\w.]+)\s*$", proc.stderr, flags=re.M)
     assert "torch" not in imported and "lightning" not in imported
+
+
+@pytest.mark.parametrize("experiment", options("experiments"))
+def test_every_experiment_composes_and_validates(experiment):
+    cfg = _compose([f"experiments={experiment}", "paths.output_dir=/tmp/x"])
+    image = cfg.data.image
+    if image is not None and not Path(image).exists():
+        pytest.skip(f"experiment '{experiment}' reads {image}, absent here")
+    validate_config(cfg)

@@ -1,0 +1,439 @@
+"""Report figures as PNG files, drawn from plain numpy arrays.
+
+Figures are built on :class:`matplotlib.figure.Figure` with an explicit Agg canvas and never
+touch ``pyplot``: no global state, no display needed, safe in worker threads and processes.
+Every PNG is written to a temporary file in the target folder and moved into place with
+:func:`os.replace`, so a crash or a concurrent reader never sees a half-written image.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from colorsys import hsv_to_rgb
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+__all__ = [
+    "default_class_colors",
+    "plot_class_map",
+    "plot_composite",
+    "plot_confusion_matrix",
+    "plot_training_curves",
+]
+
+DPI = 110
+NODATA_COLOR = "#d9d9d9"  # light grey: nodata / unlabelled, distinct from every palette entry
+BACKGROUND_COLOR = "#000000"
+UNKNOWN_COLOR = "#ff00ff"  # ids outside the class table: loud on purpose, they signal a bug
+MAX_DISPLAY_PX = 2048  # larger rasters are decimated before drawing to bound memory and time
+SCORE_TOKENS = ("f1", "acc", "iou", "dice", "kappa", "precision", "recall")
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    """A pyplot-free figure with an Agg canvas and constrained layout."""
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_atomic(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as PNG via a temp file in the same folder, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.12,
+                        facecolor="white")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; report files are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _decimation_step(height: int, width: int) -> int:
+    return max(1, math.ceil(max(height, width) / MAX_DISPLAY_PX))
+
+
+def _map_figsize(height: int, width: int, extra_width: float = 0.0) -> tuple[float, float]:
+    """Figure size that keeps the raster's aspect ratio within sensible bounds."""
+    aspect = height / max(width, 1)
+    w, h = 7.0, 7.0 * aspect
+    if h > 9.0:
+        w, h = max(9.0 / aspect, 2.5), 9.0
+    elif h < 2.5:
+        h = 2.5
+    return w + extra_width, h + 0.6
+
+
+def _format_count(value: float) -> str:
+    """Compact count for matrix cells: exact below 10 000, then k / M / G."""
+    if not float(value).is_integer():
+        return f"{value:.3g}"
+    value = int(value)
+    if abs(value) < 10_000:
+        return str(value)
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= div:
+            return f"{value / div:.3g}{suffix}"
+    return str(value)  # pragma: no cover
+
+
+def _format_share(share: float) -> str:
+    if share == 0:
+        return "0 %"
+    if share < 0.001:
+        return "<0.1 %"
+    return f"{100 * share:.1f} %"
+
+
+# --------------------------------------------------------------------------------------------
+# palette
+
+
+def default_class_colors(n: int) -> list[str]:
+    """A deterministic qualitative palette of ``n`` distinct ``'#rrggbb'`` colours.
+
+    Built from tab10 / tab20 / tab20b / tab20c with their greys removed, so no class can be
+    mistaken for the grey of nodata or the black of background. Beyond 40 colours, further
+    ones are generated on a golden-angle hue walk (still distinct, less pleasant).
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    greys = {"#7f7f7f", "#c7c7c7", "#636363", "#969696", "#bdbdbd", "#d9d9d9"}
+    tab20 = [to_hex(c) for c in colormaps["tab20"].colors]
+    sources = (
+        tab20[0::2]  # the tab10 colours
+        + tab20[1::2]  # their light companions
+        + [to_hex(c) for c in colormaps["tab20b"].colors]
+        + [to_hex(c) for c in colormaps["tab20c"].colors]
+    )
+    palette: list[str] = []
+    for colour in sources:
+        if colour not in greys and colour not in palette:
+            palette.append(colour)
+    i = 0
+    while len(palette) < n:
+        hue = (i * 0.618033988749895) % 1.0
+        sat, val = (0.65, 0.85) if i % 2 == 0 else (0.45, 0.6)
+        colour = to_hex(hsv_to_rgb(hue, sat, val))
+        if colour not in palette and colour not in greys:
+            palette.append(colour)
+        i += 1
+    return palette[:n]
+
+
+# --------------------------------------------------------------------------------------------
+# colour composite
+
+
+def plot_composite(
+    bands: np.ndarray,
+    path: str | os.PathLike,
+    title: str = "Colour composite",
+    valid: np.ndarray | None = None,
+    percentiles: tuple[float, float] = (2, 98),
+) -> Path:
+    """Percentile-stretched RGB composite; nodata drawn grey so it is not read as dark ground.
+
+    Args:
+        bands: (3, H, W) values in R, G, B order (reflectance or any float).
+        path: the PNG to write.
+        valid: optional (H, W) mask of usable pixels; non-finite values are always invalid.
+        percentiles: low/high percentiles of the per-band linear stretch, over valid pixels.
+    """
+    bands = np.asarray(bands)
+    if bands.ndim != 3 or bands.shape[0] != 3:
+        raise ValueError(f"bands must be (3, H, W) in R, G, B order, got {bands.shape}")
+    _, height, width = bands.shape
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != (height, width):
+            raise ValueError(f"valid mask {valid.shape} does not match bands {(height, width)}")
+    step = _decimation_step(height, width)
+    data = bands[:, ::step, ::step].astype(np.float64)
+    mask = np.all(np.isfinite(data), axis=0)
+    if valid is not None:
+        mask &= valid[::step, ::step]
+
+    lo_p, hi_p = percentiles
+    rgb = np.zeros(data.shape[1:] + (3,), dtype=np.float64)
+    n_valid = int(mask.sum())
+    if n_valid:
+        for b in range(3):
+            values = data[b][mask]
+            lo, hi = np.percentile(values, [lo_p, hi_p])
+            if hi > lo:
+                rgb[..., b] = np.clip((np.nan_to_num(data[b]) - lo) / (hi - lo), 0.0, 1.0)
+    rgb[~mask] = to_rgb(NODATA_COLOR)
+
+    fig = _new_figure(*_map_figsize(height, width))
+    ax = fig.add_subplot()
+    ax.imshow(rgb, interpolation="antialiased")
+    ax.set_title(title, fontsize=12)
+    ax.set_axis_off()
+    note = f"{height} × {width} px · per-band stretch {lo_p:g}–{hi_p:g} percentile"
+    if not n_valid:
+        note = f"{height} × {width} px · no valid pixels"
+    ax.text(0.5, -0.01, note, transform=ax.transAxes, ha="center", va="top", fontsize=8,
+            color="#555555")
+    if n_valid < mask.size:
+        ax.legend(handles=[Patch(facecolor=NODATA_COLOR, edgecolor="#888888", label="nodata")],
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=9,
+                  frameon=False)
+    return _save_atomic(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# class map
+
+
+def plot_class_map(
+    classes: np.ndarray,
+    path: str | os.PathLike,
+    class_names: Sequence[str],
+    class_colors: Sequence[str],
+    title: str,
+    ignore_value: int = 255,
+    ignore_label: str = "unlabelled / nodata",
+    first_id: int = 1,
+) -> Path:
+    """Categorical map (reference or prediction) with a legend outside the image.
+
+    Id ``first_id + i`` is ``class_names[i]`` in ``class_colors[i]``. Every named class is
+    listed, with its share of the map, so reference and prediction maps share one legend;
+    ``ignore_value`` (light grey), a background id 0 (black, only when ``first_id == 1``) and
+    any unexpected id (magenta) are listed only when present.
+    """
+    names = list(class_names)
+    colors = list(class_colors)
+    if len(colors) < len(names):
+        raise ValueError(f"{len(names)} class names but only {len(colors)} colours")
+    arr = np.asarray(classes)
+    if arr.ndim != 2:
+        raise ValueError(f"classes must be (H, W), got {arr.shape}")
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = np.where(np.isfinite(arr), arr, ignore_value).astype(np.int64)
+    height, width = arr.shape
+    total = max(arr.size, 1)
+
+    # entries: (id, label, colour, always shown)
+    entries: list[tuple[int, str, str, bool]] = [
+        (first_id + i, name, colors[i], True) for i, name in enumerate(names)
+    ]
+    if first_id == 1 and ignore_value != 0:
+        entries.insert(0, (0, "background", BACKGROUND_COLOR, False))
+    entries.append((int(ignore_value), ignore_label, NODATA_COLOR, False))
+
+    counts = _id_counts(arr)
+    step = _decimation_step(height, width)
+    shown = arr[::step, ::step]
+    rgb = np.empty(shown.shape + (3,), dtype=np.float32)
+    rgb[:] = to_rgb(UNKNOWN_COLOR)
+    known = np.zeros(shown.shape, dtype=bool)
+    handles: list[Patch] = []
+    seen: set[int] = set()
+    for cid, label, colour, always in entries:
+        if cid in seen:
+            continue
+        seen.add(cid)
+        hit = shown == cid
+        rgb[hit] = to_rgb(colour)
+        known |= hit
+        n = counts.get(cid, 0)
+        if always or n:
+            handles.append(Patch(facecolor=colour, edgecolor="#666666", linewidth=0.5,
+                                 label=f"{label} ({_format_share(n / total)})"))
+    n_unknown = total - sum(counts.get(cid, 0) for cid in seen) if arr.size else 0
+    if n_unknown:
+        handles.append(Patch(facecolor=UNKNOWN_COLOR, edgecolor="#666666", linewidth=0.5,
+                             label=f"other ids ({_format_share(n_unknown / total)})"))
+
+    ncol = 1 if len(handles) <= 20 else 2
+    fig = _new_figure(*_map_figsize(height, width, extra_width=2.2 * ncol))
+    ax = fig.add_subplot()
+    ax.imshow(rgb, interpolation="nearest")
+    ax.set_title(title, fontsize=12)
+    ax.set_axis_off()
+    ax.text(0.5, -0.01, f"{height} × {width} px", transform=ax.transAxes, ha="center",
+            va="top", fontsize=8, color="#555555")
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+              fontsize=9 if len(handles) <= 20 else 8, ncol=ncol, frameon=False,
+              title="Class (share of pixels)", title_fontsize=9, alignment="left")
+    return _save_atomic(fig, path)
+
+
+def _id_counts(arr: np.ndarray) -> dict[int, int]:
+    """Pixel count per id, by bincount when the id range is small (fast on big rasters)."""
+    if arr.size == 0:
+        return {}
+    lo, hi = int(arr.min()), int(arr.max())
+    if hi - lo < 1_000_000:
+        counts = np.bincount((arr.ravel().astype(np.int64) - lo))
+        ids = np.nonzero(counts)[0]
+        return {int(i + lo): int(counts[i]) for i in ids}
+    ids, counts = np.unique(arr, return_counts=True)
+    return {int(i): int(c) for i, c in zip(ids, counts, strict=True)}
+
+
+# --------------------------------------------------------------------------------------------
+# confusion matrix
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray,
+    path: str | os.PathLike,
+    class_names: Sequence[str],
+    title: str = "Confusion matrix (test split)",
+    normalize: bool = True,
+) -> Path:
+    """Confusion matrix, rows = reference, columns = predicted.
+
+    Cells are coloured by row share (recall view, comparable across unequal class sizes)
+    when ``normalize``, else by raw count; each cell shows the count and the row percentage.
+    Reference classes with no pixels get an empty row rather than a division warning.
+    """
+    cm = np.asarray(matrix, dtype=np.float64)
+    names = list(class_names)
+    k = len(names)
+    if cm.shape != (k, k):
+        raise ValueError(f"confusion matrix {cm.shape} does not match {k} classes")
+    row_sums = cm.sum(axis=1, keepdims=True)
+    share = np.zeros_like(cm)
+    np.divide(cm, row_sums, out=share, where=row_sums > 0)
+    total = float(cm.sum())
+    accuracy = float(np.trace(cm) / total) if total > 0 else float("nan")
+
+    side = float(np.clip(0.5 * k + 3.2, 5.5, 22.0))
+    fig = _new_figure(side + 1.2, side)
+    ax = fig.add_subplot()
+    if normalize:
+        values, vmax, cbar_label = share, 1.0, "Share of reference row"
+    else:
+        values, vmax, cbar_label = cm, max(float(cm.max()) if k else 0.0, 1.0), "Pixels"
+    image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
+    cbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+    cbar.set_label(cbar_label)
+
+    fontsize = float(np.clip(80.0 / max(k, 1), 4.5, 9.0))
+    for i in range(k):
+        for j in range(k):
+            count = cm[i, j]
+            if row_sums[i, 0] > 0:
+                text = f"{_format_count(count)}\n{100 * share[i, j]:.1f} %"
+            else:
+                text = f"{_format_count(count)}\n–"
+            dark = values[i, j] > 0.55 * vmax
+            colour = "white" if dark else ("#333333" if count else "#aaaaaa")
+            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=colour,
+                    linespacing=1.15)
+
+    ax.set_xticks(range(k), labels=names, rotation=45 if k > 3 else 0,
+                  ha="right" if k > 3 else "center", rotation_mode="anchor")
+    ax.set_yticks(range(k), labels=names)
+    ax.set_xlabel("Predicted", fontsize=11)
+    ax.set_ylabel("Reference", fontsize=11)
+    ax.set_xticks(np.arange(-0.5, k, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, k, 1), minor=True)
+    ax.grid(which="minor", color="white", linewidth=1.0)
+    ax.tick_params(which="minor", length=0)
+    fig.suptitle(title, fontsize=13)
+    stats = (f"N = {int(total):,} px · overall accuracy {100 * accuracy:.1f} %"
+             if total > 0 else "empty matrix")
+    ax.set_title(stats, fontsize=9, color="#555555")
+    return _save_atomic(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# training curves
+
+
+def _is_score(name: str) -> bool:
+    lowered = name.lower()
+    return "loss" not in lowered and any(token in lowered for token in SCORE_TOKENS)
+
+
+def _clean_series(points: Sequence[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) arrays sorted by x, without non-finite values (a NaN loss would break limits)."""
+    arr = np.asarray(list(points), dtype=np.float64).reshape(-1, 2)
+    arr = arr[np.all(np.isfinite(arr), axis=1)]
+    arr = arr[np.argsort(arr[:, 0], kind="stable")]
+    return arr[:, 0], arr[:, 1]
+
+
+def plot_training_curves(
+    history: Mapping[str, Sequence[tuple[int, float]]],
+    path: str | os.PathLike,
+    title: str = "Training curves",
+    *,
+    x_label: str = "Epoch",
+) -> Path:
+    """Losses and scores against epoch (or step), in two panels since their scales differ.
+
+    Series whose name holds 'f1', 'acc', 'iou' (and similar) go to the score panel, the rest
+    to the loss panel; empty series are skipped, and with nothing to draw the PNG says so
+    instead of failing, so the report never lacks the file.
+    """
+    groups: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {"loss": [], "score": []}
+    for name, points in history.items():
+        x, y = _clean_series(points)
+        if x.size:
+            groups["score" if _is_score(name) else "loss"].append((name, x, y))
+    panels = [(key, series) for key, series in groups.items() if series]
+
+    if not panels:
+        fig = _new_figure(6.0, 3.0)
+        ax = fig.add_subplot()
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no training history", ha="center", va="center", fontsize=13,
+                color="#555555", transform=ax.transAxes)
+        fig.suptitle(title, fontsize=13)
+        return _save_atomic(fig, path)
+
+    fig = _new_figure(5.6 * len(panels), 4.3)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (key, series) in zip(axes, panels, strict=True):
+        for name, x, y in series:
+            marker = "o" if x.size <= 30 else None
+            style = "--" if name.lower().startswith("train") else "-"
+            ax.plot(x, y, linestyle=style, marker=marker, markersize=3.5, linewidth=1.6,
+                    label=name)
+        all_x = np.concatenate([x for _, x, _ in series])
+        all_y = np.concatenate([y for _, _, y in series])
+        if np.all(all_x == np.round(all_x)):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if key == "score":
+            ax.set_ylabel("Score")
+            ax.set_title("Scores", fontsize=11)
+            if all_y.min() >= 0.0 and all_y.max() <= 1.0:
+                ax.set_ylim(0.0, 1.02)
+        else:
+            ax.set_ylabel("Loss")
+            ax.set_title("Losses", fontsize=11)
+            positive = all_y[all_y > 0]
+            if positive.size == all_y.size and positive.max() / positive.min() > 100:
+                ax.set_yscale("log")
+        ax.set_xlabel(x_label)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=9, frameon=False, loc="best")
+    fig.suptitle(title, fontsize=13)
+    return _save_atomic(fig, path)
