@@ -288,7 +288,7 @@ def _id_counts(arr: np.ndarray) -> dict[int, int]:
         return {}
     lo, hi = int(arr.min()), int(arr.max())
     if hi - lo < 1_000_000:
-        counts = np.bincount((arr.ravel().astype(np.int64) - lo))
+        counts = np.bincount(arr.ravel().astype(np.int64) - lo)
         ids = np.nonzero(counts)[0]
         return {int(i + lo): int(counts[i]) for i in ids}
     ids, counts = np.unique(arr, return_counts=True)
@@ -323,7 +323,7 @@ def plot_confusion_matrix(
     total = float(cm.sum())
     accuracy = float(np.trace(cm) / total) if total > 0 else float("nan")
 
-    side = float(np.clip(0.5 * k + 3.2, 5.5, 22.0))
+    side = float(np.clip(0.55 * k + 3.2, 5.5, 24.0))  # ~0.55 in per cell
     fig = _new_figure(side + 1.2, side)
     ax = fig.add_subplot()
     if normalize:
@@ -334,7 +334,7 @@ def plot_confusion_matrix(
     cbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
     cbar.set_label(cbar_label)
 
-    fontsize = float(np.clip(80.0 / max(k, 1), 4.5, 9.0))
+    fontsize = 9.0 if k <= 8 else float(np.clip(7.5 - 0.06 * (k - 8), 6.0, 7.5))
     for i in range(k):
         for j in range(k):
             count = cm[i, j]

@@ -1,0 +1,120 @@
+"""Report figures: each writes a real PNG atomically, and awkward inputs do not warn or fail."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from deepgeo_runner.report.plots import (
+    default_class_colors,
+    plot_class_map,
+    plot_composite,
+    plot_confusion_matrix,
+    plot_training_curves,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NAMES = ["forest", "clearing", "water"]
+
+
+def assert_png(path: Path, out: Path, min_hw: tuple[int, int] = (100, 100)) -> np.ndarray:
+    """A valid PNG at ``path``, and nothing else (no temp file) left in the folder."""
+    assert isinstance(out, Path) and out == path
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 1000
+    image = mpimg.imread(path)
+    assert image.ndim == 3 and image.shape[2] in (3, 4)
+    assert image.shape[0] >= min_hw[0] and image.shape[1] >= min_hw[1]
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    return image
+
+
+def test_composite_with_nodata(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    bands = rng.uniform(0.0, 0.3, size=(3, 40, 60)).astype(np.float32)
+    bands[:, :5, :5] = np.nan
+    valid = np.ones((40, 60), dtype=bool)
+    valid[-5:, -5:] = False
+    path = tmp_path / "composite.png"
+    image = assert_png(path, plot_composite(bands, path, valid=valid))
+    assert image.shape[1] > image.shape[0]  # wide raster, wide figure
+
+
+def test_composite_without_valid_pixels_still_writes(tmp_path: Path):
+    path = tmp_path / "empty.png"
+    assert_png(path, plot_composite(np.full((3, 8, 8), np.nan), path))
+
+
+def test_composite_rejects_wrong_band_count(tmp_path: Path):
+    with pytest.raises(ValueError, match="R, G, B"):
+        plot_composite(np.zeros((4, 8, 8)), tmp_path / "x.png")
+
+
+def test_class_map_with_ignore_and_background(tmp_path: Path):
+    classes = np.ones((50, 50), dtype=np.uint8)
+    classes[:, 20:] = 2
+    classes[30:, :] = 3
+    classes[:4, :4] = 255  # ignore
+    classes[-3:, -3:] = 0  # background
+    path = tmp_path / "plots" / "reference.png"  # parent folder is created
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = plot_class_map(classes, path, NAMES, default_class_colors(3), "Reference labels")
+    assert_png(path, out)
+
+
+def test_class_map_needs_a_colour_per_class(tmp_path: Path):
+    with pytest.raises(ValueError, match="colours"):
+        plot_class_map(np.ones((4, 4), int), tmp_path / "x.png", NAMES, ["#000000"], "t")
+
+
+def test_confusion_matrix_with_an_all_zero_row_does_not_warn(tmp_path: Path):
+    cm = np.array([[50, 3, 0], [4, 40, 1], [0, 0, 0]])
+    path = tmp_path / "confusion.png"
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        out = plot_confusion_matrix(cm, path, NAMES)
+        plot_confusion_matrix(cm, tmp_path / "raw.png", NAMES, normalize=False)
+    (tmp_path / "raw.png").unlink()
+    assert_png(path, out)
+
+
+def test_confusion_matrix_shape_mismatch(tmp_path: Path):
+    with pytest.raises(ValueError, match="does not match"):
+        plot_confusion_matrix(np.zeros((2, 2)), tmp_path / "x.png", NAMES)
+
+
+def test_training_curves(tmp_path: Path):
+    history = {
+        "train_loss": [(e, 1.0 / (e + 1)) for e in range(10)],
+        "val_loss": [(e, 1.2 / (e + 1) + 0.05) for e in range(10)],
+        "val_f1_macro": [(e, 0.5 + 0.04 * e) for e in range(10)],
+        "val_iou": [],
+    }
+    path = tmp_path / "curves.png"
+    image = assert_png(path, plot_training_curves(history, path))
+    assert image.shape[1] > image.shape[0]  # two panels side by side
+
+
+def test_training_curves_without_history(tmp_path: Path):
+    path = tmp_path / "curves.png"
+    assert_png(path, plot_training_curves({"train_loss": [], "val_f1": []}, path), (50, 100))
+
+
+def test_existing_file_is_replaced(tmp_path: Path):
+    path = tmp_path / "curves.png"
+    path.write_bytes(b"stale")
+    assert_png(path, plot_training_curves({"train_loss": [(0, 1.0), (1, 0.5)]}, path))
+
+
+@pytest.mark.parametrize("n", [0, 1, 10, 20, 40, 50])
+def test_default_class_colors_are_distinct_hex(n: int):
+    colors = default_class_colors(n)
+    assert len(colors) == n and len(set(colors)) == n
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in colors)
+    assert default_class_colors(n) == colors  # deterministic
