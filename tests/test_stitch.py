@@ -12,7 +12,7 @@ from tests.conftest import write_image
 def test_windows_cover_the_scene_with_a_constant_stride(length, window, stride):
     origins = window_origins(length, window, stride)
     assert origins[0] == 0 and origins[-1] + window >= length
-    assert all(b - a == stride for a, b in zip(origins, origins[1:]))
+    assert all(b - a == stride for a, b in zip(origins, origins[1:], strict=False))
     assert origins[-1] < length
 
 

@@ -256,14 +256,11 @@ def _instantiate(node: DictConfig, group: str, **kwargs: Any) -> Any:
         ) from exc
 
 
-def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str], rank: int) -> None:
-    """fit / test / predict: the stages that need torch, imported only now."""
+def _build_module(cfg, art: Artifacts, classes: ClassTable):
+    """The LightningModule around the configured network (torch imported only now)."""
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from deepgeo_runner.lit.datamodule import ChipDataModule
     from deepgeo_runner.lit.module import SegmentationModule
-    from deepgeo_runner.pipeline import train
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     n_features = art.prepared.n_features
@@ -282,34 +279,54 @@ def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list
         "class_names": classes.names, "class_ids": classes.ids, "class_colors": classes.colors,
         "chip_size": int(cfg.data.chip_size), "model": OmegaConf.to_container(cfg.model),
     }
-    module = SegmentationModule(net, optimizer, scheduler, classes.names, class_weights=weights,
-                                inference_meta=meta)
+    return SegmentationModule(net, optimizer, scheduler, classes.names, class_weights=weights,
+                              inference_meta=meta)
+
+
+def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str], rank: int) -> None:
+    """fit / test / predict: the stages that need torch."""
+    module = _build_module(cfg, art, classes)
     checkpoint = Path(cfg.predict.checkpoint) if cfg.predict.checkpoint else None
     if {"fit", "test"} & set(stages):
-        datamodule = ChipDataModule(art.chips.path, int(cfg.data.batch_size),
-                                    int(cfg.data.num_workers), cfg.augmentation.name, int(cfg.seed))
-        callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                     monitor="val_f1_macro", mode="max", save_last=True)]
-        logger = _instantiate(cfg.logger, "logger") if cfg.logger else False
-        trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
-                               default_root_dir=str(run_dir), use_distributed_sampler=False)
-        if "fit" in stages:
-            checkpoint = train.fit(trainer, module, datamodule)
-        if "test" in stages:
-            scores = train.test(trainer, module, datamodule, checkpoint)
-            if trainer.global_rank == 0:
-                _write_json(run_dir / "metrics.json", scores)
-            art.metrics = scores
-        rank = trainer.global_rank
+        checkpoint, rank = _fit_test(cfg, run_dir, art, module, stages, checkpoint)
     art.checkpoint = checkpoint
-    if rank != 0 or "predict" not in stages:
-        return
-    if checkpoint is not None:
-        train.load_weights(module, checkpoint)
-    from deepgeo_runner.ml.predict import predict_scene
+    if rank == 0 and "predict" in stages:
+        _predict(cfg, run_dir, art, classes, module, checkpoint)
 
+
+def _fit_test(cfg, run_dir: Path, art: Artifacts, module, stages: list[str], checkpoint: Path | None):
+    """Train and/or test with Lightning; return the best checkpoint and this process's rank."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from deepgeo_runner.lit.datamodule import ChipDataModule
+    from deepgeo_runner.pipeline import train
+
+    datamodule = ChipDataModule(art.chips.path, int(cfg.data.batch_size),
+                                int(cfg.data.num_workers), cfg.augmentation.name, int(cfg.seed))
+    callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
+                                 monitor="val_f1_macro", mode="max", save_last=True)]
+    logger = _instantiate(cfg.logger, "logger") if cfg.logger else False
+    trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
+                           default_root_dir=str(run_dir), use_distributed_sampler=False)
+    if "fit" in stages:
+        checkpoint = train.fit(trainer, module, datamodule)
+    if "test" in stages:
+        scores = train.test(trainer, module, datamodule, checkpoint)
+        if trainer.global_rank == 0:
+            _write_json(run_dir / "metrics.json", scores)
+        art.metrics = scores
+    return checkpoint, trainer.global_rank
+
+
+def _predict(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, module, checkpoint: Path | None) -> None:
+    """Classify the whole prepared scene with the best weights (rank 0 only)."""
     import torch
 
+    from deepgeo_runner.ml.predict import predict_scene
+    from deepgeo_runner.pipeline import train
+
+    if checkpoint is not None:
+        train.load_weights(module, checkpoint)
     device = "cuda" if torch.cuda.is_available() and cfg.trainer.get("accelerator") != "cpu" else "cpu"
     art.prediction = predict_scene(
         module.net, art.prepared.path, run_dir / "prediction.tif",
