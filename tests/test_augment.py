@@ -32,3 +32,48 @@ def test_random_dihedral_is_seeded():
     a = random_dihedral(image, mask, torch.Generator().manual_seed(5))
     b = random_dihedral(image, mask, torch.Generator().manual_seed(5))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_named_ops_match_their_meaning():
+    from deepgeo_runner.ml.augment import D4_OPS
+
+    sq = torch.arange(16.0).reshape(4, 4)
+    assert torch.equal(dihedral(sq, D4_OPS["flip_h"]), sq.flip(-1))
+    assert torch.equal(dihedral(sq, D4_OPS["flip_v"]), sq.flip(-2))
+    assert torch.equal(dihedral(sq, D4_OPS["transpose"]), sq.T)
+    assert torch.equal(dihedral(sq, D4_OPS["rot180"]), sq.flip(-1).flip(-2))
+    assert torch.equal(dihedral(sq, D4_OPS["antitranspose"]), sq.flip(-1).flip(-2).T)
+
+
+def test_d4_expand_multiplies_the_dataset_by_one_plus_ops():
+    from deepgeo_runner.ml.augment import EXPAND_DEFAULT, op_index
+    from deepgeo_runner.ml.datasets import ExpandedDataset
+
+    class Chips(torch.utils.data.Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            image = torch.arange(16.0).reshape(1, 4, 4) + 100 * i
+            return {"image": image, "mask": (image[0] % 3).long()}
+
+    ops = [op_index(o) for o in EXPAND_DEFAULT]
+    expanded = ExpandedDataset(Chips(), ops)
+    assert len(expanded) == 5 * (1 + len(EXPAND_DEFAULT)) == 35
+    copies = [expanded[2 * 7 + k]["image"] for k in range(7)]
+    assert torch.equal(copies[0], Chips()[2]["image"])
+    assert len({tuple(c.flatten().tolist()) for c in copies}) == 7  # all distinct transforms
+    for k in range(7):
+        s = expanded[3 * 7 + k]
+        assert torch.equal(s["mask"], (s["image"][0] % 3).long())  # image and mask aligned
+
+
+def test_photometric_changes_images_only_when_asked():
+    from deepgeo_runner.ml.augment import photometric
+
+    x = torch.zeros(4, 2, 8, 8)
+    gen = torch.Generator().manual_seed(0)
+    assert photometric(x, gen) is x
+    y = photometric(x, gen, brightness=0.2, noise_std=0.0)
+    offsets = y.flatten(1)
+    assert (offsets.std(dim=1) == 0).all() and offsets.abs().max() <= 0.2  # one offset per sample

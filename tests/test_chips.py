@@ -67,3 +67,32 @@ def test_windows_respect_labelled_fraction_and_count():
     assert random_windows(split, np.zeros_like(labelled), 16, 5, 0.1, seed=0) == []
     grid = grid_windows(split, labelled, 16, 16, 0.5)
     assert sorted((w.row, w.col) for w in grid) == [(0, 0), (0, 16), (16, 0), (16, 16)]
+
+
+def test_training_chips_keep_the_buffer_from_val_and_test():
+    from scipy import ndimage
+
+    from deepgeo_runner.geo.chips import usable_area
+
+    split = split_blocks((256, 256), 64, [0.6, 0.2, 0.2], seed=1)
+    buffer = 16
+    area = usable_area(split, 0, buffer)
+    windows = random_windows(area, np.ones_like(area), 16, 100, 0.1, seed=0)
+    assert windows
+    train = coverage(windows, split.shape)
+    distance = ndimage.distance_transform_cdt(split == 0, metric="chessboard")
+    assert distance[train].min() > buffer  # every training pixel is > buffer px from val/test
+    assert (usable_area(split, 2, buffer) == (split == 2)).all()
+
+
+def test_point_windows_are_centred_and_kept_inside_their_split():
+    from deepgeo_runner.geo.chips import point_windows
+
+    split = np.zeros((64, 64), dtype=np.int8)
+    split[:, 32:] = 2
+    labelled = np.ones((64, 64), dtype=bool)
+    rows, cols = np.array([16, 16, 40, 2]), np.array([16, 30, 48, 2])
+    train = point_windows(rows, cols, split == 0, labelled, 8, 0.1)
+    test = point_windows(rows, cols, split == 2, labelled, 8, 0.1)
+    assert [(w.row, w.col) for w in train] == [(12, 12)]   # (16,30) straddles, (2,2) leaves the scene
+    assert [(w.row, w.col) for w in test] == [(36, 44)]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from deepgeo_runner.errors import ConfigError, StageError
 
@@ -64,6 +65,38 @@ def split_blocks(
     rng.shuffle(block_split)
     grid = block_split.reshape(n_rows, n_cols)
     return np.repeat(np.repeat(grid, block_size, axis=0), block_size, axis=1)[:height, :width]
+
+
+def usable_area(split_map: np.ndarray, split_id: int, buffer: int) -> np.ndarray:
+    """Pixels of ``split_id`` where a chip may lie.
+
+    Training chips keep ``buffer`` pixels away from every val/test block, so neighbouring
+    pixels — strongly autocorrelated in imagery — cannot leak between the splits. Val and
+    test keep their whole blocks.
+    """
+    area = split_map == split_id
+    if split_id != 0 or buffer <= 0:
+        return area
+    others = split_map != 0
+    near_others = ndimage.maximum_filter(others.astype(np.uint8), size=2 * buffer + 1) > 0
+    return area & ~near_others
+
+
+def point_windows(
+    rows: np.ndarray, cols: np.ndarray, in_split: np.ndarray, labelled: np.ndarray,
+    size: int, min_labelled_fraction: float,
+) -> list[Window]:
+    """Windows centred on given pixel positions, kept when wholly inside the split area."""
+    height, width = in_split.shape
+    half = size // 2
+    r0, c0 = np.asarray(rows) - half, np.asarray(cols) - half
+    fits = (r0 >= 0) & (c0 >= 0) & (r0 + size <= height) & (c0 + size <= width)
+    r0, c0 = r0[fits], c0[fits]
+    inside = _window_sums(_integral(in_split), r0, c0, size) == size * size
+    labels = _window_sums(_integral(labelled & in_split), r0, c0, size)
+    enough = labels >= max(int(np.ceil(min_labelled_fraction * size * size)), 1)
+    keep = inside & enough
+    return [Window(int(r), int(c), size) for r, c in zip(r0[keep], c0[keep], strict=True)]
 
 
 def _integral(mask: np.ndarray) -> np.ndarray:

@@ -1,18 +1,55 @@
-"""The LightningDataModule over a chip store; augmentation runs on the device per batch."""
+"""The LightningDataModule over a chip store; augmentation runs on the device per batch.
+
+Two ways to feed the model:
+
+* from disk: one memory-mapped read per batch (``BatchReader``), in worker processes;
+* resident: the split is copied once into device memory and each batch is gathered there
+  by index, so the loader moves only indices (``resident=True``; for GPUs, when it fits).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, Dataset
 
-from deepgeo_runner.ml.augment import random_dihedral
-from deepgeo_runner.ml.datasets import ChipDataset, ShardedSampler
+from deepgeo_runner.ml.augment import EXPAND_DEFAULT, op_index, photometric, random_dihedral
+from deepgeo_runner.ml.datasets import BatchReader, ChipDataset, ExpandedDataset, ShardedSampler
 
-AUGMENTATIONS = ("none", "d4")
+AUGMENTATIONS = ("none", "d4", "d4_expand")
+
+
+@dataclass(frozen=True)
+class AugmentPlan:
+    """Train-time augmentation: the mode, the ops of the expansion, photometric strengths."""
+
+    name: str = "none"
+    expand_ops: tuple[str, ...] = field(default=EXPAND_DEFAULT)
+    brightness: float = 0.0
+    noise_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in AUGMENTATIONS:
+            raise ValueError(f"augmentation '{self.name}' unknown; choose from {AUGMENTATIONS}")
+        for op in self.expand_ops:
+            op_index(op)
+
+
+class _IndexBatches(Dataset):
+    """Yields ``{"split", "index"}`` batches for device-resident gathering."""
+
+    def __init__(self, split: str, length: int) -> None:
+        self.split, self.length = split, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, indices: list[int]) -> dict[str, Any]:
+        return {"split": self.split, "index": torch.as_tensor(indices, dtype=torch.long)}
 
 
 class ChipDataModule(pl.LightningDataModule):
@@ -27,17 +64,18 @@ class ChipDataModule(pl.LightningDataModule):
         store_dir: str | Path,
         batch_size: int = 16,
         num_workers: int = 0,
-        augmentation: str = "none",
+        augmentation: AugmentPlan | str = "none",
         seed: int = 0,
+        resident: bool = False,
     ) -> None:
         super().__init__()
-        if augmentation not in AUGMENTATIONS:
-            raise ValueError(f"augmentation '{augmentation}' unknown; choose from {AUGMENTATIONS}")
+        self.plan = augmentation if isinstance(augmentation, AugmentPlan) else AugmentPlan(augmentation)
         self.store_dir = Path(store_dir)
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.augmentation, self.seed = augmentation, seed
+        self.seed, self.resident = seed, resident
         self.datasets: dict[str, ChipDataset] = {}
         self._generator: torch.Generator | None = None
+        self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def setup(self, stage: str | None = None) -> None:
         for split in ("train", "val", "test"):
@@ -49,18 +87,23 @@ class ChipDataModule(pl.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = self.datasets[split]
+        chips = self.datasets[split]
         rank, world = self._rank_world()
-        sampler = ShardedSampler(len(dataset), rank, world, shuffle=shuffle, seed=self.seed)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            drop_last=shuffle and len(sampler) > self.batch_size,  # no 1-sample BatchNorm batch
+        expand = shuffle and self.plan.name == "d4_expand"
+        dataset: Dataset = (
+            ExpandedDataset(chips, [op_index(o) for o in self.plan.expand_ops]) if expand else chips
         )
+        sampler = ShardedSampler(len(dataset), rank, world, shuffle=shuffle, seed=self.seed)
+        drop_last = shuffle and len(sampler) > self.batch_size  # no 1-sample BatchNorm batch
+        workers = dict(num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        if expand:  # per-sample transforms: the plain per-item path
+            return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+                              drop_last=drop_last, pin_memory=torch.cuda.is_available(), **workers)
+        batches = BatchSampler(sampler, self.batch_size, drop_last)
+        if self.resident:
+            return DataLoader(_IndexBatches(split, len(chips)), batch_size=None, sampler=batches)
+        return DataLoader(BatchReader(chips), batch_size=None, sampler=batches,
+                          pin_memory=torch.cuda.is_available(), **workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -71,11 +114,26 @@ class ChipDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
+    def _gather(self, batch: dict[str, Any]) -> dict[str, Any]:
+        split, index = batch["split"], batch["index"]
+        if split not in self._on_device:
+            images, masks = self.datasets[split].load_all()
+            device = index.device
+            self._on_device[split] = (torch.from_numpy(images).to(device),
+                                      torch.from_numpy(masks).to(device))
+        images, masks = self._on_device[split]
+        return {"image": images[index], "mask": masks[index].long()}
+
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        if "split" in batch:
+            batch = self._gather(batch)
         trainer = self.trainer
-        if self.augmentation == "d4" and trainer is not None and trainer.training:
-            if self._generator is None:
-                rank = trainer.global_rank
-                self._generator = torch.Generator().manual_seed(self.seed * 1000 + rank)
+        if trainer is None or not trainer.training:
+            return batch
+        if self._generator is None:
+            self._generator = torch.Generator().manual_seed(self.seed * 1000 + trainer.global_rank)
+        if self.plan.name == "d4":
             batch["image"], batch["mask"] = random_dihedral(batch["image"], batch["mask"], self._generator)
+        batch["image"] = photometric(batch["image"], self._generator, self.plan.brightness,
+                                     self.plan.noise_std)
         return batch

@@ -9,6 +9,13 @@ from __future__ import annotations
 import torch
 
 D4_SIZE = 8
+# Names of the D4 elements as indexed by :func:`dihedral` (rotations are counter-clockwise).
+D4_OPS: dict[str, int] = {
+    "identity": 0, "rot90": 1, "rot180": 2, "rot270": 3,
+    "transpose": 4, "flip_v": 5, "antitranspose": 6, "flip_h": 7,
+}
+# The paper's expansion: each op adds a full transformed copy (1 + 6 = ×7).
+EXPAND_DEFAULT = ("rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose")
 
 
 def dihedral(x: torch.Tensor, op: int) -> torch.Tensor:
@@ -34,3 +41,30 @@ def random_dihedral(
         image_out[idx] = dihedral(image[idx], op)
         mask_out[idx] = dihedral(mask[idx], op)
     return image_out, mask_out
+
+
+def op_index(name: str) -> int:
+    """The D4 element called ``name`` (see :data:`D4_OPS`)."""
+    if name not in D4_OPS:
+        raise ValueError(f"unknown D4 op '{name}'; choose from {list(D4_OPS)}")
+    return D4_OPS[name]
+
+
+def photometric(
+    image: torch.Tensor, generator: torch.Generator, brightness: float = 0.0, noise_std: float = 0.0
+) -> torch.Tensor:
+    """Per-sample brightness offset and per-pixel Gaussian noise on normalized inputs.
+
+    Mimics haze and sensor noise; labels are untouched. Zero strengths return the input.
+    """
+    if brightness <= 0 and noise_std <= 0:
+        return image
+    shape = (image.shape[0],) + (1,) * (image.ndim - 1)
+    out = image
+    if brightness > 0:
+        offset = (torch.rand(shape, generator=generator) * 2 - 1) * brightness
+        out = out + offset.to(image.device, image.dtype)
+    if noise_std > 0:
+        noise = torch.randn(image.shape, generator=generator) * noise_std
+        out = out + noise.to(image.device, image.dtype)
+    return out

@@ -28,14 +28,73 @@ class ChipDataset(Dataset):
     def __len__(self) -> int:
         return self._length
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def _open(self) -> None:
         if self._images is None:  # opened here so each worker process maps its own view
             self._images = np.load(self.image_path, mmap_mode="r")
             self._masks = np.load(self.mask_path, mmap_mode="r")
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        self._open()
         return {
             "image": torch.from_numpy(np.array(self._images[index], dtype=np.float32)),
             "mask": torch.from_numpy(self._masks[index].astype(np.int64)),
         }
+
+    def read_batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """A whole batch in one fancy-indexed read (sorted for locality), then reordered."""
+        self._open()
+        order = np.argsort(indices)
+        sorted_idx = np.asarray(indices)[order]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        images = np.asarray(self._images[sorted_idx], dtype=np.float32)[inverse]
+        masks = self._masks[sorted_idx].astype(np.int64)[inverse]
+        return {"image": torch.from_numpy(images), "mask": torch.from_numpy(masks)}
+
+    def load_all(self) -> tuple[np.ndarray, np.ndarray]:
+        """The whole split as arrays (for device-resident training)."""
+        self._open()
+        return np.array(self._images, dtype=np.float32), np.array(self._masks)
+
+
+class BatchReader(Dataset):
+    """Wraps a ChipDataset so that a DataLoader fetches whole batches in one read.
+
+    Use with ``batch_size=None`` and a batch sampler as the sampler: each item is a list of
+    indices, which costs one memmap read instead of one per chip plus a collate copy.
+    """
+
+    def __init__(self, chips: ChipDataset) -> None:
+        self.chips = chips
+
+    def __len__(self) -> int:
+        return len(self.chips)
+
+    def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return self.chips.read_batch(indices)
+
+
+class ExpandedDataset(Dataset):
+    """The paper's deterministic expansion: every chip plus one transformed copy per op.
+
+    Item ``i`` is chip ``i // (1 + len(ops))`` under op ``i % (1 + len(ops))`` (0 = itself),
+    so 2,000 chips with 6 ops become 14,000 samples, all seen every epoch.
+    """
+
+    def __init__(self, chips: Dataset, ops: list[int]) -> None:
+        from deepgeo_runner.ml.augment import dihedral
+
+        self.chips, self.ops, self._dihedral = chips, [0] + list(ops), dihedral
+
+    def __len__(self) -> int:
+        return len(self.chips) * len(self.ops)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        chip, k = divmod(index, len(self.ops))
+        sample = self.chips[chip]
+        op = self.ops[k]
+        return {"image": self._dihedral(sample["image"], op).contiguous(),
+                "mask": self._dihedral(sample["mask"], op).contiguous()}
 
 
 class ShardedSampler(Sampler[int]):

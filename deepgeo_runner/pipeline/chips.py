@@ -18,13 +18,16 @@ import numpy as np
 import rasterio
 from shapely.geometry import box
 
+from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.chips import (
     SPLITS,
     Window,
     check_no_leakage,
     grid_windows,
+    point_windows,
     random_windows,
     require_chips,
+    usable_area,
 )
 from deepgeo_runner.geo.raster_io import valid_mask
 from deepgeo_runner.geo.rasterize import NODATA
@@ -32,6 +35,33 @@ from deepgeo_runner.geo.rasterize import NODATA
 log = logging.getLogger(__name__)
 
 IGNORE = 255
+
+
+STRATEGIES = ("random", "grid", "points")
+
+
+@dataclass(frozen=True)
+class ChipPlan:
+    """How chips are cut: the training strategy and what every split must satisfy.
+
+    Attributes:
+        strategy: 'random' (``train_chips`` windows), 'grid' (sequential, ``train_stride``)
+            or 'points' (windows centred on the points of ``points_path``, for every split).
+        buffer: pixels kept free between training chips and val/test blocks.
+        focus_class: model target whose presence is oversampled in training chips, and
+            ``focus_fraction`` the share of training chips that must contain it.
+    """
+
+    chip_size: int
+    strategy: str = "random"
+    train_chips: int = 400
+    train_stride: int | None = None
+    eval_stride: int | None = None
+    min_labelled_fraction: float = 0.05
+    buffer: int = 0
+    focus_class: int | None = None
+    focus_fraction: float = 0.0
+    points_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,16 +88,16 @@ def build_chip_store(
     labels: str | Path,
     out_dir: str | Path,
     split_map: np.ndarray,
-    chip_size: int,
-    train_chips: int,
-    eval_stride: int,
-    min_labelled_fraction: float,
+    plan: ChipPlan,
     lut: np.ndarray,
     n_targets: int,
     seed: int,
 ) -> ChipStore:
-    """Random training chips and grid val/test chips, each wholly inside its split's blocks."""
+    """Cut chips for every split, each wholly inside its split's usable area, and store them."""
+    if plan.strategy not in STRATEGIES:
+        raise ConfigError(f"data.chip_strategy='{plan.strategy}': expected one of {list(STRATEGIES)}.")
     out_dir = Path(out_dir)
+    chip_size = plan.chip_size
     with rasterio.open(prepared) as src:
         stack = src.read().astype(np.float32)
         valid = valid_mask(stack, src.nodata)
@@ -76,22 +106,7 @@ def build_chip_store(
         targets = lut[src.read(1)]
     targets[~valid] = IGNORE
     stack[:, ~valid] = 0.0  # the normalized mean: nodata must not look like extreme data
-    labelled = targets != IGNORE
-    windows: dict[str, list[Window]] = {}
-    hint = (
-        f"no window of {chip_size} px fits inside the SPLIT blocks with at least "
-        f"{100 * min_labelled_fraction:.0f} percent labelled pixels. Lower data.chip_size or "
-        "data.min_valid_fraction, raise data.block_size, or check that the labels overlap the image."
-    )
-    for split_id, split in enumerate(SPLITS):
-        in_split = split_map == split_id
-        if split == "train":
-            found = random_windows(in_split, labelled, chip_size, train_chips,
-                                   min_labelled_fraction, seed)
-        else:
-            found = grid_windows(in_split, labelled, chip_size, eval_stride, min_labelled_fraction)
-        require_chips(split, found, hint.replace("SPLIT", split))
-        windows[split] = found
+    windows = _choose_windows(plan, split_map, targets, transform, crs, seed)
     check_no_leakage(windows, split_map.shape)
     records = []
     for split, found in windows.items():
@@ -110,6 +125,7 @@ def build_chip_store(
             records.append({
                 "split": split, "index": i, "row": w.row, "col": w.col, "size": w.size,
                 "labelled_fraction": float(1 - hist[IGNORE] / masks[i].size),
+                "nodata_fraction": float(1 - valid[rows, cols].mean()),
                 "histogram": hist[:n_targets].tolist(),
             })
         images.flush()
@@ -117,8 +133,63 @@ def build_chip_store(
     counts = {split: len(found) for split, found in windows.items()}
     (out_dir / "chips.json").write_text(json.dumps({"counts": counts, "chips": records}))
     _write_footprints(out_dir / "chips.gpkg", records, transform, crs)
-    log.info("chips: %s chips of %d px", counts, chip_size)
+    log.info("chips: %s chips of %d px (%s strategy)", counts, chip_size, plan.strategy)
     return ChipStore(out_dir, counts, stack.shape[0])
+
+
+def _choose_windows(
+    plan: ChipPlan, split_map: np.ndarray, targets: np.ndarray, transform, crs, seed: int
+) -> dict[str, list[Window]]:
+    labelled = targets != IGNORE
+    size = plan.chip_size
+    eval_stride = plan.eval_stride or size
+    points = _read_points(plan.points_path, transform, crs) if plan.strategy == "points" else None
+    hint = (
+        f"no window of {size} px fits inside the SPLIT area with at least "
+        f"{100 * plan.min_labelled_fraction:.0f} percent labelled pixels. Lower data.chip_size or "
+        "data.min_valid_fraction, raise data.block_size, lower data.split_buffer, or check that "
+        "the labels overlap the image."
+    )
+    windows: dict[str, list[Window]] = {}
+    for split_id, split in enumerate(SPLITS):
+        area = usable_area(split_map, split_id, plan.buffer)
+        if points is not None:
+            found = point_windows(*points, area, labelled, size, plan.min_labelled_fraction)
+        elif split != "train":
+            found = grid_windows(area, labelled, size, eval_stride, plan.min_labelled_fraction)
+        elif plan.strategy == "grid":
+            found = grid_windows(area, labelled, size, plan.train_stride or size, plan.min_labelled_fraction)
+        else:
+            found = _random_train_windows(plan, area, labelled, targets, seed)
+        require_chips(split, found, hint.replace("SPLIT", split))
+        windows[split] = found
+    return windows
+
+
+def _random_train_windows(plan: ChipPlan, area, labelled, targets, seed: int) -> list[Window]:
+    """Random windows; a share of them must contain the focus class when one is set."""
+    n_focus = 0
+    focused: list[Window] = []
+    if plan.focus_class is not None and plan.focus_fraction > 0:
+        n_focus = int(round(plan.train_chips * plan.focus_fraction))
+        focused = random_windows(area, targets == plan.focus_class, plan.chip_size, n_focus,
+                                 plan.min_labelled_fraction, seed + 1)
+        if len(focused) < n_focus:
+            log.warning("chips: only %d of %d training chips could hold the oversampled class",
+                        len(focused), n_focus)
+    rest = random_windows(area, labelled, plan.chip_size, plan.train_chips - len(focused),
+                          plan.min_labelled_fraction, seed)
+    return focused + rest
+
+
+def _read_points(path: str | None, transform, crs) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel rows/cols of the points of a vector file (reprojected to the raster CRS)."""
+    if not path or not Path(path).exists():
+        raise InputDataError(f"data.chip_points='{path}': a point file is needed for chip_strategy=points.")
+    layer = gpd.read_file(path).to_crs(crs)
+    xy = layer.geometry.representative_point()
+    rows, cols = rasterio.transform.rowcol(transform, xy.x.to_numpy(), xy.y.to_numpy())
+    return np.asarray(rows), np.asarray(cols)
 
 
 def _write_footprints(path: Path, records: Sequence[dict], transform, crs) -> None:
@@ -128,10 +199,12 @@ def _write_footprints(path: Path, records: Sequence[dict], transform, crs) -> No
         x0, y0 = transform * (r["col"], r["row"])
         x1, y1 = transform * (r["col"] + r["size"], r["row"] + r["size"])
         geoms.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
-    frame = gpd.GeoDataFrame(
-        {k: [r[k] for r in records] for k in ("split", "index", "row", "col", "size", "labelled_fraction")},
-        geometry=geoms, crs=crs,
-    )
+    columns = {k: [r[k] for r in records]
+               for k in ("split", "index", "row", "col", "size", "labelled_fraction", "nodata_fraction")}
+    n_targets = len(records[0]["histogram"]) if records else 0
+    for t in range(n_targets):
+        columns[f"pixels_class_{t}"] = [r["histogram"][t] for r in records]
+    frame = gpd.GeoDataFrame(columns, geometry=geoms, crs=crs)
     frame.to_file(path, driver="GPKG")
 
 
