@@ -37,6 +37,13 @@ class DataConfig:
     train_chips: int = 400  # random training chips drawn inside the training blocks
     eval_stride: int | None = None  # stride of the val/test grid chips; default chip_size
     min_valid_fraction: float = 0.05  # chips with fewer labelled pixels are dropped
+    chip_strategy: str = "random"  # training chips: 'random', 'grid' or 'points'
+    train_stride: int | None = None  # stride of grid training chips; default chip_size
+    chip_points: str | None = None  # point file of chip centres (chip_strategy=points)
+    split_buffer: int | None = None  # px between training chips and val/test; default chip_size
+    oversample_class: str | None = None  # a class that a share of training chips must contain
+    oversample_fraction: float = 0.5  # that share
+    resident: bool = False  # keep the chip store in device memory and gather batches there
     batch_size: int = 16
     num_workers: int = 0
     demo_size: int = 512  # side of the generated demo scene (data=demo only)
@@ -54,7 +61,12 @@ class PreprocessingConfig:
 class AugmentationConfig:
     """Train-time augmentation, applied per sample on the device."""
 
-    name: str = "none"  # 'none' or 'd4'
+    name: str = "none"  # 'none', 'd4' (random per sample) or 'd4_expand' (deterministic copies)
+    expand_ops: list[str] = field(
+        default_factory=lambda: ["rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose"]
+    )  # d4_expand: each op adds a transformed copy of every training chip
+    brightness: float = 0.0  # max per-sample offset added to the normalized bands
+    noise_std: float = 0.0  # std of per-pixel Gaussian noise on the normalized bands
 
 
 @dataclass

@@ -17,7 +17,8 @@ from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.geo.indices import check_indices
 from deepgeo_runner.geo.normalize import METHODS
 
-AUGMENTATIONS = ("none", "d4")
+AUGMENTATIONS = ("none", "d4", "d4_expand")
+D4_NAMES = ("identity", "rot90", "rot180", "rot270", "transpose", "flip_v", "antitranspose", "flip_h")
 BACKGROUND_MODES = ("ignore", "class")
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -54,6 +55,12 @@ def validate_config(cfg: DictConfig) -> None:
         check_indices(list(cfg.preprocessing.indices), band_names)
     if cfg.augmentation.name not in AUGMENTATIONS:
         raise _fail("augmentation.name", cfg.augmentation.name, f"one of {list(AUGMENTATIONS)}")
+    bad_ops = [op for op in cfg.augmentation.expand_ops if op not in D4_NAMES]
+    if bad_ops:
+        raise _fail("augmentation.expand_ops", list(cfg.augmentation.expand_ops), f"names from {list(D4_NAMES)}")
+    if cfg.augmentation.brightness < 0 or cfg.augmentation.noise_std < 0:
+        raise _fail("augmentation.brightness/noise_std",
+                    (cfg.augmentation.brightness, cfg.augmentation.noise_std), "non-negative strengths")
     for group in ("model", "trainer"):
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:
@@ -108,6 +115,18 @@ def _check_data(data: DictConfig) -> None:
         raise _fail("data.min_valid_fraction", data.min_valid_fraction, "a fraction in [0, 1]")
     if data.batch_size < 1:
         raise _fail("data.batch_size", data.batch_size, "a positive batch size")
+    if data.chip_strategy not in ("random", "grid", "points"):
+        raise _fail("data.chip_strategy", data.chip_strategy, "one of ['random', 'grid', 'points']")
+    if data.chip_strategy == "points" and (data.chip_points is None or not Path(data.chip_points).exists()):
+        raise _fail("data.chip_points", data.chip_points, "an existing point file when data.chip_strategy=points")
+    if data.split_buffer is not None and data.split_buffer < 0:
+        raise _fail("data.split_buffer", data.split_buffer, "a non-negative number of pixels")
+    if data.oversample_class is not None and data.oversample_class not in classes:
+        raise _fail("data.oversample_class", data.oversample_class, f"one of {classes}")
+    if not 0 <= data.oversample_fraction <= 1:
+        raise _fail("data.oversample_fraction", data.oversample_fraction, "a fraction in [0, 1]")
+    if data.train_stride is not None and data.train_stride < 1:
+        raise _fail("data.train_stride", data.train_stride, "a positive stride in pixels")
     if data.eval_stride is not None and data.eval_stride < 1:
         raise _fail("data.eval_stride", data.eval_stride, "a positive stride in pixels")
 

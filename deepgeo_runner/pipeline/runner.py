@@ -23,7 +23,13 @@ from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, v
 from deepgeo_runner.config.validate import validate_config
 from deepgeo_runner.errors import ConfigError, StageError
 from deepgeo_runner.geo.chips import split_blocks
-from deepgeo_runner.pipeline.chips import ChipStore, build_chip_store, load_chip_store, target_lut
+from deepgeo_runner.pipeline.chips import (
+    ChipPlan,
+    ChipStore,
+    build_chip_store,
+    load_chip_store,
+    target_lut,
+)
 from deepgeo_runner.pipeline.labels import rasterize_labels
 from deepgeo_runner.pipeline.prepare import PreparedScene, load_prepared, prepare_scene
 from deepgeo_runner.provenance import write_provenance
@@ -219,20 +225,38 @@ def _rasterize(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, run_st
     art.cache_keys["rasterize"], art.reused["rasterize"] = key, reused
 
 
-def _chips(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, split_map, run_stage: bool) -> None:
+def chip_plan(cfg: DictConfig, classes: ClassTable) -> ChipPlan:
+    """The chip plan of the ``data`` group, with defaults resolved."""
     data = cfg.data
-    stride = int(data.eval_stride or data.chip_size)
+    focus = None
+    if data.oversample_class is not None:
+        if data.oversample_class not in classes.names:
+            raise ConfigError(
+                f"data.oversample_class='{data.oversample_class}' is not one of {classes.names}."
+            )
+        focus = classes.names.index(data.oversample_class)
+    return ChipPlan(
+        chip_size=int(data.chip_size), strategy=data.chip_strategy, train_chips=int(data.train_chips),
+        train_stride=data.train_stride, eval_stride=data.eval_stride,
+        min_labelled_fraction=float(data.min_valid_fraction),
+        buffer=int(data.split_buffer if data.split_buffer is not None else data.chip_size),
+        focus_class=focus, focus_fraction=float(data.oversample_fraction),
+        points_path=data.chip_points,
+    )
+
+
+def _chips(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, split_map, run_stage: bool) -> None:
+    plan = chip_plan(cfg, classes)
+    points = vector_fingerprint(plan.points_path) if plan.points_path else None
     payload = {
         "v": CACHE_VERSION, "prepare": art.cache_keys["prepare"],
-        "rasterize": art.cache_keys["rasterize"], "chip": int(data.chip_size),
-        "split": _split_payload(cfg), "train_chips": int(data.train_chips), "stride": stride,
-        "min_valid": float(data.min_valid_fraction), "background": data.background,
+        "rasterize": art.cache_keys["rasterize"], "plan": plan.__dict__, "points": points,
+        "split": _split_payload(cfg), "background": cfg.data.background,
     }
 
     def build(tmp: Path) -> None:
         build_chip_store(
-            art.prepared.path, art.labels, tmp, split_map, int(data.chip_size),
-            int(data.train_chips), stride, float(data.min_valid_fraction),
+            art.prepared.path, art.labels, tmp, split_map, plan,
             target_lut(classes.n_classes, classes.background_is_class), len(classes.names),
             int(cfg.seed),
         )
@@ -298,11 +322,13 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, stages: list[str], che
     """Train and/or test with Lightning; return the best checkpoint and this process's rank."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from deepgeo_runner.lit.datamodule import ChipDataModule
+    from deepgeo_runner.lit.datamodule import AugmentPlan, ChipDataModule
     from deepgeo_runner.pipeline import train
 
-    datamodule = ChipDataModule(art.chips.path, int(cfg.data.batch_size),
-                                int(cfg.data.num_workers), cfg.augmentation.name, int(cfg.seed))
+    aug = cfg.augmentation
+    plan = AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std))
+    datamodule = ChipDataModule(art.chips.path, int(cfg.data.batch_size), int(cfg.data.num_workers),
+                                plan, int(cfg.seed), resident=bool(cfg.data.resident))
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
                                  monitor="val_f1_macro", mode="max", save_last=True)]
     logger = _instantiate(cfg.logger, "logger") if cfg.logger else False
