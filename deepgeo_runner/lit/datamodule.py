@@ -122,11 +122,12 @@ class ChipDataModule(pl.LightningDataModule):
             self._on_device[split] = (torch.from_numpy(images).to(device),
                                       torch.from_numpy(masks).to(device))
         images, masks = self._on_device[split]
-        return {"image": images[index], "mask": masks[index].long()}
+        return {"image": images[index], "mask": masks[index]}
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         if "split" in batch:
             batch = self._gather(batch)
+        batch["mask"] = batch["mask"].long()
         trainer = self.trainer
         if trainer is None or not trainer.training:
             return batch

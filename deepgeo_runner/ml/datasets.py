@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 
 class ChipDataset(Dataset):
-    """The chips of one split: float32 images (C, h, w) and int64 targets (h, w)."""
+    """The chips of one split: float32 images (C, h, w) and uint8 targets (h, w)."""
 
     def __init__(self, store_dir: str | Path, split: str) -> None:
         self.image_path = Path(store_dir) / f"{split}_image.npy"
@@ -37,18 +37,24 @@ class ChipDataset(Dataset):
         self._open()
         return {
             "image": torch.from_numpy(np.array(self._images[index], dtype=np.float32)),
-            "mask": torch.from_numpy(self._masks[index].astype(np.int64)),
+            "mask": torch.from_numpy(np.array(self._masks[index])),
         }
 
     def read_batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        """A whole batch in one fancy-indexed read (sorted for locality), then reordered."""
+        """A whole batch in one memory-mapped read.
+
+        Indices are read in ascending order (the order inside a batch carries no meaning),
+        as one slice when they are consecutive, so the batch is copied exactly once.
+        Masks stay uint8 here and become int64 on the device, 8× less to move.
+        """
         self._open()
-        order = np.argsort(indices)
-        sorted_idx = np.asarray(indices)[order]
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
-        images = np.asarray(self._images[sorted_idx], dtype=np.float32)[inverse]
-        masks = self._masks[sorted_idx].astype(np.int64)[inverse]
+        idx = np.sort(np.asarray(indices))
+        if len(idx) and idx[-1] - idx[0] == len(idx) - 1:
+            picked = slice(int(idx[0]), int(idx[-1]) + 1)
+        else:
+            picked = idx
+        images = np.ascontiguousarray(self._images[picked], dtype=np.float32)
+        masks = np.ascontiguousarray(self._masks[picked])
         return {"image": torch.from_numpy(images), "mask": torch.from_numpy(masks)}
 
     def load_all(self) -> tuple[np.ndarray, np.ndarray]:
