@@ -106,12 +106,14 @@ def write_raster(
     if profile["tiled"]:
         profile.update(blockxsize=256, blockysize=256)
     try:
+        if colormap:
+            profile["photometric"] = "palette"
         with rasterio.open(tmp, "w", **profile) as dst:
+            if colormap:  # before the pixels: GDAL cannot change the colour model once writing
+                dst.write_colormap(1, colormap)
             dst.write(data)
             for i, name in enumerate(band_names or [], start=1):
                 dst.set_band_description(i, name)
-            if colormap:
-                dst.write_colormap(1, colormap)
             if tags:
                 dst.update_tags(**{k: str(v) for k, v in tags.items()})
         os.replace(tmp, path)
