@@ -87,6 +87,17 @@ class LossConfig:
 
 
 @dataclass
+class TrainConfig:
+    """Training behaviour around the Trainer: checkpoints, resume, early stopping, speed."""
+
+    monitor: str = "val_f1_macro"  # the score that picks best.ckpt (higher is better)
+    early_stopping_patience: int | None = None  # epochs without improvement before stopping
+    resume: bool = True  # continue from checkpoints/last.ckpt when the run dir holds one
+    compile: bool = False  # torch.compile the network
+    channels_last: bool = False  # channels-last memory format (faster with AMP on GPUs)
+
+
+@dataclass
 class PathsConfig:
     """Where inputs are cached and runs are written."""
 
@@ -106,6 +117,7 @@ class RunConfig:
     optimizer: Any = MISSING
     scheduler: Any = None
     loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     paths: PathsConfig = MISSING
     logger: Any = None

@@ -25,6 +25,7 @@ class SegmentationModule(pl.LightningModule):
         class_weights: optional K weights of the cross-entropy.
         inference_meta: what prediction needs later (bands, stats, classes); stored in every
             checkpoint so that a checkpoint alone is enough to classify a new scene.
+        compile_net: run the network through ``torch.compile`` (weights stay in ``net``).
     """
 
     def __init__(
@@ -36,9 +37,12 @@ class SegmentationModule(pl.LightningModule):
         ignore_index: int = 255,
         class_weights: Sequence[float] | None = None,
         inference_meta: dict | None = None,
+        compile_net: bool = False,
     ) -> None:
         super().__init__()
         self.net = net
+        # kept outside the module tree so that checkpoints hold the weights once, under net.*
+        object.__setattr__(self, "_forward_net", torch.compile(net) if compile_net else net)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names = list(class_names)
         self.ignore_index = ignore_index
@@ -50,7 +54,7 @@ class SegmentationModule(pl.LightningModule):
         self.test_scores: dict | None = None
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net(image)
+        return self._forward_net(image)
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not (target != self.ignore_index).any():  # an all-ignored batch teaches nothing

@@ -303,8 +303,12 @@ def _build_module(cfg, art: Artifacts, classes: ClassTable):
         "class_names": classes.names, "class_ids": classes.ids, "class_colors": classes.colors,
         "chip_size": int(cfg.data.chip_size), "model": OmegaConf.to_container(cfg.model),
     }
+    if cfg.train.channels_last:
+        import torch
+
+        net = net.to(memory_format=torch.channels_last)
     return SegmentationModule(net, optimizer, scheduler, classes.names, class_weights=weights,
-                              inference_meta=meta)
+                              inference_meta=meta, compile_net=bool(cfg.train.compile))
 
 
 def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str], rank: int) -> None:
@@ -320,7 +324,7 @@ def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list
 
 def _fit_test(cfg, run_dir: Path, art: Artifacts, module, stages: list[str], checkpoint: Path | None):
     """Train and/or test with Lightning; return the best checkpoint and this process's rank."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from deepgeo_runner.lit.datamodule import AugmentPlan, ChipDataModule
     from deepgeo_runner.pipeline import train
@@ -329,13 +333,21 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, stages: list[str], che
     plan = AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std))
     datamodule = ChipDataModule(art.chips.path, int(cfg.data.batch_size), int(cfg.data.num_workers),
                                 plan, int(cfg.seed), resident=bool(cfg.data.resident))
+    monitor = cfg.train.monitor
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                 monitor="val_f1_macro", mode="max", save_last=True)]
+                                 monitor=monitor, mode="max", save_last=True)]
+    if cfg.train.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping(monitor=monitor, mode="max",
+                                       patience=int(cfg.train.early_stopping_patience)))
     logger = _instantiate(cfg.logger, "logger") if cfg.logger else False
     trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
                            default_root_dir=str(run_dir), use_distributed_sampler=False)
     if "fit" in stages:
-        checkpoint = train.fit(trainer, module, datamodule)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        resume = last if cfg.train.resume and last.is_file() else None
+        if resume is not None:
+            log.info("fit: resuming from %s", resume)
+        checkpoint = train.fit(trainer, module, datamodule, resume)
     if "test" in stages:
         scores = train.test(trainer, module, datamodule, checkpoint)
         if trainer.global_rank == 0:

@@ -15,10 +15,14 @@ log = logging.getLogger(__name__)
 
 
 def fit(
-    trainer: pl.Trainer, module: SegmentationModule, datamodule: ChipDataModule
+    trainer: pl.Trainer,
+    module: SegmentationModule,
+    datamodule: ChipDataModule,
+    resume_from: Path | None = None,
 ) -> Path | None:
-    """Train, resuming nothing; return the best checkpoint (or None without checkpointing)."""
-    trainer.fit(module, datamodule=datamodule)
+    """Train (continuing ``resume_from`` when given: epoch, step, optimizer state and all);
+    return the best checkpoint, or None without checkpointing."""
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     callback = trainer.checkpoint_callback
     best = getattr(callback, "best_model_path", "") if callback is not None else ""
     return Path(best) if best else None
