@@ -60,3 +60,37 @@ def test_windowed_prediction_equals_whole_image_prediction(tmp_path):
     valid = np.ones_like(pred, dtype=bool)
     valid[:3, :3] = False
     np.testing.assert_array_equal(pred[valid], whole[valid])  # incl. last row and column
+
+
+@pytest.mark.parametrize("blend,overlap,tta", [("hann", 0.5, False), ("center", 0.5, False),
+                                               ("center", 0.25, False), ("hann", 0.0, False),
+                                               ("hann", 0.5, True)])
+def test_every_mode_equals_whole_image_prediction_with_probabilities(tmp_path, blend, overlap, tta):
+    rng = np.random.default_rng(1)
+    data = rng.standard_normal((2, 45, 53)).astype(np.float32)
+    data[:, 40:, 50:] = -9999.0
+    image = write_image(tmp_path / "prepared.tif", data)
+    out = predict_scene(PointwiseNet(), image, tmp_path / "pred.tif", window=16, overlap=overlap,
+                        batch_size=3, class_ids=[1, 2, 3], class_names=["a", "b", "c"],
+                        class_colors=["#ff0000", "#00ff00", "#0000ff"], progress=False,
+                        blend=blend, tta=tta, probabilities="float16", entropy=True)
+    logits = PointwiseNet()(torch.from_numpy(data)[None])[0]
+    whole = logits.argmax(0).numpy() + 1
+    proba = torch.softmax(logits, 0).numpy()
+    valid = np.ones(data.shape[1:], dtype=bool)
+    valid[40:, 50:] = False
+    with rasterio.open(out) as src:
+        pred = src.read(1)
+    np.testing.assert_array_equal(pred[valid], whole[valid])
+    assert (pred[~valid] == 255).all()
+    with rasterio.open(tmp_path / "pred_proba.tif") as src:
+        p = src.read()
+        assert src.count == 3 and src.shape == data.shape[1:]
+    np.testing.assert_allclose(p[:, valid], proba[:, valid], atol=2e-3)  # half-float storage
+    assert np.isnan(p[:, ~valid]).all()
+    with rasterio.open(tmp_path / "pred_entropy.tif") as src:
+        ent = src.read(1)
+    expected = -(proba * np.log(np.clip(proba, 1e-12, None))).sum(0) / np.log(3)
+    np.testing.assert_allclose(ent[valid], expected[valid], atol=1e-4)
+    assert np.isnan(ent[~valid]).all()
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind

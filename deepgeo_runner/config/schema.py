@@ -22,7 +22,7 @@ class DataConfig:
     """The dataset description that every other group interpolates from."""
 
     name: str = MISSING
-    image: str | None = None  # GeoTIFF/COG; for data=demo it is generated in the cache
+    image: Any = None  # GeoTIFF/COG, or a list of tiles to mosaic; data=demo generates one
     labels: str | None = None  # vector file (gpkg/shp/geojson) or a label GeoTIFF
     class_column: str = "class"
     classes: list[str] = field(default_factory=list)  # ids 1..N in this order
@@ -47,6 +47,17 @@ class DataConfig:
     batch_size: int = 16
     num_workers: int = 0
     demo_size: int = 512  # side of the generated demo scene (data=demo only)
+    sensor: str | None = None  # band-name preset: landsat5/7/8/9, sentinel2 (when band_names is [])
+    scale: Any = None  # reflectance = DN * scale + offset; one number or one per band
+    offset: Any = None  # e.g. Landsat Collection 2 L2: scale 0.0000275, offset -0.2
+    bbox: list[float] | None = None  # crop [minx, miny, maxx, maxy] in the target CRS
+    aoi: str | None = None  # crop to the polygons of this vector file (outside → nodata)
+    crs: str | None = None  # reproject to this CRS, e.g. EPSG:32722; null keeps the image's
+    resolution: Any = None  # target pixel size (one number or [x, y]); null keeps the image's
+    resampling: str = "nearest"  # nearest, bilinear, cubic, average or mode
+    class_groups: Any = None  # (a mapping) class → source classes merged into it
+    other_classes: str = "background"  # labelled features of no class of interest: background or ignore
+    all_touched: bool = False  # burn every pixel a polygon touches, not only centres inside
 
 
 @dataclass
@@ -54,7 +65,16 @@ class PreprocessingConfig:
     """How the scene becomes the model's input stack."""
 
     indices: list[str] = field(default_factory=list)  # appended after the bands
-    normalization: str = "standard"  # 'standard' (train-area mean/std) or 'none'
+    normalization: str = "standard"  # standard, median_std, minmax, percentile, constant, per_chip, none
+    expressions: Any = None  # (a mapping) user indices: name → arithmetic over band names
+    index_constants: Any = None  # (a mapping) constants of catalogue indices, e.g. {L: 0.5}
+    keep_bands: list[str] | None = None  # bands kept in the stack; null keeps all (indices see all)
+    norm_per_band: bool = True  # minmax/percentile: per band, or one range over every band
+    norm_range: list[float] = field(default_factory=lambda: [0.0, 1.0])  # minmax/percentile target
+    norm_percentiles: list[float] = field(default_factory=lambda: [2.0, 98.0])  # percentile clip bounds
+    norm_constant: float = 10000.0  # constant: the divisor
+    norm_samples: int = 1_000_000  # median/percentile: training pixels sampled (exact below this)
+    window: int = 1024  # processing window side in px (memory ∝ window²; output unchanged)
 
 
 @dataclass
@@ -77,6 +97,15 @@ class PredictConfig:
     overlap: float = 0.5  # fraction of the window shared by neighbours
     batch_size: int = 16
     checkpoint: str | None = None  # for stages without 'fit': the weights to use
+    image: str | None = None  # a new scene to classify (prepared with the checkpoint's stats)
+    blend: str = "hann"  # 'hann' (smooth weights) or 'center' (overlap-tile: window centres only)
+    probabilities: str = "none"  # 'none', 'float16' or 'uint8' (254 = 1.0): prediction_proba.tif
+    entropy: bool = False  # also write prediction_entropy.tif (0 certain .. 1 uniform)
+    tta: bool = False  # average over the 8 dihedral transforms of each window (8x compute)
+    amp: bool = False  # bfloat16 autocast around the forward pass
+    cog: bool = False  # rewrite the outputs as Cloud-Optimized GeoTIFFs with overviews
+    polygons: list[str] | None = None  # classes to vectorize into prediction_polygons.gpkg
+    min_area_ha: float = 0.5  # polygons smaller than this (hectares) are dropped
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from deepgeo_runner.config.schema import STAGES
 from deepgeo_runner.errors import ConfigError
@@ -20,6 +20,8 @@ from deepgeo_runner.geo.normalize import METHODS
 AUGMENTATIONS = ("none", "d4", "d4_expand")
 D4_NAMES = ("identity", "rot90", "rot180", "rot270", "transpose", "flip_v", "antitranspose", "flip_h")
 BACKGROUND_MODES = ("ignore", "class")
+RESAMPLING = ("nearest", "bilinear", "cubic", "average", "mode")  # as geo.scene.RESAMPLING
+OTHER_CLASSES = ("background", "ignore")  # as geo.rasterize.OTHERS (not imported: geopandas is slow)
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 _MISSING_HINTS = {
@@ -44,15 +46,7 @@ def validate_config(cfg: DictConfig) -> None:
     _check_data(cfg.data)
     if cfg.preprocessing.normalization not in METHODS:
         raise _fail("preprocessing.normalization", cfg.preprocessing.normalization, f"one of {list(METHODS)}")
-    band_names = list(cfg.data.band_names)
-    if cfg.preprocessing.indices:
-        if not band_names:
-            raise ConfigError(
-                f"preprocessing.indices={list(cfg.preprocessing.indices)} needs data.band_names, the role "
-                "of each band in file order (e.g. [blue,green,red,nir,swir1,swir2]); or set "
-                "preprocessing.indices=[]."
-            )
-        check_indices(list(cfg.preprocessing.indices), band_names)
+    _check_preprocessing(cfg)
     if cfg.augmentation.name not in AUGMENTATIONS:
         raise _fail("augmentation.name", cfg.augmentation.name, f"one of {list(AUGMENTATIONS)}")
     bad_ops = [op for op in cfg.augmentation.expand_ops if op not in D4_NAMES]
@@ -66,6 +60,95 @@ def validate_config(cfg: DictConfig) -> None:
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"{group}: needs a '_target_' naming the class to build (see conf/{group}/).")
     _check_predict(cfg)
+
+
+def _check_preprocessing(cfg: DictConfig) -> None:
+    """Indices, expressions, sensor presets, normalization options and scale/offset."""
+    from deepgeo_runner.geo.indices import feature_index_names
+    from deepgeo_runner.geo.normalize import NormOptions
+
+    pre, data = cfg.preprocessing, cfg.data
+    band_names = list(data.band_names)
+    if not band_names and data.get("sensor"):
+        from deepgeo_runner.geo.sensors import sensor_band_names
+
+        band_names = sensor_band_names(str(data.sensor))  # the fullest layout; checked again on read
+    for key, example in (("expressions", "{gndvi: '(nir - green) / (nir + green)'}"), ("index_constants", "{L: 0.5}")):
+        if pre.get(key) is not None and not isinstance(pre[key], DictConfig):
+            raise _fail(f"preprocessing.{key}", pre[key], f"a mapping, e.g. {example}")
+    expressions = OmegaConf.to_container(pre.expressions) if pre.get("expressions") else {}
+    constants = OmegaConf.to_container(pre.index_constants) if pre.get("index_constants") else {}
+    names = feature_index_names(list(pre.indices), expressions)
+    if names:
+        if not band_names:
+            raise ConfigError(
+                f"preprocessing.indices={names} needs data.band_names, the role of each band in file "
+                "order (e.g. [blue,green,red,nir,swir1,swir2]) or data.sensor (e.g. landsat8); or set "
+                "preprocessing.indices=[]."
+            )
+        check_indices(names, band_names, expressions, constants)
+    keep = pre.get("keep_bands")
+    if keep is not None and band_names:
+        unknown = [b for b in keep if b not in band_names]
+        if unknown:
+            raise _fail("preprocessing.keep_bands", list(keep), f"names from data.band_names {band_names}")
+    NormOptions(
+        str(pre.normalization), bool(pre.get("norm_per_band", True)),
+        tuple(float(v) for v in pre.get("norm_range", [0.0, 1.0])),
+        tuple(float(v) for v in pre.get("norm_percentiles", [2.0, 98.0])),
+        float(pre.get("norm_constant", 10000.0)), int(pre.get("norm_samples", 1_000_000)),
+    ).check()
+    for key in ("norm_range", "norm_percentiles"):
+        if pre.get(key) is not None and len(pre[key]) != 2:
+            raise _fail(f"preprocessing.{key}", list(pre[key]), "two numbers [low, high]")
+    if pre.get("window", 1024) < 64:
+        raise _fail("preprocessing.window", pre.window, "at least 64 pixels (memory ∝ window²)")
+    for key in ("scale", "offset"):
+        value = data.get(key)
+        values = list(value) if isinstance(value, ListConfig) else [value]
+        if value is not None and not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise _fail(f"data.{key}", value, "a number or one number per band (e.g. 0.0000275)")
+
+
+def _check_scene(data: DictConfig) -> None:
+    """Mosaic/crop/reprojection and rasterizer options of the ``data`` group."""
+    if data.get("sensor"):
+        from deepgeo_runner.geo.sensors import sensor_band_names
+
+        sensor_band_names(str(data.sensor))
+    bbox = data.get("bbox")
+    if bbox is not None and (len(bbox) != 4 or not (bbox[0] < bbox[2] and bbox[1] < bbox[3])):
+        raise _fail("data.bbox", list(bbox), "[minx, miny, maxx, maxy] in the target CRS with min < max")
+    if data.get("aoi") is not None and not Path(data.aoi).exists():
+        raise ConfigError(f"data.aoi='{data.aoi}': no such file (looked in {Path.cwd()}).")
+    if data.get("crs") is not None:
+        from rasterio.crs import CRS
+
+        try:
+            CRS.from_user_input(data.crs)
+        except Exception as exc:
+            raise _fail("data.crs", data.crs, f"a CRS such as 'EPSG:32722' ({exc})") from exc
+    res = data.get("resolution")
+    if res is not None:
+        values = list(res) if isinstance(res, ListConfig) else [res]
+        if len(values) not in (1, 2) or not all(isinstance(v, int | float) and v > 0 for v in values):
+            raise _fail("data.resolution", res, "a positive pixel size or [x, y] in target CRS units")
+    if data.get("resampling", "nearest") not in RESAMPLING:
+        raise _fail("data.resampling", data.resampling, f"one of {list(RESAMPLING)}")
+    if data.get("other_classes", "background") not in OTHER_CLASSES:
+        raise _fail("data.other_classes", data.other_classes, f"one of {list(OTHER_CLASSES)}")
+    groups = data.get("class_groups")
+    if groups is not None and not isinstance(groups, DictConfig):
+        raise _fail("data.class_groups", groups, "a mapping, e.g. {deforestation: [clearcut, degradation]}")
+    if groups:
+        unknown = [g for g in groups if g not in list(data.classes)]
+        if unknown:
+            raise _fail("data.class_groups", OmegaConf.to_container(groups),
+                        f"keys from data.classes {list(data.classes)} (unknown: {unknown})")
+        bad = [g for g, members in groups.items() if not isinstance(members, ListConfig)]
+        if bad:
+            raise _fail("data.class_groups", OmegaConf.to_container(groups),
+                        "a list of source classes per class, e.g. {deforestation: [clearcut, degradation]}")
 
 
 def _check_stages(cfg: DictConfig) -> None:
@@ -87,8 +170,10 @@ def _check_data(data: DictConfig) -> None:
                 raise ConfigError(
                     f"data.{key} is required (data={data.name}): give {_MISSING_HINTS['data.' + key]}."
                 )
-            if not Path(value).exists():
-                raise ConfigError(f"data.{key}='{value}': no such file (looked in {Path.cwd()}).")
+            for item in (list(value) if isinstance(value, ListConfig) else [value]):  # tiles to mosaic
+                if not Path(item).exists():
+                    raise ConfigError(f"data.{key}='{item}': no such file (looked in {Path.cwd()}).")
+    _check_scene(data)
     classes = list(data.classes)
     if not classes:
         raise ConfigError(f"data.classes is required: give {_MISSING_HINTS['data.classes']}.")
@@ -146,3 +231,21 @@ def _check_predict(cfg: DictConfig) -> None:
             )
         if not Path(pred.checkpoint).is_file():
             raise ConfigError(f"predict.checkpoint='{pred.checkpoint}': no such file.")
+    if pred.get("blend", "hann") not in ("hann", "center"):
+        raise _fail("predict.blend", pred.blend, "one of ['hann', 'center']")
+    if pred.get("probabilities", "none") not in ("none", "float16", "uint8"):
+        raise _fail("predict.probabilities", pred.probabilities, "one of ['none', 'float16', 'uint8']")
+    if pred.get("min_area_ha", 0.0) < 0:
+        raise _fail("predict.min_area_ha", pred.min_area_ha, "a non-negative area in hectares")
+    if pred.get("image") is not None:
+        if not Path(pred.image).is_file():
+            raise ConfigError(f"predict.image='{pred.image}': no such file (looked in {Path.cwd()}).")
+        if "predict" not in cfg.stages:
+            raise ConfigError("predict.image is set but 'predict' is not among stages: add it, "
+                              "e.g. stages=[predict] predict.checkpoint=RUN/checkpoints/best.ckpt.")
+    polygons = pred.get("polygons")
+    if polygons is not None:
+        known = list(cfg.data.classes) + (["background"] if cfg.data.background == "class" else [])
+        unknown = [c for c in polygons if c not in known]
+        if unknown and pred.get("image") is None:  # a checkpoint's classes are checked when read
+            raise _fail("predict.polygons", list(polygons), f"class names from {known}")

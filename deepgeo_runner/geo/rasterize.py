@@ -2,19 +2,26 @@
 
 Encoding of the label raster: 0 background (outside every class of interest), 1..N the
 classes of interest in configured order, 255 nodata (no image data or no label data).
-Where polygons of several classes overlap, the class listed last in ``classes`` wins.
+Where polygons of several classes overlap, the class listed last in ``classes`` wins (and
+any class of interest wins over polygons of other classes). Several source classes can be
+grouped into one (``class_groups``); labelled features of no class of interest become
+background or nodata (``others``). Labels are burnt window by window
+(:class:`LabelSource`), so a label raster larger than memory is written with bounded memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import rasterio
 import rasterio.features
+import rasterio.windows
+import shapely
 from rasterio.warp import Resampling, reproject
+from rasterio.windows import Window
 
 from deepgeo_runner.errors import InputDataError
 from deepgeo_runner.geo.raster_io import Grid
@@ -23,6 +30,9 @@ BACKGROUND = 0
 NODATA = 255
 VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb", ".gml", ".kml")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
+
+
+OTHERS = ("background", "ignore")
 
 
 def _match_values(classes: Sequence[str], class_values: Sequence[int] | None) -> list:
@@ -34,6 +44,159 @@ def _match_values(classes: Sequence[str], class_values: Sequence[int] | None) ->
     return list(class_values) if class_values is not None else list(classes)
 
 
+def class_value_sets(
+    classes: Sequence[str],
+    class_values: Sequence | None = None,
+    class_groups: Mapping[str, Sequence] | None = None,
+    as_str: bool = True,
+) -> list[list]:
+    """The source values meaning each class: its own value plus those grouped into it.
+
+    ``class_groups`` maps a class of interest to several source classes, e.g.
+    ``{deforestation: [clearcut, degradation]}``, so that they become one id.
+    """
+    own = _match_values(classes, class_values)
+    groups = dict(class_groups or {})
+    unknown = [g for g in groups if g not in classes]
+    if unknown:
+        raise InputDataError(f"data.class_groups names {unknown}, which are not in data.classes {list(classes)}.")
+    sets = []
+    for name, value in zip(classes, own, strict=True):
+        members = [value, *groups.get(name, [])]
+        sets.append([str(v) for v in members] if as_str else list(members))
+    return sets
+
+
+class LabelSource:
+    """Ground truth that can be burnt onto any window of a grid, for bounded memory.
+
+    A vector layer is read, reprojected to the grid's CRS and repaired once; each window then
+    rasterizes only the polygons that intersect it. A label raster is resampled (nearest)
+    onto each window. Ids: 0 background, 1..N classes, 255 nodata; labelled features of no
+    class of interest become background (``others='background'``) or 255 (``'ignore'``).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        grid: Grid,
+        class_column: str,
+        classes: Sequence[str],
+        class_values: Sequence | None = None,
+        all_touched: bool = False,
+        class_groups: Mapping[str, Sequence] | None = None,
+        others: str = "background",
+    ) -> None:
+        if others not in OTHERS:
+            raise InputDataError(f"data.other_classes='{others}': expected one of {list(OTHERS)}.")
+        self.path, self.grid, self.all_touched, self.others = Path(path), grid, all_touched, others
+        if not self.path.exists():
+            raise InputDataError(
+                f"labels file not found: '{self.path}'. Set data.labels to a vector file "
+                f"({', '.join(VECTOR_SUFFIXES)}) or a label GeoTIFF."
+            )
+        suffix = self.path.suffix.lower()
+        if suffix in RASTER_SUFFIXES:
+            self.kind = "raster"
+            values = list(class_values) if class_values is not None else list(range(1, len(classes) + 1))
+            if len(values) != len(classes):
+                raise InputDataError(
+                    f"data.class_values has {len(values)} values for {len(classes)} data.classes."
+                )
+            self.value_sets = class_value_sets(classes, values, class_groups, as_str=False)
+        elif suffix in VECTOR_SUFFIXES or self.path.is_dir():
+            self.kind = "vector"
+            self._load_vector(class_column, classes, class_values, class_groups)
+        else:
+            raise InputDataError(
+                f"labels '{self.path}': unknown format '{suffix}'. Expected a vector file "
+                f"({', '.join(VECTOR_SUFFIXES)}) or a raster ({', '.join(RASTER_SUFFIXES)})."
+            )
+
+    def _load_vector(self, class_column, classes, class_values, class_groups) -> None:
+        path = self.path
+        try:
+            layer = gpd.read_file(path)
+        except Exception as exc:
+            raise InputDataError(f"cannot read labels '{path}' as a vector file: {exc}") from exc
+        if class_column not in layer.columns:
+            raise InputDataError(
+                f"labels '{path}' have no column '{class_column}' (data.class_column). "
+                f"Columns: {[c for c in layer.columns if c != 'geometry']}."
+            )
+        if layer.crs is None:
+            raise InputDataError(f"labels '{path}' have no CRS: set one (e.g. with ogr2ogr -a_srs).")
+        layer = layer[layer.geometry.notna() & ~layer.geometry.is_empty]
+        layer = layer.to_crs(self.grid.crs)
+        layer["geometry"] = layer.geometry.make_valid()
+        as_str = class_values is None
+        sets = class_value_sets(classes, class_values, class_groups, as_str=as_str)
+        source = layer[class_column].astype(str) if as_str else layer[class_column]
+        present = set(source.unique().tolist())
+        wanted = {v for vs in sets for v in vs}
+        if not present & wanted:
+            raise InputDataError(
+                f"none of the classes {sorted(map(str, wanted))} appears in column '{class_column}' of "
+                f"'{path}'; its values are {sorted(map(str, present))[:20]}. Check data.classes / "
+                "data.class_values / data.class_groups."
+            )
+        ids = np.zeros(len(layer), dtype=np.int64)  # 0: no class of interest
+        for class_id, values in enumerate(sets, start=1):
+            ids[source.isin(values).to_numpy()] = class_id  # last listed class wins
+        keep = ids > 0 if self.others == "background" else np.ones(len(layer), dtype=bool)
+        self.geoms = layer.geometry.to_numpy()[keep]
+        self.ids = ids[keep]
+        self.tree = shapely.STRtree(self.geoms) if len(self.geoms) else None
+
+    def burn(self, window: Window | None = None) -> np.ndarray:
+        """uint8 class ids of ``window`` (default: the whole grid)."""
+        grid = self.grid
+        window = window or Window(0, 0, grid.width, grid.height)
+        shape = (int(window.height), int(window.width))
+        transform = rasterio.windows.transform(window, grid.transform)
+        if self.kind == "raster":
+            return self._read_raster(shape, transform)
+        labels = np.zeros(shape, dtype=np.uint8)
+        if self.tree is None:
+            return labels
+        hits = np.sort(self.tree.query(shapely.box(*rasterio.windows.bounds(window, grid.transform))))
+        if hits.size == 0:
+            return labels
+        # Burn order = overlap rule: other classes first (ignore), then class 1..N, so the
+        # class listed last wins where polygons overlap.
+        order = hits[np.argsort(self.ids[hits] if self.others == "background"
+                                else np.where(self.ids[hits] == 0, -1, self.ids[hits]), kind="stable")]
+        shapes = [(self.geoms[i], int(self.ids[i]) if self.ids[i] > 0 else NODATA) for i in order]
+        rasterio.features.rasterize(shapes, out=labels, transform=transform,
+                                    all_touched=self.all_touched, dtype=np.uint8)
+        return labels
+
+    def _read_raster(self, shape: tuple[int, int], transform) -> np.ndarray:
+        try:
+            with rasterio.open(self.path) as src:
+                source = np.full(shape, np.nan, dtype=np.float64)
+                src_nodata = src.nodata
+                reproject(
+                    rasterio.band(src, 1),
+                    source,
+                    dst_transform=transform,
+                    dst_crs=self.grid.crs,
+                    dst_nodata=np.nan,
+                    resampling=Resampling.nearest,
+                )
+        except rasterio.errors.RasterioError as exc:
+            raise InputDataError(f"cannot read labels '{self.path}' as a raster: {exc}") from exc
+        fill = BACKGROUND if self.others == "background" else NODATA
+        labels = np.full(shape, fill, dtype=np.uint8)
+        for class_id, values in enumerate(self.value_sets, start=1):
+            labels[np.isin(source, values)] = class_id
+        missing = ~np.isfinite(source)
+        if src_nodata is not None:
+            missing |= source == src_nodata
+        labels[missing] = NODATA
+        return labels
+
+
 def rasterize_vector(
     path: str | Path,
     grid: Grid,
@@ -41,49 +204,16 @@ def rasterize_vector(
     classes: Sequence[str],
     class_values: Sequence[int] | None = None,
     all_touched: bool = False,
+    class_groups: Mapping[str, Sequence] | None = None,
+    others: str = "background",
 ) -> np.ndarray:
     """Burn the polygons of each class of interest onto ``grid`` as uint8 class ids.
 
     The layer is reprojected to the grid's CRS and invalid geometries are repaired, so
     that a shapefile from another tool or projection lines up without manual work.
     """
-    path = Path(path)
-    try:
-        layer = gpd.read_file(path)
-    except Exception as exc:
-        raise InputDataError(f"cannot read labels '{path}' as a vector file: {exc}") from exc
-    if class_column not in layer.columns:
-        raise InputDataError(
-            f"labels '{path}' have no column '{class_column}' (data.class_column). "
-            f"Columns: {[c for c in layer.columns if c != 'geometry']}."
-        )
-    if layer.crs is None:
-        raise InputDataError(f"labels '{path}' have no CRS: set one (e.g. with ogr2ogr -a_srs).")
-    layer = layer[layer.geometry.notna() & ~layer.geometry.is_empty]
-    layer = layer.to_crs(grid.crs)
-    layer["geometry"] = layer.geometry.make_valid()
-    values = _match_values(classes, class_values)
-    source = layer[class_column]
-    if class_values is None:
-        source = source.astype(str)
-    present = set(source.unique().tolist())
-    if not present & set(values):
-        raise InputDataError(
-            f"none of the classes {values} appears in column '{class_column}' of '{path}'; "
-            f"its values are {sorted(map(str, present))[:20]}. Check data.classes / data.class_values."
-        )
-    labels = np.zeros(grid.shape, dtype=np.uint8)
-    for class_id, value in enumerate(values, start=1):
-        shapes = [(geom, class_id) for geom in layer.geometry[source == value]]
-        if shapes:
-            rasterio.features.rasterize(
-                shapes,
-                out=labels,
-                transform=grid.transform,
-                all_touched=all_touched,
-                dtype=np.uint8,
-            )
-    return labels
+    return LabelSource(path, grid, class_column, classes, class_values, all_touched,
+                       class_groups, others).burn()
 
 
 def read_label_raster(
@@ -97,34 +227,8 @@ def read_label_raster(
     Values listed in ``class_values`` (default 1..N) become 1..N, the file's nodata becomes
     255, everything else background 0.
     """
-    path = Path(path)
-    values = list(class_values) if class_values is not None else list(range(1, n_classes + 1))
-    if len(values) != n_classes:
-        raise InputDataError(
-            f"data.class_values has {len(values)} values for {n_classes} data.classes."
-        )
-    try:
-        with rasterio.open(path) as src:
-            source = np.full(grid.shape, np.nan, dtype=np.float64)
-            src_nodata = src.nodata
-            reproject(
-                rasterio.band(src, 1),
-                source,
-                dst_transform=grid.transform,
-                dst_crs=grid.crs,
-                dst_nodata=np.nan,
-                resampling=Resampling.nearest,
-            )
-    except rasterio.errors.RasterioError as exc:
-        raise InputDataError(f"cannot read labels '{path}' as a raster: {exc}") from exc
-    labels = np.zeros(grid.shape, dtype=np.uint8)
-    for class_id, value in enumerate(values, start=1):
-        labels[source == value] = class_id
-    missing = ~np.isfinite(source)
-    if src_nodata is not None:
-        missing |= source == src_nodata
-    labels[missing] = NODATA
-    return labels
+    classes = [f"class{i}" for i in range(1, n_classes + 1)]
+    return LabelSource(path, grid, "", classes, class_values).burn()
 
 
 def read_labels(
@@ -133,23 +237,13 @@ def read_labels(
     class_column: str,
     classes: Sequence[str],
     class_values: Sequence[int] | None = None,
+    all_touched: bool = False,
+    class_groups: Mapping[str, Sequence] | None = None,
+    others: str = "background",
 ) -> np.ndarray:
     """Labels from either a vector file or a label raster, chosen by the file suffix."""
-    path = Path(path)
-    if not path.exists():
-        raise InputDataError(
-            f"labels file not found: '{path}'. Set data.labels to a vector file "
-            f"({', '.join(VECTOR_SUFFIXES)}) or a label GeoTIFF."
-        )
-    suffix = path.suffix.lower()
-    if suffix in RASTER_SUFFIXES:
-        return read_label_raster(path, grid, len(classes), class_values)
-    if suffix in VECTOR_SUFFIXES or path.is_dir():
-        return rasterize_vector(path, grid, class_column, classes, class_values)
-    raise InputDataError(
-        f"labels '{path}': unknown format '{suffix}'. Expected a vector file "
-        f"({', '.join(VECTOR_SUFFIXES)}) or a raster ({', '.join(RASTER_SUFFIXES)})."
-    )
+    return LabelSource(path, grid, class_column, classes, class_values, all_touched,
+                       class_groups, others).burn()
 
 
 def class_colormap(

@@ -3,7 +3,9 @@
 Windows advance by a constant stride; the last one may run past the scene edge (read with
 padding) instead of being snapped back, so every window sees the same overlap pattern.
 Scores are accumulated with a smooth weight that vanishes towards window borders, where a
-convolutional network sees the least context, which hides the seams between windows.
+convolutional network sees the least context, which hides the seams between windows
+(``hann``); or each window contributes only its central ``stride`` × ``stride`` square, the
+original overlap-tile strategy (``center``), so that every pixel comes from exactly one window.
 """
 
 from __future__ import annotations
@@ -27,6 +29,32 @@ def blend_weights(window: int, floor: float = 1e-3) -> np.ndarray:
     """2-D Hann weights of a window, floored so that scene borders keep a positive weight."""
     ramp = np.sin(np.pi * (np.arange(window) + 0.5) / window) ** 2
     return np.maximum(np.outer(ramp, ramp), floor).astype(np.float32)
+
+
+BLEND_MODES = ("hann", "center")
+
+
+def blend_profile(
+    window: int, stride: int, mode: str, first: bool, last: bool, floor: float = 1e-3
+) -> np.ndarray:
+    """1-D weights along one axis of a window; the 2-D weight is the outer product of two.
+
+    ``hann``: a floored Hann ramp (same for every window: a pixel seen by one window only, at
+    the scene border, still gets that window's scores once normalized). ``center``: 1 on the
+    central ``stride`` pixels and 0 elsewhere, except that the first and last windows along the
+    axis also own the margin towards the scene border.
+    """
+    if mode == "hann":
+        ramp = np.sin(np.pi * (np.arange(window) + 0.5) / window) ** 2
+        return np.maximum(ramp, np.sqrt(floor)).astype(np.float32)
+    if mode == "center":
+        margin = (window - stride) // 2
+        lo = 0 if first else margin
+        hi = window if last else margin + stride
+        profile = np.zeros(window, dtype=np.float32)
+        profile[lo:hi] = 1.0
+        return profile
+    raise ValueError(f"unknown blend mode '{mode}'; choose from {list(BLEND_MODES)}")
 
 
 def stride_for(window: int, overlap: float) -> int:

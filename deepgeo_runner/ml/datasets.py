@@ -53,8 +53,8 @@ class ChipDataset(Dataset):
             picked = slice(int(idx[0]), int(idx[-1]) + 1)
         else:
             picked = idx
-        images = np.ascontiguousarray(self._images[picked], dtype=np.float32)
-        masks = np.ascontiguousarray(self._masks[picked])
+        images = np.array(self._images[picked], dtype=np.float32)  # the one copy, writable
+        masks = np.array(self._masks[picked])
         return {"image": torch.from_numpy(images), "mask": torch.from_numpy(masks)}
 
     def load_all(self) -> tuple[np.ndarray, np.ndarray]:

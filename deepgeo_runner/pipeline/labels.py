@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from tqdm.auto import tqdm
 
-from deepgeo_runner.geo.raster_io import Grid, valid_mask, write_raster
-from deepgeo_runner.geo.rasterize import NODATA, class_colormap, read_labels
+from deepgeo_runner.geo.raster_io import Grid, iter_windows, open_raster_writer, valid_mask
+from deepgeo_runner.geo.rasterize import NODATA, LabelSource, class_colormap
 
 log = logging.getLogger(__name__)
+
+LABEL_WINDOW = 2048  # px side of the windows labels are burnt in (4 MB of uint8 each)
 
 
 def rasterize_labels(
@@ -22,19 +25,45 @@ def rasterize_labels(
     classes: Sequence[str],
     class_colors: Sequence[str],
     class_column: str = "class",
-    class_values: Sequence[int] | None = None,
+    class_values: Sequence | None = None,
+    *,
+    all_touched: bool = False,
+    class_groups: Mapping[str, Sequence] | None = None,
+    others: str = "background",
+    window: int = LABEL_WINDOW,
+    progress: bool = True,
 ) -> Path:
-    """Write ``labels.tif``: 0 background, 1..N classes, 255 where the image has no data."""
+    """Write ``labels.tif``: 0 background, 1..N classes, 255 where the image has no data.
+
+    Window by window, so that memory does not grow with the scene: each window burns the
+    polygons that touch it and blanks the pixels where the prepared stack has no data.
+
+    Args:
+        all_touched: burn every pixel a polygon touches (thin features), not only those
+            whose centre is inside.
+        class_groups: class of interest → source classes merged into it.
+        others: labelled features of no class of interest: 'background' (id 0) or 'ignore' (255).
+    """
     with rasterio.open(prepared) as src:
         grid = Grid(src.crs, src.transform, src.width, src.height)
-        valid = valid_mask(src.read(), src.nodata)
-    ids = read_labels(labels, grid, class_column, classes, class_values)
-    ids[~valid] = NODATA
-    counts = np.bincount(ids.ravel(), minlength=256)
+        source = LabelSource(labels, grid, class_column, classes, class_values, all_touched,
+                             class_groups, others)
+        tags = {f"class_{i}": name for i, name in enumerate(classes, start=1)}
+        tags["class_0"] = "background"
+        tags["class_255"] = "nodata"
+        if class_groups:
+            tags["class_groups"] = {k: list(v) for k, v in class_groups.items()}
+        counts = np.zeros(256, dtype=np.int64)
+        windows = iter_windows(grid.height, grid.width, window)
+        with open_raster_writer(out_path, grid, 1, "uint8", NODATA, ["class"], tags,
+                                class_colormap(class_colors)) as dst:
+            for win in tqdm(windows, desc="rasterize", unit="window", disable=not progress or len(windows) < 4):
+                ids = source.burn(win)
+                ids[~valid_mask(src.read(window=win), src.nodata)] = NODATA
+                counts += np.bincount(ids.ravel(), minlength=256)
+                dst.write(ids, 1, window=win)
     for class_id, name in enumerate(classes, start=1):
         log.info("rasterize: %s → id %d, %d px", name, class_id, counts[class_id])
         if counts[class_id] == 0:
             log.warning("rasterize: class '%s' has no labelled pixel inside the image", name)
-    tags = {f"class_{i}": name for i, name in enumerate(classes, start=1)}
-    tags["class_0"] = "background"
-    return write_raster(out_path, ids, grid, NODATA, ["class"], class_colormap(class_colors), tags)
+    return Path(out_path)

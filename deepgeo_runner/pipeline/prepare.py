@@ -1,23 +1,46 @@
-"""Stage ``prepare``: bands + spectral indices → a normalized stack on the image's own grid."""
+"""Stage ``prepare``: bands + spectral indices → a normalized stack on the image's own grid.
+
+The scene is processed in square windows, in two passes, so that a scene larger than memory
+is prepared with bounded memory: pass 1 fits the normalization statistics on the training
+area (streaming, see :class:`deepgeo_runner.geo.normalize.StatsAccumulator`), pass 2 writes
+the normalized windows into a tiled, deflate-compressed GeoTIFF. A scene that fits in one
+window is read once. Mosaics, crops and reprojection happen before, in
+:mod:`deepgeo_runner.geo.scene`, so this stage always reads one raster.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
+from rasterio.windows import Window
+from tqdm.auto import tqdm
 
-from deepgeo_runner.errors import ConfigError
-from deepgeo_runner.geo.indices import check_indices, compute_index
-from deepgeo_runner.geo.normalize import NormStats, apply_stats, fit_stats
-from deepgeo_runner.geo.raster_io import Grid, open_image, valid_mask, write_raster
+from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.geo.indices import IndexSpec, check_indices, feature_index_names, finish_index
+from deepgeo_runner.geo.normalize import (
+    NormOptions,
+    NormStats,
+    apply_stats,
+    needs_fit,
+    new_accumulator,
+    stats_from_accumulator,
+)
+from deepgeo_runner.geo.raster_io import Grid, iter_windows, open_raster_writer, valid_mask
 
 log = logging.getLogger(__name__)
 
 PREPARED_NODATA = -9999.0
+DEFAULT_WINDOW = 1024  # px side of a processing window: ~4 MB per float32 feature
+GDAL_CACHE_MB = 128  # GDAL's block cache otherwise grows to 5 % of the machine's memory
+
+FitArea = np.ndarray | Callable[[Window], np.ndarray] | None
 
 
 @dataclass(frozen=True)
@@ -33,60 +56,186 @@ class PreparedScene:
         return len(self.feature_names)
 
 
+def _per_band(value: float | Sequence[float] | None, n: int, key: str, default: float) -> np.ndarray:
+    if value is None:
+        return np.full(n, default, dtype=np.float32)
+    arr = np.atleast_1d(np.asarray(value, dtype=np.float32))
+    if arr.size == 1:
+        return np.full(n, arr[0], dtype=np.float32)
+    if arr.size != n:
+        raise ConfigError(f"{key} has {arr.size} values for {n} bands: give one number or one per band.")
+    return arr
+
+
+@dataclass
+class _Features:
+    """Computes the feature stack of one window: scaled bands (kept ones) then indices."""
+
+    names: list[str]
+    keep: list[int]
+    specs: list[IndexSpec]
+    nodata: float | None
+    scale: np.ndarray
+    offset: np.ndarray
+
+    def __call__(self, src: rasterio.io.DatasetReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        raw = src.read(window=window)
+        valid = valid_mask(raw, self.nodata)
+        bands = raw.astype(np.float32)
+        del raw
+        if (self.scale != 1).any() or (self.offset != 0).any():
+            bands *= self.scale[:, None, None]
+            bands += self.offset[:, None, None]
+        roles = dict(zip(self.names, bands, strict=True))
+        out = np.empty((len(self.keep) + len(self.specs),) + valid.shape, dtype=np.float32)
+        out[: len(self.keep)] = bands[self.keep]
+        for i, spec in enumerate(self.specs, start=len(self.keep)):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                values = spec.compute(roles)
+            out[i] = finish_index(np.broadcast_to(values, valid.shape), valid, PREPARED_NODATA)
+            valid &= out[i] != PREPARED_NODATA  # zero denominators → nodata too
+        return out, valid
+
+
+def _fit_mask(fit_area: FitArea, window: Window) -> np.ndarray | None:
+    if fit_area is None:
+        return None
+    if callable(fit_area):
+        return np.asarray(fit_area(window), dtype=bool)
+    return np.asarray(fit_area[window.toslices()], dtype=bool)
+
+
 def prepare_scene(
     image: str | Path,
     out_dir: str | Path,
     band_names: Sequence[str],
     indices: Sequence[str],
-    normalization: str,
-    fit_area: np.ndarray | None,
+    normalization: str | NormOptions,
+    fit_area: FitArea,
     nodata: float | None = None,
     stats: NormStats | None = None,
+    *,
+    expressions: Mapping[str, str] | None = None,
+    index_constants: Mapping[str, float] | None = None,
+    scale: float | Sequence[float] | None = None,
+    offset: float | Sequence[float] | None = None,
+    keep_bands: Sequence[str] | None = None,
+    window: int = DEFAULT_WINDOW,
+    progress: bool = True,
 ) -> PreparedScene:
     """Read the image, append indices, normalize, write ``prepared.tif`` and ``stats.json``.
 
     Args:
-        image: source GeoTIFF/COG (reflectance for indices to be meaningful).
+        image: source GeoTIFF/COG (reflectance for indices to be meaningful), any dtype.
         band_names: role of each band in file order; empty means 'band1..bandN'.
-        indices: names from :data:`deepgeo_runner.geo.indices.INDICES`.
-        normalization: 'standard' or 'none'.
-        fit_area: (H, W) boolean map of the training area, where statistics are fitted.
-        nodata: nodata of the image when the file declares none.
+        indices: names of :func:`deepgeo_runner.geo.indices.resolve_index` (ours, the user's
+            expressions, the spyndex catalogue).
+        normalization: a method name of :data:`deepgeo_runner.geo.normalize.METHODS` or
+            :class:`NormOptions`.
+        fit_area: (H, W) boolean map of the training area, or a function window → that map
+            for the window (bounded memory on huge scenes); None: every valid pixel.
+        nodata: nodata of the image, overriding what the file declares.
         stats: reuse these statistics (e.g. a checkpoint's) instead of fitting new ones.
+        expressions: user indices, name → arithmetic over band names; computed after
+            ``indices`` unless listed there.
+        index_constants: constants of catalogue indices (e.g. ``{"L": 0.5}``).
+        scale, offset: reflectance = DN * scale + offset, one number or one per band, applied
+            before indices (e.g. Landsat Collection 2 L2: 0.0000275 and -0.2).
+        keep_bands: bands kept in the stack (all by default); the others still feed indices.
+        window: side of the processing windows in pixels (memory ∝ window²).
     """
-    source = open_image(image, nodata)
-    n_bands = source.sizes["band"]
-    names = list(band_names) or [f"band{i}" for i in range(1, n_bands + 1)]
-    if len(names) != n_bands:
-        raise ConfigError(
-            f"data.band_names lists {len(names)} bands {names} but '{image}' has {n_bands}: "
-            "name every band in file order."
-        )
-    check_indices(indices, names)
-    file_nodata = source.rio.nodata
-    bands = source.values.astype(np.float32)
-    valid = valid_mask(bands, file_nodata)
-    roles = dict(zip(names, bands, strict=True))
-    layers = [bands] + [
-        compute_index(name, roles, valid, PREPARED_NODATA)[None] for name in indices
-    ]
-    stack = np.concatenate(layers, axis=0)
-    valid &= np.all(stack != PREPARED_NODATA, axis=0)  # zero denominators → nodata too
-    if stats is None:
-        fit_mask = valid if fit_area is None else (valid & fit_area)
-        stats = fit_stats(stack, fit_mask, normalization)
-    prepared = apply_stats(stack, stats)
-    prepared[:, ~valid] = PREPARED_NODATA
-    grid = Grid(source.rio.crs, source.rio.transform(), source.rio.width, source.rio.height)
+    options = normalization if isinstance(normalization, NormOptions) else NormOptions(normalization)
+    options.check()
+    image = Path(image)
+    if not image.is_file():
+        raise InputDataError(f"image file not found: '{image}'. Set data.image to an existing GeoTIFF.")
     out_dir = Path(out_dir)
-    feature_names = tuple(names) + tuple(indices)
-    path = write_raster(out_dir / "prepared.tif", prepared, grid, PREPARED_NODATA, feature_names)
-    (out_dir / "stats.json").write_text(
-        json.dumps({"features": list(feature_names), **stats.to_dict()}, indent=2)
-    )
-    log.info("prepare: %d bands + %d indices, %.1f%% valid pixels", n_bands, len(indices),
-             100 * valid.mean())
-    return PreparedScene(path, feature_names, stats)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), _open(image) as src:
+        n_bands = src.count
+        names = list(band_names) or [f"band{i}" for i in range(1, n_bands + 1)]
+        if len(names) != n_bands:
+            raise ConfigError(
+                f"data.band_names lists {len(names)} bands {names} but '{image}' has {n_bands}: "
+                "name every band in file order (or set data.sensor)."
+            )
+        if len(set(names)) != len(names):
+            raise ConfigError(f"data.band_names={names}: every band needs a distinct name.")
+        index_names = feature_index_names(indices, expressions)
+        specs = check_indices(index_names, names, expressions, index_constants)
+        keep = list(keep_bands) if keep_bands is not None else names
+        unknown = [b for b in keep if b not in names]
+        if unknown:
+            raise ConfigError(f"preprocessing.keep_bands: {unknown} are not among data.band_names {names}.")
+        features = _Features(
+            names, [names.index(b) for b in keep], specs,
+            nodata if nodata is not None else src.nodata,
+            _per_band(scale, n_bands, "data.scale", 1.0), _per_band(offset, n_bands, "data.offset", 0.0),
+        )
+        feature_names = tuple(keep) + tuple(index_names)
+        grid = Grid(src.crs, src.transform, src.width, src.height)
+        windows = iter_windows(src.height, src.width, window)
+        cached: tuple[np.ndarray, np.ndarray] | None = None
+        valid_count = 0
+        if stats is None:
+            acc = None
+            if needs_fit(options.method):
+                acc = new_accumulator(len(feature_names), options)
+                for win in tqdm(windows, desc="prepare: statistics", unit="window",
+                                disable=not progress or len(windows) < 4):
+                    fit = _fit_mask(fit_area, win)
+                    if fit is not None and not fit.any():
+                        continue
+                    stack, valid = features(src, win)
+                    if len(windows) == 1:
+                        cached = stack, valid
+                    mask = valid if fit is None else valid & fit
+                    rows = np.arange(win.row_off, win.row_off + win.height, dtype=np.uint64)
+                    cols = np.arange(win.col_off, win.col_off + win.width, dtype=np.uint64)
+                    flat = rows[:, None] * np.uint64(src.width) + cols[None, :]
+                    acc.update(stack, mask, flat)
+            stats = stats_from_accumulator(acc, len(feature_names), options)
+        elif len(stats.shift) != len(feature_names):
+            raise ConfigError(
+                f"the given statistics are for {len(stats.shift)} features but this preparation makes "
+                f"{len(feature_names)} {list(feature_names)}: use the same bands and indices."
+            )
+        tags = {"normalization": stats.method, "per_chip": stats.per_chip}
+        with open_raster_writer(out_dir / "prepared.tif", grid, len(feature_names), "float32",
+                                PREPARED_NODATA, feature_names, tags) as dst:
+            for win in tqdm(windows, desc="prepare: writing", unit="window",
+                            disable=not progress or len(windows) < 4):
+                stack, valid = cached if cached is not None else features(src, win)
+                out = apply_stats(stack, stats)
+                del stack
+                out[:, ~valid] = PREPARED_NODATA
+                dst.write(out, window=win)
+                valid_count += int(valid.sum())
+    meta = {"features": list(feature_names), **stats.to_dict(),
+            "reflectance_scale": features.scale.tolist(), "reflectance_offset": features.offset.tolist(),
+            "index_sources": {s.name: s.source for s in specs}}
+    _write_text(out_dir / "stats.json", json.dumps(meta, indent=2))
+    log.info("prepare: %d bands + %d indices, %s normalization, %.1f%% valid pixels", len(keep),
+             len(index_names), stats.method, 100 * valid_count / max(grid.width * grid.height, 1))
+    return PreparedScene(out_dir / "prepared.tif", feature_names, stats)
+
+
+def _open(image: Path) -> rasterio.io.DatasetReader:
+    try:
+        src = rasterio.open(image)
+    except rasterio.errors.RasterioError as exc:
+        raise InputDataError(f"cannot read image '{image}' as a raster: {exc}") from exc
+    if src.crs is None:
+        src.close()
+        raise InputDataError(
+            f"image '{image}' has no CRS: georeference it first (e.g. gdal_edit.py -a_srs EPSG:XXXX)."
+        )
+    return src
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def load_prepared(entry: str | Path) -> PreparedScene:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, vector_fingerprint
 from deepgeo_runner.config.validate import validate_config
@@ -150,15 +150,60 @@ def _provenance(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTa
 def _resolve_inputs(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> None:
     data = cfg.data
     if data.name == "demo" and data.image is None:
-        from deepgeo_runner.geo.demo import make_demo_scene
+        from deepgeo_runner.geo.synthetic import make_demo_scene
 
         demo_dir = cache_dir / "demo" / f"v{CACHE_VERSION}-{data.demo_size}"
         scene = make_demo_scene(demo_dir, size=int(data.demo_size), seed=0)
         art.image, art.labels_source = scene.image, scene.labels
         art.band_names = list(data.band_names) or list(scene.band_names)
     else:
-        art.image, art.labels_source = Path(data.image), Path(data.labels)
+        art.labels_source = Path(data.labels)
+        art.image = _analysis_image(cfg, cache_dir, art)
         art.band_names = list(data.band_names)
+    if not art.band_names and data.get("sensor"):
+        from deepgeo_runner.geo.sensors import sensor_band_names
+
+        with rasterio.open(art.image) as src:
+            art.band_names = sensor_band_names(str(data.sensor), src.count)
+
+
+def _image_list(data: DictConfig) -> list[Path]:
+    images = data.image
+    if isinstance(images, str | Path):
+        return [Path(images)]
+    return [Path(p) for p in images]
+
+
+def _analysis_image(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> Path:
+    """The input raster itself, or (mosaic / crop / AOI / reprojection) a cached scene on the
+    analysis grid, so that every later stage reads one raster on one grid."""
+    from deepgeo_runner.geo.scene import SceneOptions, build_scene
+
+    data = cfg.data
+    images = _image_list(data)
+    res = data.get("resolution")
+    if res is not None:
+        res = [float(res)] * 2 if isinstance(res, int | float) else [float(r) for r in res]
+    options = SceneOptions(
+        bbox=tuple(data.bbox) if data.get("bbox") is not None else None,
+        aoi=data.get("aoi"), crs=data.get("crs"), resolution=tuple(res) if res else None,
+        resampling=str(data.get("resampling", "nearest")), nodata=data.nodata,
+    )
+    if options.is_identity(len(images)):
+        return images[0]
+    payload = {
+        "v": CACHE_VERSION, "images": [file_fingerprint(p) for p in images],
+        "bbox": list(options.bbox) if options.bbox else None,
+        "aoi": vector_fingerprint(options.aoi) if options.aoi else None,
+        "crs": options.crs, "resolution": res, "resampling": options.resampling, "nodata": data.nodata,
+    }
+
+    def build(tmp: Path) -> None:
+        build_scene(images, tmp / "scene.tif", options, window=int(cfg.preprocessing.get("window", 1024)))
+
+    entry, key, reused = _entry(cache_dir, "scene", payload, build, True)
+    art.cache_keys["scene"], art.reused["scene"] = key, reused
+    return entry / "scene.tif"
 
 
 def _split_map(cfg: DictConfig, image: Path) -> np.ndarray:
@@ -188,24 +233,51 @@ def _entry(cache_dir: Path, stage: str, payload: dict, build, run_stage: bool):
 
 
 def _prepare(cfg, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_stage: bool) -> None:
-    pre = cfg.preprocessing
+    from deepgeo_runner.geo.normalize import NormOptions
+
+    pre, data = cfg.preprocessing, cfg.data
+    norm = NormOptions(
+        method=str(pre.normalization), per_band=bool(pre.get("norm_per_band", True)),
+        out_range=tuple(float(v) for v in pre.get("norm_range", [0.0, 1.0])),
+        percentiles=tuple(float(v) for v in pre.get("norm_percentiles", [2.0, 98.0])),
+        constant=float(pre.get("norm_constant", 10000.0)), samples=int(pre.get("norm_samples", 1_000_000)),
+    )
+    extras = {
+        "expressions": _plain(pre.get("expressions")) or None,
+        "index_constants": _plain(pre.get("index_constants")) or None,
+        "keep_bands": _plain(pre.get("keep_bands")),
+        "scale": _plain(data.get("scale")), "offset": _plain(data.get("offset")),
+    }
     payload = {
         "v": CACHE_VERSION, "image": file_fingerprint(art.image), "bands": art.band_names,
         "indices": list(pre.indices), "normalization": pre.normalization,
         "nodata": cfg.data.nodata, "split": _split_payload(cfg),
     }
+    if norm != NormOptions(method=norm.method):  # keys of old entries stay valid for defaults
+        payload["norm"] = {"per_band": norm.per_band, "range": list(norm.out_range),
+                           "percentiles": list(norm.percentiles), "constant": norm.constant,
+                           "samples": norm.samples}
+    payload.update({k: v for k, v in extras.items() if v is not None})
 
     def build(tmp: Path) -> None:
-        prepare_scene(art.image, tmp, art.band_names, list(pre.indices), pre.normalization,
-                      split_map == 0, cfg.data.nodata)
+        prepare_scene(art.image, tmp, art.band_names, list(pre.indices), norm,
+                      split_map == 0, cfg.data.nodata, window=int(pre.get("window", 1024)), **extras)
 
     entry, key, reused = _entry(cache_dir, "prepare", payload, build, run_stage)
     art.prepared = load_prepared(entry)
     art.cache_keys["prepare"], art.reused["prepare"] = key, reused
 
 
+def _plain(value: Any) -> Any:
+    """A config value as plain Python (lists from ListConfig), for payloads and numpy."""
+    return OmegaConf.to_container(value) if isinstance(value, DictConfig | ListConfig) else value
+
+
 def _rasterize(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, run_stage: bool) -> None:
     data = cfg.data
+    groups = _plain(data.get("class_groups")) or None
+    others = str(data.get("other_classes", "background"))
+    all_touched = bool(data.get("all_touched", False))
     payload = {
         "v": CACHE_VERSION, "labels": vector_fingerprint(art.labels_source),
         "grid": art.cache_keys["prepare"], "column": data.class_column,
@@ -213,12 +285,15 @@ def _rasterize(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, run_st
         "values": list(data.class_values) if data.class_values is not None else None,
         "colors": classes.colors,
     }
+    if groups or others != "background" or all_touched:  # keys of old entries stay valid for defaults
+        payload.update({"groups": groups, "others": others, "all_touched": all_touched})
 
     def build(tmp: Path) -> None:
         colors = classes.colors[1:] if classes.background_is_class else classes.colors
         rasterize_labels(art.labels_source, art.prepared.path, tmp / "labels.tif",
                          list(data.classes), colors, data.class_column,
-                         list(data.class_values) if data.class_values is not None else None)
+                         list(data.class_values) if data.class_values is not None else None,
+                         all_touched=all_touched, class_groups=groups, others=others)
 
     entry, key, reused = _entry(cache_dir, "rasterize", payload, build, run_stage)
     art.labels = entry / "labels.tif"
@@ -356,25 +431,93 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, stages: list[str], che
     return checkpoint, trainer.global_rank
 
 
-def _predict(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, module, checkpoint: Path | None) -> None:
-    """Classify the whole prepared scene with the best weights (rank 0 only)."""
-    import torch
-
+def _predict(
+    cfg, run_dir: Path, art: Artifacts, classes: ClassTable, module, checkpoint: Path | None
+) -> None:
+    """Classify the whole prepared scene (or ``predict.image``) with the best weights (rank 0 only)."""
     from deepgeo_runner.ml.predict import predict_scene
     from deepgeo_runner.pipeline import train
 
-    if checkpoint is not None:
-        train.load_weights(module, checkpoint)
-    device = "cuda" if torch.cuda.is_available() and cfg.trainer.get("accelerator") != "cpu" else "cpu"
+    meta = train.load_weights(module, checkpoint) if checkpoint is not None else {}
+    if cfg.predict.get("image"):  # prepared like the checkpoint's training scene
+        art.prediction = _predict_new_scene(cfg, run_dir, module.net, meta or module.inference_meta)
+        return
+    stats = art.prepared.stats
     art.prediction = predict_scene(
         module.net, art.prepared.path, run_dir / "prediction.tif",
         window=int(cfg.predict.window or cfg.data.chip_size), overlap=float(cfg.predict.overlap),
         batch_size=int(cfg.predict.batch_size), class_ids=classes.ids,
-        class_names=classes.names, class_colors=classes.colors, device=device,
+        class_names=classes.names, class_colors=classes.colors, device=_predict_device(cfg),
+        standardize_windows=bool(getattr(stats, "per_chip", False)), **predict_options(cfg),
     )
+    _polygons(cfg, art.prediction)
 
 
 def _write_json(path: Path, payload: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(payload, indent=2))
     os.replace(tmp, path)
+
+
+def predict_options(cfg: DictConfig) -> dict[str, Any]:
+    """The ``predict`` keys that :func:`deepgeo_runner.ml.predict.predict_scene` takes as is."""
+    pred = cfg.predict
+    return {"blend": pred.blend, "probabilities": pred.probabilities, "entropy": bool(pred.entropy),
+            "tta": bool(pred.tta), "amp": bool(pred.amp), "cog": bool(pred.cog)}
+
+
+def _predict_device(cfg: DictConfig) -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() and cfg.trainer.get("accelerator") != "cpu" else "cpu"
+
+
+def _polygons(cfg: DictConfig, prediction: Path) -> None:
+    """``predict.polygons``: the chosen classes as polygons with areas, and per-class totals."""
+    if not cfg.predict.polygons:
+        return
+    from deepgeo_runner.geo.polygonize import polygonize_classes
+
+    polygonize_classes(prediction, prediction.with_name("prediction_polygons.gpkg"),
+                       list(cfg.predict.polygons), float(cfg.predict.min_area_ha))
+
+
+def _predict_new_scene(cfg: DictConfig, run_dir: Path, net, meta: dict) -> Path:
+    """``predict.image``: prepare the new scene with the checkpoint's bands, indices and
+    statistics (into ``run_dir/predict_input``) and classify it into ``run_dir/prediction.tif``."""
+    from deepgeo_runner.ml.predict import predict_scene
+    from deepgeo_runner.pipeline.apply import prepare_like_checkpoint
+
+    prepared = prepare_like_checkpoint(cfg.predict.image, run_dir / "predict_input", meta, cfg.data.nodata)
+    prediction = predict_scene(
+        net, prepared.path, run_dir / "prediction.tif",
+        window=int(cfg.predict.window or meta.get("chip_size") or cfg.data.chip_size),
+        overlap=float(cfg.predict.overlap), batch_size=int(cfg.predict.batch_size),
+        class_ids=meta["class_ids"], class_names=meta["class_names"], class_colors=meta["class_colors"],
+        device=_predict_device(cfg), standardize_windows=bool(getattr(prepared.stats, "per_chip", False)),
+        **predict_options(cfg),
+    )
+    _polygons(cfg, prediction)
+    return prediction
+
+
+def apply_checkpoint_stage(cfg: DictConfig, run_dir: str | Path, art: Artifacts | None = None) -> Artifacts:
+    """``deepgeo stages=[predict] predict.checkpoint=CKPT predict.image=NEW.tif``: the whole stage
+    from the checkpoint alone (no data preparation of the training scene, no model config).
+
+    ``run`` should call this instead of the data stages when ``predict.image`` is set and
+    ``predict`` is the only stage.
+    """
+    from deepgeo_runner.pipeline.apply import build_net, read_checkpoint
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    art = art or Artifacts()
+    weights, meta = read_checkpoint(cfg.predict.checkpoint)
+    start = time.perf_counter()
+    art.checkpoint = Path(cfg.predict.checkpoint)
+    art.image = Path(cfg.predict.image)
+    art.prediction = _predict_new_scene(cfg, run_dir, build_net(meta, weights), meta)
+    art.timings["predict"] = round(time.perf_counter() - start, 2)
+    return art
+

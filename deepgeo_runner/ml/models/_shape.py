@@ -48,3 +48,27 @@ def crop_padding(y: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tens
     top, bottom, left, right = pads
     h, w = y.shape[-2:]
     return y[..., top:h - bottom, left:w - right]
+
+
+def align_target(logits: torch.Tensor, target: torch.Tensor, net: object = None) -> torch.Tensor:
+    """Targets cropped to the logits' window, for networks whose output is smaller than the input.
+
+    Unchanged when the sizes already agree. Otherwise ``net.output_crop(h, w)`` (as on
+    :class:`~deepgeo_runner.ml.models.unet.UNetValid`) says which (top, left, h, w) window of the
+    input the logits cover.
+    """
+    if logits.shape[-2:] == target.shape[-2:]:
+        return target
+    crop = getattr(net, "output_crop", None)
+    if crop is None:
+        raise ValueError(
+            f"{type(net).__name__} returned logits of size {tuple(logits.shape[-2:])} for targets of "
+            f"size {tuple(target.shape[-2:])}: a network whose output is smaller than its input must "
+            "define output_crop(height, width) -> (top, left, height, width)."
+        )
+    top, left, height, width = crop(*target.shape[-2:])
+    cropped = target[..., top:top + height, left:left + width]
+    if cropped.shape[-2:] != logits.shape[-2:]:
+        raise ValueError(f"{type(net).__name__}.output_crop gives a {height}x{width} window but the "
+                         f"logits are {tuple(logits.shape[-2:])}.")
+    return cropped

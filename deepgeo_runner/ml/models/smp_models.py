@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from deepgeo_runner.ml.models._shape import check_input, crop_padding, pad_to_multiple
+from deepgeo_runner.ml.models.pretrained import IMAGENET_BANDS, adapt_first_conv
 
 # Roots of the modules whose exceptions mean "could not fetch the weights".
 _NETWORK_MODULES = {"huggingface_hub", "requests", "urllib3", "httpx", "httpcore", "urllib",
@@ -81,7 +82,8 @@ def _cache_dirs() -> str:
 
 def smp_model(in_channels: int, classes: int, arch: str = "Unet", encoder: str = "resnet18",
               encoder_weights: str | None = None, pad_mode: str = "reflect",
-              **kwargs: Any) -> nn.Module:
+              band_names: Sequence[str] | None = None,
+              pretrained_bands: Sequence[str] = IMAGENET_BANDS, **kwargs: Any) -> nn.Module:
     """Build an smp architecture (Unet, FPN, DeepLabV3Plus, ...) that accepts any H, W.
 
     Args:
@@ -92,6 +94,11 @@ def smp_model(in_channels: int, classes: int, arch: str = "Unet", encoder: str =
         encoder_weights: pretrained weights (e.g. ``imagenet``) or None to train from scratch;
             fetching them needs internet or a cached copy.
         pad_mode: padding used to reach the output stride: reflect, replicate or zeros.
+        band_names: with ``encoder_weights``, the role of the first input bands (the rest, e.g.
+            appended spectral indices, count as unnamed): the pretrained first convolution is
+            adapted by name (:func:`~deepgeo_runner.ml.models.pretrained.adapt_first_conv`).
+            None leaves it to smp, which repeats the RGB kernels over the bands in turn.
+        pretrained_bands: the bands the pretrained weights were trained on, in order.
         **kwargs: passed to the architecture (encoder_depth, decoder_channels, ...).
     """
     import segmentation_models_pytorch as smp
@@ -102,9 +109,18 @@ def smp_model(in_channels: int, classes: int, arch: str = "Unet", encoder: str =
     if pad_mode not in ("reflect", "replicate", "zeros", "constant"):
         raise ValueError(f"pad_mode must be reflect, replicate or zeros, got {pad_mode!r}.")
     kwargs = {k: _plain(v) for k, v in kwargs.items()}
+    by_name = encoder_weights is not None and band_names is not None
+    names: list[str | None] = []
+    if by_name:
+        names = [str(n) for n in _plain(band_names)]
+        if len(names) > in_channels:
+            raise ValueError(f"band_names has {len(names)} names for {in_channels} input bands: "
+                             f"{names}.")
+        names += [None] * (in_channels - len(names))  # appended indices: no pretrained kernel
     try:
         model = smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights,
-                                 in_channels=in_channels, classes=classes, **kwargs)
+                                 in_channels=len(pretrained_bands) if by_name else in_channels,
+                                 classes=classes, **kwargs)
     except KeyError as exc:  # smp reports a wrong encoder or weights name as KeyError
         raise ValueError(f"smp {arch} with encoder {encoder!r}, weights {encoder_weights!r}: "
                          f"{exc.args[0] if exc.args else exc}") from exc
@@ -117,6 +133,8 @@ def smp_model(in_channels: int, classes: int, arch: str = "Unet", encoder: str =
             f"the file already in the local cache ({_cache_dirs()}). Set "
             f"model.encoder_weights=null to train from scratch."
         ) from exc
+    if by_name:
+        adapt_first_conv(model, names, list(_plain(pretrained_bands)))
     if getattr(model, "requires_divisible_input_shape", True):
         multiple = int(getattr(getattr(model, "encoder", None), "output_stride", 0) or
                        2 ** int(kwargs.get("encoder_depth", 5)))

@@ -1,0 +1,139 @@
+"""Apply a trained checkpoint to a new scene: everything comes from the checkpoint.
+
+A checkpoint written by :class:`deepgeo_runner.lit.module.SegmentationModule` carries, under
+``deepgeo``, the band names, indices and normalization statistics the network was trained
+with, its class table and its model config. The new scene is prepared with exactly those
+(statistics reused, never refitted) and the network rebuilt from that config, so applying a
+run to another scene needs no data or model options.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepgeo_runner.errors import ConfigError, InputDataError
+
+log = logging.getLogger(__name__)
+
+_META_KEYS = ("features", "band_names", "indices", "stats", "class_names", "class_ids", "class_colors",
+              "model")
+# extra preparation options passed on when the checkpoint records them
+_PREPARE_EXTRAS = ("expressions", "index_constants", "scale", "offset", "keep_bands")
+
+
+@dataclass
+class Applied:
+    """What applying a checkpoint wrote."""
+
+    prepared: Path
+    prediction: Path
+    extra: dict[str, Path] = field(default_factory=dict)
+
+
+def read_checkpoint(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The network's weights (``net.`` prefix removed) and the inference metadata."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise InputDataError(f"checkpoint not found: '{checkpoint}'. Set predict.checkpoint to a .ckpt file.")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise InputDataError(f"cannot read checkpoint '{checkpoint}': {exc}") from exc
+    meta = state.get("deepgeo") if isinstance(state, dict) else None
+    missing = [k for k in _META_KEYS if not meta or k not in meta]
+    if missing:
+        raise InputDataError(
+            f"checkpoint '{checkpoint}' lacks the inference metadata {missing} (it was not written by "
+            "deepgeo's SegmentationModule); train with deepgeo, or predict within the run that made it."
+        )
+    weights = {k[len("net."):]: v for k, v in state["state_dict"].items() if k.startswith("net.")}
+    return weights, meta
+
+
+def build_net(meta: dict[str, Any], weights: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
+    """The network described by the checkpoint's model config, with ``weights`` loaded."""
+    from hydra.utils import instantiate
+
+    try:
+        net = instantiate(meta["model"], in_channels=len(meta["features"]), classes=len(meta["class_names"]))
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        raise ConfigError(
+            f"cannot rebuild the checkpoint's model '{meta['model'].get('_target_')}': "
+            f"{type(cause).__name__}: {cause}"
+        ) from exc
+    if weights is not None:
+        net.load_state_dict(weights)
+    return net
+
+
+def prepare_like_checkpoint(image: str | Path, out_dir: str | Path, meta: dict[str, Any],
+                            nodata: float | None = None, progress: bool = True):
+    """Prepare ``image`` with the checkpoint's bands, indices and statistics (not refitted)."""
+    from deepgeo_runner.geo.normalize import NormStats
+    from deepgeo_runner.pipeline.prepare import prepare_scene
+
+    stats = NormStats.from_dict(meta["stats"])
+    params = inspect.signature(prepare_scene).parameters
+    extras = {k: meta[k] for k in _PREPARE_EXTRAS if meta.get(k) is not None and k in params}
+    if "progress" in params:
+        extras["progress"] = progress
+    prepared = prepare_scene(image, out_dir, list(meta["band_names"]), list(meta["indices"]),
+                             stats.method, None, nodata, stats=stats, **extras)
+    if list(prepared.feature_names) != list(meta["features"]):
+        raise InputDataError(
+            f"'{image}' prepared to features {list(prepared.feature_names)}, but the checkpoint was "
+            f"trained on {list(meta['features'])}: give a scene with the same bands."
+        )
+    return prepared
+
+
+def apply_checkpoint(
+    checkpoint: str | Path,
+    image: str | Path,
+    out_dir: str | Path,
+    *,
+    window: int | None = None,
+    overlap: float = 0.5,
+    batch_size: int = 16,
+    device: str | None = None,
+    nodata: float | None = None,
+    polygons: list[str] | None = None,
+    min_area_ha: float = 0.0,
+    progress: bool = True,
+    **predict_options: Any,
+) -> Applied:
+    """Prepare ``image`` like the checkpoint's training scene and classify it into ``out_dir``.
+
+    Writes ``out_dir/prepared/prepared.tif`` and ``out_dir/prediction.tif`` (plus the optional
+    outputs of :func:`deepgeo_runner.ml.predict.predict_scene`, to which ``predict_options`` go,
+    and ``prediction_polygons.gpkg`` when ``polygons`` names classes).
+    """
+    from deepgeo_runner.ml.predict import output_paths, predict_scene
+
+    out_dir = Path(out_dir)
+    weights, meta = read_checkpoint(checkpoint)
+    net = build_net(meta, weights)
+    prepared = prepare_like_checkpoint(image, out_dir / "prepared", meta, nodata, progress)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pred = predict_scene(
+        net, prepared.path, out_dir / "prediction.tif", window=int(window or meta.get("chip_size", 64)),
+        overlap=overlap, batch_size=batch_size, class_ids=meta["class_ids"], class_names=meta["class_names"],
+        class_colors=meta["class_colors"], device=device, progress=progress,
+        standardize_windows=bool(getattr(prepared.stats, "per_chip", False)), **predict_options,
+    )
+    outs = output_paths(pred, predict_options.get("probabilities", "none"),
+                        bool(predict_options.get("entropy", False)))
+    extra = {k: v for k, v in (("probabilities", outs.probabilities), ("entropy", outs.entropy)) if v}
+    if polygons:
+        from deepgeo_runner.geo.polygonize import polygonize_classes
+
+        gpkg, totals = polygonize_classes(pred, out_dir / "prediction_polygons.gpkg", polygons, min_area_ha)
+        extra.update(polygons=gpkg, totals=totals)
+    return Applied(prepared.path, pred, extra)
