@@ -50,7 +50,8 @@ def make_scene(path: Path, size: int, bands: int) -> None:
                 field = 0.5 + 0.4 * np.sin(6 * xx) * np.cos(5 * yy)
                 data = np.empty((bands, h, w), dtype=np.uint16)
                 for b in range(bands):
-                    refl = 0.03 + 0.3 * field * (0.6 + 0.1 * b) + 0.01 * rng.standard_normal((h, w), np.float32)
+                    noise = 0.01 * rng.standard_normal((h, w), np.float32)
+                    refl = 0.03 + 0.3 * field * (0.6 + 0.1 * b) + noise
                     data[b] = np.clip((refl + 0.2) / 0.0000275, 1, 65535).astype(np.uint16)
                 dst.write(data, window=rasterio.windows.Window(col, row, w, h))
 
@@ -93,7 +94,8 @@ def run_case(image: str, out_dir: str, window: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=7800, help="side of the small scene (px)")
     parser.add_argument("--bands", type=int, default=7)
     parser.add_argument("--window", type=int, default=1024, help="processing window side (px)")

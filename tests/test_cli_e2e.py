@@ -19,7 +19,8 @@ import rasterio
 pytestmark = pytest.mark.slow
 
 TINY = [
-    "data.demo_size=192", "data.chip_size=32", "data.block_size=64", "data.train_chips=160",
+    "data.demo_size=320", "data.chip_size=32", "data.block_size=64", "data.split_buffer=16",
+    "data.train_chips=160",
     "data.batch_size=16", "trainer.max_epochs=6", "trainer.enable_progress_bar=false",
     "model=fcn8s", "model.width=8", "seed=3",
 ]

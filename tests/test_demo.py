@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 from deepgeo_runner.errors import ConfigError
-from deepgeo_runner.geo.indices import INDICES, check_indices, compute_index
+from deepgeo_runner.geo.expressions import parse_expression
+from deepgeo_runner.geo.indices import INDICES, check_indices, compute_index, resolve_index
+from deepgeo_runner.geo.sensors import sensor_band_names
 
 NODATA = -9999.0
 
@@ -56,9 +58,6 @@ def test_check_indices_names_missing_role_and_unknown_index():
 
 # --- user expressions, the spyndex catalogue, sensor presets -------------------------------
 
-from deepgeo_runner.geo.expressions import parse_expression  # noqa: E402
-from deepgeo_runner.geo.indices import check_indices as _check, resolve_index  # noqa: E402
-from deepgeo_runner.geo.sensors import sensor_band_names  # noqa: E402
 
 
 def test_user_expression_matches_numpy_and_zero_or_nodata_give_nodata():
@@ -106,7 +105,7 @@ def test_spyndex_catalogue_indices_map_roles_and_constants():
     msavi = resolve_index("MSAVI")
     assert set(msavi.roles) == {"nir", "red"} and msavi.source == "spyndex"
     with pytest.raises(ConfigError, match="needs the band role"):
-        _check(["GNDVI"], ["red", "nir"])
+        check_indices(["GNDVI"], ["red", "nir"])
 
 
 def test_spyndex_constant_without_default_must_be_given():

@@ -13,8 +13,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepgeo_runner.ml.models import MODELS, FCN8s, FCN16s, FCN32s, build_model, smp_model
+from deepgeo_runner.ml.models import (
+    MODELS,
+    FCN8s,
+    FCN16s,
+    FCN32s,
+    UNetValid,
+    align_target,
+    build_model,
+    smp_model,
+)
 from deepgeo_runner.ml.models.fcn import bilinear_upsampler
+from deepgeo_runner.ml.models.pretrained import adapted_kernel
+from deepgeo_runner.ml.models.unet import valid_output_size
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,15 +39,17 @@ TINY: dict[str, dict] = {
     "linknet": {"encoder_depth": 4},
     "fpn": {"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 32},
     "deeplabv3plus": {"decoder_channels": 16},
+    "unet_valid": {"depth": 2, "width": 4, "mirror_pad": True},  # same-size output for the contract
 }
 NAMES = sorted(MODELS)
 
 
 @pytest.fixture(autouse=True)
 def _few_threads():
-    """Keep timings stable on shared CPUs and match the 2-core budget."""
+    """One thread: on a shared 2-core machine, two threads contending with other processes ran
+    a small U-Net step 30x slower (1.4 s vs 0.04 s, measured); alone they gain little here."""
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     yield
     torch.set_num_threads(before)
@@ -172,17 +185,158 @@ def test_smp_accepts_hydra_style_containers():
         assert model(torch.randn(1, 3, 40, 40)).shape == (1, 2, 40, 40)
 
 
-@pytest.mark.parametrize("yaml_name", ["fcn8s", "unet"])
+SINGLE_DATE_CONFIGS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml")
+                             if "temporal" not in p.stem and "fusion" not in p.stem)
+
+
+def compose_model(yaml_name: str, **overrides):
+    """conf/model/<name>.yaml inside a run config, so ${data...} interpolations resolve."""
+    omegaconf = pytest.importorskip("omegaconf")
+    node = omegaconf.OmegaConf.load(REPO / "conf" / "model" / f"{yaml_name}.yaml")
+    cfg = omegaconf.OmegaConf.create(
+        {"data": {"band_names": ["blue", "green", "red", "nir", "swir1", "swir2"]}, "model": node})
+    cfg.model.merge_with(overrides)
+    return cfg.model
+
+
+@pytest.mark.parametrize("yaml_name", SINGLE_DATE_CONFIGS)
 def test_shipped_model_configs_instantiate(yaml_name):
     """conf/model/*.yaml build through Hydra with in_channels/classes given at run time."""
     hydra_utils = pytest.importorskip("hydra.utils")
-    omegaconf = pytest.importorskip("omegaconf")
-    path = REPO / "conf" / "model" / f"{yaml_name}.yaml"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
-    model = hydra_utils.instantiate(omegaconf.OmegaConf.load(path), in_channels=6, classes=3).eval()
+    small = {"width": 4} if "width" in compose_model(yaml_name) else {}
+    model = hydra_utils.instantiate(compose_model(yaml_name, **small), in_channels=6,
+                                    classes=3).eval()
+    x = torch.randn(1, 6, 96, 96)
     with torch.no_grad():
-        assert model(torch.randn(1, 6, 48, 48)).shape == (1, 3, 48, 48)
+        out = model(x)
+    top, left, h, w = model.output_crop(96, 96) if hasattr(model, "output_crop") else (0, 0, 96, 96)
+    assert out.shape == (1, 3, h, w)
+    assert yaml_name != "unet_valid" or h < 96  # the valid U-Net option really is unpadded
+
+
+def test_smp_option_takes_any_architecture_and_encoder():
+    hydra_utils = pytest.importorskip("hydra.utils")
+    node = compose_model("smp", arch="DeepLabV3Plus", encoder="resnet18", decoder_channels=16)
+    model = hydra_utils.instantiate(node, in_channels=6, classes=3).eval()
+    assert type(model.model).__name__ == "DeepLabV3Plus"
+    with torch.no_grad():
+        assert model(torch.randn(1, 6, 40, 40)).shape == (1, 3, 40, 40)
+
+
+# --- the original, valid-padding U-Net --------------------------------------------------------
+
+def test_unet_valid_has_the_paper_geometry():
+    assert valid_output_size(572, 4) == 388  # Ronneberger et al. 2015, Fig. 1
+    assert valid_output_size(571, 4) is None  # an odd side before a pooling
+    model = UNetValid(3, 2, depth=4, width=2).eval()
+    assert model.min_input == 188
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 188, 188)).shape == (1, 2, 4, 4)
+    assert model.output_crop(572, 572) == (92, 92, 388, 388)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (65, 70), (47, 44)])
+def test_unet_valid_crop_lines_labels_up_with_logits(size):
+    """output_crop says which input pixels the logits cover: a model that copies its input's
+    position must see the cropped labels at the same place."""
+    model = UNetValid(1, 2, depth=2, width=4).eval()
+    x = torch.randn(1, 1, *size)
+    with torch.no_grad():
+        out = model(x)
+    labels = torch.arange(size[0] * size[1]).view(1, *size)
+    aligned = align_target(out, labels, model)
+    top, left, h, w = model.output_crop(*size)
+    assert out.shape[-2:] == aligned.shape[-2:] == (h, w)
+    assert aligned[0, 0, 0].item() == top * size[1] + left
+    model.mirror_pad = True
+    with torch.no_grad():
+        full = model(x)
+    assert full.shape[-2:] == size
+    if size == (64, 64):  # a usable size: pooling grids coincide, so the mirrored (full-size)
+        # run gives the same logits at those pixels
+        assert torch.allclose(full[..., top:top + h, left:left + w], out, atol=1e-5)
+
+
+def test_unet_valid_trains_on_cropped_labels():
+    torch.manual_seed(0)
+    x, y = _squares(n=4, size=48)
+    model = UNetValid(3, 2, depth=2, width=8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        optimizer.zero_grad()
+        logits = model(x)
+        loss = F.cross_entropy(logits, align_target(logits, y, model))
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_unet_valid_too_small_says_what_to_change():
+    model = UNetValid(3, 2, depth=3, width=2)
+    with pytest.raises(ValueError, match=r"at least 92 px.*got 64.*data\.chip_size.*model\.depth"
+                                         r".*mirror_pad"):
+        model(torch.randn(1, 3, 64, 64))
+
+
+def test_align_target_without_output_crop_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"smaller than its input must define output_crop"):
+        align_target(torch.zeros(1, 2, 4, 4), torch.zeros(1, 8, 8, dtype=torch.long), nn.Identity())
+    same = torch.zeros(1, 8, 8, dtype=torch.long)
+    assert align_target(torch.zeros(1, 2, 8, 8), same, None) is same
+
+
+# --- pretrained encoders: first convolution adapted by band name --------------------------------
+
+def test_adapted_kernel_keeps_named_bands_and_rescales():
+    rgb = torch.stack([torch.full((2, 3, 3), v) for v in (1.0, 2.0, 3.0)], dim=1)  # red, green, blue
+    new = adapted_kernel(rgb, ["blue", "Green", "Red", "nir", None])
+    scale = 3 / 5
+    assert new.shape == (2, 5, 3, 3)
+    assert [new[0, i, 0, 0].item() for i in range(5)] == pytest.approx(
+        [3 * scale, 2 * scale, 1 * scale, 2 * scale, 2 * scale])  # nir, unnamed: the mean
+    with pytest.raises(ValueError, match="one input channel per pretrained band"):
+        adapted_kernel(rgb[:, :2], ["red"])
+
+
+def _fake_imagenet_resnet18(tmp_path: Path, monkeypatch) -> torch.Tensor:
+    """Serve a local resnet18 encoder state as smp's 'imagenet' download; return its conv1."""
+    import segmentation_models_pytorch.encoders as smp_encoders
+    from safetensors.torch import save_file
+
+    encoder = smp_encoders.get_encoder("resnet18", in_channels=3, weights=None)
+    state = {k: v.contiguous() for k, v in encoder.state_dict().items()}
+    weights = tmp_path / "model.safetensors"
+    save_file(state, str(weights))
+    (tmp_path / "config.json").write_text("{}")
+
+    def local_file(repo_id, filename, **kwargs):
+        return str(tmp_path / filename)
+
+    monkeypatch.setattr(smp_encoders, "hf_hub_download", local_file)
+    return state["conv1.weight"]
+
+
+def test_pretrained_first_conv_adapted_by_band_names(tmp_path, monkeypatch):
+    """No download: the 'pretrained' file is made here and served in place of the hub's."""
+    conv1 = _fake_imagenet_resnet18(tmp_path, monkeypatch)
+    bands = ["blue", "green", "red", "nir", "swir1", "swir2"]
+    model = smp_model(8, 2, encoder="resnet18", encoder_weights="imagenet", band_names=bands,
+                      encoder_depth=4, decoder_channels=[16, 8, 8, 4])  # + 2 appended indices
+    weight = first_conv(model).weight
+    assert weight.shape[1] == 8
+    scale = 3 / 8
+    assert torch.allclose(weight[:, 0], conv1[:, 2] * scale)  # blue <- ImageNet blue
+    assert torch.allclose(weight[:, 2], conv1[:, 0] * scale)  # red <- ImageNet red
+    assert torch.allclose(weight[:, 3], conv1.mean(dim=1) * scale)  # nir: mean kernel
+    assert torch.allclose(weight[:, 7], conv1.mean(dim=1) * scale)  # an index: mean kernel
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 8, 32, 32)).shape == (1, 2, 32, 32)
+    # without band names smp repeats R, G, B over the bands instead (band 3 = nir gets red)
+    plain = smp_model(8, 2, encoder="resnet18", encoder_weights="imagenet", encoder_depth=4,
+                      decoder_channels=[16, 8, 8, 4])
+    assert torch.allclose(first_conv(plain).weight[:, 3], conv1[:, 0] * scale)
 
 
 def _squares(n: int = 8, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,3 +368,27 @@ def test_fcn8s_overfits_toy_segmentation():
     square_iou = ((pred == 1) & (y == 1)).sum().item() / ((pred == 1) | (y == 1)).sum().item()
     assert accuracy >= 0.9, accuracy
     assert square_iou >= 0.7, square_iou  # not just predicting background everywhere
+
+
+def test_custom_network_experiment_builds_the_users_class(monkeypatch):
+    """experiments/custom_network.yaml names tiny_net.TinyNet by _target_ alone."""
+    hydra = pytest.importorskip("hydra")
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    from deepgeo_runner.config.schema import register_configs
+
+    GlobalHydra.instance().clear()
+    register_configs()
+    with hydra.initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = hydra.compose("config", overrides=["experiments=custom_network"])
+    GlobalHydra.instance().clear()
+    assert dict(cfg.model) == {"_target_": "tiny_net.TinyNet", "width": 16}  # no built-in keys left
+    monkeypatch.syspath_prepend(str(REPO / "experiments"))  # what PYTHONPATH=experiments does
+    model = instantiate(cfg.model, in_channels=6, classes=3)
+    assert type(model).__name__ == "TinyNet"
+    x, y = torch.randn(2, 6, 24, 24), torch.randint(0, 3, (2, 24, 24))
+    out = model(x)
+    assert out.shape == (2, 3, 24, 24)
+    F.cross_entropy(out, y).backward()
+    assert torch.isfinite(first_conv(model).weight.grad).all()

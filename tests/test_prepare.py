@@ -69,7 +69,8 @@ def test_fit_area_as_a_window_function_and_stats_reuse(tmp_path):
     train = np.zeros(dn.shape[1:], dtype=bool)
     train[10:40] = True
     a = prepare_scene(image, tmp_path / "a", BANDS, [], "standard", train, window=32)
-    b = prepare_scene(image, tmp_path / "b", BANDS, [], "standard", lambda win: train[win.toslices()], window=32)
+    b = prepare_scene(image, tmp_path / "b", BANDS, [], "standard", lambda win: train[win.toslices()],
+                      window=32)
     np.testing.assert_allclose(a.stats.shift, b.stats.shift, rtol=1e-12)
     c = prepare_scene(image, tmp_path / "c", BANDS, [], "standard", None, stats=a.stats)  # not refitted
     assert c.stats == a.stats
@@ -177,9 +178,56 @@ def test_reprojected_scene_prepares_and_labels_stay_aligned(tmp_path, tiny_scene
 
 def test_windowed_rasterize_equals_whole_grid(tmp_path, tiny_scene):
     whole = read_labels(tiny_scene["labels"], Grid.of(tiny_scene["image"]), "class", ["forest", "clearing"])
-    out = rasterize_labels(tiny_scene["labels"], tiny_scene["image"], tmp_path / "l.tif", ["forest", "clearing"],
+    out = rasterize_labels(tiny_scene["labels"], tiny_scene["image"], tmp_path / "l.tif",
+                           ["forest", "clearing"],
                            ["#00ff00", "#ff0000"], window=16)
     with rasterio.open(out) as src:
         got = src.read(1)
     whole[:4, :4] = NODATA  # the image's nodata corner
     np.testing.assert_array_equal(got, whole)
+
+
+# --- through the runner: mosaic + crop in the cache, cache keys follow the settings ------------
+
+def _run(tmp_path, overrides):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from deepgeo_runner.cli import config_dir
+    from deepgeo_runner.config.schema import register_configs
+    from deepgeo_runner.pipeline.runner import run
+
+    GlobalHydra.instance().clear()
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=overrides + [f"paths.cache_dir={tmp_path / 'cache'}",
+                                                       f"paths.output_dir={tmp_path / 'runs'}",
+                                                       "stages=[prepare,rasterize]"])
+    return run(cfg, tmp_path / "run")
+
+
+def test_runner_mosaics_crops_and_keys_the_cache_by_every_setting(tmp_path, tiles):
+    data, left, right = tiles
+    labels = tmp_path / "gt.gpkg"
+    boxes = [pixel_box(0, 0, 20, 30), pixel_box(20, 30, 40, 60), pixel_box(20, 0, 40, 30)]
+    gpd.GeoDataFrame({"class": ["a", "b", "c"]}, geometry=boxes, crs="EPSG:32722").to_file(labels)
+    bbox = [ORIGIN[0] + 10 * PIXEL, ORIGIN[1] - 38 * PIXEL, ORIGIN[0] + 50 * PIXEL, ORIGIN[1] - 2 * PIXEL]
+    base = ["data=scene", f"data.image=[{left},{right}]", f"data.labels={labels}", "data.classes=[a,b]",
+            "data.band_names=[green,red,nir]", "preprocessing.indices=[ndvi]", f"data.bbox={bbox}",
+            "data.chip_size=8", "data.class_groups={b: [c]}"]
+    art = _run(tmp_path, base)
+    assert art.image.name == "scene.tif" and not art.reused["scene"]
+    with rasterio.open(art.image) as src:
+        assert src.shape == (36, 40)
+        np.testing.assert_array_equal(src.read()[:, 26:, 20:], data[:, 28:38, 30:50])  # from the right tile
+    with rasterio.open(art.labels) as src:
+        ids = src.read(1)
+    assert src.shape == (36, 40) and (ids[:18, :20] == 1).all()
+    assert (ids[18:, :] == 2).all()  # 'c' grouped into 'b'
+    again = _run(tmp_path, base)
+    assert again.reused == {"scene": True, "prepare": True, "rasterize": True}
+    changed = _run(tmp_path, base + ["preprocessing.normalization=percentile", "data.all_touched=true"])
+    assert changed.reused == {"scene": True, "prepare": False, "rasterize": False}
+    assert changed.prepared.stats.method == "percentile"
+    expr = _run(tmp_path, base + ["preprocessing.expressions={gndvi: '(nir - green) / (nir + green)'}"])
+    assert not expr.reused["prepare"] and expr.prepared.feature_names[-1] == "gndvi"

@@ -76,3 +76,44 @@ def test_rasterize_stage_writes_georeferenced_colour_tabled_labels(tmp_path, tin
         assert (ids[:4, :4] == NODATA).all()  # the image's nodata corner
         assert src.colormap(1)[1][:3] == (0, 255, 0)
         assert src.tags()["class_2"] == "clearing"
+
+
+def test_class_groups_other_classes_and_all_touched(tmp_path, tiny_scene):
+    grid = Grid.of(tiny_scene["image"])
+    layer = gpd.GeoDataFrame(
+        {"class": ["clearcut", "degradation", "forest", "river"]},
+        geometry=[pixel_box(0, 0, 10, 10), pixel_box(0, 20, 10, 30), pixel_box(20, 0, 30, 10),
+                  pixel_box(20, 20, 30, 30)],
+        crs="EPSG:32722",
+    )
+    path = tmp_path / "groups.geojson"
+    layer.to_file(path, driver="GeoJSON")
+    ids = read_labels(path, grid, "class", ["forest", "deforestation"],
+                      class_groups={"deforestation": ["clearcut", "degradation"]})
+    assert (ids[0:10, 0:10] == 2).all() and (ids[0:10, 20:30] == 2).all() and (ids[20:30, 0:10] == 1).all()
+    assert (ids[20:30, 20:30] == 0).all()  # 'river': background by default
+    ignored = read_labels(path, grid, "class", ["forest"], others="ignore")
+    assert (ignored[20:30, 20:30] == NODATA).all() and (ignored[0:10, 0:10] == NODATA).all()
+    assert (ignored[20:30, 0:10] == 1).all() and (ignored[40:, 40:] == 0).all()  # unlabelled stays 0
+    # a thin diagonal polygon: all_touched burns every pixel it crosses
+    from shapely.geometry import LineString
+
+    from tests.conftest import ORIGIN, PIXEL
+    line = LineString([(ORIGIN[0] + 2 * PIXEL, ORIGIN[1] - 40 * PIXEL),
+                       (ORIGIN[0] + 40 * PIXEL, ORIGIN[1] - 44 * PIXEL)]).buffer(1.0)
+    thin = tmp_path / "thin.geojson"
+    gpd.GeoDataFrame({"class": ["road"]}, geometry=[line], crs="EPSG:32722").to_file(thin, driver="GeoJSON")
+    centre = read_labels(thin, grid, "class", ["road"])
+    touched = read_labels(thin, grid, "class", ["road"], all_touched=True)
+    assert (centre == 1).sum() < 5 and (touched == 1).sum() >= 38
+
+
+def test_label_raster_groups_and_ignore_others(tmp_path, tiny_scene):
+    codes = np.zeros((1, 48, 48), dtype=np.uint8)
+    codes[0, :10] = 7
+    codes[0, 10:20] = 3
+    codes[0, 20:30] = 4
+    path = write_image(tmp_path / "codes.tif", codes, nodata=250)
+    ids = read_labels(path, Grid.of(tiny_scene["image"]), "class", ["x", "y"], class_values=[3, 7],
+                      class_groups={"x": [4]}, others="ignore")
+    assert (ids[:10] == 2).all() and (ids[10:30] == 1).all() and (ids[30:] == NODATA).all()

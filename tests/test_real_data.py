@@ -78,3 +78,30 @@ def test_slovenia_65_band_stack_prepares_without_indices(tmp_path):
         assert src.descriptions[0] == "t0_B01"
     with pytest.raises(Exception, match="needs the band role"):
         prepare_scene(image, tmp_path / "x", names, ["ndvi"], "standard", None)
+
+
+def test_amazon_reprojected_with_sensor_preset_and_labels_in_another_crs(tmp_path):
+    """The Landsat-5 scene warped to UTM 23S; its polygons (UTM 22S) still land on their classes."""
+    from deepgeo_runner.geo.normalize import NormOptions
+    from deepgeo_runner.geo.scene import SceneOptions, build_scene
+    from deepgeo_runner.geo.sensors import sensor_band_names
+
+    image = shared_file("amazon_landsat5", "LT05_224063_19880814_7band.tif")
+    polygons = shared_file("amazon_landsat5", "training_polygons.gpkg")
+    colors = ["#1b7837", "#d6604d", "#2166ac", "#fdb863"]
+    native = rasterize_labels(polygons, image, tmp_path / "native.tif", AMAZON_CLASSES, colors)
+    scene = build_scene([image], tmp_path / "scene.tif",
+                        SceneOptions(crs="EPSG:32723", resolution=(30.0, 30.0), resampling="nearest"))
+    bands = sensor_band_names("landsat5", 7)
+    assert bands == AMAZON_BANDS
+    prepared = prepare_scene(scene, tmp_path / "p", bands, ["ndvi", "mndwi"], NormOptions("percentile"), None,
+                             expressions={"wet": "(green - swir2) / (green + swir2)"})
+    labels = rasterize_labels(polygons, prepared.path, tmp_path / "labels.tif", AMAZON_CLASSES, colors)
+    with rasterio.open(labels) as lab, rasterio.open(native) as nat, rasterio.open(prepared.path) as p:
+        assert lab.crs.to_epsg() == 32723 and lab.transform == p.transform
+        ids, ref = lab.read(1), nat.read(1)
+        ndvi = p.read(8)
+        assert p.count == 10 and np.isfinite(p.read()).all()
+    for class_id in range(1, 5):  # the same polygons cover about the same number of pixels
+        assert abs((ids == class_id).sum() / (ref == class_id).sum() - 1) < 0.1
+    assert ndvi[ids == 1].mean() > ndvi[ids == 3].mean()  # forest greener than water after warping

@@ -46,7 +46,7 @@ class DataConfig:
     resident: bool = False  # keep the chip store in device memory and gather batches there
     batch_size: int = 16
     num_workers: int = 0
-    demo_size: int = 512  # side of the generated demo scene (data=demo only)
+    demo_size: int = 768  # side of the generated demo scene (data=demo only)
     sensor: str | None = None  # band-name preset: landsat5/7/8/9, sentinel2 (when band_names is [])
     scale: Any = None  # reflectance = DN * scale + offset; one number or one per band
     offset: Any = None  # e.g. Landsat Collection 2 L2: scale 0.0000275, offset -0.2

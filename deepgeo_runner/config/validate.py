@@ -73,7 +73,8 @@ def _check_preprocessing(cfg: DictConfig) -> None:
         from deepgeo_runner.geo.sensors import sensor_band_names
 
         band_names = sensor_band_names(str(data.sensor))  # the fullest layout; checked again on read
-    for key, example in (("expressions", "{gndvi: '(nir - green) / (nir + green)'}"), ("index_constants", "{L: 0.5}")):
+    examples = {"expressions": "{gndvi: '(nir - green) / (nir + green)'}", "index_constants": "{L: 0.5}"}
+    for key, example in examples.items():
         if pre.get(key) is not None and not isinstance(pre[key], DictConfig):
             raise _fail(f"preprocessing.{key}", pre[key], f"a mapping, e.g. {example}")
     expressions = OmegaConf.to_container(pre.expressions) if pre.get("expressions") else {}
@@ -106,7 +107,8 @@ def _check_preprocessing(cfg: DictConfig) -> None:
     for key in ("scale", "offset"):
         value = data.get(key)
         values = list(value) if isinstance(value, ListConfig) else [value]
-        if value is not None and not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        if value is not None and not numbers:
             raise _fail(f"data.{key}", value, "a number or one number per band (e.g. 0.0000275)")
 
 

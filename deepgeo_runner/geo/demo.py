@@ -247,7 +247,9 @@ class _Path:
         return float(self.cum[-1])
 
     def at(self, s: float) -> np.ndarray:
-        return np.array([np.interp(s, self.cum, self.coords[:, 0]), np.interp(s, self.cum, self.coords[:, 1])])
+        """The point at distance ``s`` along the line."""
+        x, y = self.coords.T
+        return np.array([np.interp(s, self.cum, x), np.interp(s, self.cum, y)])
 
     def angle(self, s: float) -> float:
         """Direction of travel at ``s``, in radians."""
@@ -255,13 +257,14 @@ class _Path:
         return math.atan2(b[1] - a[1], b[0] - a[0])
 
     def sub(self, s0: float, s1: float) -> LineString:
+        """The part of the line between distances ``s0`` and ``s1``."""
         inside = (self.cum > s0) & (self.cum < s1)
         return LineString(np.vstack([self.at(s0), self.coords[inside], self.at(s1)]))
 
     def pieces(self, length: float) -> list[LineString]:
         """Cut into pieces of about ``length`` (an index of them stays local)."""
         cuts = np.append(np.arange(0.0, self.length, length), self.length)
-        return [self.sub(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b - a > 1e-6]
+        return [self.sub(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b - a > 1e-6]
 
 
 def _wiggly_line(start: np.ndarray, direction: float, length: float, waves: Sequence[tuple[float, float]],
@@ -382,8 +385,8 @@ def _water(size: int, rng: np.random.Generator, lay: _Layout, road_idx: _Index,
                     cx = (i + rng.uniform(0.15, 0.85)) * step
                     cy = (j + rng.uniform(0.15, 0.85)) * step
                     lake = _blob(cx, cy, r, rng, aspect=rng.uniform(1.0, 1.6), angle=rng.uniform(0, np.pi))
-                    guard = lake.buffer(3.0)
-                    if water_idx.hits(guard) or road_idx.hits(guard) or not lay.footprint.contains(guard):
+                    if (water_idx.hits(lake, 3.0) or road_idx.hits(lake, 3.0)
+                            or not lay.footprint.contains(lake.buffer(3.0))):
                         continue
                     turbidity = rng.uniform(0.0, 0.6)
                     lay.objects.append(_Object(lake, WATER, _WATER + turbidity * _TURBID))
@@ -472,7 +475,7 @@ def _one_clearing(line: _Path, s: float, w: float, depth: float, side: float, ha
     return _blob(centre[0], centre[1], r, rng, aspect=rng.uniform(1.0, 1.5), angle=rng.uniform(0, np.pi))
 
 
-def _clouds(size: int, rng: np.random.Generator, lay: _Layout) -> list[BaseGeometry]:
+def _clouds(size: int, rng: np.random.Generator, lay: _Layout) -> None:
     """A few small clouds with their shadows cast in one direction (never labelled)."""
     direction = rng.uniform(0, 2 * np.pi)
     distance = rng.uniform(8, 14)
@@ -484,7 +487,6 @@ def _clouds(size: int, rng: np.random.Generator, lay: _Layout) -> list[BaseGeome
                       angle=rng.uniform(0, np.pi), rough=0.5)
         lay.clouds.append(cloud)
         lay.shadows.append(affinity.translate(cloud, dx, dy))
-    return lay.clouds + lay.shadows
 
 
 def _forest_samples(rng: np.random.Generator, lay: _Layout, free: np.ndarray,
@@ -552,22 +554,27 @@ def _polygons(geom: BaseGeometry) -> BaseGeometry | None:
     return parts[0] if len(parts) == 1 else MultiPolygon(parts)
 
 
-def _select_labels(rng: np.random.Generator, lay: _Layout, items: list[tuple[str, BaseGeometry]],
-                   omit: dict[str, float], crossing: list[int]) -> None:
-    """Label most objects: skip some (PRODES misses some), clip to the footprint but let
-    one or two cross the nodata border or the scene edge, as real polygons do."""
+def _select_labels(rng: np.random.Generator, lay: _Layout, items: Sequence[tuple[str, BaseGeometry]],
+                   omit: dict[str, float], crossing: int) -> None:
+    """Label most objects, as a PRODES-like mapping would.
+
+    Some are skipped (missed by the interpreter), none is drawn under a cloud or its
+    shadow, and those reaching out of the footprint are clipped to it, except ``crossing``
+    of them that are kept whole across the nodata border or the scene edge, as real
+    polygons are.
+    """
     avoid = _Index()
     for g in lay.clouds + lay.shadows:
         avoid.add(g)
     for name, geom in items:
-        if rng.random() < omit.get(name, 0.0) or avoid.hits(geom.buffer(1.0)):
+        if rng.random() < omit.get(name, 0.0) or avoid.hits(geom, 1.0):
             continue
         inside = geom.intersection(lay.footprint).area / geom.area
         if inside >= 0.98:
             lay.labels.append((name, geom))
-        elif inside >= 0.3 and crossing[0] > 0:
+        elif inside >= 0.3 and crossing > 0:
             lay.labels.append((name, geom))
-            crossing[0] -= 1
+            crossing -= 1
         else:
             clipped = _polygons(geom.intersection(lay.footprint))
             if clipped is not None and clipped.area >= 15:
@@ -587,7 +594,7 @@ def _layout(size: int, rng: np.random.Generator) -> tuple[_Layout, np.ndarray, n
     free = (truth == FOREST) & (_burn([(lay.footprint, 1)], size, "uint8") == 1)
     free &= _burn(((g, 1) for g in lay.clouds + lay.shadows), size, "uint8") == 0
     forest = _forest_samples(rng, lay, free, busy)
-    crossing = [int(rng.integers(1, 3))]
+    crossing = int(rng.integers(1, 3))
     items = ([("deforestation", g) for g in cleared] + [("water", g) for g in water]
              + [("forest", g) for g in forest])
     order = rng.permutation(len(items))
@@ -602,6 +609,7 @@ def _to_map(geom: BaseGeometry) -> BaseGeometry:
 
 
 def _burn(geoms: Iterable[tuple[BaseGeometry, int]], size: int, dtype: str = "int32") -> np.ndarray:
+    """Rasterize pixel-space geometries moved to map coordinates, as the pipeline burns labels."""
     shapes = [(_to_map(g), v) for g, v in geoms if not g.is_empty]
     if not shapes:
         return np.zeros((size, size), dtype=dtype)
@@ -716,6 +724,7 @@ def demo_truth(size: int = 512, seed: int = 0) -> np.ndarray:
 
 
 def _write_image(path: Path, image: np.ndarray, seed: int) -> None:
+    """A tiled, deflate-compressed GeoTIFF with named bands, like an analysis-ready product."""
     size = image.shape[1]
     block = 256 if size > 256 else 128 if size > 128 else 64  # several tiles, even when small
     profile = {

@@ -55,7 +55,9 @@ def parse_expression(text: str, where: str = "preprocessing.expressions") -> Exp
                 names.append(node.id)
         elif isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, int | float):
-                raise ConfigError(f"{where}: '{text}' holds the constant {node.value!r}; only numbers are allowed.")
+                raise ConfigError(
+                    f"{where}: '{text}' holds the constant {node.value!r}; only numbers are allowed."
+                )
         elif isinstance(node, ast.BinOp):
             if type(node.op) not in _BINARY:
                 raise ConfigError(f"{where}: '{text}' uses an operator outside + - * / **.")

@@ -10,10 +10,11 @@ Three sources of indices, looked up in this order:
 2. user expressions over band names (``preprocessing.expressions``), parsed safely by
    :mod:`deepgeo_runner.geo.expressions`;
 3. the Awesome Spectral Indices catalogue (package ``spyndex``, about 280 indices, e.g.
-   GNDVI, NIRv, MSAVI; names as the catalogue spells them, matched case-insensitively). Its band symbols map to our roles by :data:`SPYNDEX_ROLES`;
-   its constants (L, g, C1, ...) take the catalogue's defaults unless
-   ``preprocessing.index_constants`` overrides them. Its formulas are evaluated with the same
-   safe parser, never with ``eval``. Without ``spyndex`` installed only 1 and 2 exist.
+   GNDVI, NIRv, MSAVI; names as the catalogue spells them, matched case-insensitively). Its
+   band symbols map to our roles by :data:`SPYNDEX_ROLES`; its constants (L, g, C1, ...) take
+   the catalogue's defaults unless ``preprocessing.index_constants`` overrides them. Its
+   formulas are evaluated with the same safe parser, never with ``eval``. Without ``spyndex``
+   installed only 1 and 2 exist.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def _spyndex_constants() -> dict[str, float | None]:
 
 def available_indices() -> list[str]:
     """Names accepted by ``preprocessing.indices`` (ours, then the catalogue's)."""
-    return sorted(INDICES) + sorted(v[0] for v in _spyndex_catalogue().values() if v[0].lower() not in INDICES)
+    catalogue = [v[0] for v in _spyndex_catalogue().values() if v[0].lower() not in INDICES]
+    return sorted(INDICES) + sorted(catalogue)
 
 
 def _builtin_spec(name: str) -> IndexSpec:
@@ -149,7 +151,7 @@ def resolve_index(
         return _builtin_spec(name.lower())
     entry = _spyndex_catalogue().get(name.lower())
     if entry is None:
-        hint = "" if _spyndex_catalogue() else " (install 'spyndex' for the Awesome Spectral Indices catalogue)"
+        hint = "" if _spyndex_catalogue() else " (install 'spyndex' for the catalogue)"
         raise ConfigError(
             f"preprocessing.indices: unknown index '{name}'. Available: {sorted(INDICES)}, the "
             f"Awesome Spectral Indices names{hint}, or define it in preprocessing.expressions, "

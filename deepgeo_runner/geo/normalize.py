@@ -53,7 +53,9 @@ class NormOptions:
             )
         lo, hi = self.out_range
         if not lo < hi:
-            raise ConfigError(f"preprocessing.norm_range={list(self.out_range)}: needs min < max, e.g. [0, 1].")
+            raise ConfigError(
+                f"preprocessing.norm_range={list(self.out_range)}: needs min < max, e.g. [0, 1]."
+            )
         p_lo, p_hi = self.percentiles
         if not 0 <= p_lo < p_hi <= 100:
             raise ConfigError(
@@ -205,7 +207,8 @@ def stats_from_accumulator(acc: StatsAccumulator | None, n_bands: int, options: 
             lo, hi = np.percentile(sample, p, axis=0)
         else:
             lo, hi = (np.full(n_bands, v) for v in np.percentile(sample, p))
-        summary["percentiles"] = {str(p[0]): np.atleast_1d(lo).tolist(), str(p[1]): np.atleast_1d(hi).tolist()}
+        summary["percentiles"] = {str(p[0]): np.atleast_1d(lo).tolist(),
+                                  str(p[1]): np.atleast_1d(hi).tolist()}
         clip_lo, clip_hi = lo.tolist(), hi.tolist()
     if not options.per_band:
         lo, hi = np.full(n_bands, lo.min()), np.full(n_bands, hi.max())

@@ -59,7 +59,9 @@ def class_value_sets(
     groups = dict(class_groups or {})
     unknown = [g for g in groups if g not in classes]
     if unknown:
-        raise InputDataError(f"data.class_groups names {unknown}, which are not in data.classes {list(classes)}.")
+        raise InputDataError(
+            f"data.class_groups names {unknown}, which are not in data.classes {list(classes)}."
+        )
     sets = []
     for name, value in zip(classes, own, strict=True):
         members = [value, *groups.get(name, [])]

@@ -29,7 +29,8 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform, transform_bounds
-from rasterio.windows import Window, bounds as window_bounds
+from rasterio.windows import Window
+from rasterio.windows import bounds as window_bounds
 from tqdm.auto import tqdm
 
 from deepgeo_runner.errors import ConfigError, InputDataError
@@ -153,7 +154,8 @@ def _aligned_offset(src: rasterio.io.DatasetReader, grid: Grid) -> tuple[int, in
     if src.crs != grid.crs:
         return None
     s, g = src.transform, grid.transform
-    if not (np.isclose(s.a, g.a) and np.isclose(s.e, g.e) and s.b == 0 and s.d == 0 and g.b == 0 and g.d == 0):
+    rotated = s.b != 0 or s.d != 0 or g.b != 0 or g.d != 0
+    if rotated or not (np.isclose(s.a, g.a) and np.isclose(s.e, g.e)):
         return None
     col, row = (g.c - s.c) / s.a, (g.f - s.f) / s.e
     if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
@@ -200,10 +202,11 @@ def build_scene(
                 filled = np.zeros((win.height, win.width), dtype=bool)
                 for reader, offset, nodata in readers:
                     if offset is not None:
-                        src_win = Window(win.col_off + offset[0], win.row_off + offset[1], win.width, win.height)
-                        if (src_win.col_off >= reader.width or src_win.row_off >= reader.height
-                                or src_win.col_off + src_win.width <= 0 or src_win.row_off + src_win.height <= 0):
-                            continue
+                        c0, r0 = win.col_off + offset[0], win.row_off + offset[1]
+                        if (c0 >= reader.width or r0 >= reader.height
+                                or c0 + win.width <= 0 or r0 + win.height <= 0):
+                            continue  # this tile does not reach the window
+                        src_win = Window(c0, r0, win.width, win.height)
                         data = reader.read(window=src_win, boundless=True,
                                            fill_value=nodata if nodata is not None else fill)
                     else:

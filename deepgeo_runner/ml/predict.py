@@ -274,11 +274,17 @@ class _Accumulator:
 
 
 class _BlockMaker:
-    """Weighted logits of one window row: windows read in batches, boundless at the far edges."""
+    """Weighted logits of window rows: windows read in batches, boundless at the far edges.
 
-    def __init__(self, model: torch.nn.Module, src: rasterio.DatasetReader, plan: _Plan, n_classes: int,
+    A background thread (with its own handle on the raster) reads and assembles the next
+    batches while the network runs on the current one; GDAL releases the GIL while decoding.
+    """
+
+    PREFETCH = 2  # batches read ahead
+
+    def __init__(self, model: torch.nn.Module, image_path: str | Path, plan: _Plan, n_classes: int,
                  batch_size: int, device: torch.device, tta: bool, amp: bool, standardize: bool) -> None:
-        self.model, self.src, self.plan, self.k = model, src, plan, n_classes
+        self.model, self.image_path, self.plan, self.k = model, image_path, plan, n_classes
         self.standardize = standardize
         self.batch_size, self.device, self.tta, self.amp = batch_size, device, tta, amp
         self._weights: dict[tuple, object] = {}
@@ -294,41 +300,62 @@ class _BlockMaker:
             self._weights[key] = weight
         return self._weights[key]
 
-    def __call__(self, i: int, bar: tqdm | None = None):
+    def _read_batch(self, src: rasterio.DatasetReader, i: int, js: range) -> np.ndarray:
+        """The (B, C, window, window) input of windows ``js`` of window row ``i``."""
         plan, win = self.plan, self.plan.window
         row = plan.rows[i]
         h = min(win, plan.height - row)
-        block = _zeros((self.k + 1, h, plan.width), self.device)
-        for b0 in range(0, len(plan.cols), self.batch_size):
-            js = range(b0, min(b0 + self.batch_size, len(plan.cols)))
-            c0, c_end = plan.cols[js[0]], plan.cols[js[-1]] + win
-            c1 = min(c_end, plan.width)
-            data = self.src.read(window=RioWindow(c0, row, c1 - c0, h)).astype(np.float32, copy=False)
-            valid = valid_mask(data, self.src.nodata)
-            padded = np.zeros((data.shape[0], win, c_end - c0), dtype=np.float32)
-            padded[:, :h, : c1 - c0] = np.where(valid, data, 0.0)
-            offsets = [plan.cols[j] - c0 for j in js]
-            batch = np.stack([padded[:, :, o : o + win] for o in offsets])
-            if self.standardize:  # per-chip normalization: each window on its own valid pixels
-                from deepgeo_runner.geo.normalize import standardize_chips
+        c0, c_end = plan.cols[js[0]], plan.cols[js[-1]] + win
+        c1 = min(c_end, plan.width)
+        data = src.read(window=RioWindow(c0, row, c1 - c0, h)).astype(np.float32, copy=False)
+        valid = valid_mask(data, src.nodata)
+        padded = np.zeros((data.shape[0], win, c_end - c0), dtype=np.float32)
+        padded[:, :h, : c1 - c0] = np.where(valid, data, 0.0)
+        offsets = [plan.cols[j] - c0 for j in js]
+        batch = np.stack([padded[:, :, o : o + win] for o in offsets])
+        if self.standardize:  # per-chip normalization: each window on its own valid pixels
+            from deepgeo_runner.geo.normalize import standardize_chips
 
-                vpad = np.zeros((win, c_end - c0), dtype=bool)
-                vpad[:h, : c1 - c0] = valid
-                vbatch = np.stack([vpad[:, o : o + win] for o in offsets])
-                batch = np.where(vbatch[:, None], standardize_chips(batch, valid=vbatch), 0.0)
-                batch = batch.astype(np.float32, copy=False)
-            logits = forward_windows(self.model, torch.from_numpy(batch).to(self.device), self.tta, self.amp)
-            if self.device.type == "cpu":
-                logits = logits.numpy()
-            for n, j in enumerate(js):
-                c = plan.cols[j]
-                w = min(win, plan.width - c)
-                weight = self._weight(i, j, h, w)
-                block[: self.k, :, c : c + w] += logits[n, :, :h, :w] * weight
-                block[self.k, :, c : c + w] += weight
-            if bar is not None:
-                bar.update(len(js))
-        return block
+            vpad = np.zeros((win, c_end - c0), dtype=bool)
+            vpad[:h, : c1 - c0] = valid
+            vbatch = np.stack([vpad[:, o : o + win] for o in offsets])
+            batch = np.where(vbatch[:, None], standardize_chips(batch, valid=vbatch), 0.0)
+            batch = batch.astype(np.float32, copy=False)
+        return batch
+
+    def blocks(self, rows: Sequence[int], bar: tqdm | None = None):
+        """Yield ``(i, block)`` for the window rows ``rows``, in order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        plan, win = self.plan, self.plan.window
+        tasks = [(i, range(b0, min(b0 + self.batch_size, len(plan.cols))))
+                 for i in rows for b0 in range(0, len(plan.cols), self.batch_size)]
+        with rasterio.open(self.image_path) as src, ThreadPoolExecutor(1) as pool:
+            pending = [pool.submit(self._read_batch, src, *t) for t in tasks[: self.PREFETCH]]
+            block, current = None, None
+            for n_task, (i, js) in enumerate(tasks):
+                batch = pending.pop(0).result()
+                if n_task + self.PREFETCH < len(tasks):
+                    pending.append(pool.submit(self._read_batch, src, *tasks[n_task + self.PREFETCH]))
+                h = min(win, plan.height - plan.rows[i])
+                if i != current:
+                    if block is not None:
+                        yield current, block
+                    block, current = _zeros((self.k + 1, h, plan.width), self.device), i
+                x = torch.from_numpy(batch).to(self.device)
+                logits = forward_windows(self.model, x, self.tta, self.amp)
+                if self.device.type == "cpu":
+                    logits = logits.numpy()
+                for n, j in enumerate(js):
+                    c = plan.cols[j]
+                    w = min(win, plan.width - c)
+                    weight = self._weight(i, j, h, w)
+                    block[: self.k, :, c : c + w] += logits[n, :, :h, :w] * weight
+                    block[self.k, :, c : c + w] += weight
+                if bar is not None:
+                    bar.update(len(js))
+            if block is not None:
+                yield current, block
 
 
 def _finish_rows(logits, valid: np.ndarray, lut: np.ndarray, writers: dict[str, _RowWriter],
@@ -439,9 +466,10 @@ def predict_scene(
     n_classes = len(class_ids)
     lut = np.asarray(class_ids, dtype=np.uint8)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), rasterio.open(image_path) as src:
+        src.read(1, window=RioWindow(0, 0, 1, 1))  # GDAL sizes its block cache once, at first use
         grid = Grid(src.crs, src.transform, src.width, src.height)
         plan = _Plan(src.height, src.width, window, overlap, blend)
-        make_block = _BlockMaker(model, src, plan, n_classes, batch_size, device, tta, amp,
+        make_block = _BlockMaker(model, image_path, plan, n_classes, batch_size, device, tta, amp,
                                  standardize_windows)
         mine = [i for i in range(len(plan.rows)) if i % world_size == rank]
         bar = tqdm(total=len(mine) * len(plan.cols), desc=f"predict windows (rank {rank})" if world_size > 1
@@ -450,8 +478,8 @@ def predict_scene(
             writers = _open_writers(outputs, grid, class_ids, class_names, class_colors, probabilities)
             try:
                 acc = _Accumulator(plan, n_classes, device)
-                for i in mine:
-                    start, end, logits = acc.add_and_finish(i, make_block(i, bar))
+                for i, block in make_block.blocks(mine, bar):
+                    start, end, logits = acc.add_and_finish(i, block)
                     _finish_rows(logits, _read_valid(src, start, end), lut, writers, probabilities)
                 bar.close()
                 for w in writers.values():
@@ -473,8 +501,7 @@ def predict_scene(
         block_shape = (n_classes + 1, plan.window, plan.width)
         part_tmp = part.with_name(part.name + f".{os.getpid()}.tmp")
         with open(part_tmp, "wb") as f:
-            for i in mine:
-                block = make_block(i, bar)
+            for _, block in make_block.blocks(mine, bar):
                 block = block if isinstance(block, np.ndarray) else block.cpu().numpy()
                 full = np.zeros(block_shape, dtype=np.float32)
                 full[:, : block.shape[1]] = block

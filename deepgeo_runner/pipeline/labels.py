@@ -57,7 +57,8 @@ def rasterize_labels(
         windows = iter_windows(grid.height, grid.width, window)
         with open_raster_writer(out_path, grid, 1, "uint8", NODATA, ["class"], tags,
                                 class_colormap(class_colors)) as dst:
-            for win in tqdm(windows, desc="rasterize", unit="window", disable=not progress or len(windows) < 4):
+            quiet = not progress or len(windows) < 4
+            for win in tqdm(windows, desc="rasterize", unit="window", disable=quiet):
                 ids = source.burn(win)
                 ids[~valid_mask(src.read(window=win), src.nodata)] = NODATA
                 counts += np.bincount(ids.ravel(), minlength=256)

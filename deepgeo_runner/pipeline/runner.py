@@ -432,14 +432,21 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, stages: list[str], che
 
 
 def _predict(
-    cfg, run_dir: Path, art: Artifacts, classes: ClassTable, module, checkpoint: Path | None
+    cfg, run_dir: Path, art: Artifacts, classes: ClassTable, module, checkpoint: Path | None,
+    rank: int = 0, world_size: int = 1,
 ) -> None:
-    """Classify the whole prepared scene (or ``predict.image``) with the best weights (rank 0 only)."""
+    """Classify the whole prepared scene (or ``predict.image``) with the best weights.
+
+    By default rank 0 alone does it. Called on every rank with ``rank``/``world_size``, the
+    window rows are shared out and rank 0 assembles the one output (part files, no collective).
+    """
     from deepgeo_runner.ml.predict import predict_scene
     from deepgeo_runner.pipeline import train
 
     meta = train.load_weights(module, checkpoint) if checkpoint is not None else {}
-    if cfg.predict.get("image"):  # prepared like the checkpoint's training scene
+    if cfg.predict.get("image"):  # prepared like the checkpoint's training scene; rank 0 alone
+        if rank != 0:
+            return
         art.prediction = _predict_new_scene(cfg, run_dir, module.net, meta or module.inference_meta)
         return
     stats = art.prepared.stats
@@ -448,9 +455,11 @@ def _predict(
         window=int(cfg.predict.window or cfg.data.chip_size), overlap=float(cfg.predict.overlap),
         batch_size=int(cfg.predict.batch_size), class_ids=classes.ids,
         class_names=classes.names, class_colors=classes.colors, device=_predict_device(cfg),
-        standardize_windows=bool(getattr(stats, "per_chip", False)), **predict_options(cfg),
+        standardize_windows=bool(getattr(stats, "per_chip", False)), rank=rank, world_size=world_size,
+        **predict_options(cfg),
     )
-    _polygons(cfg, art.prediction)
+    if rank == 0:
+        _polygons(cfg, art.prediction)
 
 
 def _write_json(path: Path, payload: dict) -> None:

@@ -109,7 +109,7 @@ def smp_model(in_channels: int, classes: int, arch: str = "Unet", encoder: str =
     if pad_mode not in ("reflect", "replicate", "zeros", "constant"):
         raise ValueError(f"pad_mode must be reflect, replicate or zeros, got {pad_mode!r}.")
     kwargs = {k: _plain(v) for k, v in kwargs.items()}
-    by_name = encoder_weights is not None and band_names is not None
+    by_name = encoder_weights is not None and bool(band_names)
     names: list[str | None] = []
     if by_name:
         names = [str(n) for n in _plain(band_names)]
