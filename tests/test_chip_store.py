@@ -80,3 +80,17 @@ def test_d4_expand_loader_yields_seven_times_the_chips(prepared, tmp_path):
     dm = ChipDataModule(store.path, batch_size=10, augmentation=AugmentPlan("d4_expand"))
     dm.setup()
     assert len(dm.train_dataloader().dataset) == 40 * 7
+
+
+def test_per_chip_standardization_reaches_the_store(tiny_scene, tmp_path):
+    split = split_blocks((48, 48), 16, [0.5, 0.25, 0.25], seed=2)
+    scene = prepare_scene(tiny_scene["image"], tmp_path / "prep", tiny_scene["band_names"],
+                          [], "per_chip", split == 0)
+    labels = rasterize_labels(tiny_scene["labels"], scene.path, tmp_path / "labels.tif",
+                              ["forest", "clearing"], ["#00ff00", "#ff0000"])
+    out = tmp_path / "store"
+    out.mkdir()
+    build_chip_store(scene.path, labels, out, split, ChipPlan(chip_size=8, train_chips=10, buffer=0),
+                     target_lut(2, False), 2, seed=0, per_chip=True)
+    chips = np.load(out / "train_image.npy")
+    np.testing.assert_allclose(chips.mean(axis=(2, 3)), 0, atol=1e-4)  # no nodata inside these chips

@@ -29,6 +29,7 @@ from deepgeo_runner.geo.chips import (
     require_chips,
     usable_area,
 )
+from deepgeo_runner.geo.normalize import standardize_chips
 from deepgeo_runner.geo.raster_io import valid_mask
 from deepgeo_runner.geo.rasterize import NODATA
 
@@ -92,8 +93,13 @@ def build_chip_store(
     lut: np.ndarray,
     n_targets: int,
     seed: int,
+    per_chip: bool = False,
 ) -> ChipStore:
-    """Cut chips for every split, each wholly inside its split's usable area, and store them."""
+    """Cut chips for every split, each wholly inside its split's usable area, and store them.
+
+    With ``per_chip`` each chip is standardized on its own valid pixels (the prepared stack
+    was left unnormalized for that), as prediction windows are.
+    """
     if plan.strategy not in STRATEGIES:
         raise ConfigError(f"data.chip_strategy='{plan.strategy}': expected one of {list(STRATEGIES)}.")
     out_dir = Path(out_dir)
@@ -119,7 +125,11 @@ def build_chip_store(
         )
         for i, w in enumerate(found):
             rows, cols = w.slices
-            images[i] = stack[:, rows, cols]
+            chip = stack[:, rows, cols]
+            if per_chip:
+                chip = standardize_chips(chip, valid=valid[rows, cols])
+                chip[:, ~valid[rows, cols]] = 0.0
+            images[i] = chip
             masks[i] = targets[rows, cols]
             hist = np.bincount(masks[i].ravel(), minlength=256)
             records.append({

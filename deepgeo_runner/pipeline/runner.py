@@ -83,6 +83,7 @@ class Artifacts:
     checkpoint: Path | None = None
     metrics: dict | None = None
     prediction: Path | None = None
+    prepare_extras: dict[str, Any] = field(default_factory=dict)
     cache_keys: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -258,6 +259,7 @@ def _prepare(cfg, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_st
                            "percentiles": list(norm.percentiles), "constant": norm.constant,
                            "samples": norm.samples}
     payload.update({k: v for k, v in extras.items() if v is not None})
+    art.prepare_extras = {k: v for k, v in extras.items() if v is not None}
 
     def build(tmp: Path) -> None:
         prepare_scene(art.image, tmp, art.band_names, list(pre.indices), norm,
@@ -328,12 +330,14 @@ def _chips(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, split_map,
         "rasterize": art.cache_keys["rasterize"], "plan": plan.__dict__, "points": points,
         "split": _split_payload(cfg), "background": cfg.data.background,
     }
+    if getattr(art.prepared.stats, "per_chip", False):
+        payload["per_chip"] = True
 
     def build(tmp: Path) -> None:
         build_chip_store(
             art.prepared.path, art.labels, tmp, split_map, plan,
             target_lut(classes.n_classes, classes.background_is_class), len(classes.names),
-            int(cfg.seed),
+            int(cfg.seed), per_chip=bool(getattr(art.prepared.stats, "per_chip", False)),
         )
 
     entry, key, reused = _entry(cache_dir, "chips", payload, build, run_stage)
@@ -377,6 +381,7 @@ def _build_module(cfg, art: Artifacts, classes: ClassTable):
         "indices": list(cfg.preprocessing.indices), "stats": art.prepared.stats.to_dict(),
         "class_names": classes.names, "class_ids": classes.ids, "class_colors": classes.colors,
         "chip_size": int(cfg.data.chip_size), "model": OmegaConf.to_container(cfg.model),
+        **art.prepare_extras,
     }
     if cfg.train.channels_last:
         import torch
