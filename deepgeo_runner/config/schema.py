@@ -3,7 +3,7 @@
 They are registered in Hydra's ConfigStore and listed first in each group's YAML defaults,
 so that a misspelt key or a value of the wrong type fails while the config is composed, in
 well under a second and long before torch is imported. Third-party ``_target_`` groups
-(``model``, ``trainer``, ``optimizer``) carry no schema: their keys belong to their classes.
+(``model``, ``loss``, ``trainer``, ``optimizer``) carry no schema: their keys belong to their classes.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class DataConfig:
     class_values: list[int] | None = None  # values in the labels that mean each class
     class_colors: list[str] | None = None  # '#rrggbb' per class, for maps and colour tables
     band_names: list[str] = field(default_factory=list)  # role of each band: blue, red, nir...
+    dates: list[str] = field(default_factory=list)  # dates of a multi-date stack (date-major bands)
     background: str = "ignore"  # pixels outside every labelled class: 'ignore' or 'class'
     nodata: float | None = None  # overrides the image's own nodata when it declares none
     chip_size: int = 64
@@ -109,13 +110,6 @@ class PredictConfig:
 
 
 @dataclass
-class LossConfig:
-    """Cross-entropy with optional per-class weights (ignore index always skipped)."""
-
-    class_weights: list[float] | None = None
-
-
-@dataclass
 class TrainConfig:
     """Training behaviour around the Trainer: checkpoints, resume, early stopping, speed."""
 
@@ -145,7 +139,7 @@ class RunConfig:
     trainer: Any = MISSING
     optimizer: Any = MISSING
     scheduler: Any = None
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: Any = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     paths: PathsConfig = MISSING

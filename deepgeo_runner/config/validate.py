@@ -55,7 +55,7 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.augmentation.brightness < 0 or cfg.augmentation.noise_std < 0:
         raise _fail("augmentation.brightness/noise_std",
                     (cfg.augmentation.brightness, cfg.augmentation.noise_std), "non-negative strengths")
-    for group in ("model", "trainer"):
+    for group in ("model", "loss", "trainer"):
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"{group}: needs a '_target_' naming the class to build (see conf/{group}/).")

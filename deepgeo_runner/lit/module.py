@@ -7,14 +7,17 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 
 from deepgeo_runner.lit.scores import ConfusionState
 from deepgeo_runner.metrics import scores_from_confusion
+from deepgeo_runner.ml.losses import CrossEntropyLoss
+from deepgeo_runner.ml.models import align_target
 
 
 class SegmentationModule(pl.LightningModule):
-    """Trains any ``(B, C, H, W) -> (B, K, H, W)`` network with cross-entropy.
+    """Trains any ``(B, C, H, W) -> (B, K, H, W)`` network with the given loss (cross-entropy
+    by default). Networks whose logits are smaller than the input (valid padding) have the
+    targets cropped to them through their ``output_crop``.
 
     Args:
         net: the segmentation network (plain ``nn.Module``).
@@ -22,7 +25,9 @@ class SegmentationModule(pl.LightningModule):
         scheduler: ``optimizer -> LRScheduler`` or None.
         class_names: the K model outputs' names, for metrics.
         ignore_index: target value skipped by loss and metrics.
-        class_weights: optional K weights of the cross-entropy.
+        class_weights: optional K weights of the default cross-entropy (when ``loss`` is None).
+        loss: ``(logits, target) -> scalar`` module from ``deepgeo_runner.ml.losses`` or the
+            ``loss`` config group; it must skip ``ignore_index``.
         inference_meta: what prediction needs later (bands, stats, classes); stored in every
             checkpoint so that a checkpoint alone is enough to classify a new scene.
         compile_net: run the network through ``torch.compile`` (weights stay in ``net``).
@@ -38,6 +43,7 @@ class SegmentationModule(pl.LightningModule):
         class_weights: Sequence[float] | None = None,
         inference_meta: dict | None = None,
         compile_net: bool = False,
+        loss: torch.nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -46,8 +52,7 @@ class SegmentationModule(pl.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names = list(class_names)
         self.ignore_index = ignore_index
-        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-        self.register_buffer("class_weights", weights, persistent=False)
+        self.loss_fn = loss if loss is not None else CrossEntropyLoss(class_weights, ignore_index)
         self.inference_meta = inference_meta or {}
         self.val_state = ConfusionState(len(class_names), ignore_index)
         self.test_state = ConfusionState(len(class_names), ignore_index)
@@ -59,19 +64,21 @@ class SegmentationModule(pl.LightningModule):
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not (target != self.ignore_index).any():  # an all-ignored batch teaches nothing
             return logits.sum() * 0.0
-        return F.cross_entropy(
-            logits.float(), target, weight=self.class_weights, ignore_index=self.ignore_index
-        )
+        return self.loss_fn(logits.float(), target)
+
+    def _logits_and_target(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch["image"])
+        return logits, align_target(logits, batch["mask"], self.net)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"])
-        loss = self._loss(logits, batch["mask"])
+        logits, target = self._logits_and_target(batch)
+        loss = self._loss(logits, target)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=batch["image"].shape[0], sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.val_state.update(self(batch["image"]), batch["mask"])
+        self.val_state.update(*self._logits_and_target(batch))
 
     def on_validation_epoch_end(self) -> None:
         scores = self._scores(self.val_state)
@@ -82,7 +89,7 @@ class SegmentationModule(pl.LightningModule):
         )
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.test_state.update(self(batch["image"]), batch["mask"])
+        self.test_state.update(*self._logits_and_target(batch))
 
     def on_test_epoch_end(self) -> None:
         self.test_scores = self._scores(self.test_state)

@@ -364,31 +364,68 @@ def _build_module(cfg, art: Artifacts, classes: ClassTable):
     import lightning.pytorch as pl
 
     from deepgeo_runner.lit.module import SegmentationModule
+    from deepgeo_runner.ml.losses import needs_class_counts, set_class_counts
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    n_features = art.prepared.n_features
-    net = _instantiate(cfg.model, "model", in_channels=n_features, classes=len(classes.names))
+    net = _instantiate(cfg.model, "model", **_model_inputs(cfg, art.prepared.n_features),
+                       classes=len(classes.names))
     optimizer = _instantiate(cfg.optimizer, "optimizer")
     scheduler = _instantiate(cfg.scheduler, "scheduler") if cfg.scheduler else None
-    weights = list(cfg.loss.class_weights) if cfg.loss.class_weights else None
+    loss = _instantiate(cfg.loss, "loss")
+    weights = getattr(loss, "class_weights", None)
     if weights is not None and len(weights) != len(classes.names):
         raise ConfigError(
             f"loss.class_weights has {len(weights)} values for the {len(classes.names)} outputs "
             f"{classes.names}."
         )
+    if needs_class_counts(loss) and art.chips is not None:
+        set_class_counts(loss, _train_class_counts(art.chips.path, len(classes.names)))
     meta = {
         "features": list(art.prepared.feature_names), "band_names": art.band_names,
         "indices": list(cfg.preprocessing.indices), "stats": art.prepared.stats.to_dict(),
         "class_names": classes.names, "class_ids": classes.ids, "class_colors": classes.colors,
-        "chip_size": int(cfg.data.chip_size), "model": OmegaConf.to_container(cfg.model),
+        "chip_size": int(cfg.data.chip_size), "model": OmegaConf.to_container(cfg.model, resolve=True),
         **art.prepare_extras,
     }
     if cfg.train.channels_last:
         import torch
 
         net = net.to(memory_format=torch.channels_last)
-    return SegmentationModule(net, optimizer, scheduler, classes.names, class_weights=weights,
+    return SegmentationModule(net, optimizer, scheduler, classes.names, loss=loss,
                               inference_meta=meta, compile_net=bool(cfg.train.compile))
+
+
+def _model_inputs(cfg, n_features: int) -> dict[str, int]:
+    """in_channels (and dates, for a multi-temporal network) of the configured model.
+
+    A multi-temporal network (its class has ``temporal = True``) takes the bands of one date
+    and the number of dates; the prepared stack holds the dates date-major as bands.
+    """
+    from hydra.utils import get_object
+
+    try:
+        target = get_object(cfg.model._target_)
+    except Exception:  # reported with its cause when the model is built
+        target = None
+    if not getattr(target, "temporal", False):
+        return {"in_channels": n_features}
+    dates = len(cfg.data.get("dates") or []) or 1
+    if n_features % dates:
+        raise ConfigError(
+            f"model={cfg.model._target_} is multi-temporal but the stack's {n_features} bands "
+            f"are not {dates} dates (data.dates) of equal band count."
+        )
+    return {"in_channels": n_features // dates, "dates": dates}
+
+
+def _train_class_counts(chips_dir: Path, n_classes: int) -> list[int]:
+    """Labelled pixels per class in the training chips (their histograms in chips.json)."""
+    records = json.loads((Path(chips_dir) / "chips.json").read_text())["chips"]
+    counts = np.zeros(n_classes, dtype=np.int64)
+    for rec in records:
+        if rec["split"] == "train":
+            counts += np.asarray(rec["histogram"][:n_classes], dtype=np.int64)
+    return counts.tolist()
 
 
 def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str], rank: int) -> None:
@@ -449,6 +486,8 @@ def _predict(
     from deepgeo_runner.pipeline import train
 
     meta = train.load_weights(module, checkpoint) if checkpoint is not None else {}
+    if hasattr(module.net, "output_crop") and hasattr(module.net, "mirror_pad"):
+        module.net.mirror_pad = True  # valid padding: overlap-tile, logits as large as the window
     if cfg.predict.get("image"):  # prepared like the checkpoint's training scene; rank 0 alone
         if rank != 0:
             return
