@@ -124,3 +124,17 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(cache_dir, tmp_path):
     assert second["epoch"] == 2
     assert second["global_step"] == 3 * steps_per_epoch  # 1 epoch before + 2 after, not 3 anew
     assert second["deepgeo"]["class_names"] == ["forest", "deforestation", "water"]
+
+
+def test_apply_a_checkpoint_to_a_scene_with_one_command(single_run, cache_dir, tmp_path):
+    image = next(cache_dir.glob("demo/*/demo_oli.tif"))
+    run_dir = tmp_path / "applied"
+    cmd = [sys.executable, "-m", "deepgeo_runner.cli", "stages=[predict]",
+           f"predict.checkpoint={single_run / 'checkpoints' / 'best.ckpt'}", f"predict.image={image}",
+           f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache_dir}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with rasterio.open(run_dir / "prediction.tif") as new, rasterio.open(single_run / "prediction.tif") as old:
+        assert new.crs == old.crs and new.transform == old.transform
+        agreement = (new.read(1) == old.read(1)).mean()
+    assert agreement > 0.99  # same weights, same preparation from the checkpoint's statistics

@@ -102,7 +102,8 @@ def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None) -> 
             for k in ("accuracy", "f1_macro", "iou_macro", "cross_entropy") if metrics.get(k) is not None
         )
         per_class = "".join(
-            f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{v[m]:.3f}</td>" for m in ("precision", "recall", "f1", "iou"))
+            f"<tr><td>{html.escape(name)}</td>"
+            + "".join(f"<td>{v[m]:.3f}</td>" for m in ("precision", "recall", "f1", "iou"))
             + f"<td>{v['support']}</td></tr>"
             for name, v in metrics["per_class"].items()
         )

@@ -108,6 +108,11 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
         art.timings[name] = round(time.perf_counter() - start, 2)
         return result
 
+    if stages == ["predict"] and cfg.predict.get("image"):  # a checkpoint applied to a new scene
+        if rank == 0:
+            timed("predict", apply_checkpoint_stage, cfg, run_dir, art)
+            _provenance(cfg, run_dir, art, classes)
+        return art
     timed("inputs", _resolve_inputs, cfg, cache_dir, art)
     split_map = _split_map(cfg, art.image)
     timed("prepare", _prepare, cfg, cache_dir, art, split_map, "prepare" in stages)
@@ -151,7 +156,7 @@ def _provenance(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTa
 def _resolve_inputs(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> None:
     data = cfg.data
     if data.name == "demo" and data.image is None:
-        from deepgeo_runner.geo.synthetic import make_demo_scene
+        from deepgeo_runner.geo.demo import make_demo_scene
 
         demo_dir = cache_dir / "demo" / f"v{CACHE_VERSION}-{data.demo_size}"
         scene = make_demo_scene(demo_dir, size=int(data.demo_size), seed=0)
