@@ -161,3 +161,13 @@ def test_other_networks_learn_the_demo(name, overrides, env, cache_dir, tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = _metrics(run_dir)
     assert m["f1_macro"] > 0.6 and m["accuracy"] > 0.75, m
+
+
+def test_evaluate_a_checkpoint_on_another_split(single_run, cache_dir, tmp_path):
+    run_dir = tmp_path / "evaluated"
+    ckpt = single_run / "checkpoints" / "best.ckpt"
+    deepgeo(run_dir, cache_dir, "trainer=cpu", "stages=[test]", f"predict.checkpoint={ckpt}")
+    assert _metrics(run_dir)["confusion_matrix"] == _metrics(single_run)["confusion_matrix"]
+    deepgeo(run_dir, cache_dir, "trainer=cpu", "stages=[test]", "test_split=val", f"predict.checkpoint={ckpt}")
+    val = _metrics(run_dir)
+    assert val["split"] == "val" and val["pixels"] != _metrics(single_run)["pixels"]

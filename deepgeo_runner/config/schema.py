@@ -145,6 +145,7 @@ class RunConfig:
     paths: PathsConfig = MISSING
     logger: Any = None
     stages: list[str] = field(default_factory=lambda: list(STAGES))
+    test_split: str = "test"  # the chips the test stage scores: train, val or test
     seed: int = 42
     experiments: Any = None
 

@@ -43,6 +43,8 @@ def validate_config(cfg: DictConfig) -> None:
         hint = _MISSING_HINTS.get(key, "a value")
         raise ConfigError(f"{key} is required (data={cfg.data.get('name', '?')}): give {hint}.")
     _check_stages(cfg)
+    if cfg.test_split not in ("train", "val", "test"):
+        raise _fail("test_split", cfg.test_split, "one of ['train', 'val', 'test']")
     _check_data(cfg.data)
     if cfg.preprocessing.normalization not in METHODS:
         raise _fail("preprocessing.normalization", cfg.preprocessing.normalization, f"one of {list(METHODS)}")

@@ -67,8 +67,10 @@ class ChipDataModule(pl.LightningDataModule):
         augmentation: AugmentPlan | str = "none",
         seed: int = 0,
         resident: bool = False,
+        test_split: str = "test",
     ) -> None:
         super().__init__()
+        self.test_split = test_split
         self.plan = augmentation if isinstance(augmentation, AugmentPlan) else AugmentPlan(augmentation)
         self.store_dir = Path(store_dir)
         self.batch_size, self.num_workers = batch_size, num_workers
@@ -112,7 +114,7 @@ class ChipDataModule(pl.LightningDataModule):
         return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader(self.test_split, shuffle=False)
 
     def _gather(self, batch: dict[str, Any]) -> dict[str, Any]:
         split, index = batch["split"], batch["index"]

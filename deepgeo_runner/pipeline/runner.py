@@ -454,7 +454,8 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, stages: list[str], che
     aug = cfg.augmentation
     plan = AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std))
     datamodule = ChipDataModule(art.chips.path, int(cfg.data.batch_size), int(cfg.data.num_workers),
-                                plan, int(cfg.seed), resident=bool(cfg.data.resident))
+                                plan, int(cfg.seed), resident=bool(cfg.data.resident),
+                                test_split=str(cfg.test_split))
     monitor = cfg.train.monitor
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
                                  monitor=monitor, mode="max", save_last=True)]
@@ -472,6 +473,7 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, stages: list[str], che
         checkpoint = train.fit(trainer, module, datamodule, resume)
     if "test" in stages:
         scores = train.test(trainer, module, datamodule, checkpoint)
+        scores["split"] = str(cfg.test_split)
         if trainer.global_rank == 0:
             _write_json(run_dir / "metrics.json", scores)
         art.metrics = scores
