@@ -408,6 +408,43 @@ def _wait_for_parts(parts_dir: Path, world_size: int, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
+def _write_blocks(src, plan, blocks, n_classes: int, device, lut, probabilities, cog: bool, writers) -> None:
+    """Accumulate blended blocks in scene order and write each finished strip to ``writers``.
+
+    The writers are committed (renamed into place) only when every block went through;
+    on any error they are aborted, so no half-written output appears.
+    """
+    try:
+        acc = _Accumulator(plan, n_classes, device)
+        for i, block in blocks:
+            start, end, logits = acc.add_and_finish(i, block)
+            _finish_rows(logits, _read_valid(src, start, end), lut, writers, probabilities)
+        for w in writers.values():
+            w.close(cog)
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+
+
+def _part_blocks(parts_dir: Path, world_size: int, plan, block_shape: tuple[int, ...], device):
+    """The blocks written by every rank's part file, back in scene order."""
+    block_bytes = int(np.prod(block_shape)) * 4
+    handles = {r: open(_part_paths(parts_dir, r)[0], "rb") for r in range(world_size)}
+    try:
+        for i in range(len(plan.rows)):
+            f = handles[i % world_size]
+            f.seek((i // world_size) * block_bytes)
+            block = np.frombuffer(f.read(block_bytes), dtype=np.float32).reshape(block_shape)
+            block_h = block[:, : min(plan.window, plan.height - plan.rows[i])]
+            if device.type != "cpu":
+                block_h = torch.from_numpy(block_h.copy()).to(device)
+            yield i, block_h
+    finally:
+        for f in handles.values():
+            f.close()
+
+
 @torch.no_grad()
 def predict_scene(
     model: torch.nn.Module,
@@ -474,20 +511,13 @@ def predict_scene(
         mine = [i for i in range(len(plan.rows)) if i % world_size == rank]
         bar = tqdm(total=len(mine) * len(plan.cols), desc=f"predict windows (rank {rank})" if world_size > 1
                    else "predict windows", disable=not progress)
+        def assemble(blocks) -> None:
+            _write_blocks(src, plan, blocks, n_classes, device, lut, probabilities, cog,
+                          _open_writers(outputs, grid, class_ids, class_names, class_colors, probabilities))
+
         if world_size == 1:
-            writers = _open_writers(outputs, grid, class_ids, class_names, class_colors, probabilities)
-            try:
-                acc = _Accumulator(plan, n_classes, device)
-                for i, block in make_block.blocks(mine, bar):
-                    start, end, logits = acc.add_and_finish(i, block)
-                    _finish_rows(logits, _read_valid(src, start, end), lut, writers, probabilities)
-                bar.close()
-                for w in writers.values():
-                    w.close(cog)
-            except BaseException:
-                for w in writers.values():
-                    w.abort()
-                raise
+            assemble(make_block.blocks(mine, bar))
+            bar.close()
             return out_path
 
         # several processes: blocks go to this rank's part file, full height, in order
@@ -512,30 +542,6 @@ def predict_scene(
         if rank != 0:
             return out_path
         _wait_for_parts(parts_dir, world_size, parts_timeout_s)
-        writers = _open_writers(outputs, grid, class_ids, class_names, class_colors, probabilities)
-        block_bytes = int(np.prod(block_shape)) * 4
-        try:
-            acc = _Accumulator(plan, n_classes, device)
-            handles = {r: open(_part_paths(parts_dir, r)[0], "rb") for r in range(world_size)}
-            try:
-                for i in range(len(plan.rows)):
-                    f = handles[i % world_size]
-                    f.seek((i // world_size) * block_bytes)
-                    block = np.frombuffer(f.read(block_bytes), dtype=np.float32).reshape(block_shape)
-                    h = min(plan.window, plan.height - plan.rows[i])
-                    block_h = block[:, :h]
-                    if device.type != "cpu":
-                        block_h = torch.from_numpy(block_h.copy()).to(device)
-                    start, end, logits = acc.add_and_finish(i, block_h)
-                    _finish_rows(logits, _read_valid(src, start, end), lut, writers, probabilities)
-            finally:
-                for f in handles.values():
-                    f.close()
-            for w in writers.values():
-                w.close(cog)
-        except BaseException:
-            for w in writers.values():
-                w.abort()
-            raise
+        assemble(_part_blocks(parts_dir, world_size, plan, block_shape, device))
         shutil.rmtree(parts_dir, ignore_errors=True)
     return out_path
