@@ -199,25 +199,6 @@ class LabelSource:
         return labels
 
 
-def rasterize_vector(
-    path: str | Path,
-    grid: Grid,
-    class_column: str,
-    classes: Sequence[str],
-    class_values: Sequence[int] | None = None,
-    all_touched: bool = False,
-    class_groups: Mapping[str, Sequence] | None = None,
-    others: str = "background",
-) -> np.ndarray:
-    """Burn the polygons of each class of interest onto ``grid`` as uint8 class ids.
-
-    The layer is reprojected to the grid's CRS and invalid geometries are repaired, so
-    that a shapefile from another tool or projection lines up without manual work.
-    """
-    return LabelSource(path, grid, class_column, classes, class_values, all_touched,
-                       class_groups, others).burn()
-
-
 def read_label_raster(
     path: str | Path,
     grid: Grid,
