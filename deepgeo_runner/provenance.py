@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from deepgeo_runner.atomic import write_text_atomic
+
 PACKAGES = (
     "deepgeo-runner", "torch", "torchvision", "lightning", "segmentation-models-pytorch",
     "torchgeo", "rasterio", "rioxarray", "geopandas", "numpy", "hydra-core", "omegaconf",
@@ -74,7 +76,4 @@ def write_provenance(path: Path, seed: int, extra: dict[str, Any]) -> Path:
         "devices": devices(),
         **extra,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True, default=str))

@@ -27,6 +27,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry import shape
 
+from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.errors import InputDataError
 
 STRIP_ROWS = 1024
@@ -127,10 +128,8 @@ def polygonize_classes(
     finally:
         tmp.unlink(missing_ok=True)
     totals_file = totals_path(out_path)
-    tmp_json = totals_file.with_name(f".{totals_file.name}.tmp")
     summary = {"min_area_ha": min_area_ha, "crs": str(crs), "classes": totals}
-    tmp_json.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp_json, totals_file)
+    write_text_atomic(totals_file, json.dumps(summary, indent=2))
     return out_path, totals_file
 
 

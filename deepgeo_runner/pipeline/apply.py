@@ -126,7 +126,7 @@ def apply_checkpoint(
         net, prepared.path, out_dir / "prediction.tif", window=int(window or meta.get("chip_size", 64)),
         overlap=overlap, batch_size=batch_size, class_ids=meta["class_ids"], class_names=meta["class_names"],
         class_colors=meta["class_colors"], device=device, progress=progress,
-        standardize_windows=bool(getattr(prepared.stats, "per_chip", False)), **predict_options,
+        standardize_windows=prepared.stats.per_chip, **predict_options,
     )
     outs = output_paths(pred, predict_options.get("probabilities", "none"),
                         bool(predict_options.get("entropy", False)))

@@ -31,7 +31,6 @@ from deepgeo_runner.geo.chips import (
 )
 from deepgeo_runner.geo.normalize import standardize_chips
 from deepgeo_runner.geo.raster_io import valid_mask
-from deepgeo_runner.geo.rasterize import NODATA
 
 log = logging.getLogger(__name__)
 
@@ -225,4 +224,4 @@ def load_chip_store(entry: str | Path) -> ChipStore:
     return ChipStore(entry, counts, n_features)
 
 
-__all__ = ["ChipStore", "build_chip_store", "load_chip_store", "target_lut", "IGNORE", "NODATA"]
+__all__ = ["ChipPlan", "ChipStore", "build_chip_store", "load_chip_store", "target_lut", "IGNORE"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import rasterio
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
+from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.indices import IndexSpec, check_indices, feature_index_names, finish_index
 from deepgeo_runner.geo.normalize import (
@@ -213,7 +213,7 @@ def prepare_scene(
     meta = {"features": list(feature_names), **stats.to_dict(),
             "reflectance_scale": features.scale.tolist(), "reflectance_offset": features.offset.tolist(),
             "index_sources": {s.name: s.source for s in specs}}
-    _write_text(out_dir / "stats.json", json.dumps(meta, indent=2))
+    write_text_atomic(out_dir / "stats.json", json.dumps(meta, indent=2))
     log.info("prepare: %d bands + %d indices, %s normalization, %.1f%% valid pixels", len(keep),
              len(index_names), stats.method, 100 * valid_count / max(grid.width * grid.height, 1))
     return PreparedScene(out_dir / "prepared.tif", feature_names, stats)
@@ -232,10 +232,6 @@ def _open(image: Path) -> rasterio.io.DatasetReader:
     return src
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def load_prepared(entry: str | Path) -> PreparedScene:

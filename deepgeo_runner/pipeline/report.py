@@ -7,7 +7,6 @@ import csv
 import html
 import json
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
+from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.geo.raster_io import valid_mask
 from deepgeo_runner.geo.rasterize import NODATA
 from deepgeo_runner.report import plots
@@ -120,8 +120,4 @@ def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None) -> 
         "</style></head><body><h1>deepgeo-runner report</h1>"
         f"<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>{rows}{figures}</body></html>"
     )
-    path = run_dir / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(page)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(run_dir / "report.html", page)

@@ -19,6 +19,7 @@ import numpy as np
 import rasterio
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, vector_fingerprint
 from deepgeo_runner.config.validate import validate_config
 from deepgeo_runner.errors import ConfigError, StageError
@@ -335,14 +336,14 @@ def _chips(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, split_map,
         "rasterize": art.cache_keys["rasterize"], "plan": plan.__dict__, "points": points,
         "split": _split_payload(cfg), "background": cfg.data.background,
     }
-    if getattr(art.prepared.stats, "per_chip", False):
+    if art.prepared.stats.per_chip:
         payload["per_chip"] = True
 
     def build(tmp: Path) -> None:
         build_chip_store(
             art.prepared.path, art.labels, tmp, split_map, plan,
             target_lut(classes.n_classes, classes.background_is_class), len(classes.names),
-            int(cfg.seed), per_chip=bool(getattr(art.prepared.stats, "per_chip", False)),
+            int(cfg.seed), per_chip=art.prepared.stats.per_chip,
         )
 
     entry, key, reused = _entry(cache_dir, "chips", payload, build, run_stage)
@@ -475,7 +476,7 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, stages: list[str], che
         scores = train.test(trainer, module, datamodule, checkpoint)
         scores["split"] = str(cfg.test_split)
         if trainer.global_rank == 0:
-            _write_json(run_dir / "metrics.json", scores)
+            write_text_atomic(run_dir / "metrics.json", json.dumps(scores, indent=2))
         art.metrics = scores
     return checkpoint, trainer.global_rank
 
@@ -506,17 +507,11 @@ def _predict(
         window=int(cfg.predict.window or cfg.data.chip_size), overlap=float(cfg.predict.overlap),
         batch_size=int(cfg.predict.batch_size), class_ids=classes.ids,
         class_names=classes.names, class_colors=classes.colors, device=_predict_device(cfg),
-        standardize_windows=bool(getattr(stats, "per_chip", False)), rank=rank, world_size=world_size,
+        standardize_windows=stats.per_chip, rank=rank, world_size=world_size,
         **predict_options(cfg),
     )
     if rank == 0:
         _polygons(cfg, art.prediction)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
 
 
 def predict_options(cfg: DictConfig) -> dict[str, Any]:
@@ -554,7 +549,7 @@ def _predict_new_scene(cfg: DictConfig, run_dir: Path, net, meta: dict) -> Path:
         window=int(cfg.predict.window or meta.get("chip_size") or cfg.data.chip_size),
         overlap=float(cfg.predict.overlap), batch_size=int(cfg.predict.batch_size),
         class_ids=meta["class_ids"], class_names=meta["class_names"], class_colors=meta["class_colors"],
-        device=_predict_device(cfg), standardize_windows=bool(getattr(prepared.stats, "per_chip", False)),
+        device=_predict_device(cfg), standardize_windows=prepared.stats.per_chip,
         **predict_options(cfg),
     )
     _polygons(cfg, prediction)
