@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -166,6 +167,28 @@ def _check_stages(cfg: DictConfig) -> None:
         raise _fail("stages", stages, f"at least one of {list(STAGES)}")
 
 
+def _check_files(key: str, value: Any) -> None:
+    """A path, a list of tiles, or (a time stack) a mapping date → path or tiles: all must exist."""
+    groups = value.items() if isinstance(value, DictConfig) else [(None, value)]
+    for date, tiles in groups:
+        if tiles is None or (isinstance(tiles, ListConfig) and not tiles):
+            raise ConfigError(f"{key}: date '{date}' names no file." if date else f"{key} names no file.")
+        for item in (list(tiles) if isinstance(tiles, ListConfig) else [tiles]):
+            if not Path(str(item)).exists():
+                where = f"{key}.{date}" if date is not None else key
+                raise ConfigError(f"{where}='{item}': no such file (looked in {Path.cwd()}).")
+
+
+def _check_dates(data: DictConfig) -> None:
+    """A mapping ``data.image`` names the dates itself; ``data.dates`` may only repeat them."""
+    if not isinstance(data.get("image"), DictConfig):
+        return
+    keys = [str(k) for k in data.image.keys()]
+    dates = [str(d) for d in (data.get("dates") or [])]
+    if dates and dates != keys:
+        raise _fail("data.dates", dates, f"empty or the keys of data.image in the same order {keys}")
+
+
 def _check_data(data: DictConfig) -> None:
     if data.name != "demo" or data.image is not None:
         for key in ("image", "labels"):
@@ -174,9 +197,8 @@ def _check_data(data: DictConfig) -> None:
                 raise ConfigError(
                     f"data.{key} is required (data={data.name}): give {_MISSING_HINTS['data.' + key]}."
                 )
-            for item in (list(value) if isinstance(value, ListConfig) else [value]):  # tiles to mosaic
-                if not Path(item).exists():
-                    raise ConfigError(f"data.{key}='{item}': no such file (looked in {Path.cwd()}).")
+            _check_files(f"data.{key}", value)
+        _check_dates(data)
     _check_scene(data)
     classes = list(data.classes)
     if not classes:
@@ -242,8 +264,7 @@ def _check_predict(cfg: DictConfig) -> None:
     if pred.get("min_area_ha", 0.0) < 0:
         raise _fail("predict.min_area_ha", pred.min_area_ha, "a non-negative area in hectares")
     if pred.get("image") is not None:
-        if not Path(pred.image).is_file():
-            raise ConfigError(f"predict.image='{pred.image}': no such file (looked in {Path.cwd()}).")
+        _check_files("predict.image", pred.image)
         if "predict" not in cfg.stages:
             raise ConfigError("predict.image is set but 'predict' is not among stages: add it, "
                               "e.g. stages=[predict] predict.checkpoint=RUN/checkpoints/best.ckpt.")

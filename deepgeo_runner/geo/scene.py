@@ -18,7 +18,7 @@ Rules:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +54,20 @@ class SceneOptions:
         """True when the single input raster is already the analysis grid."""
         return n_images == 1 and self.bbox is None and self.aoi is None and self.crs is None \
             and self.resolution is None
+
+
+def date_groups(image: str | Path | Sequence | Mapping) -> dict[str, list[Path]]:
+    """An image option as date → tiles: a path or a list of tiles is one date (key ''); a
+    mapping date → path or tiles is a time stack of separate files, in the mapping's order."""
+    if isinstance(image, Mapping):
+        return {str(date): _tile_paths(tiles) for date, tiles in image.items()}
+    return {"": _tile_paths(image)}
+
+
+def _tile_paths(tiles: str | Path | Sequence) -> list[Path]:
+    if isinstance(tiles, str | Path):
+        return [Path(tiles)]
+    return [Path(p) for p in tiles]
 
 
 def _open_all(paths: Sequence[str | Path]) -> list[rasterio.io.DatasetReader]:
@@ -163,6 +177,58 @@ def _aligned_offset(src: rasterio.io.DatasetReader, grid: Grid) -> tuple[int, in
     return round(col), round(row)
 
 
+class _MosaicReader:
+    """Reads any window of the analysis grid from a group of tiles (first tile with data wins)."""
+
+    def __init__(self, sources: Sequence[rasterio.io.DatasetReader], grid: Grid, options: SceneOptions,
+                 dtype: np.dtype, fill: float) -> None:
+        self.count, self.dtype, self.fill = sources[0].count, dtype, fill
+        resampling = Resampling[options.resampling]
+        self.readers = []
+        for src in sources:
+            src_nodata = src.nodata if src.nodata is not None else options.nodata
+            offset = _aligned_offset(src, grid)
+            if offset is not None:
+                self.readers.append((src, offset, src_nodata, False))
+            else:
+                vrt = WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
+                                height=grid.height, resampling=resampling, src_nodata=src_nodata,
+                                nodata=fill, dtype=dtype.name)
+                self.readers.append((vrt, None, fill, True))
+
+    def read(self, win: Window) -> np.ndarray:
+        out = np.full((self.count, win.height, win.width), self.fill, dtype=self.dtype)
+        filled = np.zeros((win.height, win.width), dtype=bool)
+        for reader, offset, nodata, _ in self.readers:
+            if offset is not None:
+                c0, r0 = win.col_off + offset[0], win.row_off + offset[1]
+                if c0 >= reader.width or r0 >= reader.height or c0 + win.width <= 0 or r0 + win.height <= 0:
+                    continue  # this tile does not reach the window
+                data = reader.read(window=Window(c0, r0, win.width, win.height), boundless=True,
+                                   fill_value=nodata if nodata is not None else self.fill)
+            else:
+                data = reader.read(window=win)
+            take = valid_mask(data, nodata) & ~filled
+            out[:, take] = data[:, take]
+            filled |= take
+            if filled.all():
+                break
+        return out
+
+    def close(self) -> None:
+        for reader, _, _, owned in self.readers:
+            if owned:
+                reader.close()
+
+
+def _common_dtype_fill(sources: Sequence[rasterio.io.DatasetReader], options: SceneOptions) -> tuple[np.dtype, float]:
+    """One dtype holding every tile's values, and the fill value for pixels no tile covers."""
+    dtype = np.result_type(*(np.dtype(s.dtypes[0]) for s in sources))
+    first = sources[0]
+    declared = first.nodata if first.nodata is not None else options.nodata
+    return dtype, _fill_value(dtype, declared)
+
+
 def build_scene(
     paths: Sequence[str | Path],
     out_path: str | Path,
@@ -171,61 +237,61 @@ def build_scene(
     progress: bool = True,
 ) -> Path:
     """Write the tiles as one GeoTIFF on :func:`target_grid` (mosaic, crop, reprojection)."""
+    return build_time_stack({"": paths}, out_path, options, window, progress)
+
+
+def build_time_stack(
+    dates: Mapping[str, Sequence[str | Path]],
+    out_path: str | Path,
+    options: SceneOptions,
+    window: int = 1024,
+    progress: bool = True,
+) -> Path:
+    """Write one GeoTIFF holding every date's bands, date-major, on one analysis grid.
+
+    Each date is a group of tiles, mosaicked, cropped and reprojected as in :func:`build_scene`;
+    the grid covers the tiles of every date (a date that misses part of it is nodata there), so
+    the dates stay pixel-aligned whatever their own footprints. A single date is a plain scene.
+    """
     if options.resampling not in RESAMPLING:
         raise ConfigError(f"data.resampling='{options.resampling}': expected one of {list(RESAMPLING)}.")
-    grid = target_grid(paths, options)
-    resampling = Resampling[options.resampling]
-    sources = _open_all(paths)
-    aoi = _aoi_layer(options.aoi, grid.crs) if options.aoi is not None else None
+    if not dates:
+        raise ConfigError("data.image: no date to stack.")
+    every = [p for paths in dates.values() for p in paths]
+    grid = target_grid(every, options)
+    groups = {date: _open_all(paths) for date, paths in dates.items()}
+    readers: list[_MosaicReader] = []
     try:
-        first = sources[0]
-        dtype = np.dtype(first.dtypes[0])
-        declared = first.nodata if first.nodata is not None else options.nodata
-        fill = _fill_value(dtype, declared)
-        readers = []
-        for src in sources:
-            src_nodata = src.nodata if src.nodata is not None else options.nodata
-            offset = _aligned_offset(src, grid)
-            if offset is not None:
-                readers.append((src, offset, src_nodata))
-            else:
-                vrt = WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
-                                height=grid.height, resampling=resampling, src_nodata=src_nodata,
-                                nodata=fill, dtype=dtype.name)
-                readers.append((vrt, None, fill))
+        all_sources = [s for sources in groups.values() for s in sources]
+        counts = {date: sources[0].count for date, sources in groups.items()}
+        if len(set(counts.values())) > 1:
+            raise InputDataError(
+                f"the dates of data.image have different band counts {counts}: every date needs the same bands."
+            )
+        dtype, fill = _common_dtype_fill(all_sources, options)
+        readers = [_MosaicReader(sources, grid, options, dtype, fill) for sources in groups.values()]
+        aoi = _aoi_layer(options.aoi, grid.crs) if options.aoi is not None else None
+        first = all_sources[0]
+        per_date = first.count
+        if len(groups) == 1:
+            names = list(first.descriptions) if all(first.descriptions) else None
+        else:
+            band = list(first.descriptions) if all(first.descriptions) else [f"band{i + 1}" for i in range(per_date)]
+            names = [f"{date}_{b}" for date in groups for b in band]
         windows = iter_windows(grid.height, grid.width, window)
-        with open_raster_writer(out_path, grid, first.count, dtype, fill, list(first.descriptions)
-                                if all(first.descriptions) else None) as dst:
-            for win in tqdm(windows, desc="scene: mosaic/crop/warp", unit="window",
+        with open_raster_writer(out_path, grid, per_date * len(groups), dtype, fill, names) as dst:
+            for win in tqdm(windows, desc="scene: mosaic/crop/warp/stack", unit="window",
                             disable=not progress or len(windows) < 4):
-                out = np.full((first.count, win.height, win.width), fill, dtype=dtype)
-                filled = np.zeros((win.height, win.width), dtype=bool)
-                for reader, offset, nodata in readers:
-                    if offset is not None:
-                        c0, r0 = win.col_off + offset[0], win.row_off + offset[1]
-                        if (c0 >= reader.width or r0 >= reader.height
-                                or c0 + win.width <= 0 or r0 + win.height <= 0):
-                            continue  # this tile does not reach the window
-                        src_win = Window(c0, r0, win.width, win.height)
-                        data = reader.read(window=src_win, boundless=True,
-                                           fill_value=nodata if nodata is not None else fill)
-                    else:
-                        data = reader.read(window=win)
-                    take = valid_mask(data, nodata) & ~filled
-                    out[:, take] = data[:, take]
-                    filled |= take
-                    if filled.all():
-                        break
+                out = np.concatenate([r.read(win) for r in readers]) if len(readers) > 1 else readers[0].read(win)
                 if aoi is not None:
-                    inside = _inside(aoi, grid, win)
-                    out[:, ~inside] = fill
+                    out[:, ~_inside(aoi, grid, win)] = fill
                 dst.write(out, window=win)
-        for reader, offset, _ in readers:
-            if offset is None:
-                reader.close()
     finally:
-        for s in sources:
-            s.close()
+        for r in readers:
+            r.close()
+        for sources in groups.values():
+            for s in sources:
+                s.close()
     return Path(out_path)
 
 

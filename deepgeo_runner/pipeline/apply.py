@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 _META_KEYS = ("features", "band_names", "indices", "stats", "class_names", "class_ids", "class_colors",
               "model")
 # extra preparation options passed on when the checkpoint records them
-_PREPARE_EXTRAS = ("expressions", "index_constants", "scale", "offset", "keep_bands")
+_PREPARE_EXTRAS = ("expressions", "index_constants", "scale", "offset", "keep_bands", "dates")
 
 
 @dataclass
@@ -61,7 +61,8 @@ def build_net(meta: dict[str, Any], weights: dict[str, torch.Tensor] | None = No
     from hydra.utils import instantiate
 
     try:
-        net = instantiate(meta["model"], in_channels=len(meta["features"]), classes=len(meta["class_names"]))
+        inputs = meta.get("model_inputs") or {"in_channels": len(meta["features"])}  # older checkpoints
+        net = instantiate(meta["model"], **inputs, classes=len(meta["class_names"]))
     except Exception as exc:
         cause = exc.__cause__ or exc
         raise ConfigError(
@@ -73,12 +74,31 @@ def build_net(meta: dict[str, Any], weights: dict[str, torch.Tensor] | None = No
     return net
 
 
-def prepare_like_checkpoint(image: str | Path, out_dir: str | Path, meta: dict[str, Any],
+def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any],
                             nodata: float | None = None, progress: bool = True):
-    """Prepare ``image`` with the checkpoint's bands, indices and statistics (not refitted)."""
+    """Prepare ``image`` with the checkpoint's bands, indices and statistics (not refitted).
+
+    ``image`` is a raster, a list of tiles to mosaic, or a mapping date → raster(s) stacked like
+    the training dates (same number of dates; the dates themselves may differ, e.g. a later year).
+    """
     from deepgeo_runner.geo.normalize import NormStats
+    from deepgeo_runner.geo.scene import SceneOptions, build_time_stack, date_groups
     from deepgeo_runner.pipeline.prepare import prepare_scene
 
+    out_dir = Path(out_dir)
+    groups = date_groups(image)
+    trained_dates = list(meta.get("dates") or [])
+    if len(groups) > 1 and len(groups) != len(trained_dates):
+        raise ConfigError(
+            f"predict.image stacks {len(groups)} dates {list(groups)} but the checkpoint was trained on "
+            f"{len(trained_dates) or 1} date(s) {trained_dates}: give as many dates, in the same order."
+        )
+    tiles = [p for paths in groups.values() for p in paths]
+    if len(tiles) == 1:
+        image = tiles[0]
+    else:  # a mosaic or a time stack first becomes one raster on one grid
+        out_dir.mkdir(parents=True, exist_ok=True)
+        image = build_time_stack(groups, out_dir / "scene.tif", SceneOptions(nodata=nodata), progress=progress)
     stats = NormStats.from_dict(meta["stats"])
     params = inspect.signature(prepare_scene).parameters
     extras = {k: meta[k] for k in _PREPARE_EXTRAS if meta.get(k) is not None and k in params}
@@ -86,7 +106,7 @@ def prepare_like_checkpoint(image: str | Path, out_dir: str | Path, meta: dict[s
         extras["progress"] = progress
     prepared = prepare_scene(image, out_dir, list(meta["band_names"]), list(meta["indices"]),
                              stats.method, None, nodata, stats=stats, **extras)
-    if list(prepared.feature_names) != list(meta["features"]):
+    if list(prepared.feature_names) != list(meta["features"]):  # named by the training dates
         raise InputDataError(
             f"'{image}' prepared to features {list(prepared.feature_names)}, but the checkpoint was "
             f"trained on {list(meta['features'])}: give a scene with the same bands."
@@ -96,7 +116,7 @@ def prepare_like_checkpoint(image: str | Path, out_dir: str | Path, meta: dict[s
 
 def apply_checkpoint(
     checkpoint: str | Path,
-    image: str | Path,
+    image: Any,
     out_dir: str | Path,
     *,
     window: int | None = None,

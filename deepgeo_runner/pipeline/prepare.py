@@ -50,6 +50,7 @@ class PreparedScene:
     path: Path
     feature_names: tuple[str, ...]
     stats: NormStats
+    dates: tuple[str, ...] = ()  # of a date-major multi-date stack
 
     @property
     def n_features(self) -> int:
@@ -69,32 +70,51 @@ def _per_band(value: float | Sequence[float] | None, n: int, key: str, default: 
 
 @dataclass
 class _Features:
-    """Computes the feature stack of one window: scaled bands (kept ones) then indices."""
+    """Computes the feature stack of one window: per date, scaled bands (kept ones) then indices.
 
-    names: list[str]
+    A multi-date stack holds the dates date-major (all bands of date 1, then date 2, ...); the
+    indices of each date are computed from that date's bands and placed after them, so the
+    output stays date-major and a temporal network can split it into equal per-date groups.
+    """
+
+    names: list[str]  # band roles of one date
     keep: list[int]
     specs: list[IndexSpec]
     nodata: float | None
-    scale: np.ndarray
+    scale: np.ndarray  # per band of one date
     offset: np.ndarray
+    dates: int = 1
+
+    @property
+    def per_date(self) -> int:
+        return len(self.keep) + len(self.specs)
 
     def __call__(self, src: rasterio.io.DatasetReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
         raw = src.read(window=window)
         valid = valid_mask(raw, self.nodata)
-        bands = raw.astype(np.float32)
-        del raw
-        if (self.scale != 1).any() or (self.offset != 0).any():
-            bands *= self.scale[:, None, None]
-            bands += self.offset[:, None, None]
-        roles = dict(zip(self.names, bands, strict=True))
-        out = np.empty((len(self.keep) + len(self.specs),) + valid.shape, dtype=np.float32)
-        out[: len(self.keep)] = bands[self.keep]
-        for i, spec in enumerate(self.specs, start=len(self.keep)):
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                values = spec.compute(roles)
-            out[i] = finish_index(np.broadcast_to(values, valid.shape), valid, PREPARED_NODATA)
-            valid &= out[i] != PREPARED_NODATA  # zero denominators → nodata too
+        n = len(self.names)
+        out = np.empty((self.per_date * self.dates,) + valid.shape, dtype=np.float32)
+        for d in range(self.dates):
+            bands = raw[d * n:(d + 1) * n].astype(np.float32)
+            if (self.scale != 1).any() or (self.offset != 0).any():
+                bands *= self.scale[:, None, None]
+                bands += self.offset[:, None, None]
+            roles = dict(zip(self.names, bands, strict=True))
+            base = d * self.per_date
+            out[base:base + len(self.keep)] = bands[self.keep]
+            for i, spec in enumerate(self.specs, start=base + len(self.keep)):
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    values = spec.compute(roles)
+                out[i] = finish_index(np.broadcast_to(values, valid.shape), valid, PREPARED_NODATA)
+                valid &= out[i] != PREPARED_NODATA  # zero denominators → nodata too
         return out, valid
+
+
+def feature_stack_names(per_date: Sequence[str], dates: Sequence[str]) -> tuple[str, ...]:
+    """The names of the prepared bands: ``per_date`` once, or ``<date>_<name>`` for each date."""
+    if len(dates) <= 1:
+        return tuple(per_date)
+    return tuple(f"{date}_{name}" for date in dates for name in per_date)
 
 
 def _fit_mask(fit_area: FitArea, window: Window) -> np.ndarray | None:
@@ -120,6 +140,7 @@ def prepare_scene(
     scale: float | Sequence[float] | None = None,
     offset: float | Sequence[float] | None = None,
     keep_bands: Sequence[str] | None = None,
+    dates: Sequence[str] = (),
     window: int = DEFAULT_WINDOW,
     progress: bool = True,
 ) -> PreparedScene:
@@ -142,6 +163,8 @@ def prepare_scene(
         scale, offset: reflectance = DN * scale + offset, one number or one per band, applied
             before indices (e.g. Landsat Collection 2 L2: 0.0000275 and -0.2).
         keep_bands: bands kept in the stack (all by default); the others still feed indices.
+        dates: the dates of a date-major multi-date stack; ``band_names``, ``scale``, ``offset``
+            and the indices then describe one date, and every date gets its own indices.
         window: side of the processing windows in pixels (memory ∝ window²).
     """
     options = normalization if isinstance(normalization, NormOptions) else NormOptions(normalization)
@@ -150,13 +173,20 @@ def prepare_scene(
     if not image.is_file():
         raise InputDataError(f"image file not found: '{image}'. Set data.image to an existing GeoTIFF.")
     out_dir = Path(out_dir)
+    n_dates = max(len(dates), 1)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), _open(image) as src:
-        n_bands = src.count
+        if src.count % n_dates:
+            raise InputDataError(
+                f"'{image}' has {src.count} bands, which do not split into {n_dates} dates (data.dates) "
+                "of equal band count."
+            )
+        n_bands = src.count // n_dates
         names = list(band_names) or [f"band{i}" for i in range(1, n_bands + 1)]
         if len(names) != n_bands:
+            per = " per date" if n_dates > 1 else ""
             raise ConfigError(
-                f"data.band_names lists {len(names)} bands {names} but '{image}' has {n_bands}: "
-                "name every band in file order (or set data.sensor)."
+                f"data.band_names lists {len(names)} bands {names} but '{image}' has {n_bands}{per}: "
+                f"name every band{per} in file order (or set data.sensor)."
             )
         if len(set(names)) != len(names):
             raise ConfigError(f"data.band_names={names}: every band needs a distinct name.")
@@ -170,8 +200,9 @@ def prepare_scene(
             names, [names.index(b) for b in keep], specs,
             nodata if nodata is not None else src.nodata,
             _per_band(scale, n_bands, "data.scale", 1.0), _per_band(offset, n_bands, "data.offset", 0.0),
+            n_dates,
         )
-        feature_names = tuple(keep) + tuple(index_names)
+        feature_names = feature_stack_names(tuple(keep) + tuple(index_names), dates)
         grid = Grid(src.crs, src.transform, src.width, src.height)
         windows = iter_windows(src.height, src.width, window)
         cached: tuple[np.ndarray, np.ndarray] | None = None
@@ -210,13 +241,13 @@ def prepare_scene(
                 out[:, ~valid] = PREPARED_NODATA
                 dst.write(out, window=win)
                 valid_count += int(valid.sum())
-    meta = {"features": list(feature_names), **stats.to_dict(),
+    meta = {"features": list(feature_names), "dates": list(dates), **stats.to_dict(),
             "reflectance_scale": features.scale.tolist(), "reflectance_offset": features.offset.tolist(),
             "index_sources": {s.name: s.source for s in specs}}
     write_text_atomic(out_dir / "stats.json", json.dumps(meta, indent=2))
-    log.info("prepare: %d bands + %d indices, %s normalization, %.1f%% valid pixels", len(keep),
-             len(index_names), stats.method, 100 * valid_count / max(grid.width * grid.height, 1))
-    return PreparedScene(out_dir / "prepared.tif", feature_names, stats)
+    log.info("prepare: %d dates x (%d bands + %d indices), %s normalization, %.1f%% valid pixels", n_dates,
+             len(keep), len(index_names), stats.method, 100 * valid_count / max(grid.width * grid.height, 1))
+    return PreparedScene(out_dir / "prepared.tif", feature_names, stats, tuple(dates))
 
 
 def _open(image: Path) -> rasterio.io.DatasetReader:
@@ -238,4 +269,5 @@ def load_prepared(entry: str | Path) -> PreparedScene:
     """The PreparedScene stored in a cache entry written by :func:`prepare_scene`."""
     entry = Path(entry)
     meta = json.loads((entry / "stats.json").read_text())
-    return PreparedScene(entry / "prepared.tif", tuple(meta["features"]), NormStats.from_dict(meta))
+    return PreparedScene(entry / "prepared.tif", tuple(meta["features"]), NormStats.from_dict(meta),
+                         tuple(meta.get("dates", ())))

@@ -77,6 +77,7 @@ class Artifacts:
 
     image: Path | None = None
     labels_source: Path | None = None
+    image_sources: dict[str, list[Path]] = field(default_factory=dict)  # date → rasters a built scene came from
     band_names: list[str] = field(default_factory=list)
     prepared: PreparedScene | None = None
     labels: Path | None = None
@@ -137,6 +138,12 @@ def _provenance(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTa
     for name, path in (("image", art.image), ("labels", art.labels_source)):
         if path is not None:
             inputs[name] = {"path": str(path), "sha256": file_fingerprint(path)}
+    tiles = [p for paths in art.image_sources.values() for p in paths]
+    if tiles and tiles != [art.image]:  # mosaic / time stack / crop: the rasters it came from
+        inputs["image_sources"] = [
+            {"date": date or None, "path": str(p), "sha256": file_fingerprint(p)}
+            for date, paths in art.image_sources.items() for p in paths
+        ]
     write_provenance(
         run_dir / "provenance.json",
         int(cfg.seed),
@@ -171,23 +178,19 @@ def _resolve_inputs(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> None:
         from deepgeo_runner.geo.sensors import sensor_band_names
 
         with rasterio.open(art.image) as src:
-            art.band_names = sensor_band_names(str(data.sensor), src.count)
+            art.band_names = sensor_band_names(str(data.sensor), src.count // max(len(stack_dates(data)), 1))
 
 
-def _image_list(data: DictConfig) -> list[Path]:
-    images = data.image
-    if isinstance(images, str | Path):
-        return [Path(images)]
-    return [Path(p) for p in images]
+def stack_dates(data: DictConfig) -> list[str]:
+    """The dates of the stack, in band order: the keys of a ``data.image`` mapping, else ``data.dates``."""
+    if isinstance(data.get("image"), DictConfig):
+        return [str(d) for d in data.image.keys()]
+    return [str(d) for d in (data.get("dates") or [])]
 
 
-def _analysis_image(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> Path:
-    """The input raster itself, or (mosaic / crop / AOI / reprojection) a cached scene on the
-    analysis grid, so that every later stage reads one raster on one grid."""
-    from deepgeo_runner.geo.scene import SceneOptions, build_scene
+def _scene_options(data: DictConfig) -> tuple[Any, list[float] | None]:
+    from deepgeo_runner.geo.scene import SceneOptions
 
-    data = cfg.data
-    images = _image_list(data)
     res = data.get("resolution")
     if res is not None:
         res = [float(res)] * 2 if isinstance(res, int | float) else [float(r) for r in res]
@@ -196,17 +199,31 @@ def _analysis_image(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> Path:
         aoi=data.get("aoi"), crs=data.get("crs"), resolution=tuple(res) if res else None,
         resampling=str(data.get("resampling", "nearest")), nodata=data.nodata,
     )
-    if options.is_identity(len(images)):
-        return images[0]
+    return options, res
+
+
+def _analysis_image(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> Path:
+    """The input raster itself, or (mosaic / time stack / crop / AOI / reprojection) a cached
+    scene on the analysis grid, so that every later stage reads one raster on one grid."""
+    from deepgeo_runner.geo.scene import build_time_stack, date_groups
+
+    data = cfg.data
+    groups = art.image_sources = date_groups(data.image)
+    tiles = [p for paths in groups.values() for p in paths]
+    options, res = _scene_options(data)
+    if len(groups) == 1 and options.is_identity(len(tiles)):
+        return tiles[0]
     payload = {
-        "v": CACHE_VERSION, "images": [file_fingerprint(p) for p in images],
+        "v": CACHE_VERSION, "images": [file_fingerprint(p) for p in tiles],
         "bbox": list(options.bbox) if options.bbox else None,
         "aoi": vector_fingerprint(options.aoi) if options.aoi else None,
         "crs": options.crs, "resolution": res, "resampling": options.resampling, "nodata": data.nodata,
     }
+    if len(groups) > 1:
+        payload["dates"] = {d: [file_fingerprint(p) for p in tiles] for d, tiles in groups.items()}
 
     def build(tmp: Path) -> None:
-        build_scene(images, tmp / "scene.tif", options, window=int(cfg.preprocessing.get("window", 1024)))
+        build_time_stack(groups, tmp / "scene.tif", options, window=int(cfg.preprocessing.get("window", 1024)))
 
     entry, key, reused = _entry(cache_dir, "scene", payload, build, True)
     art.cache_keys["scene"], art.reused["scene"] = key, reused
@@ -255,11 +272,14 @@ def _prepare(cfg, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_st
         "keep_bands": _plain(pre.get("keep_bands")),
         "scale": _plain(data.get("scale")), "offset": _plain(data.get("offset")),
     }
+    dates = stack_dates(data)
     payload = {
         "v": CACHE_VERSION, "image": file_fingerprint(art.image), "bands": art.band_names,
         "indices": list(pre.indices), "normalization": pre.normalization,
         "nodata": cfg.data.nodata, "split": _split_payload(cfg),
     }
+    if len(dates) > 1:  # keys of single-date entries stay as they were
+        payload["dates"] = dates
     if norm != NormOptions(method=norm.method):  # keys of old entries stay valid for defaults
         payload["norm"] = {"per_band": norm.per_band, "range": list(norm.out_range),
                            "percentiles": list(norm.percentiles), "constant": norm.constant,
@@ -269,7 +289,8 @@ def _prepare(cfg, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_st
 
     def build(tmp: Path) -> None:
         prepare_scene(art.image, tmp, art.band_names, list(pre.indices), norm,
-                      split_map == 0, cfg.data.nodata, window=int(pre.get("window", 1024)), **extras)
+                      split_map == 0, cfg.data.nodata, dates=dates, window=int(pre.get("window", 1024)),
+                      **extras)
 
     entry, key, reused = _entry(cache_dir, "prepare", payload, build, run_stage)
     art.prepared = load_prepared(entry)
@@ -373,8 +394,8 @@ def _build_module(cfg, art: Artifacts, classes: ClassTable):
     from deepgeo_runner.ml.losses import needs_class_counts, set_class_counts
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    net = _instantiate(cfg.model, "model", **_model_inputs(cfg, art.prepared.n_features),
-                       classes=len(classes.names))
+    model_inputs = _model_inputs(cfg, art.prepared.n_features)
+    net = _instantiate(cfg.model, "model", **model_inputs, classes=len(classes.names))
     optimizer = _instantiate(cfg.optimizer, "optimizer")
     scheduler = _instantiate(cfg.scheduler, "scheduler") if cfg.scheduler else None
     loss = _instantiate(cfg.loss, "loss")
@@ -391,7 +412,7 @@ def _build_module(cfg, art: Artifacts, classes: ClassTable):
         "indices": list(cfg.preprocessing.indices), "stats": art.prepared.stats.to_dict(),
         "class_names": classes.names, "class_ids": classes.ids, "class_colors": classes.colors,
         "chip_size": int(cfg.data.chip_size), "model": OmegaConf.to_container(cfg.model, resolve=True),
-        **art.prepare_extras,
+        "model_inputs": model_inputs, "dates": list(art.prepared.dates), **art.prepare_extras,
     }
     if cfg.train.channels_last:
         import torch
@@ -415,7 +436,7 @@ def _model_inputs(cfg, n_features: int) -> dict[str, int]:
         target = None
     if not getattr(target, "temporal", False):
         return {"in_channels": n_features}
-    dates = len(cfg.data.get("dates") or []) or 1
+    dates = len(stack_dates(cfg.data)) or 1
     if n_features % dates:
         raise ConfigError(
             f"model={cfg.model._target_} is multi-temporal but the stack's {n_features} bands "
@@ -571,7 +592,11 @@ def apply_checkpoint_stage(cfg: DictConfig, run_dir: str | Path, art: Artifacts 
     weights, meta = read_checkpoint(cfg.predict.checkpoint)
     start = time.perf_counter()
     art.checkpoint = Path(cfg.predict.checkpoint)
-    art.image = Path(cfg.predict.image)
+    from deepgeo_runner.geo.scene import date_groups
+
+    art.image_sources = date_groups(cfg.predict.image)
+    tiles = [p for paths in art.image_sources.values() for p in paths]
+    art.image = tiles[0] if len(tiles) == 1 else None
     art.prediction = _predict_new_scene(cfg, run_dir, build_net(meta, weights), meta)
     art.timings["predict"] = round(time.perf_counter() - start, 2)
     return art
