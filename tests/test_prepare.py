@@ -231,3 +231,14 @@ def test_runner_mosaics_crops_and_keys_the_cache_by_every_setting(tmp_path, tile
     assert changed.prepared.stats.method == "percentile"
     expr = _run(tmp_path, base + ["preprocessing.expressions={gndvi: '(nir - green) / (nir + green)'}"])
     assert not expr.reused["prepare"] and expr.prepared.feature_names[-1] == "gndvi"
+
+
+def test_prepared_stack_as_a_cog_with_overviews(tmp_path):
+    image, _ = _dn_scene(tmp_path, h=300, w=280)
+    plain = prepare_scene(image, tmp_path / "plain", BANDS, ["ndvi"], "standard", None, progress=False)
+    cog = prepare_scene(image, tmp_path / "cog", BANDS, ["ndvi"], "standard", None, cog=True, progress=False)
+    with rasterio.open(plain.path) as a, rasterio.open(cog.path) as b:
+        assert b.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and b.overviews(1)
+        assert a.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG"
+        assert b.descriptions == a.descriptions and b.nodata == a.nodata and b.transform == a.transform
+        np.testing.assert_array_equal(a.read(), b.read())

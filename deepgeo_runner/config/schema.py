@@ -76,6 +76,7 @@ class PreprocessingConfig:
     norm_constant: float = 10000.0  # constant: the divisor
     norm_samples: int = 1_000_000  # median/percentile: training pixels sampled (exact below this)
     window: int = 1024  # processing window side in px (memory ∝ window²; output unchanged)
+    cog: bool = False  # write prepared.tif as a Cloud-Optimized GeoTIFF with overviews
 
 
 @dataclass
@@ -104,7 +105,7 @@ class PredictConfig:
     entropy: bool = False  # also write prediction_entropy.tif (0 certain .. 1 uniform)
     tta: bool = False  # average over the 8 dihedral transforms of each window (8x compute)
     amp: bool = False  # bfloat16 autocast around the forward pass
-    cog: bool = False  # rewrite the outputs as Cloud-Optimized GeoTIFFs with overviews
+    cog: bool = True  # write the outputs as Cloud-Optimized GeoTIFFs with overviews
     polygons: list[str] | None = None  # classes to vectorize into prediction_polygons.gpkg
     min_area_ha: float = 0.5  # polygons smaller than this (hectares) are dropped
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
@@ -148,6 +149,7 @@ def open_raster_writer(
     tags: dict[str, Any] | None = None,
     colormap: dict[int, tuple[int, int, int, int]] | None = None,
     zlevel: int = 1,
+    cog: bool = False,
 ) -> Iterator[rasterio.io.DatasetWriter]:
     """A tiled, deflate-compressed GeoTIFF opened for writing window by window.
 
@@ -155,6 +157,8 @@ def open_raster_writer(
     without error, so a crash never leaves a half-written raster under the final name.
     BIGTIFF is chosen by GDAL when the file may pass 4 GB. ``zlevel`` 1 compresses about as
     well as 6 on imagery at a fraction of the time, which matters for cached intermediates.
+    ``cog`` rewrites the finished file as a Cloud-Optimized GeoTIFF with overviews (averaged,
+    or nearest for a colour-mapped class raster) before the rename.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +183,21 @@ def open_raster_writer(
             if tags:
                 dst.update_tags(**{k: str(v) for k, v in tags.items()})
             yield dst
+        if cog:
+            rewrite_as_cog(tmp, "nearest" if colormap else "average")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def rewrite_as_cog(path: str | Path, overview_resampling: str, **creation: Any) -> None:
+    """Rewrite a finished GeoTIFF in place as a COG: GDAL's COG driver streams the copy,
+    orders tiles and overviews for range requests, and keeps tags, colour table and nodata."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".cog")
+    try:
+        rasterio.shutil.copy(path, tmp, driver="COG", compress="deflate", overview_resampling=overview_resampling,
+                             BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS", BLOCKSIZE=256, **creation)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -37,12 +37,11 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 import torch
 from rasterio.windows import Window as RioWindow
 from tqdm.auto import tqdm
 
-from deepgeo_runner.geo.raster_io import Grid, valid_mask
+from deepgeo_runner.geo.raster_io import Grid, rewrite_as_cog, valid_mask
 from deepgeo_runner.geo.rasterize import NODATA, class_colormap
 from deepgeo_runner.geo.stitch import BLEND_MODES, blend_profile, stride_for, window_origins
 
@@ -189,16 +188,9 @@ class _RowWriter:
         if self.next_row != self.dst.height:
             raise RuntimeError(f"{self.path.name}: {self.next_row} of {self.dst.height} rows written")
         self.dst.close()
-        if cog:  # GDAL's COG driver streams the copy and adds overviews
-            resampling = "nearest" if self.categorical else "average"
-            cog_tmp = self.tmp.with_name(self.tmp.name + ".cog")
-            try:
-                rasterio.shutil.copy(self.tmp, cog_tmp, driver="COG", compress="deflate",
-                                     overview_resampling=resampling, BIGTIFF="IF_SAFER",
-                                     **({"NBITS": self.nbits} if self.nbits else {}))
-                os.replace(cog_tmp, self.tmp)
-            finally:
-                cog_tmp.unlink(missing_ok=True)
+        if cog:
+            rewrite_as_cog(self.tmp, "nearest" if self.categorical else "average",
+                           **({"NBITS": self.nbits} if self.nbits else {}))
         os.replace(self.tmp, self.path)
         return self.path
 

@@ -142,6 +142,7 @@ def prepare_scene(
     keep_bands: Sequence[str] | None = None,
     dates: Sequence[str] = (),
     window: int = DEFAULT_WINDOW,
+    cog: bool = False,
     progress: bool = True,
 ) -> PreparedScene:
     """Read the image, append indices, normalize, write ``prepared.tif`` and ``stats.json``.
@@ -166,6 +167,8 @@ def prepare_scene(
         dates: the dates of a date-major multi-date stack; ``band_names``, ``scale``, ``offset``
             and the indices then describe one date, and every date gets its own indices.
         window: side of the processing windows in pixels (memory ∝ window²).
+        cog: write a Cloud-Optimized GeoTIFF with overviews (quick to browse in QGIS; costs one
+            more compression pass over the stack).
     """
     options = normalization if isinstance(normalization, NormOptions) else NormOptions(normalization)
     options.check()
@@ -232,7 +235,7 @@ def prepare_scene(
             )
         tags = {"normalization": stats.method, "per_chip": stats.per_chip}
         with open_raster_writer(out_dir / "prepared.tif", grid, len(feature_names), "float32",
-                                PREPARED_NODATA, feature_names, tags) as dst:
+                                PREPARED_NODATA, feature_names, tags, cog=cog) as dst:
             for win in tqdm(windows, desc="prepare: writing", unit="window",
                             disable=not progress or len(windows) < 4):
                 stack, valid = cached if cached is not None else features(src, win)

@@ -280,6 +280,9 @@ def _prepare(cfg, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_st
     }
     if len(dates) > 1:  # keys of single-date entries stay as they were
         payload["dates"] = dates
+    cog = bool(pre.get("cog", False))
+    if cog:
+        payload["cog"] = True
     if norm != NormOptions(method=norm.method):  # keys of old entries stay valid for defaults
         payload["norm"] = {"per_band": norm.per_band, "range": list(norm.out_range),
                            "percentiles": list(norm.percentiles), "constant": norm.constant,
@@ -290,7 +293,7 @@ def _prepare(cfg, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_st
     def build(tmp: Path) -> None:
         prepare_scene(art.image, tmp, art.band_names, list(pre.indices), norm,
                       split_map == 0, cfg.data.nodata, dates=dates, window=int(pre.get("window", 1024)),
-                      **extras)
+                      cog=cog, **extras)
 
     entry, key, reused = _entry(cache_dir, "prepare", payload, build, run_stage)
     art.prepared = load_prepared(entry)
