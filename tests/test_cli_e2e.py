@@ -99,12 +99,18 @@ def test_same_command_gives_same_metrics(single_run, cache_dir, tmp_path):
 def test_ddp_cpu_two_processes_one_run_directory(single_run, cache_dir, tmp_path):
     runs = tmp_path / "runs"
     run_dir = runs / "ddp"
-    deepgeo(run_dir, cache_dir, "trainer=ddp_cpu", "stages=[prepare,rasterize,chips,fit,test,predict]")
+    proc = deepgeo(run_dir, cache_dir, "trainer=ddp_cpu", "stages=[prepare,rasterize,chips,fit,test,predict]")
+    logs = proc.stdout + proc.stderr
+    assert "rank 0 of 2 classifies" in logs and "rank 1 of 2 classifies" in logs  # the scene shared out
     assert [p.name for p in runs.iterdir()] == ["ddp"]  # ranks > 0 reuse the same directory
     m, single = _metrics(run_dir), _metrics(single_run)
     assert set(m) == set(single) and set(m["per_class"]) == set(single["per_class"])
     assert m["pixels"] == single["pixels"]  # every test chip counted exactly once across ranks
-    assert (run_dir / "prediction.tif").is_file()
+    with rasterio.open(run_dir / "prediction.tif") as ddp, rasterio.open(single_run / "prediction.tif") as one:
+        assert ddp.transform == one.transform and ddp.shape == one.shape and ddp.crs == one.crs
+        agree = (ddp.read(1) == one.read(1)).mean()
+    assert agree > 0.9, agree  # both runs learned the same scene; rows from either rank are right
+    assert not list(run_dir.glob(".prediction.tif.parts-*"))  # rank 0 cleaned up the part files
     assert len(list((run_dir / ".hydra").glob("config.yaml"))) == 1
 
 

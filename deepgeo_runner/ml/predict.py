@@ -501,6 +501,9 @@ def predict_scene(
         make_block = _BlockMaker(model, image_path, plan, n_classes, batch_size, device, tta, amp,
                                  standardize_windows)
         mine = [i for i in range(len(plan.rows)) if i % world_size == rank]
+        if world_size > 1:
+            log.info("predict: rank %d of %d classifies %d of %d window rows on %s", rank, world_size,
+                     len(mine), len(plan.rows), device)
         bar = tqdm(total=len(mine) * len(plan.cols), desc=f"predict windows (rank {rank})" if world_size > 1
                    else "predict windows", disable=not progress)
         def assemble(blocks) -> None:

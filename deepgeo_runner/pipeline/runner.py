@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -459,18 +460,35 @@ def _train_class_counts(chips_dir: Path, n_classes: int) -> list[int]:
 
 
 def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str], rank: int) -> None:
-    """fit / test / predict: the stages that need torch."""
+    """fit / test / predict: the stages that need torch.
+
+    After a multi-process fit/test every rank predicts its share of the scene's window rows on
+    its own device, and rank 0 assembles the one output; otherwise rank 0 predicts alone.
+    """
     module = _build_module(cfg, art, classes)
     checkpoint = Path(cfg.predict.checkpoint) if cfg.predict.checkpoint else None
+    trainer = None
     if {"fit", "test"} & set(stages):
-        checkpoint, rank = _fit_test(cfg, run_dir, art, module, stages, checkpoint)
+        checkpoint, trainer = _fit_test(cfg, run_dir, art, module, stages, checkpoint)
+        rank = trainer.global_rank
     art.checkpoint = checkpoint
-    if rank == 0 and "predict" in stages:
+    if "predict" not in stages:
+        return
+    world_size = trainer.world_size if trainer is not None else 1
+    if world_size > 1 and not cfg.predict.get("image"):
+        checkpoint = trainer.strategy.broadcast(checkpoint, src=0)  # every rank loads the same weights
+        if rank == 0:  # part files of an interrupted earlier attempt must not be taken for this one's
+            for stale in run_dir.glob(".prediction.tif.parts-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        trainer.strategy.barrier("deepgeo-predict")
+        _predict(cfg, run_dir, art, classes, module, checkpoint, rank=rank, world_size=world_size,
+                 local_rank=trainer.local_rank)
+    elif rank == 0:
         _predict(cfg, run_dir, art, classes, module, checkpoint)
 
 
 def _fit_test(cfg, run_dir: Path, art: Artifacts, module, stages: list[str], checkpoint: Path | None):
-    """Train and/or test with Lightning; return the best checkpoint and this process's rank."""
+    """Train and/or test with Lightning; return the best checkpoint and the Trainer."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from deepgeo_runner.lit.datamodule import AugmentPlan, ChipDataModule
@@ -502,12 +520,12 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, stages: list[str], che
         if trainer.global_rank == 0:
             write_text_atomic(run_dir / "metrics.json", json.dumps(scores, indent=2))
         art.metrics = scores
-    return checkpoint, trainer.global_rank
+    return checkpoint, trainer
 
 
 def _predict(
     cfg, run_dir: Path, art: Artifacts, classes: ClassTable, module, checkpoint: Path | None,
-    rank: int = 0, world_size: int = 1,
+    rank: int = 0, world_size: int = 1, local_rank: int = 0,
 ) -> None:
     """Classify the whole prepared scene (or ``predict.image``) with the best weights.
 
@@ -530,7 +548,7 @@ def _predict(
         module.net, art.prepared.path, run_dir / "prediction.tif",
         window=int(cfg.predict.window or cfg.data.chip_size), overlap=float(cfg.predict.overlap),
         batch_size=int(cfg.predict.batch_size), class_ids=classes.ids,
-        class_names=classes.names, class_colors=classes.colors, device=_predict_device(cfg),
+        class_names=classes.names, class_colors=classes.colors, device=_predict_device(cfg, local_rank),
         standardize_windows=stats.per_chip, rank=rank, world_size=world_size,
         **predict_options(cfg),
     )
@@ -545,10 +563,13 @@ def predict_options(cfg: DictConfig) -> dict[str, Any]:
             "tta": bool(pred.tta), "amp": bool(pred.amp), "cog": bool(pred.cog)}
 
 
-def _predict_device(cfg: DictConfig) -> str:
+def _predict_device(cfg: DictConfig, local_rank: int = 0) -> str:
+    """This process's GPU (one per local rank under DDP), unless the trainer asks for the CPU."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() and cfg.trainer.get("accelerator") != "cpu" else "cpu"
+    if torch.cuda.is_available() and cfg.trainer.get("accelerator") != "cpu":
+        return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return "cpu"
 
 
 def _polygons(cfg: DictConfig, prediction: Path) -> None:
