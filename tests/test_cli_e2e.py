@@ -146,6 +146,23 @@ def test_apply_a_checkpoint_to_a_scene_with_one_command(single_run, cache_dir, t
     assert agreement > 0.99  # same weights, same preparation from the checkpoint's statistics
 
 
+def test_evaluate_a_checkpoint_on_a_scene_it_never_saw(single_run, cache_dir, tmp_path):
+    """Another demo scene (other seed: other clearings, river, clouds) with its own labels:
+    classified whole with the checkpoint's statistics, every labelled pixel scored."""
+    from deepgeo_runner.geo.demo import make_demo_scene
+
+    other = make_demo_scene(tmp_path / "other", size=256, seed=5)
+    run_dir = tmp_path / "scored"
+    cmd = [sys.executable, "-m", "deepgeo_runner.cli", "stages=[predict]",
+           f"predict.checkpoint={single_run / 'checkpoints' / 'best.ckpt'}", f"predict.image={other.image}",
+           f"predict.labels={other.labels}", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache_dir}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores = json.loads((run_dir / "prediction_metrics.json").read_text())
+    assert scores["split"] == "scene" and scores["pixels"] > 10_000
+    assert scores["accuracy"] > 0.75 and scores["f1_macro"] > 0.6, scores
+
+
 @pytest.mark.parametrize(
     "name,overrides,env",
     [

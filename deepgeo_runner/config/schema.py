@@ -100,6 +100,7 @@ class PredictConfig:
     batch_size: int = 16
     checkpoint: str | None = None  # for stages without 'fit': the weights to use
     image: Any = None  # a new scene to classify (prepared with the checkpoint's stats); tiles or date → file
+    labels: str | None = None  # reference labels of predict.image: scores → prediction_metrics.json
     blend: str = "hann"  # 'hann' (smooth weights) or 'center' (overlap-tile: window centres only)
     probabilities: str = "none"  # 'none', 'float16' or 'uint8' (254 = 1.0): prediction_proba.tif
     entropy: bool = False  # also write prediction_entropy.tif (0 certain .. 1 uniform)

@@ -268,6 +268,10 @@ def _check_predict(cfg: DictConfig) -> None:
         if "predict" not in cfg.stages:
             raise ConfigError("predict.image is set but 'predict' is not among stages: add it, "
                               "e.g. stages=[predict] predict.checkpoint=RUN/checkpoints/best.ckpt.")
+    if pred.get("labels") is not None:
+        if pred.get("image") is None:
+            raise ConfigError("predict.labels scores a new scene: set predict.image (and predict.checkpoint) too.")
+        _check_files("predict.labels", pred.labels)
     polygons = pred.get("polygons")
     if polygons is not None:
         known = list(cfg.data.classes) + (["background"] if cfg.data.background == "class" else [])

@@ -598,7 +598,31 @@ def _predict_new_scene(cfg: DictConfig, run_dir: Path, net, meta: dict) -> Path:
         **predict_options(cfg),
     )
     _polygons(cfg, prediction)
+    if cfg.predict.get("labels"):
+        _score_new_scene(cfg, run_dir, prepared.path, prediction, meta)
     return prediction
+
+
+def _score_new_scene(cfg: DictConfig, run_dir: Path, prepared: Path, prediction: Path, meta: dict) -> None:
+    """``predict.labels``: rasterize the new scene's labels with the checkpoint's classes and
+    score every labelled pixel of the class map into ``prediction_metrics.json``."""
+    from deepgeo_runner.pipeline.evaluate import score_scene
+
+    data = cfg.data
+    names, ids = list(meta["class_names"]), list(meta["class_ids"])
+    of_interest = [n for n, i in zip(names, ids, strict=True) if i > 0]
+    colors = [c for c, i in zip(meta["class_colors"], ids, strict=True) if i > 0]
+    reference = rasterize_labels(
+        cfg.predict.labels, prepared, run_dir / "predict_input" / "labels.tif", of_interest, colors,
+        data.class_column, list(data.class_values) if data.class_values is not None else None,
+        all_touched=bool(data.get("all_touched", False)), class_groups=_plain(data.get("class_groups")) or None,
+        others=str(data.get("other_classes", "background")),
+    )
+    scores = score_scene(reference, prediction, ids, names)
+    scores.update(split="scene", image=_plain(cfg.predict.image), labels=str(cfg.predict.labels))
+    write_text_atomic(run_dir / "prediction_metrics.json", json.dumps(scores, indent=2, default=str))
+    log.info("scene %s: accuracy %.4f, F1 macro %.4f over %d labelled pixels", cfg.predict.labels,
+             scores["accuracy"], scores["f1_macro"], scores["pixels"])
 
 
 def apply_checkpoint_stage(cfg: DictConfig, run_dir: str | Path, art: Artifacts | None = None) -> Artifacts:
