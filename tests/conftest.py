@@ -28,6 +28,12 @@ def write_image(path: Path, data: np.ndarray, nodata: float | None = -9999.0, cr
     return path
 
 
+def write_tile(path: Path, data: np.ndarray, col: int, row: int, crs: str = CRS) -> Path:
+    """A nodata-0 raster on the fixture lattice whose top-left pixel is (row, col) of the fixture grid."""
+    t = Affine(PIXEL, 0, ORIGIN[0] + col * PIXEL, 0, -PIXEL, ORIGIN[1] - row * PIXEL)
+    return write_image(path, data, nodata=0, transform=t, crs=crs)
+
+
 def pixel_box(row0: int, col0: int, row1: int, col1: int) -> Polygon:
     """A polygon covering pixel rows [row0, row1) and cols [col0, col1) of the fixture grid."""
     x0, y0 = ORIGIN[0] + col0 * PIXEL, ORIGIN[1] - row0 * PIXEL

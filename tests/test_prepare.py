@@ -7,7 +7,6 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
 
 from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.normalize import NormOptions
@@ -16,7 +15,7 @@ from deepgeo_runner.geo.rasterize import NODATA, read_labels
 from deepgeo_runner.geo.scene import SceneOptions, build_scene, target_grid
 from deepgeo_runner.pipeline.labels import rasterize_labels
 from deepgeo_runner.pipeline.prepare import PREPARED_NODATA, load_prepared, prepare_scene
-from tests.conftest import ORIGIN, PIXEL, pixel_box, write_image
+from tests.conftest import ORIGIN, PIXEL, pixel_box, write_image, write_tile
 
 BANDS = ["blue", "green", "red", "nir"]
 
@@ -110,17 +109,12 @@ def test_prepare_errors_name_the_fix(tmp_path):
 
 # --- the analysis grid -----------------------------------------------------------------------
 
-def _tile(path, data, col, row, crs="EPSG:32722"):
-    t = Affine(PIXEL, 0, ORIGIN[0] + col * PIXEL, 0, -PIXEL, ORIGIN[1] - row * PIXEL)
-    return write_image(path, data, nodata=0, transform=t, crs=crs)
-
-
 @pytest.fixture
 def tiles(tmp_path):
     rng = np.random.default_rng(4)
     data = rng.integers(1, 5000, (3, 40, 60)).astype(np.uint16)
-    left = _tile(tmp_path / "left.tif", data[:, :, :35], 0, 0)
-    right = _tile(tmp_path / "right.tif", data[:, 10:, 30:], 30, 10)  # overlaps, lower
+    left = write_tile(tmp_path / "left.tif", data[:, :, :35], 0, 0)
+    right = write_tile(tmp_path / "right.tif", data[:, 10:, 30:], 30, 10)  # overlaps, lower
     return data, left, right
 
 

@@ -12,19 +12,13 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from affine import Affine
 
 from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.scene import SceneOptions, build_time_stack, date_groups
 from deepgeo_runner.pipeline.prepare import PREPARED_NODATA, prepare_scene
-from tests.conftest import ORIGIN, PIXEL, pixel_box, write_image
+from tests.conftest import ORIGIN, pixel_box, write_tile
 
 BANDS = ["green", "red", "nir"]
-
-
-def _tile(path, data, col, row, crs="EPSG:32722"):
-    t = Affine(PIXEL, 0, ORIGIN[0] + col * PIXEL, 0, -PIXEL, ORIGIN[1] - row * PIXEL)
-    return write_image(path, data, nodata=0, transform=t, crs=crs)
 
 
 @pytest.fixture
@@ -33,9 +27,9 @@ def two_dates(tmp_path):
     rng = np.random.default_rng(7)
     d1 = rng.integers(100, 5000, (3, 30, 40)).astype(np.uint16)
     d2 = rng.integers(100, 5000, (3, 30, 40)).astype(np.uint16)
-    first = _tile(tmp_path / "d1.tif", d1, 0, 0)
-    top = _tile(tmp_path / "d2_top.tif", d2[:, :15], 10, 0)
-    bottom = _tile(tmp_path / "d2_bottom.tif", d2[:, 15:], 10, 15)
+    first = write_tile(tmp_path / "d1.tif", d1, 0, 0)
+    top = write_tile(tmp_path / "d2_top.tif", d2[:, :15], 10, 0)
+    bottom = write_tile(tmp_path / "d2_bottom.tif", d2[:, 15:], 10, 15)
     return d1, d2, {"2019-07-01": [first], "2020-07-01": [top, bottom]}
 
 
@@ -53,7 +47,7 @@ def test_time_stack_is_date_major_on_the_union_grid(tmp_path, two_dates):
 
 def test_dates_with_other_band_counts_are_refused(tmp_path, two_dates):
     _, _, groups = two_dates
-    four = _tile(tmp_path / "four.tif", np.ones((4, 30, 40), dtype=np.uint16), 0, 0)
+    four = write_tile(tmp_path / "four.tif", np.ones((4, 30, 40), dtype=np.uint16), 0, 0)
     with pytest.raises(InputDataError, match="different band counts"):
         build_time_stack({"a": groups["2019-07-01"], "b": [four]}, tmp_path / "x.tif", SceneOptions())
 
