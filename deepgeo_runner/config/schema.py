@@ -42,6 +42,8 @@ class DataConfig:
     train_stride: int | None = None  # stride of grid training chips; default chip_size
     chip_points: str | None = None  # point file of chip centres (chip_strategy=points)
     split_buffer: int | None = None  # px between training chips and val/test; default chip_size
+    split_vector: str | None = None  # polygons naming their split (train/val/test); replaces the blocks
+    split_column: str = "split"  # column of split_vector holding 'train', 'val' or 'test'
     oversample_class: str | None = None  # a class that a share of training chips must contain
     oversample_fraction: float = 0.5  # that share
     resident: bool = False  # keep the chip store in device memory and gather batches there

@@ -156,8 +156,8 @@ def _choose_windows(
     hint = (
         f"no window of {size} px fits inside the SPLIT area with at least "
         f"{100 * plan.min_labelled_fraction:.0f} percent labelled pixels. Lower data.chip_size or "
-        "data.min_valid_fraction, raise data.block_size, lower data.split_buffer, or check that "
-        "the labels overlap the image."
+        "data.min_valid_fraction, raise data.block_size (or draw larger SPLIT polygons in "
+        "data.split_vector), lower data.split_buffer, or check that the labels overlap the image."
     )
     windows: dict[str, list[Window]] = {}
     for split_id, split in enumerate(SPLITS):

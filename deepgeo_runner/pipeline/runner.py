@@ -23,7 +23,8 @@ from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, vector_fingerprint
 from deepgeo_runner.config.validate import validate_config
 from deepgeo_runner.errors import ConfigError, StageError
-from deepgeo_runner.geo.chips import split_blocks
+from deepgeo_runner.geo.chips import SPLITS, split_blocks
+from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.pipeline.chips import (
     ChipPlan,
     ChipStore,
@@ -114,8 +115,9 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
             timed("predict", apply_checkpoint_stage, cfg, run_dir, art)
             _provenance(cfg, run_dir, art, classes)
         return art
+    split_polygons = _read_split_polygons(cfg)  # a bad split file fails before any raster work
     timed("inputs", _resolve_inputs, cfg, cache_dir, art)
-    split_map = _split_map(cfg, art.image)
+    split_map = _split_map(cfg, art.image, split_polygons)
     timed("prepare", _prepare, cfg, cache_dir, art, split_map, "prepare" in stages)
     timed("rasterize", _rasterize, cfg, cache_dir, art, classes, "rasterize" in stages)
     needs_chips = bool({"chips", "fit", "test"} & set(stages))
@@ -213,15 +215,33 @@ def _analysis_image(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> Path:
     return entry / "scene.tif"
 
 
-def _split_map(cfg: DictConfig, image: Path) -> np.ndarray:
-    with rasterio.open(image) as src:
-        shape = (src.height, src.width)
+def _read_split_polygons(cfg: DictConfig):
+    """The checked polygons of ``data.split_vector``, or None when the scene is split by blocks."""
+    if cfg.data.get("split_vector") is None:
+        return None
+    from deepgeo_runner.geo.split_vector import read_split_polygons
+
+    return read_split_polygons(cfg.data.split_vector, str(cfg.data.split_column))
+
+
+def _split_map(cfg: DictConfig, image: Path, polygons=None) -> np.ndarray:
+    """Per-pixel split of the analysis grid: the user's polygons, else seeded blocks."""
+    grid = Grid.of(image)
+    if polygons is not None:
+        from deepgeo_runner.geo.split_vector import rasterize_splits, require_splits
+
+        split_map = rasterize_splits(polygons, grid)
+        require_splits(split_map, SPLITS, f"data.split_vector '{cfg.data.split_vector}'")
+        return split_map
     block = cfg.data.block_size or 2 * cfg.data.chip_size
-    return split_blocks(shape, int(block), list(cfg.data.split_fractions), int(cfg.seed))
+    return split_blocks(grid.shape, int(block), list(cfg.data.split_fractions), int(cfg.seed))
 
 
 def _split_payload(cfg: DictConfig) -> dict[str, Any]:
+    """What shaped the split map, for the cache keys of the stages that depend on it."""
     data = cfg.data
+    if data.get("split_vector") is not None:
+        return {"vector": vector_fingerprint(data.split_vector), "column": str(data.split_column)}
     return {"block": data.block_size or 2 * data.chip_size,
             "fractions": list(data.split_fractions), "seed": int(cfg.seed)}
 
