@@ -230,6 +230,23 @@ def _check_splits(data: DictConfig) -> None:
         if not str(data.get("split_column") or "").strip():
             raise _fail("data.split_column", data.get("split_column"),
                         "the name of the column of data.split_vector holding train/val/test")
+    scenes = data.get("split_scenes") or {}
+    for split in ("val", "test"):
+        files = scenes.get(split) or {}
+        given = {k: files.get(k) for k in ("image", "labels") if files.get(k) is not None}
+        if not given:
+            continue
+        for key in ("image", "labels"):
+            if key not in given:
+                raise ConfigError(
+                    f"data.split_scenes.{split}.{key} is required when data.split_scenes.{split} is used: "
+                    f"give both the image and its labels, e.g. data.split_scenes.{split}.image=other.tif "
+                    f"data.split_scenes.{split}.labels=other.gpkg."
+                )
+            if not Path(given[key]).exists():
+                raise ConfigError(
+                    f"data.split_scenes.{split}.{key}='{given[key]}': no such file (looked in {Path.cwd()})."
+                )
 
 
 def _check_predict(cfg: DictConfig) -> None:

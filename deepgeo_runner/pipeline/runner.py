@@ -22,12 +22,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, vector_fingerprint
 from deepgeo_runner.config.validate import validate_config
-from deepgeo_runner.errors import ConfigError, StageError
+from deepgeo_runner.errors import ConfigError, InputDataError, StageError
 from deepgeo_runner.geo.chips import SPLITS, split_blocks
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.pipeline.chips import (
     ChipPlan,
     ChipStore,
+    SplitScene,
     build_chip_store,
     load_chip_store,
     target_lut,
@@ -86,6 +87,7 @@ class Artifacts:
     metrics: dict | None = None
     prediction: Path | None = None
     prepare_extras: dict[str, Any] = field(default_factory=dict)
+    split_scenes: dict[str, SplitScene] = field(default_factory=dict)  # val/test from other scenes
     cache_keys: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -117,10 +119,14 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
         return art
     split_polygons = _read_split_polygons(cfg)  # a bad split file fails before any raster work
     timed("inputs", _resolve_inputs, cfg, cache_dir, art)
+    _check_split_scenes(cfg, art)
     split_map = _split_map(cfg, art.image, split_polygons)
     timed("prepare", _prepare, cfg, cache_dir, art, split_map, "prepare" in stages)
     timed("rasterize", _rasterize, cfg, cache_dir, art, classes, "rasterize" in stages)
     needs_chips = bool({"chips", "fit", "test"} & set(stages))
+    if _external_splits(cfg) and (needs_chips or {"prepare", "rasterize"} & set(stages)):
+        timed("split_scenes", _prepare_split_scenes, cfg, cache_dir, art, classes,
+              "prepare" in stages, "rasterize" in stages)
     if needs_chips:
         timed("chips", _chips, cfg, cache_dir, art, classes, split_map, "chips" in stages)
     if {"fit", "test", "predict"} & set(stages):
@@ -136,7 +142,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
 
 def _provenance(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTable) -> None:
     inputs = {}
-    for name, path in (("image", art.image), ("labels", art.labels_source)):
+    files = [("image", art.image), ("labels", art.labels_source)]
+    for split, scene in _external_splits(cfg).items():
+        files += [(f"split_scenes.{split}.{k}", Path(scene[k])) for k in ("image", "labels")]
+    for name, path in files:
         if path is not None:
             inputs[name] = {"path": str(path), "sha256": file_fingerprint(path)}
     write_provenance(
@@ -186,16 +195,22 @@ def _image_list(data: DictConfig) -> list[Path]:
 def _analysis_image(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> Path:
     """The input raster itself, or (mosaic / crop / AOI / reprojection) a cached scene on the
     analysis grid, so that every later stage reads one raster on one grid."""
+    return _on_analysis_grid(cfg, cache_dir, art, _image_list(cfg.data), crop=True, key="scene")
+
+
+def _on_analysis_grid(cfg: DictConfig, cache_dir: Path, art: Artifacts, images: list[Path], crop: bool,
+                      key: str) -> Path:
+    """``images`` mosaicked/reprojected as ``data`` asks; cropped (bbox, AOI) only when ``crop``:
+    another scene of a split keeps its own extent but takes the training scene's CRS and pixel size."""
     from deepgeo_runner.geo.scene import SceneOptions, build_scene
 
     data = cfg.data
-    images = _image_list(data)
     res = data.get("resolution")
     if res is not None:
         res = [float(res)] * 2 if isinstance(res, int | float) else [float(r) for r in res]
     options = SceneOptions(
-        bbox=tuple(data.bbox) if data.get("bbox") is not None else None,
-        aoi=data.get("aoi"), crs=data.get("crs"), resolution=tuple(res) if res else None,
+        bbox=tuple(data.bbox) if crop and data.get("bbox") is not None else None,
+        aoi=data.get("aoi") if crop else None, crs=data.get("crs"), resolution=tuple(res) if res else None,
         resampling=str(data.get("resampling", "nearest")), nodata=data.nodata,
     )
     if options.is_identity(len(images)):
@@ -210,8 +225,8 @@ def _analysis_image(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> Path:
     def build(tmp: Path) -> None:
         build_scene(images, tmp / "scene.tif", options, window=int(cfg.preprocessing.get("window", 1024)))
 
-    entry, key, reused = _entry(cache_dir, "scene", payload, build, True)
-    art.cache_keys["scene"], art.reused["scene"] = key, reused
+    entry, cache_key, reused = _entry(cache_dir, "scene", payload, build, True)
+    art.cache_keys[key], art.reused[key] = cache_key, reused
     return entry / "scene.tif"
 
 
@@ -221,7 +236,26 @@ def _read_split_polygons(cfg: DictConfig):
         return None
     from deepgeo_runner.geo.split_vector import read_split_polygons
 
-    return read_split_polygons(cfg.data.split_vector, str(cfg.data.split_column))
+    polygons = read_split_polygons(cfg.data.split_vector, str(cfg.data.split_column))
+    clash = sorted(set(_external_splits(cfg)) & set(polygons[str(cfg.data.split_column)]))
+    if clash:
+        raise ConfigError(
+            f"data.split_vector '{cfg.data.split_vector}' has {clash} polygons, but data.split_scenes."
+            f"{clash[0]} also gives that split: drop those polygons or that scene (one source per split)."
+        )
+    return polygons
+
+
+def _external_splits(cfg: DictConfig) -> dict[str, DictConfig]:
+    """Splits whose chips all come from another scene (``data.split_scenes``), in split order."""
+    scenes = cfg.data.get("split_scenes") or {}
+    return {s: scenes[s] for s in ("val", "test") if scenes.get(s) is not None and scenes[s].get("image")}
+
+
+def _local_splits(cfg: DictConfig) -> tuple[str, ...]:
+    """Splits cut from the training scene itself."""
+    external = _external_splits(cfg)
+    return tuple(s for s in SPLITS if s not in external)
 
 
 def _split_map(cfg: DictConfig, image: Path, polygons=None) -> np.ndarray:
@@ -231,19 +265,25 @@ def _split_map(cfg: DictConfig, image: Path, polygons=None) -> np.ndarray:
         from deepgeo_runner.geo.split_vector import rasterize_splits, require_splits
 
         split_map = rasterize_splits(polygons, grid)
-        require_splits(split_map, SPLITS, f"data.split_vector '{cfg.data.split_vector}'")
+        require_splits(split_map, _local_splits(cfg), f"data.split_vector '{cfg.data.split_vector}'")
         return split_map
     block = cfg.data.block_size or 2 * cfg.data.chip_size
-    return split_blocks(grid.shape, int(block), list(cfg.data.split_fractions), int(cfg.seed))
+    local = _local_splits(cfg)  # a split from another scene gets no blocks here
+    fractions = [float(f) if s in local else 0.0 for s, f in zip(SPLITS, cfg.data.split_fractions, strict=True)]
+    return split_blocks(grid.shape, int(block), fractions, int(cfg.seed))
 
 
 def _split_payload(cfg: DictConfig) -> dict[str, Any]:
     """What shaped the split map, for the cache keys of the stages that depend on it."""
     data = cfg.data
     if data.get("split_vector") is not None:
-        return {"vector": vector_fingerprint(data.split_vector), "column": str(data.split_column)}
-    return {"block": data.block_size or 2 * data.chip_size,
-            "fractions": list(data.split_fractions), "seed": int(cfg.seed)}
+        payload = {"vector": vector_fingerprint(data.split_vector), "column": str(data.split_column)}
+    else:
+        payload = {"block": data.block_size or 2 * data.chip_size,
+                   "fractions": list(data.split_fractions), "seed": int(cfg.seed)}
+    if _external_splits(cfg):  # keys of old entries stay valid when every split is local
+        payload["external"] = list(_external_splits(cfg))
+    return payload
 
 
 def _entry(cache_dir: Path, stage: str, payload: dict, build, run_stage: bool):
@@ -259,22 +299,35 @@ def _entry(cache_dir: Path, stage: str, payload: dict, build, run_stage: bool):
     return entry, hash_payload(payload), True
 
 
-def _prepare(cfg, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_stage: bool) -> None:
+def _norm_options(cfg: DictConfig):
     from deepgeo_runner.geo.normalize import NormOptions
 
-    pre, data = cfg.preprocessing, cfg.data
-    norm = NormOptions(
+    pre = cfg.preprocessing
+    return NormOptions(
         method=str(pre.normalization), per_band=bool(pre.get("norm_per_band", True)),
         out_range=tuple(float(v) for v in pre.get("norm_range", [0.0, 1.0])),
         percentiles=tuple(float(v) for v in pre.get("norm_percentiles", [2.0, 98.0])),
         constant=float(pre.get("norm_constant", 10000.0)), samples=int(pre.get("norm_samples", 1_000_000)),
     )
-    extras = {
+
+
+def _prepare_extras(cfg: DictConfig) -> dict[str, Any]:
+    """The optional keyword arguments of ``prepare_scene`` that the config sets."""
+    pre, data = cfg.preprocessing, cfg.data
+    return {
         "expressions": _plain(pre.get("expressions")) or None,
         "index_constants": _plain(pre.get("index_constants")) or None,
         "keep_bands": _plain(pre.get("keep_bands")),
         "scale": _plain(data.get("scale")), "offset": _plain(data.get("offset")),
     }
+
+
+def _prepare(cfg, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_stage: bool) -> None:
+    from deepgeo_runner.geo.normalize import NormOptions
+
+    pre = cfg.preprocessing
+    norm = _norm_options(cfg)
+    extras = _prepare_extras(cfg)
     payload = {
         "v": CACHE_VERSION, "image": file_fingerprint(art.image), "bands": art.band_names,
         "indices": list(pre.indices), "normalization": pre.normalization,
@@ -302,13 +355,22 @@ def _plain(value: Any) -> Any:
 
 
 def _rasterize(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, run_stage: bool) -> None:
+    entry, key, reused = _burn_labels(cfg, cache_dir, classes, art.labels_source, art.prepared.path,
+                                      art.cache_keys["prepare"], run_stage)
+    art.labels = entry / "labels.tif"
+    art.cache_keys["rasterize"], art.reused["rasterize"] = key, reused
+
+
+def _burn_labels(cfg, cache_dir: Path, classes: ClassTable, labels: Path, prepared: Path, grid_key: str,
+                 run_stage: bool) -> tuple[Path, str, bool]:
+    """The cached label raster of ``labels`` on the grid of ``prepared`` (cache key ``grid_key``)."""
     data = cfg.data
     groups = _plain(data.get("class_groups")) or None
     others = str(data.get("other_classes", "background"))
     all_touched = bool(data.get("all_touched", False))
     payload = {
-        "v": CACHE_VERSION, "labels": vector_fingerprint(art.labels_source),
-        "grid": art.cache_keys["prepare"], "column": data.class_column,
+        "v": CACHE_VERSION, "labels": vector_fingerprint(labels),
+        "grid": grid_key, "column": data.class_column,
         "classes": list(data.classes),
         "values": list(data.class_values) if data.class_values is not None else None,
         "colors": classes.colors,
@@ -318,14 +380,58 @@ def _rasterize(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, run_st
 
     def build(tmp: Path) -> None:
         colors = classes.colors[1:] if classes.background_is_class else classes.colors
-        rasterize_labels(art.labels_source, art.prepared.path, tmp / "labels.tif",
+        rasterize_labels(labels, prepared, tmp / "labels.tif",
                          list(data.classes), colors, data.class_column,
                          list(data.class_values) if data.class_values is not None else None,
                          all_touched=all_touched, class_groups=groups, others=others)
 
-    entry, key, reused = _entry(cache_dir, "rasterize", payload, build, run_stage)
-    art.labels = entry / "labels.tif"
-    art.cache_keys["rasterize"], art.reused["rasterize"] = key, reused
+    return _entry(cache_dir, "rasterize", payload, build, run_stage)
+
+
+def _check_split_scenes(cfg: DictConfig, art: Artifacts) -> None:
+    """Cheap checks of the other scenes (readable, georeferenced, same band count) before any heavy work."""
+    with rasterio.open(art.image) as src:
+        n_bands = src.count
+    for split, files in _external_splits(cfg).items():
+        key = f"data.split_scenes.{split}.image"
+        try:
+            with rasterio.open(files.image) as src:
+                count, crs = src.count, src.crs
+        except rasterio.errors.RasterioError as exc:
+            raise InputDataError(f"{key}='{files.image}': cannot read it as a raster: {exc}") from exc
+        if crs is None:
+            raise InputDataError(f"{key}='{files.image}' has no CRS: georeference it (gdal_edit.py -a_srs EPSG:XXXX).")
+        if count != n_bands:
+            raise InputDataError(
+                f"{key}='{files.image}' has {count} bands but the training scene has {n_bands}: give a scene "
+                "with the same bands in the same order."
+            )
+
+
+def _prepare_split_scenes(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable,
+                          run_prepare: bool, run_rasterize: bool) -> None:
+    """Other scenes of val/test: on the analysis CRS/resolution, prepared with the TRAINING
+    scene's statistics (a held-out scene must not be normalized by its own), labels burnt
+    with the same class table; each cached under keys that chain to the training scene's."""
+    pre, data = cfg.preprocessing, cfg.data
+    extras = {k: v for k, v in _prepare_extras(cfg).items() if v is not None}
+    for split, files in _external_splits(cfg).items():
+        image = _on_analysis_grid(cfg, cache_dir, art, [Path(files.image)], crop=False, key=f"scene_{split}")
+        payload = {
+            "v": CACHE_VERSION, "image": file_fingerprint(image), "bands": art.band_names,
+            "indices": list(pre.indices), "nodata": data.nodata, "stats_of": art.cache_keys["prepare"], **extras,
+        }
+
+        def build(tmp: Path, image: Path = image) -> None:
+            prepare_scene(image, tmp, art.band_names, list(pre.indices), _norm_options(cfg), None, data.nodata,
+                          stats=art.prepared.stats, window=int(pre.get("window", 1024)), **extras)
+
+        entry, key, reused = _entry(cache_dir, "prepare", payload, build, run_prepare)
+        art.cache_keys[f"prepare_{split}"], art.reused[f"prepare_{split}"] = key, reused
+        prepared = load_prepared(entry).path
+        entry, key, reused = _burn_labels(cfg, cache_dir, classes, Path(files.labels), prepared, key, run_rasterize)
+        art.cache_keys[f"rasterize_{split}"], art.reused[f"rasterize_{split}"] = key, reused
+        art.split_scenes[split] = SplitScene(prepared, entry / "labels.tif", f"data.split_scenes.{split}")
 
 
 def chip_plan(cfg: DictConfig, classes: ClassTable) -> ChipPlan:
@@ -358,12 +464,15 @@ def _chips(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, split_map,
     }
     if art.prepared.stats.per_chip:
         payload["per_chip"] = True
+    if art.split_scenes:  # their prepare/rasterize keys hash the other scenes' files
+        payload["split_scenes"] = {s: [art.cache_keys[f"prepare_{s}"], art.cache_keys[f"rasterize_{s}"]]
+                                   for s in art.split_scenes}
 
     def build(tmp: Path) -> None:
         build_chip_store(
             art.prepared.path, art.labels, tmp, split_map, plan,
             target_lut(classes.n_classes, classes.background_is_class), len(classes.names),
-            int(cfg.seed), per_chip=art.prepared.stats.per_chip,
+            int(cfg.seed), per_chip=art.prepared.stats.per_chip, split_scenes=art.split_scenes,
         )
 
     entry, key, reused = _entry(cache_dir, "chips", payload, build, run_stage)
