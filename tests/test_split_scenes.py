@@ -159,3 +159,32 @@ def test_split_scene_errors_name_the_key_and_fail_before_heavy_work(tiny_scene, 
         run(_cfg(tiny_scene, tmp_path, f"data.split_vector={splits}", f"data.split_scenes.test.image={other['image']}",
                  f"data.split_scenes.test.labels={other['labels']}"), tmp_path / "run")
     assert not (tmp_path / "cache" / "prepare").exists()
+
+
+def test_another_scene_on_the_ground_of_training_chips_is_reported(tiny_scene, tmp_path, caplog):
+    """Same place (here: the very same image) as test scene: the store is built, but the user is told;
+    a scene in another UTM zone, far away, gives no such warning."""
+    import logging
+
+    split = split_blocks((48, 48), 16, [0.7, 0.3, 0.0], seed=2)
+    main = prepare_scene(tiny_scene["image"], tmp_path / "prep", tiny_scene["band_names"], [], "standard", split == 0)
+    labels = rasterize_labels(tiny_scene["labels"], main.path, tmp_path / "labels.tif",
+                              ["forest", "clearing"], ["#00ff00", "#ff0000"])
+    other = _other_scene(tmp_path)
+    far = prepare_scene(other["image"], tmp_path / "far", tiny_scene["band_names"], [], "standard", None,
+                        stats=main.stats)
+    far_labels = rasterize_labels(other["labels"], far.path, tmp_path / "far_labels.tif",
+                                  ["forest", "clearing"], ["#00ff00", "#ff0000"])
+    plan = ChipPlan(chip_size=8, train_chips=20, min_labelled_fraction=0.2)
+
+    def warns(prepared: Path, scene_labels: Path, name: str) -> bool:
+        out = tmp_path / name
+        out.mkdir()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="deepgeo_runner.pipeline.chips"):
+            build_chip_store(main.path, labels, out, split, plan, target_lut(2, False), 2, seed=0,
+                             split_scenes={"test": SplitScene(prepared, scene_labels, "data.split_scenes.test")})
+        return "lie on the ground of training chips" in caplog.text
+
+    assert warns(main.path, labels, "same")
+    assert not warns(far.path, far_labels, "far")

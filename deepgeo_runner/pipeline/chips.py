@@ -17,6 +17,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import rasterio
+import shapely
 from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import box
@@ -307,7 +308,7 @@ def _warn_if_overlapping(frame: gpd.GeoDataFrame) -> None:
     train = frame[frame["split"] == "train"]
     if train.empty:
         return
-    area = train.geometry.union_all()
+    area = shapely.union_all(train.geometry.to_numpy())  # GeoSeries.union_all needs geopandas >= 1
     for name in sorted(set(frame["scene"]) - {MAIN_SCENE}):
         hits = int(frame[frame["scene"] == name].geometry.intersects(area).sum())
         if hits:

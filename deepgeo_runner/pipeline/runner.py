@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -36,6 +36,9 @@ from deepgeo_runner.pipeline.chips import (
 from deepgeo_runner.pipeline.labels import rasterize_labels
 from deepgeo_runner.pipeline.prepare import PreparedScene, load_prepared, prepare_scene
 from deepgeo_runner.provenance import write_provenance
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +204,7 @@ def _analysis_image(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> Path:
 def _on_analysis_grid(cfg: DictConfig, cache_dir: Path, art: Artifacts, images: list[Path], crop: bool,
                       key: str) -> Path:
     """``images`` mosaicked/reprojected as ``data`` asks; cropped (bbox, AOI) only when ``crop``:
-    another scene of a split keeps its own extent but takes the training scene's CRS and pixel size."""
+    another scene of a split keeps its own extent but takes ``data.crs``/``data.resolution``."""
     from deepgeo_runner.geo.scene import SceneOptions, build_scene
 
     data = cfg.data
@@ -230,7 +233,7 @@ def _on_analysis_grid(cfg: DictConfig, cache_dir: Path, art: Artifacts, images: 
     return entry / "scene.tif"
 
 
-def _read_split_polygons(cfg: DictConfig):
+def _read_split_polygons(cfg: DictConfig) -> gpd.GeoDataFrame | None:
     """The checked polygons of ``data.split_vector``, or None when the scene is split by blocks."""
     if cfg.data.get("split_vector") is None:
         return None
@@ -258,7 +261,7 @@ def _local_splits(cfg: DictConfig) -> tuple[str, ...]:
     return tuple(s for s in SPLITS if s not in external)
 
 
-def _split_map(cfg: DictConfig, image: Path, polygons=None) -> np.ndarray:
+def _split_map(cfg: DictConfig, image: Path, polygons: gpd.GeoDataFrame | None = None) -> np.ndarray:
     """Per-pixel split of the analysis grid: the user's polygons, else seeded blocks."""
     grid = Grid.of(image)
     if polygons is not None:
