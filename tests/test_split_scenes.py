@@ -178,7 +178,7 @@ def test_another_scene_on_the_ground_of_training_chips_is_reported(tiny_scene, t
     plan = ChipPlan(chip_size=8, train_chips=20, min_labelled_fraction=0.2)
 
     def warns(prepared: Path, scene_labels: Path, name: str) -> bool:
-        out = tmp_path / name
+        out = tmp_path / f"store_{name}"
         out.mkdir()
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="deepgeo_runner.pipeline.chips"):
