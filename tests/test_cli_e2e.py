@@ -194,3 +194,42 @@ def test_evaluate_a_checkpoint_on_another_split(single_run, cache_dir, tmp_path)
     deepgeo(run_dir, cache_dir, "trainer=cpu", "stages=[test]", "test_split=val", f"predict.checkpoint={ckpt}")
     val = _metrics(run_dir)
     assert val["split"] == "val" and val["pixels"] != _metrics(single_run)["pixels"]
+
+
+@pytest.mark.parametrize("test_from", ["polygons", "scene"])
+def test_drawn_splits_and_a_separate_test_scene_end_to_end(test_from, cache_dir, tmp_path):
+    """Splits from a polygon file (in lon/lat, the scene in UTM), the test split either drawn on the
+    scene or taken from another scene: the run scores exactly the test chips of that area/scene."""
+    import geopandas as gpd
+
+    from deepgeo_runner.geo.demo import make_demo_scene
+    from tests.conftest import pixel_box
+
+    main = make_demo_scene(tmp_path / "main", size=192, seed=0)
+    rows = [("train", pixel_box(0, 0, 192, 112)), ("val", pixel_box(0, 128, 96, 192))]
+    if test_from == "polygons":
+        rows.append(("test", pixel_box(96, 128, 192, 192)))
+    splits = tmp_path / "splits.gpkg"
+    gpd.GeoDataFrame({"split": [r[0] for r in rows]}, geometry=[r[1] for r in rows],
+                     crs="EPSG:32722").to_crs("EPSG:4326").to_file(splits, driver="GPKG")
+    overrides = [f"data.image={main.image}", f"data.labels={main.labels}", f"data.split_vector={splits}",
+                 "data.train_chips=48", "trainer.max_epochs=1", "trainer=cpu",
+                 "stages=[prepare,rasterize,chips,fit,test]"]
+    if test_from == "scene":
+        other = make_demo_scene(tmp_path / "other", size=128, seed=5)
+        overrides += [f"data.split_scenes.test.image={other.image}", f"data.split_scenes.test.labels={other.labels}"]
+    run_dir = tmp_path / "run"
+    deepgeo(run_dir, cache_dir, *overrides)
+    metrics = _metrics(run_dir)
+    chips_key = json.loads((run_dir / "provenance.json").read_text())["cache_keys"]["chips"]
+    records = json.loads((cache_dir / "chips" / chips_key / "chips.json").read_text())["chips"]
+    test = [r for r in records if r["split"] == "test"]
+    assert test
+    if test_from == "scene":
+        assert {r["scene"] for r in test} == {"data.split_scenes.test"}
+    else:
+        assert {r["scene"] for r in test} == {"data.image"}
+        assert all(r["row"] >= 96 and r["col"] >= 128 for r in test)  # inside the drawn test polygon
+    assert all(r["col"] + r["size"] <= 112 for r in records if r["split"] == "train")
+    assert metrics["split"] == "test"
+    assert metrics["pixels"] == sum(sum(r["histogram"]) for r in test)  # labelled pixels of those chips only

@@ -18,6 +18,22 @@ STAGES: tuple[str, ...] = ("prepare", "rasterize", "chips", "fit", "test", "pred
 
 
 @dataclass
+class SceneFiles:
+    """Another scene, with its own ground truth, that supplies every chip of one split."""
+
+    image: str | None = None  # GeoTIFF/COG with the training scene's bands
+    labels: str | None = None  # its ground truth, with the same class column and values
+
+
+@dataclass
+class SplitScenesConfig:
+    """Val and/or test from other scenes than the training one (``data.split_scenes.test.image=...``)."""
+
+    val: SceneFiles = field(default_factory=SceneFiles)
+    test: SceneFiles = field(default_factory=SceneFiles)
+
+
+@dataclass
 class DataConfig:
     """The dataset description that every other group interpolates from."""
 
@@ -42,6 +58,9 @@ class DataConfig:
     train_stride: int | None = None  # stride of grid training chips; default chip_size
     chip_points: str | None = None  # point file of chip centres (chip_strategy=points)
     split_buffer: int | None = None  # px between training chips and val/test; default chip_size
+    split_vector: str | None = None  # polygons naming their split (train/val/test); replaces the blocks
+    split_column: str = "split"  # column of split_vector holding 'train', 'val' or 'test'
+    split_scenes: SplitScenesConfig = field(default_factory=SplitScenesConfig)  # val/test from other scenes
     oversample_class: str | None = None  # a class that a share of training chips must contain
     oversample_fraction: float = 0.5  # that share
     resident: bool = False  # keep the chip store in device memory and gather batches there

@@ -232,6 +232,7 @@ def _check_data(data: DictConfig) -> None:
         raise _fail("data.chip_points", data.chip_points, "an existing point file when data.chip_strategy=points")
     if data.split_buffer is not None and data.split_buffer < 0:
         raise _fail("data.split_buffer", data.split_buffer, "a non-negative number of pixels")
+    _check_splits(data)
     if data.oversample_class is not None and data.oversample_class not in classes:
         raise _fail("data.oversample_class", data.oversample_class, f"one of {classes}")
     if not 0 <= data.oversample_fraction <= 1:
@@ -240,6 +241,34 @@ def _check_data(data: DictConfig) -> None:
         raise _fail("data.train_stride", data.train_stride, "a positive stride in pixels")
     if data.eval_stride is not None and data.eval_stride < 1:
         raise _fail("data.eval_stride", data.eval_stride, "a positive stride in pixels")
+
+
+def _check_splits(data: DictConfig) -> None:
+    """The split sources; their content (CRS, column, values) is checked when first read."""
+    vector = data.get("split_vector")
+    if vector is not None:
+        if not Path(vector).exists():
+            raise ConfigError(f"data.split_vector='{vector}': no such file (looked in {Path.cwd()}).")
+        if not str(data.get("split_column") or "").strip():
+            raise _fail("data.split_column", data.get("split_column"),
+                        "the name of the column of data.split_vector holding train/val/test")
+    scenes = data.get("split_scenes") or {}
+    for split in ("val", "test"):
+        files = scenes.get(split) or {}
+        given = {k: files.get(k) for k in ("image", "labels") if files.get(k) is not None}
+        if not given:
+            continue
+        for key in ("image", "labels"):
+            if key not in given:
+                raise ConfigError(
+                    f"data.split_scenes.{split}.{key} is required when data.split_scenes.{split} is used: "
+                    f"give both the image and its labels, e.g. data.split_scenes.{split}.image=other.tif "
+                    f"data.split_scenes.{split}.labels=other.gpkg."
+                )
+            if not Path(given[key]).exists():
+                raise ConfigError(
+                    f"data.split_scenes.{split}.{key}='{given[key]}': no such file (looked in {Path.cwd()})."
+                )
 
 
 def _check_predict(cfg: DictConfig) -> None:

@@ -1,6 +1,7 @@
 """Choosing chip windows and spatially disjoint train/val/test splits.
 
-The scene is cut into square blocks and each block goes to one split. A chip is only ever
+The scene is cut into square blocks and each block goes to one split (or the user draws the
+splits as polygons, :mod:`deepgeo_runner.geo.split_vector`). A chip is only ever
 taken where every one of its pixels belongs to its split, so no test pixel can sit inside a
 training chip however the windows are drawn. (The original toolbox split chips at random
 after cutting them, which lets overlapping chips leak across splits.)
@@ -17,6 +18,7 @@ from scipy import ndimage
 from deepgeo_runner.errors import ConfigError, StageError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+NO_SPLIT = -1  # split-map value of pixels that belong to no split (outside every split polygon)
 
 
 @dataclass(frozen=True)
@@ -70,14 +72,15 @@ def split_blocks(
 def usable_area(split_map: np.ndarray, split_id: int, buffer: int) -> np.ndarray:
     """Pixels of ``split_id`` where a chip may lie.
 
-    Training chips keep ``buffer`` pixels away from every val/test block, so neighbouring
+    Training chips keep ``buffer`` pixels away from every val/test pixel, so neighbouring
     pixels — strongly autocorrelated in imagery — cannot leak between the splits. Val and
-    test keep their whole blocks.
+    test keep their whole blocks. Pixels of no split (:data:`NO_SPLIT`) need no buffer: no
+    chip of any split is cut there.
     """
     area = split_map == split_id
     if split_id != 0 or buffer <= 0:
         return area
-    others = split_map != 0
+    others = split_map > 0
     near_others = ndimage.maximum_filter(others.astype(np.uint8), size=2 * buffer + 1) > 0
     return area & ~near_others
 

@@ -2,20 +2,24 @@
 
 Layout of a store directory: ``{split}_image.npy`` (N, C, s, s) float32 and
 ``{split}_mask.npy`` (N, s, s) uint8 model targets (255 = ignore), ``chips.json`` (the
-windows and class histograms) and ``chips.gpkg`` (the chip footprints, for GIS).
+windows, the scene each was cut from and class histograms) and ``chips.gpkg`` (the chip
+footprints, for GIS).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import rasterio
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
 from shapely.geometry import box
 
 from deepgeo_runner.errors import ConfigError, InputDataError
@@ -83,6 +87,47 @@ def target_lut(n_classes: int, background_is_class: bool) -> np.ndarray:
     return lut
 
 
+MAIN_SCENE = "data.image"  # the ``scene`` of chips cut from the training scene
+
+
+@dataclass(frozen=True)
+class SplitScene:
+    """Another scene that supplies every chip of one split (val or test).
+
+    Attributes:
+        prepared: its stack, prepared with the training scene's statistics.
+        labels: its label raster, burnt with the training scene's class table.
+        name: what the chip index's ``scene`` field says, e.g. ``data.split_scenes.test``.
+    """
+
+    prepared: Path
+    labels: Path
+    name: str
+
+
+@dataclass
+class _Scene:
+    """One scene in memory: the stack with nodata zeroed, its valid pixels and model targets."""
+
+    stack: np.ndarray
+    valid: np.ndarray
+    targets: np.ndarray
+    transform: Affine
+    crs: CRS
+
+
+def _read_scene(prepared: str | Path, labels: str | Path, lut: np.ndarray) -> _Scene:
+    with rasterio.open(prepared) as src:
+        stack = src.read().astype(np.float32)
+        valid = valid_mask(stack, src.nodata)
+        transform, crs = src.transform, src.crs
+    with rasterio.open(labels) as src:
+        targets = lut[src.read(1)]
+    targets[~valid] = IGNORE
+    stack[:, ~valid] = 0.0  # the normalized mean: nodata must not look like extreme data
+    return _Scene(stack, valid, targets, transform, crs)
+
+
 def build_chip_store(
     prepared: str | Path,
     labels: str | Path,
@@ -93,61 +138,91 @@ def build_chip_store(
     n_targets: int,
     seed: int,
     per_chip: bool = False,
+    split_scenes: Mapping[str, SplitScene] | None = None,
 ) -> ChipStore:
     """Cut chips for every split, each wholly inside its split's usable area, and store them.
 
     With ``per_chip`` each chip is standardized on its own valid pixels (the prepared stack
-    was left unnormalized for that), as prediction windows are.
+    was left unnormalized for that), as prediction windows are. A split named in
+    ``split_scenes`` takes all its chips, by grid, from that other scene and none from this one.
     """
     if plan.strategy not in STRATEGIES:
         raise ConfigError(f"data.chip_strategy='{plan.strategy}': expected one of {list(STRATEGIES)}.")
     out_dir = Path(out_dir)
-    chip_size = plan.chip_size
-    with rasterio.open(prepared) as src:
-        stack = src.read().astype(np.float32)
-        valid = valid_mask(stack, src.nodata)
-        transform, crs = src.transform, src.crs
-    with rasterio.open(labels) as src:
-        targets = lut[src.read(1)]
-    targets[~valid] = IGNORE
-    stack[:, ~valid] = 0.0  # the normalized mean: nodata must not look like extreme data
-    windows = _choose_windows(plan, split_map, targets, transform, crs, seed)
+    others = dict(split_scenes or {})
+    local = tuple(s for s in SPLITS if s not in others)
+    main = _read_scene(prepared, labels, lut)
+    windows = _choose_windows(plan, split_map, main.targets, main.transform, main.crs, seed, local)
     check_no_leakage(windows, split_map.shape)
-    records = []
-    for split, found in windows.items():
-        images = np.lib.format.open_memmap(
-            out_dir / f"{split}_image.npy", "w+", np.float32,
-            (len(found), stack.shape[0], chip_size, chip_size),
-        )
-        masks = np.lib.format.open_memmap(
-            out_dir / f"{split}_mask.npy", "w+", np.uint8, (len(found), chip_size, chip_size)
-        )
-        for i, w in enumerate(found):
-            rows, cols = w.slices
-            chip = stack[:, rows, cols]
-            if per_chip:
-                chip = standardize_chips(chip, valid=valid[rows, cols])
-                chip[:, ~valid[rows, cols]] = 0.0
-            images[i] = chip
-            masks[i] = targets[rows, cols]
-            hist = np.bincount(masks[i].ravel(), minlength=256)
-            records.append({
-                "split": split, "index": i, "row": w.row, "col": w.col, "size": w.size,
-                "labelled_fraction": float(1 - hist[IGNORE] / masks[i].size),
-                "nodata_fraction": float(1 - valid[rows, cols].mean()),
-                "histogram": hist[:n_targets].tolist(),
-            })
-        images.flush()
-        masks.flush()
-    counts = {split: len(found) for split, found in windows.items()}
+    records: list[dict] = []
+    grids = {MAIN_SCENE: (main.transform, main.crs)}
+    for split in local:
+        records += _write_split(out_dir, split, main, windows[split], MAIN_SCENE, per_chip, n_targets)
+    n_features = main.stack.shape[0]
+    del main
+    for split, other in others.items():
+        scene = _read_scene(other.prepared, other.labels, lut)
+        if scene.stack.shape[0] != n_features:
+            raise InputDataError(
+                f"{other.name}: prepared to {scene.stack.shape[0]} features but the training scene has "
+                f"{n_features}: give a scene with the same bands as data.image."
+            )
+        windows[split] = _split_scene_windows(plan, scene, split, other.name)
+        grids[other.name] = (scene.transform, scene.crs)
+        records += _write_split(out_dir, split, scene, windows[split], other.name, per_chip, n_targets)
+    counts = {split: len(windows[split]) for split in SPLITS if split in windows}
     (out_dir / "chips.json").write_text(json.dumps({"counts": counts, "chips": records}))
-    _write_footprints(out_dir / "chips.gpkg", records, transform, crs)
-    log.info("chips: %s chips of %d px (%s strategy)", counts, chip_size, plan.strategy)
-    return ChipStore(out_dir, counts, stack.shape[0])
+    _write_footprints(out_dir / "chips.gpkg", records, grids)
+    log.info("chips: %s chips of %d px (%s strategy)", counts, plan.chip_size, plan.strategy)
+    return ChipStore(out_dir, counts, n_features)
+
+
+def _write_split(
+    out_dir: Path, split: str, scene: _Scene, found: Sequence[Window], name: str, per_chip: bool, n_targets: int
+) -> list[dict]:
+    """Write one split's chips as ``{split}_image.npy``/``{split}_mask.npy``; return their index records."""
+    size = found[0].size if found else 0
+    images = np.lib.format.open_memmap(
+        out_dir / f"{split}_image.npy", "w+", np.float32, (len(found), scene.stack.shape[0], size, size)
+    )
+    masks = np.lib.format.open_memmap(out_dir / f"{split}_mask.npy", "w+", np.uint8, (len(found), size, size))
+    records = []
+    for i, w in enumerate(found):
+        rows, cols = w.slices
+        chip = scene.stack[:, rows, cols]
+        if per_chip:
+            chip = standardize_chips(chip, valid=scene.valid[rows, cols])
+            chip[:, ~scene.valid[rows, cols]] = 0.0
+        images[i] = chip
+        masks[i] = scene.targets[rows, cols]
+        hist = np.bincount(masks[i].ravel(), minlength=256)
+        records.append({
+            "split": split, "scene": name, "index": i, "row": w.row, "col": w.col, "size": w.size,
+            "labelled_fraction": float(1 - hist[IGNORE] / masks[i].size),
+            "nodata_fraction": float(1 - scene.valid[rows, cols].mean()),
+            "histogram": hist[:n_targets].tolist(),
+        })
+    images.flush()
+    masks.flush()
+    return records
+
+
+def _split_scene_windows(plan: ChipPlan, scene: _Scene, split: str, name: str) -> list[Window]:
+    """Grid windows over the whole of another scene: all of it belongs to the one split."""
+    labelled = scene.targets != IGNORE
+    found = grid_windows(np.ones_like(labelled), labelled, plan.chip_size, plan.eval_stride or plan.chip_size,
+                         plan.min_labelled_fraction)
+    require_chips(split, found, (
+        f"no window of {plan.chip_size} px in {name} has at least {100 * plan.min_labelled_fraction:.0f} "
+        f"percent labelled pixels. Check that {name}.labels overlap {name}.image and share data.class_column "
+        "and the class values, or lower data.chip_size or data.min_valid_fraction."
+    ))
+    return found
 
 
 def _choose_windows(
-    plan: ChipPlan, split_map: np.ndarray, targets: np.ndarray, transform, crs, seed: int
+    plan: ChipPlan, split_map: np.ndarray, targets: np.ndarray, transform, crs, seed: int,
+    splits: Sequence[str] = SPLITS,
 ) -> dict[str, list[Window]]:
     labelled = targets != IGNORE
     size = plan.chip_size
@@ -156,11 +231,12 @@ def _choose_windows(
     hint = (
         f"no window of {size} px fits inside the SPLIT area with at least "
         f"{100 * plan.min_labelled_fraction:.0f} percent labelled pixels. Lower data.chip_size or "
-        "data.min_valid_fraction, raise data.block_size, lower data.split_buffer, or check that "
-        "the labels overlap the image."
+        "data.min_valid_fraction, raise data.block_size (or draw larger SPLIT polygons in "
+        "data.split_vector), lower data.split_buffer, or check that the labels overlap the image."
     )
     windows: dict[str, list[Window]] = {}
-    for split_id, split in enumerate(SPLITS):
+    for split in splits:
+        split_id = SPLITS.index(split)
         area = usable_area(split_map, split_id, plan.buffer)
         if points is not None:
             found = point_windows(*points, area, labelled, size, plan.min_labelled_fraction)
@@ -201,20 +277,46 @@ def _read_points(path: str | None, transform, crs) -> tuple[np.ndarray, np.ndarr
     return np.asarray(rows), np.asarray(cols)
 
 
-def _write_footprints(path: Path, records: Sequence[dict], transform, crs) -> None:
-    """Chip footprints as polygons, so a user can see in QGIS where each split was cut."""
-    geoms = []
-    for r in records:
-        x0, y0 = transform * (r["col"], r["row"])
-        x1, y1 = transform * (r["col"] + r["size"], r["row"] + r["size"])
-        geoms.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+def _write_footprints(path: Path, records: Sequence[dict], grids: Mapping[str, tuple[Affine, CRS]]) -> None:
+    """Chip footprints as polygons, so a user can see in QGIS where each split was cut.
+
+    Chips of other scenes are reprojected to the training scene's CRS (one layer, one CRS).
+    """
+    crs = grids[MAIN_SCENE][1]
     columns = {k: [r[k] for r in records]
-               for k in ("split", "index", "row", "col", "size", "labelled_fraction", "nodata_fraction")}
+               for k in ("split", "scene", "index", "row", "col", "size", "labelled_fraction", "nodata_fraction")}
     n_targets = len(records[0]["histogram"]) if records else 0
     for t in range(n_targets):
         columns[f"pixels_class_{t}"] = [r["histogram"][t] for r in records]
+    geoms = []
+    for r in records:
+        transform = grids[r["scene"]][0]
+        x0, y0 = transform * (r["col"], r["row"])
+        x1, y1 = transform * (r["col"] + r["size"], r["row"] + r["size"])
+        geoms.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
     frame = gpd.GeoDataFrame(columns, geometry=geoms, crs=crs)
+    for name, (_, scene_crs) in grids.items():
+        if name != MAIN_SCENE and scene_crs != crs:
+            mine = (frame["scene"] == name).to_numpy()
+            frame.loc[mine, "geometry"] = gpd.GeoSeries(geoms, crs=scene_crs)[mine].to_crs(crs).to_numpy()
+    _warn_if_overlapping(frame)
     frame.to_file(path, driver="GPKG")
+
+
+def _warn_if_overlapping(frame: gpd.GeoDataFrame) -> None:
+    """Chips of another scene lying on training chips: fine for another date, a leak for the same one."""
+    train = frame[frame["split"] == "train"]
+    if train.empty:
+        return
+    area = shapely.union_all(train.geometry.to_numpy())  # GeoSeries.union_all needs geopandas >= 1
+    for name in sorted(set(frame["scene"]) - {MAIN_SCENE}):
+        hits = int(frame[frame["scene"] == name].geometry.intersects(area).sum())
+        if hits:
+            log.warning(
+                "chips: %d chips of %s lie on the ground of training chips; a test there is not spatially "
+                "independent (acceptable for another date of the same place, a leak for the same image).",
+                hits, name,
+            )
 
 
 def load_chip_store(entry: str | Path) -> ChipStore:
@@ -224,4 +326,5 @@ def load_chip_store(entry: str | Path) -> ChipStore:
     return ChipStore(entry, counts, n_features)
 
 
-__all__ = ["ChipPlan", "ChipStore", "build_chip_store", "load_chip_store", "target_lut", "IGNORE"]
+__all__ = ["ChipPlan", "ChipStore", "SplitScene", "build_chip_store", "load_chip_store", "target_lut", "IGNORE",
+           "MAIN_SCENE"]

@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -23,11 +23,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, vector_fingerprint
 from deepgeo_runner.config.validate import validate_config
-from deepgeo_runner.errors import ConfigError, StageError
-from deepgeo_runner.geo.chips import split_blocks
+from deepgeo_runner.errors import ConfigError, InputDataError, StageError
+from deepgeo_runner.geo.chips import SPLITS, split_blocks
+from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.pipeline.chips import (
     ChipPlan,
     ChipStore,
+    SplitScene,
     build_chip_store,
     load_chip_store,
     target_lut,
@@ -35,6 +37,9 @@ from deepgeo_runner.pipeline.chips import (
 from deepgeo_runner.pipeline.labels import rasterize_labels
 from deepgeo_runner.pipeline.prepare import PreparedScene, load_prepared, prepare_scene
 from deepgeo_runner.provenance import write_provenance
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +92,7 @@ class Artifacts:
     metrics: dict | None = None
     prediction: Path | None = None
     prepare_extras: dict[str, Any] = field(default_factory=dict)
+    split_scenes: dict[str, SplitScene] = field(default_factory=dict)  # val/test from other scenes
     cache_keys: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -116,11 +122,16 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
             timed("predict", apply_checkpoint_stage, cfg, run_dir, art)
             _provenance(cfg, run_dir, art, classes)
         return art
+    split_polygons = _read_split_polygons(cfg)  # a bad split file fails before any raster work
     timed("inputs", _resolve_inputs, cfg, cache_dir, art)
-    split_map = _split_map(cfg, art.image)
+    _check_split_scenes(cfg, art)
+    split_map = _split_map(cfg, art.image, split_polygons)
     timed("prepare", _prepare, cfg, cache_dir, art, split_map, "prepare" in stages)
     timed("rasterize", _rasterize, cfg, cache_dir, art, classes, "rasterize" in stages)
     needs_chips = bool({"chips", "fit", "test"} & set(stages))
+    if _external_splits(cfg) and (needs_chips or {"prepare", "rasterize"} & set(stages)):
+        timed("split_scenes", _prepare_split_scenes, cfg, cache_dir, art, classes,
+              "prepare" in stages, "rasterize" in stages)
     if needs_chips:
         timed("chips", _chips, cfg, cache_dir, art, classes, split_map, "chips" in stages)
     if {"fit", "test", "predict"} & set(stages):
@@ -136,7 +147,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
 
 def _provenance(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTable) -> None:
     inputs = {}
-    for name, path in (("image", art.image), ("labels", art.labels_source)):
+    files = [("image", art.image), ("labels", art.labels_source)]
+    for split, scene in _external_splits(cfg).items():
+        files += [(f"split_scenes.{split}.{k}", Path(scene[k])) for k in ("image", "labels")]
+    for name, path in files:
         if path is not None:
             inputs[name] = {"path": str(path), "sha256": file_fingerprint(path)}
     tiles = [p for paths in art.image_sources.values() for p in paths]
@@ -189,29 +203,32 @@ def stack_dates(data: DictConfig) -> list[str]:
     return [str(d) for d in (data.get("dates") or [])]
 
 
-def _scene_options(data: DictConfig) -> tuple[Any, list[float] | None]:
-    from deepgeo_runner.geo.scene import SceneOptions
+def _analysis_image(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> Path:
+    """The input raster itself, or (mosaic / time stack / crop / AOI / reprojection) a cached
+    scene on the analysis grid, so that every later stage reads one raster on one grid."""
+    from deepgeo_runner.geo.scene import date_groups
 
+    art.image_sources = date_groups(cfg.data.image)
+    return _on_analysis_grid(cfg, cache_dir, art, art.image_sources, crop=True, key="scene")
+
+
+def _on_analysis_grid(cfg: DictConfig, cache_dir: Path, art: Artifacts, groups: dict[str, list[Path]],
+                      crop: bool, key: str) -> Path:
+    """``groups`` (date → tiles) mosaicked/stacked/reprojected as ``data`` asks; cropped (bbox,
+    AOI) only when ``crop``: another scene of a split keeps its own extent but takes
+    ``data.crs``/``data.resolution``."""
+    from deepgeo_runner.geo.scene import SceneOptions, build_time_stack
+
+    data = cfg.data
     res = data.get("resolution")
     if res is not None:
         res = [float(res)] * 2 if isinstance(res, int | float) else [float(r) for r in res]
     options = SceneOptions(
-        bbox=tuple(data.bbox) if data.get("bbox") is not None else None,
-        aoi=data.get("aoi"), crs=data.get("crs"), resolution=tuple(res) if res else None,
+        bbox=tuple(data.bbox) if crop and data.get("bbox") is not None else None,
+        aoi=data.get("aoi") if crop else None, crs=data.get("crs"), resolution=tuple(res) if res else None,
         resampling=str(data.get("resampling", "nearest")), nodata=data.nodata,
     )
-    return options, res
-
-
-def _analysis_image(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> Path:
-    """The input raster itself, or (mosaic / time stack / crop / AOI / reprojection) a cached
-    scene on the analysis grid, so that every later stage reads one raster on one grid."""
-    from deepgeo_runner.geo.scene import build_time_stack, date_groups
-
-    data = cfg.data
-    groups = art.image_sources = date_groups(data.image)
     tiles = [p for paths in groups.values() for p in paths]
-    options, res = _scene_options(data)
     if len(groups) == 1 and options.is_identity(len(tiles)):
         return tiles[0]
     payload = {
@@ -221,27 +238,70 @@ def _analysis_image(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> Path:
         "crs": options.crs, "resolution": res, "resampling": options.resampling, "nodata": data.nodata,
     }
     if len(groups) > 1:
-        payload["dates"] = {d: [file_fingerprint(p) for p in tiles] for d, tiles in groups.items()}
+        payload["dates"] = {d: [file_fingerprint(p) for p in paths] for d, paths in groups.items()}
 
     def build(tmp: Path) -> None:
         build_time_stack(groups, tmp / "scene.tif", options, window=int(cfg.preprocessing.get("window", 1024)))
 
-    entry, key, reused = _entry(cache_dir, "scene", payload, build, True)
-    art.cache_keys["scene"], art.reused["scene"] = key, reused
+    entry, cache_key, reused = _entry(cache_dir, "scene", payload, build, True)
+    art.cache_keys[key], art.reused[key] = cache_key, reused
     return entry / "scene.tif"
 
 
-def _split_map(cfg: DictConfig, image: Path) -> np.ndarray:
-    with rasterio.open(image) as src:
-        shape = (src.height, src.width)
+def _read_split_polygons(cfg: DictConfig) -> gpd.GeoDataFrame | None:
+    """The checked polygons of ``data.split_vector``, or None when the scene is split by blocks."""
+    if cfg.data.get("split_vector") is None:
+        return None
+    from deepgeo_runner.geo.split_vector import read_split_polygons
+
+    polygons = read_split_polygons(cfg.data.split_vector, str(cfg.data.split_column))
+    clash = sorted(set(_external_splits(cfg)) & set(polygons[str(cfg.data.split_column)]))
+    if clash:
+        raise ConfigError(
+            f"data.split_vector '{cfg.data.split_vector}' has {clash} polygons, but data.split_scenes."
+            f"{clash[0]} also gives that split: drop those polygons or that scene (one source per split)."
+        )
+    return polygons
+
+
+def _external_splits(cfg: DictConfig) -> dict[str, DictConfig]:
+    """Splits whose chips all come from another scene (``data.split_scenes``), in split order."""
+    scenes = cfg.data.get("split_scenes") or {}
+    return {s: scenes[s] for s in ("val", "test") if scenes.get(s) is not None and scenes[s].get("image")}
+
+
+def _local_splits(cfg: DictConfig) -> tuple[str, ...]:
+    """Splits cut from the training scene itself."""
+    external = _external_splits(cfg)
+    return tuple(s for s in SPLITS if s not in external)
+
+
+def _split_map(cfg: DictConfig, image: Path, polygons: gpd.GeoDataFrame | None = None) -> np.ndarray:
+    """Per-pixel split of the analysis grid: the user's polygons, else seeded blocks."""
+    grid = Grid.of(image)
+    if polygons is not None:
+        from deepgeo_runner.geo.split_vector import rasterize_splits, require_splits
+
+        split_map = rasterize_splits(polygons, grid)
+        require_splits(split_map, _local_splits(cfg), f"data.split_vector '{cfg.data.split_vector}'")
+        return split_map
     block = cfg.data.block_size or 2 * cfg.data.chip_size
-    return split_blocks(shape, int(block), list(cfg.data.split_fractions), int(cfg.seed))
+    local = _local_splits(cfg)  # a split from another scene gets no blocks here
+    fractions = [float(f) if s in local else 0.0 for s, f in zip(SPLITS, cfg.data.split_fractions, strict=True)]
+    return split_blocks(grid.shape, int(block), fractions, int(cfg.seed))
 
 
 def _split_payload(cfg: DictConfig) -> dict[str, Any]:
+    """What shaped the split map, for the cache keys of the stages that depend on it."""
     data = cfg.data
-    return {"block": data.block_size or 2 * data.chip_size,
-            "fractions": list(data.split_fractions), "seed": int(cfg.seed)}
+    if data.get("split_vector") is not None:
+        payload = {"vector": vector_fingerprint(data.split_vector), "column": str(data.split_column)}
+    else:
+        payload = {"block": data.block_size or 2 * data.chip_size,
+                   "fractions": list(data.split_fractions), "seed": int(cfg.seed)}
+    if _external_splits(cfg):  # keys of old entries stay valid when every split is local
+        payload["external"] = list(_external_splits(cfg))
+    return payload
 
 
 def _entry(cache_dir: Path, stage: str, payload: dict, build, run_stage: bool):
@@ -257,23 +317,36 @@ def _entry(cache_dir: Path, stage: str, payload: dict, build, run_stage: bool):
     return entry, hash_payload(payload), True
 
 
-def _prepare(cfg, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_stage: bool) -> None:
+def _norm_options(cfg: DictConfig):
     from deepgeo_runner.geo.normalize import NormOptions
 
-    pre, data = cfg.preprocessing, cfg.data
-    norm = NormOptions(
+    pre = cfg.preprocessing
+    return NormOptions(
         method=str(pre.normalization), per_band=bool(pre.get("norm_per_band", True)),
         out_range=tuple(float(v) for v in pre.get("norm_range", [0.0, 1.0])),
         percentiles=tuple(float(v) for v in pre.get("norm_percentiles", [2.0, 98.0])),
         constant=float(pre.get("norm_constant", 10000.0)), samples=int(pre.get("norm_samples", 1_000_000)),
     )
-    extras = {
+
+
+def _prepare_extras(cfg: DictConfig) -> dict[str, Any]:
+    """The optional keyword arguments of ``prepare_scene`` that the config sets."""
+    pre, data = cfg.preprocessing, cfg.data
+    return {
         "expressions": _plain(pre.get("expressions")) or None,
         "index_constants": _plain(pre.get("index_constants")) or None,
         "keep_bands": _plain(pre.get("keep_bands")),
         "scale": _plain(data.get("scale")), "offset": _plain(data.get("offset")),
     }
-    dates = stack_dates(data)
+
+
+def _prepare(cfg, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_stage: bool) -> None:
+    from deepgeo_runner.geo.normalize import NormOptions
+
+    pre = cfg.preprocessing
+    norm = _norm_options(cfg)
+    extras = _prepare_extras(cfg)
+    dates = stack_dates(cfg.data)
     payload = {
         "v": CACHE_VERSION, "image": file_fingerprint(art.image), "bands": art.band_names,
         "indices": list(pre.indices), "normalization": pre.normalization,
@@ -307,13 +380,22 @@ def _plain(value: Any) -> Any:
 
 
 def _rasterize(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, run_stage: bool) -> None:
+    entry, key, reused = _burn_labels(cfg, cache_dir, classes, art.labels_source, art.prepared.path,
+                                      art.cache_keys["prepare"], run_stage)
+    art.labels = entry / "labels.tif"
+    art.cache_keys["rasterize"], art.reused["rasterize"] = key, reused
+
+
+def _burn_labels(cfg, cache_dir: Path, classes: ClassTable, labels: Path, prepared: Path, grid_key: str,
+                 run_stage: bool) -> tuple[Path, str, bool]:
+    """The cached label raster of ``labels`` on the grid of ``prepared`` (cache key ``grid_key``)."""
     data = cfg.data
     groups = _plain(data.get("class_groups")) or None
     others = str(data.get("other_classes", "background"))
     all_touched = bool(data.get("all_touched", False))
     payload = {
-        "v": CACHE_VERSION, "labels": vector_fingerprint(art.labels_source),
-        "grid": art.cache_keys["prepare"], "column": data.class_column,
+        "v": CACHE_VERSION, "labels": vector_fingerprint(labels),
+        "grid": grid_key, "column": data.class_column,
         "classes": list(data.classes),
         "values": list(data.class_values) if data.class_values is not None else None,
         "colors": classes.colors,
@@ -323,14 +405,59 @@ def _rasterize(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, run_st
 
     def build(tmp: Path) -> None:
         colors = classes.colors[1:] if classes.background_is_class else classes.colors
-        rasterize_labels(art.labels_source, art.prepared.path, tmp / "labels.tif",
+        rasterize_labels(labels, prepared, tmp / "labels.tif",
                          list(data.classes), colors, data.class_column,
                          list(data.class_values) if data.class_values is not None else None,
                          all_touched=all_touched, class_groups=groups, others=others)
 
-    entry, key, reused = _entry(cache_dir, "rasterize", payload, build, run_stage)
-    art.labels = entry / "labels.tif"
-    art.cache_keys["rasterize"], art.reused["rasterize"] = key, reused
+    return _entry(cache_dir, "rasterize", payload, build, run_stage)
+
+
+def _check_split_scenes(cfg: DictConfig, art: Artifacts) -> None:
+    """Cheap checks of the other scenes (readable, georeferenced, same band count) before any heavy work."""
+    with rasterio.open(art.image) as src:
+        n_bands = src.count
+    for split, files in _external_splits(cfg).items():
+        key = f"data.split_scenes.{split}.image"
+        try:
+            with rasterio.open(files.image) as src:
+                count, crs = src.count, src.crs
+        except rasterio.errors.RasterioError as exc:
+            raise InputDataError(f"{key}='{files.image}': cannot read it as a raster: {exc}") from exc
+        if crs is None:
+            raise InputDataError(f"{key}='{files.image}' has no CRS: georeference it (gdal_edit.py -a_srs EPSG:XXXX).")
+        if count != n_bands:
+            raise InputDataError(
+                f"{key}='{files.image}' has {count} bands but the training scene has {n_bands}: give a scene "
+                "with the same bands in the same order."
+            )
+
+
+def _prepare_split_scenes(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable,
+                          run_prepare: bool, run_rasterize: bool) -> None:
+    """Other scenes of val/test: on the analysis CRS/resolution, prepared with the TRAINING
+    scene's statistics (a held-out scene must not be normalized by its own), labels burnt
+    with the same class table; each cached under keys that chain to the training scene's."""
+    pre, data = cfg.preprocessing, cfg.data
+    extras = {k: v for k, v in _prepare_extras(cfg).items() if v is not None}
+    for split, files in _external_splits(cfg).items():
+        image = _on_analysis_grid(cfg, cache_dir, art, {"": [Path(files.image)]}, crop=False, key=f"scene_{split}")
+        payload = {
+            "v": CACHE_VERSION, "image": file_fingerprint(image), "bands": art.band_names,
+            "indices": list(pre.indices), "nodata": data.nodata, "stats_of": art.cache_keys["prepare"], **extras,
+        }
+
+        def build(tmp: Path, image: Path = image) -> None:
+            prepare_scene(image, tmp, art.band_names, list(pre.indices), _norm_options(cfg), None, data.nodata,
+                          stats=art.prepared.stats, dates=stack_dates(data), window=int(pre.get("window", 1024)),
+                          **extras)
+
+        entry, key, reused = _entry(cache_dir, "prepare", payload, build, run_prepare)
+        art.cache_keys[f"prepare_{split}"], art.reused[f"prepare_{split}"] = key, reused
+        prepared = load_prepared(entry).path
+        entry, key, reused = _burn_labels(cfg, cache_dir, classes, Path(files.labels), prepared, key, run_rasterize)
+        art.cache_keys[f"rasterize_{split}"], art.reused[f"rasterize_{split}"] = key, reused
+        art.split_scenes[split] = SplitScene(prepared, entry / "labels.tif", f"data.split_scenes.{split}")
 
 
 def chip_plan(cfg: DictConfig, classes: ClassTable) -> ChipPlan:
@@ -363,12 +490,15 @@ def _chips(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, split_map,
     }
     if art.prepared.stats.per_chip:
         payload["per_chip"] = True
+    if art.split_scenes:  # their prepare/rasterize keys hash the other scenes' files
+        payload["split_scenes"] = {s: [art.cache_keys[f"prepare_{s}"], art.cache_keys[f"rasterize_{s}"]]
+                                   for s in art.split_scenes}
 
     def build(tmp: Path) -> None:
         build_chip_store(
             art.prepared.path, art.labels, tmp, split_map, plan,
             target_lut(classes.n_classes, classes.background_is_class), len(classes.names),
-            int(cfg.seed), per_chip=art.prepared.stats.per_chip,
+            int(cfg.seed), per_chip=art.prepared.stats.per_chip, split_scenes=art.split_scenes,
         )
 
     entry, key, reused = _entry(cache_dir, "chips", payload, build, run_stage)
