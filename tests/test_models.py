@@ -496,3 +496,21 @@ def test_smp_config_takes_torchgeo_weights_and_the_data_band_names(monkeypatch):
     weight = first_conv(model).weight
     assert weight.shape[1] == 8
     assert torch.allclose(weight[:, 4], state["conv1.weight"][:, 11] * 13 / 8)  # swir1 <- B11
+
+
+def test_a_checkpoint_rebuilds_its_pretrained_network_without_fetching(monkeypatch):
+    """Its own weights replace the pretrained ones, so predicting offline from it needs no download."""
+    from deepgeo_runner.pipeline.apply import build_net
+
+    _serve_torchgeo_state(monkeypatch, _synthetic_s2_resnet18())
+    bands = ["blue", "green", "red", "nir"]
+    trained = smp_model(4, 2, encoder="resnet18", torchgeo_weights=S2_WEIGHTS, band_names=bands,
+                        encoder_depth=4, decoder_channels=[16, 8, 8, 4])
+    asked = _serve_torchgeo_state(monkeypatch, error=AssertionError("nothing may be fetched"))
+    meta = {"features": bands, "class_names": ["a", "b"],
+            "model": {"_target_": "deepgeo_runner.ml.models.smp_model", "encoder": "resnet18",
+                      "torchgeo_weights": S2_WEIGHTS, "band_names": bands, "encoder_depth": 4,
+                      "decoder_channels": [16, 8, 8, 4]}}
+    rebuilt = build_net(meta, trained.state_dict())
+    assert asked == []
+    assert torch.equal(first_conv(rebuilt).weight, first_conv(trained).weight)
