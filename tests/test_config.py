@@ -42,6 +42,9 @@ def test_every_option_composes_and_validates(group, option, tiny_scene):
     overrides = [f"{group}={option}", "paths.output_dir=/tmp/x"]
     if group == "data" and option == "scene":
         overrides += _scene_overrides(tiny_scene)
+    if group == "data" and option == "torchgeo":  # the class is only named here, never imported
+        overrides += ["data.datamodule._target_=torchgeo.datamodules.LandCoverAIDataModule",
+                      "data.classes=[background,building,woodland,water,road]", "data.in_channels=3"]
     cfg = _compose(overrides)
     validate_config(cfg)
     assert OmegaConf.select(cfg, "model._target_")

@@ -392,3 +392,125 @@ def test_custom_network_experiment_builds_the_users_class(monkeypatch):
     assert out.shape == (2, 3, 24, 24)
     F.cross_entropy(out, y).backward()
     assert torch.isfinite(first_conv(model).weight.grad).all()
+
+
+# --- torchgeo's multispectral weights (model.torchgeo_weights), served without a download -------
+
+S2_WEIGHTS = "ResNet18_Weights.SENTINEL2_ALL_MOCO"
+
+
+def _serve_torchgeo_state(monkeypatch, state: dict | None = None, error: Exception | None = None) -> list[str]:
+    """Answer torch hub's load_state_dict_from_url (as torchvision's weights call it) with
+    ``state`` or ``error``; return the URLs asked for."""
+    import torchvision.models._api as weights_api
+
+    asked: list[str] = []
+
+    def load_state_dict_from_url(url, *args, **kwargs):
+        asked.append(url)
+        if error is not None:
+            raise error
+        return {k: v.clone() for k, v in state.items()}
+
+    monkeypatch.setattr(weights_api, "load_state_dict_from_url", load_state_dict_from_url)
+    return asked
+
+
+def _synthetic_s2_resnet18() -> dict[str, torch.Tensor]:
+    """A state dict shaped like torchgeo's 13-band ResNet-18 (timm names, with the classifier)."""
+    import segmentation_models_pytorch.encoders as smp_encoders
+
+    torch.manual_seed(1)
+    encoder = smp_encoders.get_encoder("resnet18", in_channels=13, weights=None)
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in encoder.state_dict().items()}
+    return {**state, "fc.weight": torch.randn(1000, 512), "fc.bias": torch.randn(1000)}
+
+
+def test_torchgeo_weights_load_into_the_encoder_as_they_are(monkeypatch):
+    state = _synthetic_s2_resnet18()
+    asked = _serve_torchgeo_state(monkeypatch, state)
+    model = smp_model(13, 2, encoder="resnet18", torchgeo_weights=S2_WEIGHTS, encoder_depth=4,
+                      decoder_channels=[16, 8, 8, 4])
+    assert len(asked) == 1 and asked[0].endswith("resnet18_sentinel2_all_moco-59bfdff9.pth")
+    loaded = model.model.encoder.state_dict()
+    assert set(loaded) == set(state) - {"fc.weight", "fc.bias"}
+    for key, value in loaded.items():
+        assert torch.equal(value, state[key]), key
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 13, 32, 32)).shape == (1, 2, 32, 32)
+
+
+def test_torchgeo_weights_first_conv_adapted_to_the_bands_by_role(monkeypatch):
+    """Sentinel-2 B2, B3, B4, B8 are blue, green, red, nir: those kernels are kept, the rest loaded."""
+    state = _synthetic_s2_resnet18()
+    _serve_torchgeo_state(monkeypatch, state)
+    bands = ["blue", "green", "red", "nir", "swir2"]
+    model = smp_model(7, 2, encoder="resnet18", torchgeo_weights=S2_WEIGHTS, band_names=bands,
+                      encoder_depth=4, decoder_channels=[16, 8, 8, 4])  # + 2 appended indices
+    conv1, weight = state["conv1.weight"], first_conv(model).weight
+    scale = 13 / 7
+    assert weight.shape == (64, 7, 7, 7)
+    for i, s2_index in enumerate([1, 2, 3, 7, 12]):  # B2 B3 B4 B8 B12
+        assert torch.allclose(weight[:, i], conv1[:, s2_index] * scale), bands[i]
+    assert torch.allclose(weight[:, 6], conv1.mean(dim=1) * scale)  # an index: the mean kernel
+    assert torch.equal(model.model.encoder.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 7, 32, 32)).shape == (1, 2, 32, 32)
+
+
+def test_torchgeo_weights_offline_say_where_to_put_the_file(monkeypatch):
+    from urllib.error import URLError
+
+    cause = URLError("simulated: no network")
+    _serve_torchgeo_state(monkeypatch, error=cause)
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent/torch_home")
+    with pytest.raises(RuntimeError, match=r"Could not download the torchgeo weights .*SENTINEL2_ALL_MOCO.*"
+                       r"https://hf\.co/torchgeo/resnet18_sentinel2_all_moco/.*"
+                       r"/nonexistent/torch_home/hub/checkpoints/resnet18_sentinel2_all_moco-59bfdff9\.pth.*"
+                       r"TORCH_HOME.*model\.torchgeo_weights=null") as info:
+        smp_model(13, 2, encoder="resnet18", torchgeo_weights=S2_WEIGHTS)
+    assert info.value.__cause__ is cause
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"encoder": "resnet34"}, r"for the 'resnet18' encoder, not 'resnet34'.*model\.encoder=resnet18"),
+    ({"torchgeo_weights": "ResNet18_Weights.NOPE"}, r"not a torchgeo weights name.*SENTINEL2_ALL_MOCO"),
+    ({"encoder_weights": "imagenet"}, r"encoder_weights .* or torchgeo_weights, not both"),
+    ({"in_channels": 4}, r"take 13 bands.*the input has 4.*band_names"),
+    ({"in_channels": 2, "band_names": ["vv", "vh"]}, r"none of the bands \['vv', 'vh'\].*model\.pretrained_bands"),
+])
+def test_torchgeo_weights_misconfigured_say_what_to_change(monkeypatch, kwargs, message):
+    asked = _serve_torchgeo_state(monkeypatch, error=AssertionError("nothing may be fetched"))
+    args = {"in_channels": 13, "classes": 2, "encoder": "resnet18", "torchgeo_weights": S2_WEIGHTS, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        smp_model(**args)
+    assert asked == []
+
+
+def test_smp_config_takes_torchgeo_weights_and_the_data_band_names(monkeypatch):
+    hydra_utils = pytest.importorskip("hydra.utils")
+    state = _synthetic_s2_resnet18()
+    _serve_torchgeo_state(monkeypatch, state)
+    node = compose_model("smp", encoder="resnet18", torchgeo_weights=S2_WEIGHTS, decoder_channels=[16, 8, 8, 4, 4])
+    model = hydra_utils.instantiate(node, in_channels=8, classes=3)  # 6 named bands + 2 indices
+    weight = first_conv(model).weight
+    assert weight.shape[1] == 8
+    assert torch.allclose(weight[:, 4], state["conv1.weight"][:, 11] * 13 / 8)  # swir1 <- B11
+
+
+def test_a_checkpoint_rebuilds_its_pretrained_network_without_fetching(monkeypatch):
+    """Its own weights replace the pretrained ones, so predicting offline from it needs no download."""
+    from deepgeo_runner.pipeline.apply import build_net
+
+    _serve_torchgeo_state(monkeypatch, _synthetic_s2_resnet18())
+    bands = ["blue", "green", "red", "nir"]
+    trained = smp_model(4, 2, encoder="resnet18", torchgeo_weights=S2_WEIGHTS, band_names=bands,
+                        encoder_depth=4, decoder_channels=[16, 8, 8, 4])
+    asked = _serve_torchgeo_state(monkeypatch, error=AssertionError("nothing may be fetched"))
+    meta = {"features": bands, "class_names": ["a", "b"],
+            "model": {"_target_": "deepgeo_runner.ml.models.smp_model", "encoder": "resnet18",
+                      "torchgeo_weights": S2_WEIGHTS, "band_names": bands, "encoder_depth": 4,
+                      "decoder_channels": [16, 8, 8, 4]}}
+    rebuilt = build_net(meta, trained.state_dict())
+    assert asked == []
+    assert torch.equal(first_conv(rebuilt).weight, first_conv(trained).weight)

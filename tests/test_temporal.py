@@ -94,11 +94,20 @@ def test_difference_fusion_is_blind_to_dates_that_did_not_change():
 
 def test_attention_weights_are_a_distribution_over_dates():
     model = TemporalAttentionUNet(2, 2, dates=4, heads=3, **TINY).eval()
+    x = torch.randn(2, 4, 2, 16, 16)
     with torch.no_grad():
-        model(torch.randn(2, 4, 2, 16, 16))
-    for level, weights in enumerate(model.attention_weights):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        logits = model(x)
+        assert not any(hasattr(att, "last_weights") for att in model.attention)  # forward keeps no state
+        maps = model.attention_weights(x)
+    assert len(maps) == len(model.attention)
+    for level, weights in enumerate(maps):
         assert weights.shape == (2, 4, 3, 16 >> level, 16 >> level)
         assert torch.allclose(weights.sum(dim=1), torch.ones(()), atol=1e-5)
+    # asking for the weights changed nothing: forward gives the same logits, the weights are unchanged
+    with torch.no_grad():
+        assert torch.equal(model(x), logits)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_dates_can_be_the_list_of_dates():

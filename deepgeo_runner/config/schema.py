@@ -78,6 +78,9 @@ class DataConfig:
     class_groups: Any = None  # (a mapping) class → source classes merged into it
     other_classes: str = "background"  # labelled features of no class of interest: background or ignore
     all_touched: bool = False  # burn every pixel a polygon touches, not only centres inside
+    datamodule: Any = None  # data=torchgeo: a LightningDataModule by _target_ (fit/test only)
+    in_channels: int | None = None  # data=torchgeo: bands of the datamodule's images
+    ignore_index: int | None = None  # data=torchgeo: the mask value meaning "no label" (skipped)
 
 
 @dataclass

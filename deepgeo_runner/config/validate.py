@@ -7,6 +7,7 @@ the key, the bad value and what would be accepted.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,11 @@ _MISSING_HINTS = {
     "data.labels": "the ground truth: a vector file (.gpkg/.shp/.geojson) or a label GeoTIFF, "
     "e.g. data.labels=/data/prodes.gpkg",
     "data.classes": "the classes of interest in order (ids 1..N), e.g. data.classes=[forest,deforestation]",
+    "data.datamodule._target_": "the datamodule class, e.g. "
+    "data.datamodule._target_=torchgeo.datamodules.LandCoverAIDataModule",
+    "data.in_channels": "the number of bands of the datamodule's images, e.g. data.in_channels=3",
 }
+DATAMODULE_STAGES = ("fit", "test")  # what applies to chips that a datamodule yields ready-made
 
 
 def _fail(key: str, value: object, accepted: str) -> ConfigError:
@@ -46,10 +51,13 @@ def validate_config(cfg: DictConfig) -> None:
     _check_stages(cfg)
     if cfg.test_split not in ("train", "val", "test"):
         raise _fail("test_split", cfg.test_split, "one of ['train', 'val', 'test']")
-    _check_data(cfg.data)
-    if cfg.preprocessing.normalization not in METHODS:
-        raise _fail("preprocessing.normalization", cfg.preprocessing.normalization, f"one of {list(METHODS)}")
-    _check_preprocessing(cfg)
+    if uses_datamodule(cfg.data):
+        _check_datamodule(cfg)
+    else:
+        _check_data(cfg.data)
+        if cfg.preprocessing.normalization not in METHODS:
+            raise _fail("preprocessing.normalization", cfg.preprocessing.normalization, f"one of {list(METHODS)}")
+        _check_preprocessing(cfg)
     if cfg.augmentation.name not in AUGMENTATIONS:
         raise _fail("augmentation.name", cfg.augmentation.name, f"one of {list(AUGMENTATIONS)}")
     bad_ops = [op for op in cfg.augmentation.expand_ops if op not in D4_NAMES]
@@ -63,6 +71,50 @@ def validate_config(cfg: DictConfig) -> None:
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"{group}: needs a '_target_' naming the class to build (see conf/{group}/).")
     _check_predict(cfg)
+
+
+def uses_datamodule(data: DictConfig) -> bool:
+    """True when chips come from a LightningDataModule by ``_target_`` (data=torchgeo), not from a scene."""
+    return data.get("datamodule") is not None
+
+
+def _check_datamodule(cfg: DictConfig) -> None:
+    """data=torchgeo: a datamodule to build, classes and bands to size the network, fit/test only."""
+    data, name = cfg.data, cfg.data.get("name", "torchgeo")
+    node = data.datamodule
+    if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
+        raise ConfigError(f"data.datamodule needs a '_target_' naming the class to build: give "
+                          f"{_MISSING_HINTS['data.datamodule._target_']}.")
+    package = node._target_.split(".")[0]
+    if importlib.util.find_spec(package) is None:  # the top package only: nothing is imported
+        raise ConfigError(f"data.datamodule._target_='{node._target_}': no module '{package}' is installed "
+                          f"(pip install {package}), or add its folder to PYTHONPATH.")
+    other = [s for s in cfg.stages if s not in DATAMODULE_STAGES]
+    if other and list(cfg.stages) != list(STAGES):  # the whole cycle (the default) runs what applies
+        raise ConfigError(
+            f"stages {other} do not apply to data={name}: a datamodule yields ready-made chips, so there is "
+            "no scene to prepare, rasterize, chip, predict or report on. Use stages=[fit,test] (or "
+            "stages=[test] predict.checkpoint=CKPT); to classify a whole scene, train with data=scene."
+        )
+    if cfg.test_split != "test":
+        raise _fail("test_split", cfg.test_split, f"test with data={name} (the datamodule's own test split)")
+    classes = list(data.classes)
+    if not classes or len(set(classes)) != len(classes):
+        raise _fail("data.classes", classes, "one distinct name per mask value 0..K-1, e.g. [background,building]")
+    if data.class_colors is not None:
+        colors = list(data.class_colors)
+        if len(colors) != len(classes) or not all(_HEX.match(str(c)) for c in colors):
+            raise _fail("data.class_colors", colors, f"{len(classes)} colours written '#rrggbb'")
+    if data.get("in_channels") is None or data.in_channels < 1:
+        raise _fail("data.in_channels", data.get("in_channels"), "the positive number of bands of the images")
+    if data.batch_size < 1:
+        raise _fail("data.batch_size", data.batch_size, "a positive batch size")
+    if cfg.augmentation.name == "d4_expand":
+        raise _fail("augmentation", "d4_expand", f"d4 or none with data={name} (d4_expand copies a chip store)")
+    weights = cfg.loss.get("class_weights") if isinstance(cfg.loss, DictConfig) else None
+    if isinstance(weights, str):
+        raise _fail("loss.class_weights", weights, f"explicit weights, one per class, or null with data={name} "
+                    "(the training labels' pixel counts are known only for chip stores)")
 
 
 def _check_preprocessing(cfg: DictConfig) -> None:

@@ -135,8 +135,15 @@ class ChipDataModule(pl.LightningDataModule):
             return batch
         if self._generator is None:
             self._generator = torch.Generator().manual_seed(self.seed * 1000 + trainer.global_rank)
-        if self.plan.name == "d4":
-            batch["image"], batch["mask"] = random_dihedral(batch["image"], batch["mask"], self._generator)
-        batch["image"] = photometric(batch["image"], self._generator, self.plan.brightness,
-                                     self.plan.noise_std)
-        return batch
+        return augment_batch(batch, self.plan, self._generator)
+
+
+def augment_batch(batch: dict[str, Any], plan: AugmentPlan, generator: torch.Generator) -> dict[str, Any]:
+    """The plan's per-batch augmentation (``d4`` and photometric) of a training batch on its device.
+
+    ``d4_expand`` is not done here: it is a fixed expansion of the dataset (see ``ChipDataModule``).
+    """
+    if plan.name == "d4":
+        batch["image"], batch["mask"] = random_dihedral(batch["image"], batch["mask"], generator)
+    batch["image"] = photometric(batch["image"], generator, plan.brightness, plan.noise_std)
+    return batch

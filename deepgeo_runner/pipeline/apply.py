@@ -25,6 +25,7 @@ _META_KEYS = ("features", "band_names", "indices", "stats", "class_names", "clas
               "model")
 # extra preparation options passed on when the checkpoint records them
 _PREPARE_EXTRAS = ("expressions", "index_constants", "scale", "offset", "keep_bands", "dates")
+_PRETRAINED_KEYS = ("encoder_weights", "torchgeo_weights")  # smp_model keys that fetch weights
 
 
 @dataclass
@@ -60,9 +61,11 @@ def build_net(meta: dict[str, Any], weights: dict[str, torch.Tensor] | None = No
     """The network described by the checkpoint's model config, with ``weights`` loaded."""
     from hydra.utils import instantiate
 
+    # the checkpoint's weights replace any pretrained ones: do not fetch those again
+    model = {**meta["model"], **{k: None for k in _PRETRAINED_KEYS if k in meta["model"]}}
     try:
         inputs = meta.get("model_inputs") or {"in_channels": len(meta["features"])}  # older checkpoints
-        net = instantiate(meta["model"], **inputs, classes=len(meta["class_names"]))
+        net = instantiate(model, **inputs, classes=len(meta["class_names"]))
     except Exception as exc:
         cause = exc.__cause__ or exc
         raise ConfigError(

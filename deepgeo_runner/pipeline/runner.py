@@ -22,7 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, vector_fingerprint
-from deepgeo_runner.config.validate import validate_config
+from deepgeo_runner.config.validate import DATAMODULE_STAGES, uses_datamodule, validate_config
 from deepgeo_runner.errors import ConfigError, InputDataError, StageError
 from deepgeo_runner.geo.chips import SPLITS, split_blocks
 from deepgeo_runner.geo.raster_io import Grid
@@ -71,6 +71,8 @@ class ClassTable:
         classes = list(data.classes)
         colors = list(data.class_colors) if data.class_colors else DEFAULT_PALETTE[: len(classes)]
         colors += DEFAULT_PALETTE[len(colors) : len(classes)] or ["#888888"] * (len(classes) - len(colors))
+        if uses_datamodule(data):  # the classes are the mask values 0..K-1 themselves
+            return cls(classes, list(range(len(classes))), colors, False, len(classes))
         if data.background == "class":
             return cls(["background"] + classes, list(range(len(classes) + 1)),
                        ["#000000"] + colors, True, len(classes))
@@ -104,7 +106,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     rank = global_rank()
-    stages = list(cfg.stages)
+    stages = _stages(cfg)
     art = Artifacts()
     cache_dir = Path(cfg.paths.cache_dir).expanduser()
     classes = ClassTable.from_config(cfg.data)
@@ -117,6 +119,12 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
         art.timings[name] = round(time.perf_counter() - start, 2)
         return result
 
+    if uses_datamodule(cfg.data):
+        log.info("data=%s: running stages %s on %s", cfg.data.name, stages, cfg.data.datamodule._target_)
+        timed("fit_test", _learn_datamodule, cfg, run_dir, art, classes, stages)
+        if rank == 0:
+            _provenance(cfg, run_dir, art, classes)
+        return art
     if stages == ["predict"] and cfg.predict.get("image"):  # a checkpoint applied to a new scene
         if rank == 0:
             timed("predict", apply_checkpoint_stage, cfg, run_dir, art)
@@ -145,6 +153,12 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
     return art
 
 
+def _stages(cfg: DictConfig) -> list[str]:
+    """The stages to run: of the whole cycle, a datamodule's chips take only fit and test (validated)."""
+    stages = list(cfg.stages)
+    return [s for s in stages if s in DATAMODULE_STAGES] if uses_datamodule(cfg.data) else stages
+
+
 def _provenance(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTable) -> None:
     inputs = {}
     files = [("image", art.image), ("labels", art.labels_source)]
@@ -164,7 +178,7 @@ def _provenance(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTa
         int(cfg.seed),
         {
             "run_dir": str(run_dir.resolve()),
-            "stages": list(cfg.stages),
+            "stages": _stages(cfg),
             "inputs": inputs,
             "cache_dir": str(Path(cfg.paths.cache_dir).expanduser()),
             "cache_keys": art.cache_keys,
@@ -520,15 +534,19 @@ def _instantiate(node: DictConfig, group: str, **kwargs: Any) -> Any:
         ) from exc
 
 
-def _build_module(cfg, art: Artifacts, classes: ClassTable):
-    """The LightningModule around the configured network (torch imported only now)."""
+def _build_module(cfg, classes: ClassTable, in_channels: int, meta: dict, chips_dir: Path | None = None):
+    """The LightningModule around the configured network (torch imported only now).
+
+    ``meta`` is what prediction needs later (stored in every checkpoint); ``chips_dir`` gives
+    the training labels' pixel counts to a loss whose class weights are computed from them.
+    """
     import lightning.pytorch as pl
 
     from deepgeo_runner.lit.module import SegmentationModule
     from deepgeo_runner.ml.losses import needs_class_counts, set_class_counts
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    model_inputs = _model_inputs(cfg, art.prepared.n_features)
+    model_inputs = _model_inputs(cfg, in_channels)
     net = _instantiate(cfg.model, "model", **model_inputs, classes=len(classes.names))
     optimizer = _instantiate(cfg.optimizer, "optimizer")
     scheduler = _instantiate(cfg.scheduler, "scheduler") if cfg.scheduler else None
@@ -539,15 +557,10 @@ def _build_module(cfg, art: Artifacts, classes: ClassTable):
             f"loss.class_weights has {len(weights)} values for the {len(classes.names)} outputs "
             f"{classes.names}."
         )
-    if needs_class_counts(loss) and art.chips is not None:
-        set_class_counts(loss, _train_class_counts(art.chips.path, len(classes.names)))
-    meta = {
-        "features": list(art.prepared.feature_names), "band_names": art.band_names,
-        "indices": list(cfg.preprocessing.indices), "stats": art.prepared.stats.to_dict(),
-        "class_names": classes.names, "class_ids": classes.ids, "class_colors": classes.colors,
-        "chip_size": int(cfg.data.chip_size), "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "model_inputs": model_inputs, "dates": list(art.prepared.dates), **art.prepare_extras,
-    }
+    if needs_class_counts(loss) and chips_dir is not None:
+        set_class_counts(loss, _train_class_counts(chips_dir, len(classes.names)))
+    meta = {"class_names": classes.names, "class_ids": classes.ids, "class_colors": classes.colors,
+            "model": OmegaConf.to_container(cfg.model, resolve=True), "model_inputs": model_inputs, **meta}
     if cfg.train.channels_last:
         import torch
 
@@ -595,11 +608,22 @@ def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list
     After a multi-process fit/test every rank predicts its share of the scene's window rows on
     its own device, and rank 0 assembles the one output; otherwise rank 0 predicts alone.
     """
-    module = _build_module(cfg, art, classes)
+    prepared = art.prepared
+    meta = {
+        "features": list(prepared.feature_names), "band_names": art.band_names,
+        "indices": list(cfg.preprocessing.indices), "stats": prepared.stats.to_dict(),
+        "chip_size": int(cfg.data.chip_size), "dates": list(prepared.dates), **art.prepare_extras,
+    }
+    module = _build_module(cfg, classes, prepared.n_features, meta, art.chips.path if art.chips else None)
     checkpoint = Path(cfg.predict.checkpoint) if cfg.predict.checkpoint else None
     trainer = None
     if {"fit", "test"} & set(stages):
-        checkpoint, trainer = _fit_test(cfg, run_dir, art, module, stages, checkpoint)
+        from deepgeo_runner.lit.datamodule import ChipDataModule
+
+        datamodule = ChipDataModule(art.chips.path, int(cfg.data.batch_size), int(cfg.data.num_workers),
+                                    _augment_plan(cfg), int(cfg.seed), resident=bool(cfg.data.resident),
+                                    test_split=str(cfg.test_split))
+        checkpoint, trainer = _fit_test(cfg, run_dir, art, module, datamodule, stages, checkpoint)
         rank = trainer.global_rank
     art.checkpoint = checkpoint
     if "predict" not in stages:
@@ -617,18 +641,45 @@ def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list
         _predict(cfg, run_dir, art, classes, module, checkpoint)
 
 
-def _fit_test(cfg, run_dir: Path, art: Artifacts, module, stages: list[str], checkpoint: Path | None):
-    """Train and/or test with Lightning; return the best checkpoint and the Trainer."""
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
-    from deepgeo_runner.lit.datamodule import AugmentPlan, ChipDataModule
-    from deepgeo_runner.pipeline import train
+def _augment_plan(cfg: DictConfig):
+    """The ``augmentation`` group as the plan the datamodules apply on the device."""
+    from deepgeo_runner.lit.datamodule import AugmentPlan
 
     aug = cfg.augmentation
-    plan = AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std))
-    datamodule = ChipDataModule(art.chips.path, int(cfg.data.batch_size), int(cfg.data.num_workers),
-                                plan, int(cfg.seed), resident=bool(cfg.data.resident),
-                                test_split=str(cfg.test_split))
+    return AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std))
+
+
+def _learn_datamodule(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str]) -> None:
+    """fit / test on the chips of a datamodule given by ``data.datamodule._target_`` (data=torchgeo).
+
+    The datamodule is used as it is (its download, splits, normalization and augmentation);
+    :class:`~deepgeo_runner.lit.torchgeo.TorchGeoAdapter` turns its batches into ours.
+    """
+    from deepgeo_runner.lit.torchgeo import TorchGeoAdapter
+
+    data = cfg.data
+    meta = {"datamodule": data.datamodule._target_, "in_channels": int(data.in_channels),
+            "band_names": list(data.band_names), "ignore_index": data.ignore_index}
+    module = _build_module(cfg, classes, int(data.in_channels), meta)
+    inner = _instantiate(data.datamodule, "data.datamodule")
+    datamodule = TorchGeoAdapter(inner, len(classes.names), int(data.in_channels), data.ignore_index,
+                                 _augment_plan(cfg), int(cfg.seed))
+    checkpoint = Path(cfg.predict.checkpoint) if cfg.predict.checkpoint else None
+    art.checkpoint, _ = _fit_test(cfg, run_dir, art, module, datamodule, stages, checkpoint,
+                                  shard_here=False)
+
+
+def _fit_test(cfg, run_dir: Path, art: Artifacts, module, datamodule, stages: list[str],
+              checkpoint: Path | None, shard_here: bool = True):
+    """Train and/or test with Lightning; return the best checkpoint and the Trainer.
+
+    ``shard_here``: the datamodule shards by rank itself (our chip store); otherwise Lightning
+    adds its distributed sampler (a datamodule by ``_target_``).
+    """
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from deepgeo_runner.pipeline import train
+
     monitor = cfg.train.monitor
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
                                  monitor=monitor, mode="max", save_last=True)]
@@ -637,7 +688,7 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, stages: list[str], che
                                        patience=int(cfg.train.early_stopping_patience)))
     logger = _instantiate(cfg.logger, "logger") if cfg.logger else False
     trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
-                           default_root_dir=str(run_dir), use_distributed_sampler=False)
+                           default_root_dir=str(run_dir), use_distributed_sampler=not shard_here)
     if "fit" in stages:
         last = run_dir / "checkpoints" / "last.ckpt"
         resume = last if cfg.train.resume and last.is_file() else None

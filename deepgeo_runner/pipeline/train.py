@@ -8,7 +8,6 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from deepgeo_runner.lit.datamodule import ChipDataModule
 from deepgeo_runner.lit.module import SegmentationModule
 
 log = logging.getLogger(__name__)
@@ -17,7 +16,7 @@ log = logging.getLogger(__name__)
 def fit(
     trainer: pl.Trainer,
     module: SegmentationModule,
-    datamodule: ChipDataModule,
+    datamodule: pl.LightningDataModule,
     resume_from: Path | None = None,
 ) -> Path | None:
     """Train (continuing ``resume_from`` when given: epoch, step, optimizer state and all);
@@ -31,7 +30,7 @@ def fit(
 def test(
     trainer: pl.Trainer,
     module: SegmentationModule,
-    datamodule: ChipDataModule,
+    datamodule: pl.LightningDataModule,
     checkpoint: Path | None,
 ) -> dict:
     """Score ``module`` (with ``checkpoint``'s weights when given) on the test split.

@@ -13,12 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepgeo_runner.ml.models._download import is_download_error
 from deepgeo_runner.ml.models._shape import check_input, crop_padding, pad_to_multiple
 from deepgeo_runner.ml.models.pretrained import IMAGENET_BANDS, adapt_first_conv
-
-# Roots of the modules whose exceptions mean "could not fetch the weights".
-_NETWORK_MODULES = {"huggingface_hub", "requests", "urllib3", "httpx", "httpcore", "urllib",
-                    "socket", "ssl"}
+from deepgeo_runner.ml.models.torchgeo_weights import band_roles, fetch_state_dict, load_encoder_state, resolve_weights
 
 
 class PaddedSegmentationModel(nn.Module):
@@ -53,20 +51,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _is_download_error(exc: BaseException) -> bool:
-    """True when the exception (or one it was raised from) comes from fetching a file."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (OSError, TimeoutError, ConnectionError)):
-            return True
-        if type(current).__module__.split(".")[0] in _NETWORK_MODULES:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
 def _cache_dirs() -> str:
     """Where smp (Hugging Face hub) and timm/torchvision (torch hub) look for cached weights."""
     dirs = []
@@ -80,10 +64,33 @@ def _cache_dirs() -> str:
     return " or ".join(dirs)
 
 
+def _torchgeo_weights(name: str, encoder: str) -> Any:
+    """torchgeo's weights called ``name``, checked to be for ``encoder``."""
+    weights = resolve_weights(name)
+    trained_for = weights.meta.get("model")
+    if trained_for != encoder:
+        raise ValueError(f"torchgeo weights {name} are for the {trained_for!r} encoder, not {encoder!r}: "
+                         f"set model.encoder={trained_for}.")
+    return weights
+
+
+def _named_bands(band_names: Sequence[str], in_channels: int, pretrained_bands: Sequence[str]) -> list[str | None]:
+    """One name per input band (unnamed appended indices as None), at least one of them pretrained."""
+    names: list[str | None] = [str(n) for n in _plain(band_names)]
+    if len(names) > in_channels:
+        raise ValueError(f"band_names has {len(names)} names for {in_channels} input bands: {names}.")
+    known = {b.lower() for b in pretrained_bands}
+    if not any(n.lower() in known for n in names):
+        raise ValueError(f"none of the bands {names} is one the pretrained weights were trained on "
+                         f"({list(pretrained_bands)}): name the bands by role (data.band_names, e.g. "
+                         "[blue,green,red,nir]) or set model.pretrained_bands.")
+    return names + [None] * (in_channels - len(names))  # appended indices: no pretrained kernel
+
+
 def smp_model(in_channels: int, classes: int, arch: str = "Unet", encoder: str = "resnet18",
-              encoder_weights: str | None = None, pad_mode: str = "reflect",
-              band_names: Sequence[str] | None = None,
-              pretrained_bands: Sequence[str] = IMAGENET_BANDS, **kwargs: Any) -> nn.Module:
+              encoder_weights: str | None = None, torchgeo_weights: str | None = None,
+              pad_mode: str = "reflect", band_names: Sequence[str] | None = None,
+              pretrained_bands: Sequence[str] | None = None, **kwargs: Any) -> nn.Module:
     """Build an smp architecture (Unet, FPN, DeepLabV3Plus, ...) that accepts any H, W.
 
     Args:
@@ -93,12 +100,16 @@ def smp_model(in_channels: int, classes: int, arch: str = "Unet", encoder: str =
         encoder: smp encoder name (``resnet18``, ``efficientnet-b0``, ``tu-<timm name>``, ...).
         encoder_weights: pretrained weights (e.g. ``imagenet``) or None to train from scratch;
             fetching them needs internet or a cached copy.
+        torchgeo_weights: instead, torchgeo's multispectral weights for this encoder by name, e.g.
+            ``ResNet18_Weights.SENTINEL2_ALL_MOCO`` (torch hub cache, downloaded the first time).
         pad_mode: padding used to reach the output stride: reflect, replicate or zeros.
-        band_names: with ``encoder_weights``, the role of the first input bands (the rest, e.g.
+        band_names: with pretrained weights, the role of the first input bands (the rest, e.g.
             appended spectral indices, count as unnamed): the pretrained first convolution is
             adapted by name (:func:`~deepgeo_runner.ml.models.pretrained.adapt_first_conv`).
-            None leaves it to smp, which repeats the RGB kernels over the bands in turn.
-        pretrained_bands: the bands the pretrained weights were trained on, in order.
+            None leaves it to smp, which repeats the RGB kernels over the bands in turn
+            (torchgeo weights then need exactly their own bands, in their order).
+        pretrained_bands: the bands the pretrained weights were trained on, in order; None:
+            red, green, blue for ``encoder_weights``, the torchgeo weights' own bands (as roles).
         **kwargs: passed to the architecture (encoder_depth, decoder_channels, ...).
     """
     import segmentation_models_pytorch as smp
@@ -109,14 +120,20 @@ def smp_model(in_channels: int, classes: int, arch: str = "Unet", encoder: str =
     if pad_mode not in ("reflect", "replicate", "zeros", "constant"):
         raise ValueError(f"pad_mode must be reflect, replicate or zeros, got {pad_mode!r}.")
     kwargs = {k: _plain(v) for k, v in kwargs.items()}
-    by_name = encoder_weights is not None and bool(band_names)
-    names: list[str | None] = []
-    if by_name:
-        names = [str(n) for n in _plain(band_names)]
-        if len(names) > in_channels:
-            raise ValueError(f"band_names has {len(names)} names for {in_channels} input bands: "
-                             f"{names}.")
-        names += [None] * (in_channels - len(names))  # appended indices: no pretrained kernel
+    if encoder_weights is not None and torchgeo_weights is not None:
+        raise ValueError("give encoder_weights (smp's, e.g. imagenet) or torchgeo_weights, not both.")
+    geo_weights = _torchgeo_weights(torchgeo_weights, encoder) if torchgeo_weights else None
+    if pretrained_bands is None:
+        pretrained_bands = (band_roles(geo_weights) or list(geo_weights.meta["bands"])) if geo_weights \
+            else IMAGENET_BANDS
+    pretrained_bands = [str(b) for b in _plain(pretrained_bands)]
+    pretrained = encoder_weights is not None or geo_weights is not None
+    by_name = pretrained and bool(band_names)
+    names = _named_bands(band_names, in_channels, pretrained_bands) if by_name else []
+    if geo_weights is not None and not by_name and in_channels != len(pretrained_bands):
+        raise ValueError(f"torchgeo weights {torchgeo_weights} take {len(pretrained_bands)} bands "
+                         f"{pretrained_bands}, the input has {in_channels}: give band_names (model.band_names, "
+                         "by default data.band_names) so that the first convolution is adapted by band.")
     try:
         model = smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights,
                                  in_channels=len(pretrained_bands) if by_name else in_channels,
@@ -125,7 +142,7 @@ def smp_model(in_channels: int, classes: int, arch: str = "Unet", encoder: str =
         raise ValueError(f"smp {arch} with encoder {encoder!r}, weights {encoder_weights!r}: "
                          f"{exc.args[0] if exc.args else exc}") from exc
     except Exception as exc:
-        if encoder_weights is None or not _is_download_error(exc):
+        if encoder_weights is None or not is_download_error(exc):
             raise
         raise RuntimeError(
             f"Could not get the pretrained weights {encoder_weights!r} for encoder {encoder!r}: "
@@ -133,8 +150,10 @@ def smp_model(in_channels: int, classes: int, arch: str = "Unet", encoder: str =
             f"the file already in the local cache ({_cache_dirs()}). Set "
             f"model.encoder_weights=null to train from scratch."
         ) from exc
+    if geo_weights is not None:
+        load_encoder_state(model.encoder, fetch_state_dict(geo_weights), torchgeo_weights)
     if by_name:
-        adapt_first_conv(model, names, list(_plain(pretrained_bands)))
+        adapt_first_conv(model, names, pretrained_bands)
     if getattr(model, "requires_divisible_input_shape", True):
         multiple = int(getattr(getattr(model, "encoder", None), "output_stride", 0) or
                        2 ** int(kwargs.get("encoder_depth", 5)))

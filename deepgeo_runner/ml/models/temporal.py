@@ -117,13 +117,17 @@ class _TemporalNet(nn.Module):
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (B, classes, H, W) for (B, T, C, H, W) or date-major (B, T·C, H, W)."""
+    def _series(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The input as (B, T, C, H', W') padded to a multiple of 2**depth, and the padding."""
         x = to_time_series(x, self.dates, self.in_channels, type(self).__name__)
         b, t, c, h, w = x.shape
         flat, pads = pad_to_multiple(x.reshape(b, t * c, h, w), 2 ** self.depth, self.pad_mode)
-        out = self._logits(flat.view(b, t, c, *flat.shape[-2:]))
-        return crop_padding(out, pads)
+        return flat.view(b, t, c, *flat.shape[-2:]), pads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes, H, W) for (B, T, C, H, W) or date-major (B, T·C, H, W)."""
+        series, pads = self._series(x)
+        return crop_padding(self._logits(series), pads)
 
 
 class EarlyFusionUNet(_TemporalNet):
@@ -250,13 +254,18 @@ class _TemporalAttention(nn.Module):
                                  nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
         self.heads = heads
 
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
+    def weigh(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Date-embedded features (B, T, C, H, W) and their weights (B, T, heads, H, W)."""
         b, t, c, h, w = f.shape
         f = f + self.date_embedding  # the same features on another date must read differently
         scores = self.score(f.flatten(0, 1)).view(b, t, self.heads, h, w)
-        weights = scores.softmax(dim=1)  # over dates, per pixel and head
+        return f, scores.softmax(dim=1)  # over dates, per pixel and head
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        # no state is kept here (a stored attribute would break torch.compile's graph)
+        f, weights = self.weigh(f)
+        b, _, c, h, w = f.shape
         pooled = torch.einsum("btkhw,btchw->bkchw", weights, f)
-        self.last_weights = weights.detach()
         return self.out(pooled.reshape(b, self.heads * c, h, w))
 
 
@@ -264,8 +273,8 @@ class TemporalAttentionUNet(_TemporalNet):
     """A shared U-Net encoder per date, dates merged at every scale by temporal attention.
 
     Each pixel weighs the dates at each scale (softmax over T for each of ``heads`` heads),
-    so cloudy or uninformative dates can be down-weighted pixel by pixel; the weights of the
-    last forward pass are kept in ``attention_weights`` for inspection.
+    so cloudy or uninformative dates can be down-weighted pixel by pixel;
+    :meth:`attention_weights` computes them for an input, for inspection.
 
     Args:
         in_channels: bands of one date.
@@ -287,10 +296,16 @@ class TemporalAttentionUNet(_TemporalNet):
         self.attention = nn.ModuleList(_TemporalAttention(c, self.dates, heads) for c in widths)
         self.decoder = UNetDecoder(widths, classes)
 
-    @property
-    def attention_weights(self) -> list[torch.Tensor]:
-        """Per scale, the last forward pass's weights (B, T, heads, H_s, W_s)."""
-        return [getattr(a, "last_weights", None) for a in self.attention]
+    def attention_weights(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per scale, the weights over dates (B, T, heads, H_s, W_s) that forward gives ``x``.
+
+        Computed on request rather than kept by forward, so forward mutates no state. H_s, W_s
+        are those of the input padded to a multiple of 2**depth, halved per scale.
+        """
+        series, _ = self._series(x)
+        b, t = series.shape[:2]
+        feats = [f.view(b, t, *f.shape[1:]) for f in self.encoder(series.flatten(0, 1))]
+        return [att.weigh(f)[1] for att, f in zip(self.attention, feats, strict=True)]
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         b, t = x.shape[:2]
