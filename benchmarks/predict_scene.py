@@ -114,7 +114,7 @@ def child_predict(args) -> dict:
     colors = (["#1b7837", "#d6604d", "#2166ac"] + ["#888888"] * k)[:k]
     predict_scene(net, args.scene, out, window=args.window, overlap=args.overlap, batch_size=args.batch,
                   class_ids=list(range(1, k + 1)), class_names=[f"c{i}" for i in range(k)],
-                  class_colors=colors, device=args.device, progress=False, amp=args.amp)
+                  class_colors=colors, device=args.device, progress=False, amp=args.amp, cog=not args.no_cog)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
@@ -152,7 +152,7 @@ def run_child(args, kind: str, side: int, scene: Path | None) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--side", str(side), "--model", args.model,
            "--device", args.device, "--window", str(args.window), "--overlap", str(args.overlap),
            "--batch", str(args.batch), "--bands", str(args.bands), "--classes", str(args.classes),
-           "--workdir", str(args.workdir)] + (["--amp"] if args.amp else [])
+           "--workdir", str(args.workdir)] + (["--amp"] if args.amp else []) + (["--no-cog"] if args.no_cog else [])
     if scene is not None:
         cmd += ["--scene", str(scene)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -174,6 +174,8 @@ def main() -> None:
     parser.add_argument("--bands", type=int, default=8)
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPUs)")
+    parser.add_argument("--no-cog", action="store_true",
+                        help="plain tiled GeoTIFF (predict.cog=false); by default the COG rewrite is timed too")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/deepgeo-bench-predict"))
     parser.add_argument("--child", choices=("predict", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--side", type=int, help=argparse.SUPPRESS)
