@@ -200,7 +200,8 @@ def _halves(tmp_path: Path, test_rows: tuple[int, int] = (24, 48), name: str = "
 def test_the_runner_cuts_chips_inside_the_drawn_splits_and_keys_the_cache_on_the_file(tiny_scene, tmp_path):
     from deepgeo_runner.pipeline.runner import run
 
-    art = run(_scene_cfg(tiny_scene, tmp_path, _halves(tmp_path)), tmp_path / "run")
+    splits = _halves(tmp_path)
+    art = run(_scene_cfg(tiny_scene, tmp_path, splits), tmp_path / "run")
     records = json.loads((art.chips.path / "chips.json").read_text())["chips"]
     tests = [r for r in records if r["split"] == "test"]
     assert tests and all(r["row"] >= 24 and r["col"] >= 25 for r in tests)
@@ -209,6 +210,11 @@ def test_the_runner_cuts_chips_inside_the_drawn_splits_and_keys_the_cache_on_the
     moved = run(_scene_cfg(tiny_scene, tmp_path, _halves(tmp_path, (20, 48), "moved.gpkg")), tmp_path / "run2")
     assert moved.cache_keys["prepare"] != art.cache_keys["prepare"]  # statistics come from the training area
     assert moved.cache_keys["chips"] != art.cache_keys["chips"]
+    reseeded = run(_scene_cfg(tiny_scene, tmp_path, splits, "seed=7"), tmp_path / "run3")
+    assert reseeded.cache_keys["prepare"] == art.cache_keys["prepare"]  # the drawn split ignores the seed
+    assert reseeded.cache_keys["chips"] != art.cache_keys["chips"]  # the random training windows do not
+    redrawn = json.loads((reseeded.chips.path / "chips.json").read_text())["chips"]
+    assert [(r["row"], r["col"]) for r in redrawn if r["split"] == "train"] != [(r["row"], r["col"]) for r in train]
 
 
 def test_a_bad_split_file_fails_before_any_stage_is_built(tiny_scene, tmp_path):

@@ -133,6 +133,34 @@ def test_runner_stacks_dates_prepares_per_date_and_records_the_sources(tmp_path,
                                             f"2020-07-01: {tmp_path / 'nope.tif'}}}"]))
 
 
+def test_a_test_scene_of_its_own_dates_is_stacked_and_prepared_like_the_training_stack(tmp_path, two_dates):
+    from deepgeo_runner.config.validate import validate_config
+    from deepgeo_runner.pipeline.runner import run
+
+    d1, d2, groups = two_dates
+    labels = tmp_path / "gt.gpkg"
+    gpd.GeoDataFrame({"class": ["a", "b"]}, geometry=[pixel_box(0, 0, 30, 25), pixel_box(0, 25, 30, 50)],
+                     crs="EPSG:32722").to_file(labels)
+    later = {"2021-07-01": [write_tile(tmp_path / "t1.tif", d2, 0, 0)],
+             "2022-07-01": [write_tile(tmp_path / "t2.tif", d1, 0, 0)]}
+    base = ["data=scene", _image_override(groups), f"data.labels={labels}", "data.classes=[a,b]",
+            f"data.band_names={BANDS}", "preprocessing.indices=[ndvi]", "data.chip_size=8", "data.block_size=16",
+            "data.split_buffer=0", "data.train_chips=10", "stages=[prepare,rasterize,chips]",
+            _image_override(later).replace("data.image=", "data.split_scenes.test.image="),
+            f"data.split_scenes.test.labels={labels}"]
+    art = run(_compose(tmp_path, base), tmp_path / "run")
+    with rasterio.open(art.split_scenes["test"].prepared) as src:
+        assert src.count == 8 and src.descriptions[4] == "2020-07-01_green"  # named by the training dates
+    records = json.loads((art.chips.path / "chips.json").read_text())["chips"]
+    assert {r["scene"] for r in records if r["split"] == "test"} == {"data.split_scenes.test"}
+    provenance = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert provenance["inputs"]["split_scenes.test.image.2022-07-01"]["path"] == str(later["2022-07-01"][0])
+    single = base[:-2] + [f"data.split_scenes.test.image={later['2021-07-01'][0]}",
+                          f"data.split_scenes.test.labels={labels}"]
+    with pytest.raises(ConfigError, match="training scene's dates"):
+        validate_config(_compose(tmp_path, single))
+
+
 @pytest.mark.slow
 def test_temporal_run_then_its_checkpoint_on_another_pair_of_dates(tmp_path):
     """Train early fusion on two dates given as separate files; apply the checkpoint to a
@@ -160,6 +188,7 @@ def test_temporal_run_then_its_checkpoint_on_another_pair_of_dates(tmp_path):
     meta = torch.load(ckpt, map_location="cpu", weights_only=False)["deepgeo"]
     assert meta["dates"] == ["2019-08-01", "2020-08-01"]
     assert meta["model_inputs"] == {"in_channels": len(demo.band_names) + 1, "dates": 2}
+    assert meta["labelling"]["class_column"] == "class" and meta["labelling"]["others"] == "background"
 
     apply_dir = tmp_path / "apply"
     new_pair = f"predict.image={{2021-08-01: {demo.image}, 2022-08-01: {later}}}"

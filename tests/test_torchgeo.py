@@ -96,6 +96,13 @@ def test_options_that_cannot_work_with_a_datamodule_fail_early(override, key):
         validate_config(_compose([*BASE, override]))
 
 
+def test_a_new_scene_to_classify_is_refused_with_what_to_do_instead(tmp_path):
+    image = tmp_path / "new.tif"
+    image.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"predict\.image is set but data=torchgeo.*data=scene"):
+        validate_config(_compose([*BASE, f"predict.image={image}"]))
+
+
 # --- end to end: the command line trains on the torchgeo datamodule -----------------------------
 
 @pytest.mark.slow

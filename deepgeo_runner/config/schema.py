@@ -21,7 +21,7 @@ STAGES: tuple[str, ...] = ("prepare", "rasterize", "chips", "fit", "test", "pred
 class SceneFiles:
     """Another scene, with its own ground truth, that supplies every chip of one split."""
 
-    image: str | None = None  # GeoTIFF/COG with the training scene's bands
+    image: Any = None  # GeoTIFF/COG with the training scene's bands (date → file for a time stack)
     labels: str | None = None  # its ground truth, with the same class column and values
 
 
@@ -38,7 +38,7 @@ class DataConfig:
     """The dataset description that every other group interpolates from."""
 
     name: str = MISSING
-    image: Any = None  # GeoTIFF/COG, or a list of tiles to mosaic; data=demo generates one
+    image: Any = None  # GeoTIFF/COG, a list of tiles to mosaic, or date → file(s): a time stack
     labels: str | None = None  # vector file (gpkg/shp/geojson) or a label GeoTIFF
     class_column: str = "class"
     classes: list[str] = field(default_factory=list)  # ids 1..N in this order

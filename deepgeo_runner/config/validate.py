@@ -96,6 +96,12 @@ def _check_datamodule(cfg: DictConfig) -> None:
             "no scene to prepare, rasterize, chip, predict or report on. Use stages=[fit,test] (or "
             "stages=[test] predict.checkpoint=CKPT); to classify a whole scene, train with data=scene."
         )
+    for key in ("image", "labels"):
+        if cfg.predict.get(key) is not None:
+            raise ConfigError(
+                f"predict.{key} is set but data={name} runs only fit and test: apply a data=scene run's "
+                "checkpoint to a scene instead (a datamodule run records no bands or normalization to prepare it)."
+            )
     if cfg.test_split != "test":
         raise _fail("test_split", cfg.test_split, f"test with data={name} (the datamodule's own test split)")
     classes = list(data.classes)
@@ -317,10 +323,14 @@ def _check_splits(data: DictConfig) -> None:
                     f"give both the image and its labels, e.g. data.split_scenes.{split}.image=other.tif "
                     f"data.split_scenes.{split}.labels=other.gpkg."
                 )
-            if not Path(given[key]).exists():
-                raise ConfigError(
-                    f"data.split_scenes.{split}.{key}='{given[key]}': no such file (looked in {Path.cwd()})."
-                )
+            _check_files(f"data.split_scenes.{split}.{key}", given[key])
+        if isinstance(given["image"], DictConfig) != isinstance(data.get("image"), DictConfig) or (
+                isinstance(given["image"], DictConfig) and len(given["image"]) != len(data.image)):
+            raise ConfigError(
+                f"data.split_scenes.{split}.image must have the training scene's dates: a mapping date → file "
+                f"with as many dates as data.image ({len(data.image) if isinstance(data.image, DictConfig) else 1})"
+                ", or a single raster when data.image is one."
+            )
 
 
 def _check_predict(cfg: DictConfig) -> None:

@@ -64,6 +64,11 @@ def date_groups(image: str | Path | Sequence | Mapping) -> dict[str, list[Path]]
     return {"": _tile_paths(image)}
 
 
+def all_tiles(groups: Mapping[str, Sequence[Path]]) -> list[Path]:
+    """Every raster of :func:`date_groups`' result, dates in order."""
+    return [p for paths in groups.values() for p in paths]
+
+
 def _tile_paths(tiles: str | Path | Sequence) -> list[Path]:
     if isinstance(tiles, str | Path):
         return [Path(tiles)]
@@ -257,7 +262,7 @@ def build_time_stack(
         raise ConfigError(f"data.resampling='{options.resampling}': expected one of {list(RESAMPLING)}.")
     if not dates:
         raise ConfigError("data.image: no date to stack.")
-    every = [p for paths in dates.values() for p in paths]
+    every = all_tiles(dates)
     grid = target_grid(every, options)
     groups = {date: _open_all(paths) for date, paths in dates.items()}
     readers: list[_MosaicReader] = []

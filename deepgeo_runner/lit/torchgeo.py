@@ -22,8 +22,12 @@ from deepgeo_runner.lit.datamodule import AugmentPlan, augment_batch
 IGNORE_INDEX = 255  # the target value our losses and metrics skip
 
 
+CHECKED_BATCHES = 16  # per loader: a wrong class count shows at once, without a sync every step
+
+
 def segmentation_batch(
-    batch: dict[str, Any], num_classes: int, in_channels: int | None = None, ignore_value: int | None = None
+    batch: dict[str, Any], num_classes: int, in_channels: int | None = None, ignore_value: int | None = None,
+    check_values: bool = True,
 ) -> dict[str, torch.Tensor]:
     """``{"image": float (B, C, H, W), "mask": int64 (B, H, W)}`` from a torchgeo batch.
 
@@ -33,6 +37,8 @@ def segmentation_batch(
             (it would silently corrupt the confusion matrix).
         in_channels: when given, the band count the network was built for.
         ignore_value: the dataset's "no label" mask value, turned into 255 (skipped).
+        check_values: check the mask's value range (one host-device sync; the adapter checks
+            only the first batches of each loader).
     """
     if not isinstance(batch, dict) or "image" not in batch or "mask" not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
@@ -50,6 +56,8 @@ def segmentation_batch(
     mask = (mask.round() if mask.is_floating_point() else mask).long()
     if ignore_value is not None:
         mask = mask.masked_fill(mask == ignore_value, IGNORE_INDEX)
+    if not check_values:
+        return {"image": image.float(), "mask": mask}
     labelled = mask[mask != IGNORE_INDEX]
     low, high = (int(v) for v in torch.aminmax(labelled)) if labelled.numel() else (0, 0)
     if low < 0 or high >= num_classes:
@@ -83,6 +91,7 @@ class TorchGeoAdapter(pl.LightningDataModule):
         self.plan = augmentation or AugmentPlan("none")
         self.seed = seed
         self._generator: torch.Generator | None = None
+        self._checked: dict[tuple[str, int], int] = {}  # batches whose mask values were checked, per loader
 
     def prepare_data(self) -> None:
         self.datamodule.prepare_data()
@@ -114,8 +123,12 @@ class TorchGeoAdapter(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> dict[str, torch.Tensor]:
         batch = self.datamodule.on_after_batch_transfer(batch, dataloader_idx)
-        batch = segmentation_batch(batch, self.num_classes, self.in_channels, self.ignore_value)
         trainer = self.trainer
+        loader = (str(trainer.state.stage) if trainer is not None else "", dataloader_idx)
+        seen = self._checked.get(loader, 0)
+        self._checked[loader] = seen + 1
+        batch = segmentation_batch(batch, self.num_classes, self.in_channels, self.ignore_value,
+                                   check_values=seen < CHECKED_BATCHES)
         if trainer is None or not trainer.training or self.plan.name == "none":
             return batch
         if self._generator is None:

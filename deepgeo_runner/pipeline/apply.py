@@ -48,6 +48,12 @@ def read_checkpoint(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], di
         raise InputDataError(f"cannot read checkpoint '{checkpoint}': {exc}") from exc
     meta = state.get("deepgeo") if isinstance(state, dict) else None
     missing = [k for k in _META_KEYS if not meta or k not in meta]
+    if missing and meta and meta.get("datamodule"):
+        raise InputDataError(
+            f"checkpoint '{checkpoint}' comes from a data=torchgeo run ({meta['datamodule']}), which records no "
+            "band names or normalization statistics: it cannot be applied to a scene. Train with data=scene "
+            "to classify whole scenes."
+        )
     if missing:
         raise InputDataError(
             f"checkpoint '{checkpoint}' lacks the inference metadata {missing} (it was not written by "
@@ -85,7 +91,7 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
     the training dates (same number of dates; the dates themselves may differ, e.g. a later year).
     """
     from deepgeo_runner.geo.normalize import NormStats
-    from deepgeo_runner.geo.scene import SceneOptions, build_time_stack, date_groups
+    from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
     from deepgeo_runner.pipeline.prepare import prepare_scene
 
     out_dir = Path(out_dir)
@@ -96,7 +102,7 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
             f"predict.image stacks {len(groups)} dates {list(groups)} but the checkpoint was trained on "
             f"{len(trained_dates) or 1} date(s) {trained_dates}: give as many dates, in the same order."
         )
-    tiles = [p for paths in groups.values() for p in paths]
+    tiles = all_tiles(groups)
     if len(tiles) == 1:
         image = tiles[0]
     else:  # a mosaic or a time stack first becomes one raster on one grid

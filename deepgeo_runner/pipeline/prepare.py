@@ -180,7 +180,7 @@ def prepare_scene(
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), _open(image) as src:
         if src.count % n_dates:
             raise InputDataError(
-                f"'{image}' has {src.count} bands, which do not split into {n_dates} dates (data.dates) "
+                f"'{image}' has {src.count} bands, which do not split into {n_dates} dates "
                 "of equal band count."
             )
         n_bands = src.count // n_dates

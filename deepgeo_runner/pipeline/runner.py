@@ -26,6 +26,7 @@ from deepgeo_runner.config.validate import DATAMODULE_STAGES, uses_datamodule, v
 from deepgeo_runner.errors import ConfigError, InputDataError, StageError
 from deepgeo_runner.geo.chips import SPLITS, split_blocks
 from deepgeo_runner.geo.raster_io import Grid
+from deepgeo_runner.geo.scene import all_tiles, date_groups
 from deepgeo_runner.pipeline.chips import (
     ChipPlan,
     ChipStore,
@@ -163,11 +164,14 @@ def _provenance(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTa
     inputs = {}
     files = [("image", art.image), ("labels", art.labels_source)]
     for split, scene in _external_splits(cfg).items():
-        files += [(f"split_scenes.{split}.{k}", Path(scene[k])) for k in ("image", "labels")]
+        for date, paths in date_groups(scene.image).items():
+            key = f"split_scenes.{split}.image" + (f".{date}" if date else "")
+            files += [(key + (f"[{i}]" if len(paths) > 1 else ""), path) for i, path in enumerate(paths)]
+        files.append((f"split_scenes.{split}.labels", Path(scene.labels)))
     for name, path in files:
         if path is not None:
             inputs[name] = {"path": str(path), "sha256": file_fingerprint(path)}
-    tiles = [p for paths in art.image_sources.values() for p in paths]
+    tiles = all_tiles(art.image_sources)
     if tiles and tiles != [art.image]:  # mosaic / time stack / crop: the rasters it came from
         inputs["image_sources"] = [
             {"date": date or None, "path": str(p), "sha256": file_fingerprint(p)}
@@ -220,8 +224,6 @@ def stack_dates(data: DictConfig) -> list[str]:
 def _analysis_image(cfg: DictConfig, cache_dir: Path, art: Artifacts) -> Path:
     """The input raster itself, or (mosaic / time stack / crop / AOI / reprojection) a cached
     scene on the analysis grid, so that every later stage reads one raster on one grid."""
-    from deepgeo_runner.geo.scene import date_groups
-
     art.image_sources = date_groups(cfg.data.image)
     return _on_analysis_grid(cfg, cache_dir, art, art.image_sources, crop=True, key="scene")
 
@@ -242,7 +244,7 @@ def _on_analysis_grid(cfg: DictConfig, cache_dir: Path, art: Artifacts, groups: 
         aoi=data.get("aoi") if crop else None, crs=data.get("crs"), resolution=tuple(res) if res else None,
         resampling=str(data.get("resampling", "nearest")), nodata=data.nodata,
     )
-    tiles = [p for paths in groups.values() for p in paths]
+    tiles = all_tiles(groups)
     if len(groups) == 1 and options.is_identity(len(tiles)):
         return tiles[0]
     payload = {
@@ -400,51 +402,68 @@ def _rasterize(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, run_st
     art.cache_keys["rasterize"], art.reused["rasterize"] = key, reused
 
 
+def label_options(data: DictConfig) -> dict[str, Any]:
+    """How vector labels become class ids (rasterize_labels' keyword arguments); also stored in
+    checkpoints, so that a new scene's labels are read the way the training labels were."""
+    return {
+        "class_column": str(data.class_column),
+        "class_values": _plain(data.class_values),
+        "class_groups": _plain(data.get("class_groups")) or None,
+        "others": str(data.get("other_classes", "background")),
+        "all_touched": bool(data.get("all_touched", False)),
+    }
+
+
 def _burn_labels(cfg, cache_dir: Path, classes: ClassTable, labels: Path, prepared: Path, grid_key: str,
                  run_stage: bool) -> tuple[Path, str, bool]:
     """The cached label raster of ``labels`` on the grid of ``prepared`` (cache key ``grid_key``)."""
     data = cfg.data
-    groups = _plain(data.get("class_groups")) or None
-    others = str(data.get("other_classes", "background"))
-    all_touched = bool(data.get("all_touched", False))
+    opts = label_options(data)
     payload = {
         "v": CACHE_VERSION, "labels": vector_fingerprint(labels),
-        "grid": grid_key, "column": data.class_column,
-        "classes": list(data.classes),
-        "values": list(data.class_values) if data.class_values is not None else None,
-        "colors": classes.colors,
+        "grid": grid_key, "column": opts["class_column"],
+        "classes": list(data.classes), "values": opts["class_values"], "colors": classes.colors,
     }
-    if groups or others != "background" or all_touched:  # keys of old entries stay valid for defaults
-        payload.update({"groups": groups, "others": others, "all_touched": all_touched})
+    if opts["class_groups"] or opts["others"] != "background" or opts["all_touched"]:  # old keys stay valid
+        payload.update({"groups": opts["class_groups"], "others": opts["others"], "all_touched": opts["all_touched"]})
 
     def build(tmp: Path) -> None:
         colors = classes.colors[1:] if classes.background_is_class else classes.colors
-        rasterize_labels(labels, prepared, tmp / "labels.tif",
-                         list(data.classes), colors, data.class_column,
-                         list(data.class_values) if data.class_values is not None else None,
-                         all_touched=all_touched, class_groups=groups, others=others)
+        rasterize_labels(labels, prepared, tmp / "labels.tif", list(data.classes), colors, **opts)
 
     return _entry(cache_dir, "rasterize", payload, build, run_stage)
 
 
 def _check_split_scenes(cfg: DictConfig, art: Artifacts) -> None:
-    """Cheap checks of the other scenes (readable, georeferenced, same band count) before any heavy work."""
+    """Cheap checks of the other scenes (readable, georeferenced, same bands, same pixel size)."""
     with rasterio.open(art.image) as src:
-        n_bands = src.count
+        n_bands, res, train_crs = src.count, src.res, src.crs
+    n_dates = max(len(stack_dates(cfg.data)), 1)
     for split, files in _external_splits(cfg).items():
         key = f"data.split_scenes.{split}.image"
-        try:
-            with rasterio.open(files.image) as src:
-                count, crs = src.count, src.crs
-        except rasterio.errors.RasterioError as exc:
-            raise InputDataError(f"{key}='{files.image}': cannot read it as a raster: {exc}") from exc
-        if crs is None:
-            raise InputDataError(f"{key}='{files.image}' has no CRS: georeference it (gdal_edit.py -a_srs EPSG:XXXX).")
+        count = 0
+        for path in _first_per_date(files.image):
+            try:
+                with rasterio.open(path) as src:
+                    count, crs, other_res = count + src.count, src.crs, src.res
+            except rasterio.errors.RasterioError as exc:
+                raise InputDataError(f"{key}='{path}': cannot read it as a raster: {exc}") from exc
+            if crs is None:
+                raise InputDataError(f"{key}='{path}' has no CRS: georeference it (gdal_edit.py -a_srs EPSG:XXXX).")
         if count != n_bands:
+            dates = f" over {n_dates} dates" if n_dates > 1 else ""
             raise InputDataError(
-                f"{key}='{files.image}' has {count} bands but the training scene has {n_bands}: give a scene "
-                "with the same bands in the same order."
+                f"{key}='{_plain(files.image)}' has {count} bands{dates} but the training scene has {n_bands}: "
+                "give a scene with the same bands (and dates) in the same order."
             )
+        if cfg.data.get("resolution") is None and crs == train_crs and not np.allclose(other_res, res):
+            log.warning("%s has %s m pixels, the training scene %s m: set data.resolution to chip both alike.",
+                        key, tuple(round(r, 3) for r in other_res), tuple(round(r, 3) for r in res))
+
+
+def _first_per_date(image: Any) -> list[Path]:
+    """One raster per date of an image option (tiles of a date share its bands)."""
+    return [paths[0] for paths in date_groups(image).values()]
 
 
 def _prepare_split_scenes(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable,
@@ -455,7 +474,7 @@ def _prepare_split_scenes(cfg, cache_dir: Path, art: Artifacts, classes: ClassTa
     pre, data = cfg.preprocessing, cfg.data
     extras = {k: v for k, v in _prepare_extras(cfg).items() if v is not None}
     for split, files in _external_splits(cfg).items():
-        image = _on_analysis_grid(cfg, cache_dir, art, {"": [Path(files.image)]}, crop=False, key=f"scene_{split}")
+        image = _on_analysis_grid(cfg, cache_dir, art, date_groups(files.image), crop=False, key=f"scene_{split}")
         payload = {
             "v": CACHE_VERSION, "image": file_fingerprint(image), "bands": art.band_names,
             "indices": list(pre.indices), "nodata": data.nodata, "stats_of": art.cache_keys["prepare"], **extras,
@@ -501,6 +520,7 @@ def _chips(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, split_map,
         "v": CACHE_VERSION, "prepare": art.cache_keys["prepare"],
         "rasterize": art.cache_keys["rasterize"], "plan": plan.__dict__, "points": points,
         "split": _split_payload(cfg), "background": cfg.data.background,
+        "seed": int(cfg.seed),  # random training windows depend on it, whatever made the split map
     }
     if art.prepared.stats.per_chip:
         payload["per_chip"] = True
@@ -587,7 +607,7 @@ def _model_inputs(cfg, n_features: int) -> dict[str, int]:
     if n_features % dates:
         raise ConfigError(
             f"model={cfg.model._target_} is multi-temporal but the stack's {n_features} bands "
-            f"are not {dates} dates (data.dates) of equal band count."
+            f"are not {dates} dates (data.dates or the keys of data.image) of equal band count."
         )
     return {"in_channels": n_features // dates, "dates": dates}
 
@@ -612,7 +632,8 @@ def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list
     meta = {
         "features": list(prepared.feature_names), "band_names": art.band_names,
         "indices": list(cfg.preprocessing.indices), "stats": prepared.stats.to_dict(),
-        "chip_size": int(cfg.data.chip_size), "dates": list(prepared.dates), **art.prepare_extras,
+        "chip_size": int(cfg.data.chip_size), "dates": list(prepared.dates), "labelling": label_options(cfg.data),
+        **art.prepare_extras,
     }
     module = _build_module(cfg, classes, prepared.n_features, meta, art.chips.path if art.chips else None)
     checkpoint = Path(cfg.predict.checkpoint) if cfg.predict.checkpoint else None
@@ -628,17 +649,18 @@ def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list
     art.checkpoint = checkpoint
     if "predict" not in stages:
         return
+    device = str(trainer.strategy.root_device) if trainer is not None else _predict_device(cfg)
     world_size = trainer.world_size if trainer is not None else 1
-    if world_size > 1 and not cfg.predict.get("image"):
+    # part files meet in the run directory, which only the processes of one machine surely share
+    if world_size > 1 and trainer.num_nodes == 1 and not cfg.predict.get("image"):
         checkpoint = trainer.strategy.broadcast(checkpoint, src=0)  # every rank loads the same weights
         if rank == 0:  # part files of an interrupted earlier attempt must not be taken for this one's
             for stale in run_dir.glob(".prediction.tif.parts-*"):
                 shutil.rmtree(stale, ignore_errors=True)
         trainer.strategy.barrier("deepgeo-predict")
-        _predict(cfg, run_dir, art, classes, module, checkpoint, rank=rank, world_size=world_size,
-                 local_rank=trainer.local_rank)
+        _predict(cfg, run_dir, art, classes, module, checkpoint, device, rank=rank, world_size=world_size)
     elif rank == 0:
-        _predict(cfg, run_dir, art, classes, module, checkpoint)
+        _predict(cfg, run_dir, art, classes, module, checkpoint, device)
 
 
 def _augment_plan(cfg: DictConfig):
@@ -706,7 +728,7 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, datamodule, stages: li
 
 def _predict(
     cfg, run_dir: Path, art: Artifacts, classes: ClassTable, module, checkpoint: Path | None,
-    rank: int = 0, world_size: int = 1, local_rank: int = 0,
+    device: str, rank: int = 0, world_size: int = 1,
 ) -> None:
     """Classify the whole prepared scene (or ``predict.image``) with the best weights.
 
@@ -729,7 +751,7 @@ def _predict(
         module.net, art.prepared.path, run_dir / "prediction.tif",
         window=int(cfg.predict.window or cfg.data.chip_size), overlap=float(cfg.predict.overlap),
         batch_size=int(cfg.predict.batch_size), class_ids=classes.ids,
-        class_names=classes.names, class_colors=classes.colors, device=_predict_device(cfg, local_rank),
+        class_names=classes.names, class_colors=classes.colors, device=device,
         standardize_windows=stats.per_chip, rank=rank, world_size=world_size,
         **predict_options(cfg),
     )
@@ -744,13 +766,11 @@ def predict_options(cfg: DictConfig) -> dict[str, Any]:
             "tta": bool(pred.tta), "amp": bool(pred.amp), "cog": bool(pred.cog)}
 
 
-def _predict_device(cfg: DictConfig, local_rank: int = 0) -> str:
-    """This process's GPU (one per local rank under DDP), unless the trainer asks for the CPU."""
+def _predict_device(cfg: DictConfig) -> str:
+    """Without a Trainer: the current GPU, unless the trainer config asks for the CPU."""
     import torch
 
-    if torch.cuda.is_available() and cfg.trainer.get("accelerator") != "cpu":
-        return f"cuda:{local_rank % torch.cuda.device_count()}"
-    return "cpu"
+    return "cuda" if torch.cuda.is_available() and cfg.trainer.get("accelerator") != "cpu" else "cpu"
 
 
 def _polygons(cfg: DictConfig, prediction: Path) -> None:
@@ -785,20 +805,17 @@ def _predict_new_scene(cfg: DictConfig, run_dir: Path, net, meta: dict) -> Path:
 
 
 def _score_new_scene(cfg: DictConfig, run_dir: Path, prepared: Path, prediction: Path, meta: dict) -> None:
-    """``predict.labels``: rasterize the new scene's labels with the checkpoint's classes and
-    score every labelled pixel of the class map into ``prediction_metrics.json``."""
+    """``predict.labels``: rasterize the new scene's labels with the checkpoint's classes, read
+    the way its training labels were (class column, values, groups: recorded in the checkpoint),
+    and score every labelled pixel of the class map into ``prediction_metrics.json``."""
     from deepgeo_runner.pipeline.evaluate import score_scene
 
-    data = cfg.data
     names, ids = list(meta["class_names"]), list(meta["class_ids"])
     of_interest = [n for n, i in zip(names, ids, strict=True) if i > 0]
     colors = [c for c, i in zip(meta["class_colors"], ids, strict=True) if i > 0]
-    reference = rasterize_labels(
-        cfg.predict.labels, prepared, run_dir / "predict_input" / "labels.tif", of_interest, colors,
-        data.class_column, list(data.class_values) if data.class_values is not None else None,
-        all_touched=bool(data.get("all_touched", False)), class_groups=_plain(data.get("class_groups")) or None,
-        others=str(data.get("other_classes", "background")),
-    )
+    opts = meta.get("labelling") or label_options(cfg.data)  # older checkpoints: this run's data group
+    reference = rasterize_labels(cfg.predict.labels, prepared, run_dir / "predict_input" / "labels.tif",
+                                 of_interest, colors, **opts)
     scores = score_scene(reference, prediction, ids, names)
     scores.update(split="scene", image=_plain(cfg.predict.image), labels=str(cfg.predict.labels))
     write_text_atomic(run_dir / "prediction_metrics.json", json.dumps(scores, indent=2, default=str))
@@ -808,10 +825,8 @@ def _score_new_scene(cfg: DictConfig, run_dir: Path, prepared: Path, prediction:
 
 def apply_checkpoint_stage(cfg: DictConfig, run_dir: str | Path, art: Artifacts | None = None) -> Artifacts:
     """``deepgeo stages=[predict] predict.checkpoint=CKPT predict.image=NEW.tif``: the whole stage
-    from the checkpoint alone (no data preparation of the training scene, no model config).
-
-    ``run`` should call this instead of the data stages when ``predict.image`` is set and
-    ``predict`` is the only stage.
+    from the checkpoint alone (no data preparation of the training scene, no model config);
+    ``run`` takes this path instead of the data stages when ``predict`` is the only stage.
     """
     from deepgeo_runner.pipeline.apply import build_net, read_checkpoint
 
@@ -821,10 +836,8 @@ def apply_checkpoint_stage(cfg: DictConfig, run_dir: str | Path, art: Artifacts 
     weights, meta = read_checkpoint(cfg.predict.checkpoint)
     start = time.perf_counter()
     art.checkpoint = Path(cfg.predict.checkpoint)
-    from deepgeo_runner.geo.scene import date_groups
-
     art.image_sources = date_groups(cfg.predict.image)
-    tiles = [p for paths in art.image_sources.values() for p in paths]
+    tiles = all_tiles(art.image_sources)
     art.image = tiles[0] if len(tiles) == 1 else None
     art.prediction = _predict_new_scene(cfg, run_dir, build_net(meta, weights), meta)
     art.timings["predict"] = round(time.perf_counter() - start, 2)
