@@ -78,3 +78,15 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path} is absent (expected at ../shared/data)")
     return path
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``gpu`` skip, saying why, on a machine without CUDA."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (none here)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
