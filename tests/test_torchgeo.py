@@ -135,3 +135,17 @@ def test_cli_trains_and_tests_on_a_torchgeo_datamodule(tmp_path):
 @pytest.fixture(autouse=True)
 def _helpers_importable(monkeypatch):
     monkeypatch.syspath_prepend(str(HELPERS))
+
+
+def test_a_geo_datamodule_under_several_processes_is_refused_before_setup():
+    from types import SimpleNamespace
+
+    from torchgeo.datamodules import GeoDataModule
+    from torchgeo.datasets import RasterDataset
+
+    from deepgeo_runner.lit.torchgeo import TorchGeoAdapter
+
+    adapter = TorchGeoAdapter(GeoDataModule(RasterDataset, batch_size=2, patch_size=16), num_classes=2)
+    adapter.trainer = SimpleNamespace(world_size=2)
+    with pytest.raises(ConfigError, match=r"GeoDataModule.*one device"):
+        adapter.setup("fit")

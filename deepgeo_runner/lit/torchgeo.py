@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.lit.datamodule import AugmentPlan, augment_batch
 
 IGNORE_INDEX = 255  # the target value our losses and metrics skip
@@ -97,6 +98,11 @@ class TorchGeoAdapter(pl.LightningDataModule):
         self.datamodule.prepare_data()
 
     def setup(self, stage: str) -> None:
+        if self.trainer is not None and self.trainer.world_size > 1 and _samples_by_geography(self.datamodule):
+            raise ConfigError(
+                f"{type(self.datamodule).__name__} is a torchgeo GeoDataModule: its batch sampler cannot be "
+                "sharded across processes by Lightning. Train it on one device (trainer=default trainer.devices=1)."
+            )
         self.datamodule.trainer = self.trainer  # its batch hooks look at the trainer's state
         self.datamodule.setup(stage)
 
@@ -134,3 +140,11 @@ class TorchGeoAdapter(pl.LightningDataModule):
         if self._generator is None:
             self._generator = torch.Generator().manual_seed(self.seed * 1000 + trainer.global_rank)
         return augment_batch(batch, self.plan, self._generator)
+
+
+def _samples_by_geography(datamodule: pl.LightningDataModule) -> bool:
+    try:
+        from torchgeo.datamodules import GeoDataModule
+    except ImportError:
+        return False
+    return isinstance(datamodule, GeoDataModule)
