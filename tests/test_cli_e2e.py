@@ -136,10 +136,12 @@ def test_apply_a_checkpoint_to_a_scene_with_one_command(single_run, cache_dir, t
     image = next(cache_dir.glob("demo/*/demo_oli.tif"))
     run_dir = tmp_path / "applied"
     cmd = [sys.executable, "-m", "deepgeo_runner.cli", "stages=[predict]",
-           f"predict.checkpoint={single_run / 'checkpoints' / 'best.ckpt'}", f"predict.image={image}",
+           f"predict.checkpoint={single_run}", f"predict.image={image}",  # the finished run's directory
            f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache_dir}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert provenance["checkpoint"] == str(single_run / "checkpoints" / "best.ckpt")
     with rasterio.open(run_dir / "prediction.tif") as new, rasterio.open(single_run / "prediction.tif") as old:
         assert new.crs == old.crs and new.transform == old.transform
         agreement = (new.read(1) == old.read(1)).mean()

@@ -314,3 +314,19 @@ def test_missing_checkpoint_is_a_config_error(tmp_path):
     cfg = _compose("stages=[predict]", f"predict.checkpoint={tmp_path / 'none.ckpt'}")
     with pytest.raises(ConfigError, match="predict.checkpoint"):
         validate_config(cfg)
+
+
+def test_a_checkpoint_is_a_file_or_a_finished_run_directory(tmp_path):
+    from deepgeo_runner.checkpoint_path import checkpoint_file
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="without checkpoints/best.ckpt or last.ckpt"):
+        checkpoint_file(run)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert checkpoint_file(run) == run / "checkpoints" / "last.ckpt"  # interrupted: its last weights
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"x")
+    assert checkpoint_file(run) == run / "checkpoints" / "best.ckpt"
+    assert checkpoint_file(run / "checkpoints" / "last.ckpt") == run / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError, match="no such file or run directory"):
+        checkpoint_file(tmp_path / "none.ckpt")

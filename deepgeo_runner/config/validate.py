@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config.schema import STAGES
 from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.geo.indices import check_indices
@@ -344,10 +345,9 @@ def _check_predict(cfg: DictConfig) -> None:
         if pred.checkpoint is None:
             raise ConfigError(
                 f"stages {sorted(needs_weights)} without 'fit' need trained weights: set "
-                "predict.checkpoint=PATH/TO/best.ckpt (from a run's checkpoints/), or add fit to stages."
+                "predict.checkpoint=RUN_DIR (or RUN_DIR/checkpoints/best.ckpt), or add fit to stages."
             )
-        if not Path(pred.checkpoint).is_file():
-            raise ConfigError(f"predict.checkpoint='{pred.checkpoint}': no such file.")
+        checkpoint_file(pred.checkpoint)
     if pred.get("blend", "hann") not in ("hann", "center"):
         raise _fail("predict.blend", pred.blend, "one of ['hann', 'center']")
     if pred.get("probabilities", "none") not in ("none", "float16", "uint8"):

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, vector_fingerprint
+from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config.validate import DATAMODULE_STAGES, uses_datamodule, validate_config
 from deepgeo_runner.errors import ConfigError, InputDataError, StageError
 from deepgeo_runner.geo.chips import SPLITS, split_blocks
@@ -636,7 +637,7 @@ def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list
         **art.prepare_extras,
     }
     module = _build_module(cfg, classes, prepared.n_features, meta, art.chips.path if art.chips else None)
-    checkpoint = Path(cfg.predict.checkpoint) if cfg.predict.checkpoint else None
+    checkpoint = checkpoint_file(cfg.predict.checkpoint) if cfg.predict.checkpoint else None
     trainer = None
     if {"fit", "test"} & set(stages):
         from deepgeo_runner.lit.datamodule import ChipDataModule
@@ -686,7 +687,7 @@ def _learn_datamodule(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, s
     inner = _instantiate(data.datamodule, "data.datamodule")
     datamodule = TorchGeoAdapter(inner, len(classes.names), int(data.in_channels), data.ignore_index,
                                  _augment_plan(cfg), int(cfg.seed))
-    checkpoint = Path(cfg.predict.checkpoint) if cfg.predict.checkpoint else None
+    checkpoint = checkpoint_file(cfg.predict.checkpoint) if cfg.predict.checkpoint else None
     art.checkpoint, _ = _fit_test(cfg, run_dir, art, module, datamodule, stages, checkpoint,
                                   shard_here=False)
 
@@ -833,9 +834,9 @@ def apply_checkpoint_stage(cfg: DictConfig, run_dir: str | Path, art: Artifacts 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     art = art or Artifacts()
-    weights, meta = read_checkpoint(cfg.predict.checkpoint)
+    art.checkpoint = checkpoint_file(cfg.predict.checkpoint)
+    weights, meta = read_checkpoint(art.checkpoint)
     start = time.perf_counter()
-    art.checkpoint = Path(cfg.predict.checkpoint)
     art.image_sources = date_groups(cfg.predict.image)
     tiles = all_tiles(art.image_sources)
     art.image = tiles[0] if len(tiles) == 1 else None
