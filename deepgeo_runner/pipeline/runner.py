@@ -94,6 +94,7 @@ class Artifacts:
     chips: ChipStore | None = None
     checkpoint: Path | None = None
     metrics: dict | None = None
+    best_score: float | None = None  # best validation score (train.monitor) of the fit: a sweep's objective
     prediction: Path | None = None
     prepare_extras: dict[str, Any] = field(default_factory=dict)
     split_scenes: dict[str, SplitScene] = field(default_factory=dict)  # val/test from other scenes
@@ -718,6 +719,8 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, datamodule, stages: li
         if resume is not None:
             log.info("fit: resuming from %s", resume)
         checkpoint = train.fit(trainer, module, datamodule, resume)
+        best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+        art.best_score = float(best) if best is not None else None
     if "test" in stages:
         scores = train.test(trainer, module, datamodule, checkpoint)
         scores["split"] = str(cfg.test_split)

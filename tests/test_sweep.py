@@ -1,0 +1,45 @@
+"""Hyperparameter search (hparams_search=optuna): trials share the cache, and the study maximizes
+each trial's best validation score — never the test split's."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "data.demo_size=320", "data.chip_size=32", "data.block_size=64", "data.split_buffer=16",
+    "data.train_chips=64", "data.batch_size=16", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+    "model=fcn8s", "model.width=8", "trainer=cpu", "stages=[prepare,rasterize,chips,fit,test]",
+]
+
+
+def _best_val(trial: Path) -> float:
+    rows = list(csv.DictReader((trial / "logs" / "metrics.csv").open()))
+    return max(float(r["val_f1_macro"]) for r in rows if r.get("val_f1_macro"))
+
+
+def test_optuna_study_maximizes_the_validation_score_of_its_trials(tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "deepgeo_runner.cli", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3",
+           f"hydra.sweep.dir={sweep}", f"paths.cache_dir={tmp_path / 'cache'}", *TINY]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    trials = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(trials) == 3 and all((t / "metrics.json").is_file() for t in trials)
+    best = max(_best_val(t) for t in trials)
+    assert result["best_value"] == pytest.approx(best, abs=1e-6)
+    assert set(result["best_params"]) == {"optimizer.lr", "optimizer.weight_decay", "augmentation", "loss"}
+    lrs = {yaml.safe_load((t / ".hydra" / "overrides.yaml").read_text())[0] for t in trials}
+    assert len(lrs) == 3  # three different learning rates were tried
+    logs = proc.stdout + proc.stderr
+    assert logs.count("prepare: reusing cached") == 2  # trials 2 and 3 reuse the first one's preparation
