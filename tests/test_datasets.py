@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from deepgeo_runner.ml.datasets import ChipDataset, ShardedSampler
 
@@ -41,3 +42,19 @@ def test_chip_dataset_returns_dict_samples(tmp_path):
     assert len(ds) == 3 and sample["image"].shape == (2, 8, 8)
     assert sample["mask"].dtype.is_floating_point is False and int(sample["mask"][7, 7]) == 255
     np.testing.assert_array_equal(sample["image"].numpy(), images[2])
+
+
+@pytest.mark.parametrize("indices", [[4, 2, 3], [5, 0, 3]], ids=["consecutive", "scattered"])
+def test_read_batch_copies_the_chips_once_into_writable_tensors(tmp_path, indices):
+    rng = np.random.default_rng(1)
+    images = rng.random((6, 2, 8, 8)).astype(np.float32)
+    masks = rng.integers(0, 3, (6, 8, 8)).astype(np.uint8)
+    np.save(tmp_path / "train_image.npy", images)
+    np.save(tmp_path / "train_mask.npy", masks)
+    batch = ChipDataset(tmp_path, "train").read_batch(indices)
+    order = sorted(indices)  # read in ascending order: one pass over the file
+    np.testing.assert_array_equal(batch["image"].numpy(), images[order])
+    np.testing.assert_array_equal(batch["mask"].numpy(), masks[order])
+    assert batch["image"].dtype == torch.float32 and batch["mask"].dtype == torch.uint8
+    batch["image"].add_(1.0)  # augmentation works in place on the batch, never on the store
+    np.testing.assert_array_equal(np.load(tmp_path / "train_image.npy"), images)

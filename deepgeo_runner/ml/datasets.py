@@ -49,13 +49,13 @@ class ChipDataset(Dataset):
         """
         self._open()
         idx = np.sort(np.asarray(indices))
-        if len(idx) and idx[-1] - idx[0] == len(idx) - 1:
-            picked = slice(int(idx[0]), int(idx[-1]) + 1)
-        else:
-            picked = idx
-        images = np.array(self._images[picked], dtype=np.float32)  # the one copy, writable
-        masks = np.array(self._masks[picked])
-        return {"image": torch.from_numpy(images), "mask": torch.from_numpy(masks)}
+        if len(idx) and idx[-1] - idx[0] == len(idx) - 1:  # a view of the file: copy it once
+            first, stop = int(idx[0]), int(idx[-1]) + 1
+            images, masks = np.array(self._images[first:stop]), np.array(self._masks[first:stop])
+        else:  # fancy indexing already copies; a second copy would halve the throughput
+            images, masks = self._images[idx], self._masks[idx]
+        return {"image": torch.from_numpy(np.asarray(images, dtype=np.float32)),
+                "mask": torch.from_numpy(np.asarray(masks))}
 
     def load_all(self) -> tuple[np.ndarray, np.ndarray]:
         """The whole split as arrays (for device-resident training)."""
