@@ -118,3 +118,23 @@ def test_default_class_colors_are_distinct_hex(n: int):
     assert len(colors) == n and len(set(colors)) == n
     assert all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in colors)
     assert default_class_colors(n) == colors  # deterministic
+
+
+def test_chip_map_and_class_distribution(tmp_path):
+    from deepgeo_runner.report.plots import plot_chip_map, plot_class_distribution
+
+    rgb = np.random.default_rng(0).random((3, 50, 40)).astype(np.float32)  # the scene read at 1/2
+    chips = [{"row": r, "col": c, "size": 16, "split": s}
+             for (r, c), s in zip([(0, 0), (0, 40), (60, 0), (80, 60)], ["train", "train", "val", "test"], strict=True)]
+    out = plot_chip_map(rgb, (100, 80), chips, tmp_path / "chips.png")
+    dist = plot_class_distribution({"train": [500, 20, 0], "test": [100, 5, 7]}, ["forest", "cleared", "water"],
+                                   tmp_path / "dist.png")
+    for path in (out, dist):
+        img = mpimg.imread(path)
+        assert img.ndim == 3 and img.shape[0] > 100 and img.std() > 0.01  # drawn, not blank
+    # one test chip over the whole of a blank scene: the frame's middle is the test colour, faded
+    whole = plot_chip_map(None, (100, 80), [{"row": 0, "col": 0, "size": 100, "split": "test"}], tmp_path / "t.png")
+    img = mpimg.imread(whole)
+    r, g, b = img[img.shape[0] // 2, img.shape[1] // 3, :3]
+    assert r > g + 0.1 and r > b + 0.1, (r, g, b)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic: no temporary left behind

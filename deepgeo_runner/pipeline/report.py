@@ -60,12 +60,15 @@ def write_report(run_dir: Path, art: Artifacts, classes: ClassTable, band_names:
     plot_dir = run_dir / "plots"
     plot_dir.mkdir(exist_ok=True)
     written: list[Path] = []
+    image, bands, nodata = None, None, None
     if art.image is not None:
         image, nodata = _read_small(art.image, Resampling.nearest)
         bands = _composite_bands(list(art.band_names or band_names), image.shape[0])
         written.append(plots.plot_composite(
             image[bands].astype(np.float32), plot_dir / "composite.png",
             title="Colour composite (R, G, B)", valid=valid_mask(image, nodata)))
+    if art.chips is not None and art.image is not None and (art.chips.path / "chips.json").exists():
+        written += _chip_plots(art, classes, plot_dir, image, bands, nodata)
     first_id = classes.ids[0]
     interest = classes.names[1:] if classes.background_is_class else classes.names
     interest_colors = classes.colors[1:] if classes.background_is_class else classes.colors
@@ -92,6 +95,24 @@ def write_report(run_dir: Path, art: Artifacts, classes: ClassTable, band_names:
     path = _write_html(run_dir, written, metrics)
     log.info("report: %d plots and %s", len(written), path)
     return path
+
+
+def _chip_plots(art: Artifacts, classes: ClassTable, plot_dir: Path, image: np.ndarray | None,
+                bands: list[int] | None, nodata: float | None) -> list[Path]:
+    """Where the chips of each split lie on the scene, and the labelled pixels each split holds."""
+    records = json.loads((art.chips.path / "chips.json").read_text())["chips"]
+    here = [r for r in records if r.get("scene", "data.image") == "data.image"]  # not other scenes' chips
+    with rasterio.open(art.image) as src:
+        shape = (src.height, src.width)
+    rgb, valid = (image[bands].astype(np.float32), valid_mask(image, nodata)) if image is not None else (None, None)
+    written = [plots.plot_chip_map(rgb, shape, here, plot_dir / "chips.png", valid=valid)]
+    counts: dict[str, np.ndarray] = {}
+    for r in records:
+        hist = np.asarray(r["histogram"][: len(classes.names)], dtype=np.int64)
+        counts[r["split"]] = counts.get(r["split"], np.zeros(len(classes.names), dtype=np.int64)) + hist
+    written.append(plots.plot_class_distribution({s: c.tolist() for s, c in counts.items()}, classes.names,
+                                                 plot_dir / "class_distribution.png"))
+    return written
 
 
 def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None) -> Path:

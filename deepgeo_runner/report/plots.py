@@ -25,6 +25,8 @@ from matplotlib.ticker import MaxNLocator
 
 __all__ = [
     "default_class_colors",
+    "plot_chip_map",
+    "plot_class_distribution",
     "plot_class_map",
     "plot_composite",
     "plot_confusion_matrix",
@@ -146,6 +148,23 @@ def default_class_colors(n: int) -> list[str]:
 # colour composite
 
 
+def _stretched_rgb(bands: np.ndarray, valid: np.ndarray | None,
+                   percentiles: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) per-band percentile stretch in [0, 1], nodata grey; and the valid mask."""
+    data = bands.astype(np.float64)
+    mask = np.all(np.isfinite(data), axis=0)
+    if valid is not None:
+        mask &= valid
+    rgb = np.zeros(data.shape[1:] + (3,), dtype=np.float64)
+    if mask.any():
+        for b in range(3):
+            lo, hi = np.percentile(data[b][mask], list(percentiles))
+            if hi > lo:
+                rgb[..., b] = np.clip((np.nan_to_num(data[b]) - lo) / (hi - lo), 0.0, 1.0)
+    rgb[~mask] = to_rgb(NODATA_COLOR)
+    return rgb, mask
+
+
 def plot_composite(
     bands: np.ndarray,
     path: str | os.PathLike,
@@ -170,21 +189,10 @@ def plot_composite(
         if valid.shape != (height, width):
             raise ValueError(f"valid mask {valid.shape} does not match bands {(height, width)}")
     step = _decimation_step(height, width)
-    data = bands[:, ::step, ::step].astype(np.float64)
-    mask = np.all(np.isfinite(data), axis=0)
-    if valid is not None:
-        mask &= valid[::step, ::step]
-
+    rgb, mask = _stretched_rgb(bands[:, ::step, ::step], None if valid is None else valid[::step, ::step],
+                               percentiles)
     lo_p, hi_p = percentiles
-    rgb = np.zeros(data.shape[1:] + (3,), dtype=np.float64)
     n_valid = int(mask.sum())
-    if n_valid:
-        for b in range(3):
-            values = data[b][mask]
-            lo, hi = np.percentile(values, [lo_p, hi_p])
-            if hi > lo:
-                rgb[..., b] = np.clip((np.nan_to_num(data[b]) - lo) / (hi - lo), 0.0, 1.0)
-    rgb[~mask] = to_rgb(NODATA_COLOR)
 
     fig = _new_figure(*_map_figsize(height, width))
     ax = fig.add_subplot()
@@ -436,4 +444,101 @@ def plot_training_curves(
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=9, frameon=False, loc="best")
     fig.suptitle(title, fontsize=13)
+    return _save_atomic(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# chips: where they are, and what they hold
+
+SPLIT_COLORS = {"train": "#1f78b4", "val": "#ff7f00", "test": "#e31a1c"}
+
+
+def plot_chip_map(
+    bands: np.ndarray | None,
+    shape: tuple[int, int],
+    chips: Sequence[Mapping],
+    path: str | os.PathLike,
+    valid: np.ndarray | None = None,
+    title: str = "Chips by split",
+) -> Path:
+    """Chip footprints over the scene, coloured by split: the spatial layout of the split at a
+    glance (a test chip inside the training area would show here before it showed in a score).
+
+    Args:
+        bands: (3, h, w) R, G, B at any decimation of the scene, or None for a blank frame.
+        shape: (H, W) of the full-resolution scene the chips' ``row``/``col``/``size`` refer to.
+        chips: records with ``row``, ``col``, ``size`` and ``split`` (``chips.json``).
+        valid: optional (h, w) mask of usable pixels, as for :func:`plot_composite`.
+    """
+    from matplotlib.patches import Rectangle
+
+    height, width = shape
+    fig = _new_figure(*_map_figsize(height, width, extra_width=1.6))
+    ax = fig.add_subplot()
+    if bands is not None:
+        rgb, _ = _stretched_rgb(np.asarray(bands), valid, (2, 98))
+        ax.imshow(rgb * 0.6 + 0.4, extent=(0, width, height, 0), interpolation="antialiased")  # faded
+    else:
+        ax.set_facecolor("#f4f4f4")
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    # the ground each split covers, as one overlay (hundreds of overlapping random chips would
+    # otherwise stack their transparency into an opaque blot); val/test chips also get outlines
+    scale = min(1.0, MAX_DISPLAY_PX / 2 / max(height, width))
+    cover = np.full((max(1, math.ceil(height * scale)), max(1, math.ceil(width * scale))), -1, dtype=np.int16)
+    order = list(SPLIT_COLORS) + sorted({str(c["split"]) for c in chips} - set(SPLIT_COLORS))
+    counts: dict[str, int] = {}
+    for rank, split in enumerate(order):  # later splits drawn over earlier ones: test on top
+        for chip in (c for c in chips if str(c["split"]) == split):
+            counts[split] = counts.get(split, 0) + 1
+            r0, c0 = int(chip["row"] * scale), int(chip["col"] * scale)
+            r1 = max(r0 + 1, int(math.ceil((chip["row"] + chip["size"]) * scale)))
+            c1 = max(c0 + 1, int(math.ceil((chip["col"] + chip["size"]) * scale)))
+            cover[max(r0, 0):r1, max(c0, 0):c1] = rank
+            if split != "train":
+                ax.add_patch(Rectangle((chip["col"], chip["row"]), chip["size"], chip["size"], fill=False,
+                                       edgecolor=SPLIT_COLORS.get(split, UNKNOWN_COLOR), linewidth=0.5))
+    overlay = np.zeros(cover.shape + (4,), dtype=np.float64)
+    for rank, split in enumerate(order):
+        overlay[cover == rank] = (*to_rgb(SPLIT_COLORS.get(split, UNKNOWN_COLOR)), 0.4)
+    ax.imshow(overlay, extent=(0, width, height, 0), interpolation="nearest")
+    ax.set_title(title, fontsize=12)
+    ax.set_axis_off()
+    handles = [Patch(facecolor=SPLIT_COLORS.get(s, UNKNOWN_COLOR), alpha=0.6, label=f"{s} ({_format_count(n)})")
+               for s, n in sorted(counts.items(), key=lambda kv: list(SPLIT_COLORS).index(kv[0])
+                                  if kv[0] in SPLIT_COLORS else 99)]
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=9,
+                  frameon=False, title="chips")
+    return _save_atomic(fig, path)
+
+
+def plot_class_distribution(
+    counts: Mapping[str, Sequence[int]],
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    title: str = "Labelled pixels per class and split",
+) -> Path:
+    """Grouped bars of labelled pixels per class in each split (log scale): a class missing from
+    a split, or a strong imbalance, explains scores before anyone reads them."""
+    splits = [s for s in SPLIT_COLORS if s in counts] + [s for s in counts if s not in SPLIT_COLORS]
+    k = len(class_names)
+    fig = _new_figure(max(5.0, 1.2 + 0.9 * k), 3.6)
+    ax = fig.add_subplot()
+    x = np.arange(k)
+    width = 0.8 / max(len(splits), 1)
+    for i, split in enumerate(splits):
+        values = np.asarray(counts[split][:k], dtype=np.float64)
+        ax.bar(x + (i - (len(splits) - 1) / 2) * width, np.where(values > 0, values, np.nan), width,
+               label=split, color=SPLIT_COLORS.get(split, "#888888"), edgecolor="white", linewidth=0.5)
+        for xi, v in zip(x, values, strict=True):
+            if v == 0:  # absent from this split: say so, a missing bar is easy to overlook
+                ax.text(xi + (i - (len(splits) - 1) / 2) * width, 1, "0", ha="center", va="bottom",
+                        fontsize=7, color="#b00020")
+    ax.set_yscale("log")
+    ax.set_xticks(x, list(class_names), rotation=30 if k > 5 else 0, ha="right" if k > 5 else "center")
+    ax.set_ylabel("labelled pixels")
+    ax.set_title(title, fontsize=12)
+    ax.legend(fontsize=9, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
     return _save_atomic(fig, path)
