@@ -57,7 +57,7 @@ def test_run_directory_holds_the_contract(single_run, cache_dir):
         assert (single_run / name).is_file(), name
     plots = sorted(p.name for p in (single_run / "plots").glob("*.png"))
     assert {"composite.png", "ground_truth.png", "prediction.png", "confusion_matrix.png", "chips.png",
-            "class_distribution.png"} <= set(plots)
+            "class_distribution.png", "feature_histograms.png"} <= set(plots)
     provenance = json.loads((single_run / "provenance.json").read_text())
     assert provenance["seed"] == 3
     for package in ("python", "torch", "lightning", "segmentation-models-pytorch", "rasterio", "torchgeo"):

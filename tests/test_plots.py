@@ -138,3 +138,20 @@ def test_chip_map_and_class_distribution(tmp_path):
     r, g, b = img[img.shape[0] // 2, img.shape[1] // 3, :3]
     assert r > g + 0.1 and r > b + 0.1, (r, g, b)
     assert not list(tmp_path.glob(".*.tmp"))  # atomic: no temporary left behind
+
+
+def test_feature_histograms_draw_each_class_in_its_colour(tmp_path):
+    from deepgeo_runner.report.plots import plot_feature_histograms
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat([[1] * 30 + [2] * 30], 40, axis=0)
+    labels[:5] = 255  # unlabelled rows are not drawn
+    ndvi = np.where(labels == 1, 0.8, 0.2) + 0.05 * rng.standard_normal(labels.shape)
+    red = rng.standard_normal(labels.shape)
+    red[0, 0] = np.nan
+    out = plot_feature_histograms({"ndvi": ndvi, "red": red}, labels, [1, 2], ["forest", "cleared"],
+                                  ["#00aa00", "#dd0000"], tmp_path / "h.png")
+    img = mpimg.imread(out)[..., :3]
+    greenish = ((img[..., 1] > 0.5) & (img[..., 0] < 0.3) & (img[..., 2] < 0.3)).sum()
+    reddish = ((img[..., 0] > 0.7) & (img[..., 1] < 0.3) & (img[..., 2] < 0.3)).sum()
+    assert greenish > 50 and reddish > 50  # both classes' outlines are drawn

@@ -77,6 +77,8 @@ def write_report(run_dir: Path, art: Artifacts, classes: ClassTable, band_names:
         written.append(plots.plot_class_map(
             labels[0], plot_dir / "ground_truth.png", interest, interest_colors,
             title="Ground truth (rasterized)", ignore_value=NODATA, first_id=1))
+        if art.prepared is not None:
+            written.append(_feature_histograms(art, labels[0], interest, interest_colors, plot_dir))
     if art.prediction is not None:
         pred, _ = _read_small(art.prediction, Resampling.mode)
         written.append(plots.plot_class_map(
@@ -95,6 +97,27 @@ def write_report(run_dir: Path, art: Artifacts, classes: ClassTable, band_names:
     path = _write_html(run_dir, written, metrics)
     log.info("report: %d plots and %s", len(written), path)
     return path
+
+
+HISTOGRAM_FEATURES = 6  # panels: indices first (they separate classes best), then bands
+
+
+def _feature_histograms(art: Artifacts, labels: np.ndarray, names: Sequence[str], colors: Sequence[str],
+                        plot_dir: Path) -> Path:
+    """Per-class distributions of the prepared features (indices first) on the labelled pixels."""
+    stack, nodata = _read_small(art.prepared.path, Resampling.nearest)
+    feature_names = list(art.prepared.feature_names)
+    bands = set(art.band_names)
+    per_date = [n.split("_", 1)[1] if art.prepared.dates else n for n in feature_names]  # '<date>_<name>'
+    indices = [i for i, n in enumerate(per_date) if n not in bands]
+    order = indices + [i for i in range(len(feature_names)) if i not in indices]
+    features = {}
+    for i in order[:HISTOGRAM_FEATURES]:
+        band = stack[i].astype(np.float64)
+        band[band == nodata] = np.nan
+        features[feature_names[i]] = band
+    ids = list(range(1, len(names) + 1))
+    return plots.plot_feature_histograms(features, labels, ids, names, colors, plot_dir / "feature_histograms.png")
 
 
 def _chip_plots(art: Artifacts, classes: ClassTable, plot_dir: Path, image: np.ndarray | None,

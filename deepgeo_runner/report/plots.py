@@ -27,6 +27,7 @@ __all__ = [
     "default_class_colors",
     "plot_chip_map",
     "plot_class_distribution",
+    "plot_feature_histograms",
     "plot_class_map",
     "plot_composite",
     "plot_confusion_matrix",
@@ -541,4 +542,51 @@ def plot_class_distribution(
     ax.set_title(title, fontsize=12)
     ax.legend(fontsize=9, frameon=False)
     ax.grid(axis="y", alpha=0.3)
+    return _save_atomic(fig, path)
+
+
+def plot_feature_histograms(
+    features: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    class_ids: Sequence[int],
+    class_names: Sequence[str],
+    class_colors: Sequence[str],
+    path: str | os.PathLike,
+    bins: int = 60,
+    title: str = "Prepared (normalized) feature values per class, labelled pixels",
+) -> Path:
+    """One panel per feature: the distribution of its values in each class, as density outlines.
+    Classes that overlap in every panel are the ones the model will confuse.
+
+    Args:
+        features: name → (H, W) values (NaN where invalid), e.g. NDVI and the red band.
+        labels: (H, W) class ids on the same grid; pixels of other ids are not drawn.
+    """
+    n = len(features)
+    cols = min(n, 3)
+    rows = max(1, math.ceil(n / cols))
+    fig = _new_figure(3.4 * cols + 1.4, 2.6 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, (name, values) in zip(axes.flat, features.items(), strict=False):
+        values = np.asarray(values, dtype=np.float64)
+        finite = np.isfinite(values)
+        in_classes = finite & np.isin(labels, class_ids)
+        if not in_classes.any():
+            ax.set_axis_off()
+            continue
+        lo, hi = np.percentile(values[in_classes], [0.5, 99.5])
+        edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
+        for cid, cname, color in zip(class_ids, class_names, class_colors, strict=True):
+            sample = values[finite & (labels == cid)]
+            if sample.size:
+                ax.hist(np.clip(sample, edges[0], edges[-1]), bins=edges, density=True, histtype="step",
+                        linewidth=1.4, color=color, label=cname)
+        ax.set_title(name, fontsize=10)
+        ax.set_yticks([])
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.set_axis_off()
+    handles = [Patch(facecolor="none", edgecolor=c, label=nm) for nm, c in zip(class_names, class_colors, strict=True)]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=9, frameon=False)
+    fig.suptitle(title, fontsize=12)
     return _save_atomic(fig, path)
