@@ -64,3 +64,80 @@ def scores_from_confusion(
         "class_names": list(class_names),
     }
     return scores
+
+
+def roc_from_histograms(
+    positives: np.ndarray, negatives: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, float | None]]:
+    """One-vs-rest ROC curves and AUCs from per-class score histograms.
+
+    Histograms (sums of counts) reduce exactly across DDP ranks and take bounded memory, unlike
+    the per-pixel scores an exact ROC would need. Thresholds are the bin edges from high to
+    low, so a curve has B + 1 points from (0, 0) to (1, 1); the trapezoid rule then gives the
+    Mann–Whitney AUC of the scores quantized to the bins (ties within a bin count 1/2).
+
+    Args:
+        positives: (K, B) counts of labelled pixels of class k per score bin (low to high).
+        negatives: (K, B) counts of labelled pixels of other classes per score bin.
+
+    Returns:
+        Per class ``(fpr, tpr, auc)``; ``auc`` is None (and the curve the chance diagonal) for a
+        class with no positives or no negatives, where the ROC is undefined.
+    """
+    pos = np.asarray(positives, dtype=np.float64)
+    neg = np.asarray(negatives, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape != neg.shape:
+        raise ValueError(f"histograms must both be (classes, bins), got {pos.shape} and {neg.shape}")
+    curves: list[tuple[np.ndarray, np.ndarray, float | None]] = []
+    for p, n in zip(pos, neg, strict=True):
+        n_pos, n_neg = p.sum(), n.sum()
+        if n_pos == 0 or n_neg == 0:
+            curves.append((np.array([0.0, 1.0]), np.array([0.0, 1.0]), None))
+            continue
+        tpr = np.concatenate([[0.0], np.cumsum(p[::-1]) / n_pos])
+        fpr = np.concatenate([[0.0], np.cumsum(n[::-1]) / n_neg])
+        tpr[-1] = fpr[-1] = 1.0  # exact end point despite rounding in the running sums
+        auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+        curves.append((fpr, tpr, auc))
+    return curves
+
+
+def thin_curve(fpr: np.ndarray, tpr: np.ndarray, max_points: int = 257) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` points of a monotone curve, ends kept, for metrics.json and plots.
+
+    Repeated points (empty bins) go first; only then are points dropped evenly, so a curve
+    of up to ``max_points`` distinct points is kept exactly.
+    """
+    if max_points < 2:
+        raise ValueError(f"max_points must be >= 2, got {max_points}")
+    fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
+    keep = np.ones(fpr.size, dtype=bool)
+    keep[1:] = (np.diff(fpr) != 0) | (np.diff(tpr) != 0)
+    fpr, tpr = fpr[keep], tpr[keep]
+    if fpr.size > max_points:
+        index = np.unique(np.round(np.linspace(0, fpr.size - 1, max_points)).astype(np.int64))
+        fpr, tpr = fpr[index], tpr[index]
+    return fpr, tpr
+
+
+def add_roc_scores(
+    scores: dict, positives: np.ndarray, negatives: np.ndarray, max_points: int = 257
+) -> dict:
+    """``scores`` (from :func:`scores_from_confusion`) with per-class ``auc``, ``auc_macro`` and
+    the ``roc`` curves (``fpr``/``tpr`` lists per class) added; existing keys are untouched.
+
+    ``auc_macro`` averages the classes whose AUC is defined (None when none is), for the same
+    reason the other macro means skip classes absent from the reference.
+    """
+    names = list(scores["class_names"])
+    curves = roc_from_histograms(positives, negatives)
+    if len(curves) != len(names):
+        raise ValueError(f"{len(curves)} score histograms do not match {len(names)} classes")
+    out = {**scores, "per_class": {name: dict(v) for name, v in scores["per_class"].items()}, "roc": {}}
+    for name, (fpr, tpr, auc) in zip(names, curves, strict=True):
+        out["per_class"][name]["auc"] = auc
+        fpr, tpr = thin_curve(fpr, tpr, max_points)
+        out["roc"][name] = {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist()}
+    defined = [auc for _, _, auc in curves if auc is not None]
+    out["auc_macro"] = float(np.mean(defined)) if defined else None
+    return out

@@ -57,7 +57,12 @@ def test_run_directory_holds_the_contract(single_run, cache_dir):
         assert (single_run / name).is_file(), name
     plots = sorted(p.name for p in (single_run / "plots").glob("*.png"))
     assert {"composite.png", "ground_truth.png", "prediction.png", "confusion_matrix.png", "chips.png",
-            "class_distribution.png", "feature_histograms.png"} <= set(plots)
+            "class_distribution.png", "feature_histograms.png", "roc.png"} <= set(plots)
+    m = _metrics(single_run)
+    assert m["auc_macro"] > 0.9, m["auc_macro"]  # the demo is learned well (F1 about 0.99)
+    for name, scores in m["per_class"].items():
+        assert 0.5 < scores["auc"] <= 1.0, (name, scores["auc"])
+        assert 2 <= len(m["roc"][name]["fpr"]) == len(m["roc"][name]["tpr"]) <= 257
     provenance = json.loads((single_run / "provenance.json").read_text())
     assert provenance["seed"] == 3
     for package in ("python", "torch", "lightning", "segmentation-models-pytorch", "rasterio", "torchgeo"):

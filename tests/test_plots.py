@@ -15,6 +15,7 @@ from deepgeo_runner.report.plots import (
     plot_class_map,
     plot_composite,
     plot_confusion_matrix,
+    plot_roc_curves,
     plot_training_curves,
 )
 
@@ -87,6 +88,24 @@ def test_confusion_matrix_with_an_all_zero_row_does_not_warn(tmp_path: Path):
 def test_confusion_matrix_shape_mismatch(tmp_path: Path):
     with pytest.raises(ValueError, match="does not match"):
         plot_confusion_matrix(np.zeros((2, 2)), tmp_path / "x.png", NAMES)
+
+
+def test_roc_curves_in_class_colours_with_an_undefined_class(tmp_path: Path):
+    colours = dict(zip(NAMES, ["#1f77b4", "#d62728", "#2ca02c"], strict=True))
+    curves = {
+        "forest": ([0.0, 0.1, 0.3, 1.0], [0.0, 0.7, 0.95, 1.0], 0.91),
+        "clearing": ([0.0, 1.0], [0.0, 1.0], 0.5),
+        "water": ([0.0, 1.0], [0.0, 1.0], None),  # absent from the test split
+    }
+    path = tmp_path / "roc.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = assert_png(path, plot_roc_curves(curves, path, colours))
+    rgb = (image[..., :3] * 255).round().astype(int).reshape(-1, 3)
+    pixels = {name: int((np.abs(rgb - np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)])).max(axis=1) <= 2).sum())
+              for name, c in colours.items()}
+    assert pixels["water"] > 0  # listed in the legend, no curve
+    assert min(pixels["forest"], pixels["clearing"]) > 10 * pixels["water"], pixels  # curves in class colours
 
 
 def test_training_curves(tmp_path: Path):

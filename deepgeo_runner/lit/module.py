@@ -8,8 +8,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from deepgeo_runner.lit.scores import ConfusionState
-from deepgeo_runner.metrics import scores_from_confusion
+from deepgeo_runner.lit.scores import ConfusionState, ScoreHistograms
+from deepgeo_runner.metrics import add_roc_scores, scores_from_confusion
 from deepgeo_runner.ml.losses import CrossEntropyLoss
 from deepgeo_runner.ml.models import align_target
 
@@ -56,6 +56,7 @@ class SegmentationModule(pl.LightningModule):
         self.inference_meta = inference_meta or {}
         self.val_state = ConfusionState(len(class_names), ignore_index)
         self.test_state = ConfusionState(len(class_names), ignore_index)
+        self.test_histograms = ScoreHistograms(len(class_names), ignore_index)
         self.test_scores: dict | None = None
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -89,10 +90,17 @@ class SegmentationModule(pl.LightningModule):
         )
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.test_state.update(*self._logits_and_target(batch))
+        logits, target = self._logits_and_target(batch)
+        self.test_state.update(logits, target)
+        self.test_histograms.update(logits, target)
 
     def on_test_epoch_end(self) -> None:
-        self.test_scores = self._scores(self.test_state)
+        histograms = self.test_histograms.compute()
+        self.test_histograms.reset()
+        self.test_scores = add_roc_scores(
+            self._scores(self.test_state),
+            histograms["positives"].cpu().numpy(), histograms["negatives"].cpu().numpy(),
+        )
         self.log_dict(
             {"test_accuracy": self.test_scores["accuracy"], "test_f1_macro": self.test_scores["f1_macro"]},
             sync_dist=False,

@@ -1,7 +1,8 @@
-"""A torchmetrics state for segmentation scores: confusion matrix and summed cross-entropy.
+"""torchmetrics states for segmentation scores: confusion matrix, summed cross-entropy and
+per-class score histograms.
 
-Its states are sums, so under DDP torchmetrics reduces them exactly across ranks before
-:func:`deepgeo_runner.metrics.scores_from_confusion` turns them into numbers.
+Their states are sums, so under DDP torchmetrics reduces them exactly across ranks before
+:mod:`deepgeo_runner.metrics` turns them into numbers.
 """
 
 from __future__ import annotations
@@ -40,3 +41,38 @@ class ConfusionState(Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         return {"confusion": self.confusion, "ce_sum": self.ce_sum, "pixels": self.pixels}
+
+
+class ScoreHistograms(Metric):
+    """Per class, counts of labelled pixels per softmax-probability bin, apart for the pixels
+    of that class (positives) and of the others (negatives): one-vs-rest ROC curves from
+    (2, K, B) integers, whatever the number of pixels.
+
+    Bin ``j`` holds probabilities in ``[j / B, (j + 1) / B)`` (probability 1 in the last bin).
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, bins: int = 256) -> None:
+        super().__init__()
+        if bins < 1:
+            raise ValueError(f"bins must be >= 1, got {bins}")
+        self.num_classes, self.ignore_index, self.bins = num_classes, ignore_index, bins
+        self.add_state(
+            "counts", torch.zeros(2, num_classes, bins, dtype=torch.long), dist_reduce_fx="sum"
+        )
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        valid = target != self.ignore_index
+        if not valid.any():
+            return
+        k, b = self.num_classes, self.bins
+        probs = logits.float().softmax(dim=1).movedim(1, -1)[valid]  # (N, K)
+        bin_index = (probs * b).long().clamp_(0, b - 1)
+        positive = target[valid].unsqueeze(1) == torch.arange(k, device=target.device)  # (N, K)
+        # flat index into (2, K, B): negatives first, then positives
+        codes = (positive.long() * k + torch.arange(k, device=target.device)) * b + bin_index
+        self.counts += torch.bincount(codes.ravel(), minlength=2 * k * b).reshape(2, k, b)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {"positives": self.counts[1], "negatives": self.counts[0]}

@@ -91,6 +91,8 @@ def write_report(run_dir: Path, art: Artifacts, classes: ClassTable, band_names:
         written.append(plots.plot_confusion_matrix(
             np.asarray(metrics["confusion_matrix"]), plot_dir / "confusion_matrix.png",
             metrics["class_names"]))
+        if metrics.get("roc"):
+            written.append(_plot_roc(metrics, classes, plot_dir / "roc.png"))
     history = _history(run_dir / "logs" / "metrics.csv")
     if history:
         written.append(plots.plot_training_curves(history, plot_dir / "training_curves.png"))
@@ -138,21 +140,33 @@ def _chip_plots(art: Artifacts, classes: ClassTable, plot_dir: Path, image: np.n
     return written
 
 
+def _plot_roc(metrics: dict, classes: ClassTable, path: Path) -> Path:
+    """ROC curves from metrics.json, AUCs from its per-class scores, colours from the class table."""
+    curves = {name: (roc["fpr"], roc["tpr"], metrics["per_class"][name].get("auc"))
+              for name, roc in metrics["roc"].items()}
+    return plots.plot_roc_curves(curves, path, dict(zip(classes.names, classes.colors, strict=False)))
+
+
 def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None) -> Path:
     rows = ""
     if metrics is not None:
         head = "".join(
             f"<tr><th>{k}</th><td>{metrics[k]:.4f}</td></tr>"
-            for k in ("accuracy", "f1_macro", "iou_macro", "cross_entropy") if metrics.get(k) is not None
+            for k in ("accuracy", "f1_macro", "iou_macro", "auc_macro", "cross_entropy")
+            if metrics.get(k) is not None
         )
+        with_auc = "auc_macro" in metrics
         per_class = "".join(
             f"<tr><td>{html.escape(name)}</td>"
             + "".join(f"<td>{v[m]:.3f}</td>" for m in ("precision", "recall", "f1", "iou"))
+            + (f"<td>{_format_auc(v.get('auc'))}</td>" if with_auc else "")
             + f"<td>{v['support']}</td></tr>"
             for name, v in metrics["per_class"].items()
         )
+        auc_head = "<th>AUC</th>" if with_auc else ""
         rows = (f"<h2>Test split</h2><table>{head}</table><h2>Per class</h2><table><tr><th>class</th>"
-                f"<th>precision</th><th>recall</th><th>F1</th><th>IoU</th><th>pixels</th></tr>{per_class}</table>")
+                f"<th>precision</th><th>recall</th><th>F1</th><th>IoU</th>{auc_head}<th>pixels</th></tr>"
+                f"{per_class}</table>")
     figures = "".join(
         f'<figure><img src="plots/{p.name}" alt="{p.stem}"><figcaption>{p.stem}</figcaption></figure>'
         for p in images
@@ -165,3 +179,7 @@ def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None) -> 
         f"<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>{rows}{figures}</body></html>"
     )
     return write_text_atomic(run_dir / "report.html", page)
+
+
+def _format_auc(auc: float | None) -> str:
+    return "n/a" if auc is None else f"{auc:.3f}"

@@ -31,6 +31,7 @@ __all__ = [
     "plot_class_map",
     "plot_composite",
     "plot_confusion_matrix",
+    "plot_roc_curves",
     "plot_training_curves",
 ]
 
@@ -369,6 +370,44 @@ def plot_confusion_matrix(
     stats = (f"N = {int(total):,} px · overall accuracy {100 * accuracy:.1f} %"
              if total > 0 else "empty matrix")
     ax.set_title(stats, fontsize=9, color="#555555")
+    return _save_atomic(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# ROC curves
+
+
+def plot_roc_curves(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float], float | None]],
+    path: str | os.PathLike,
+    class_colors: Mapping[str, str],
+    title: str = "ROC curves, one class vs the rest (test split)",
+) -> Path:
+    """One ROC curve per class in its class colour, the chance diagonal, AUC in the legend.
+
+    ``curves`` maps a class name to ``(fpr, tpr, auc)``; a class whose AUC is undefined (no
+    pixels of it, or only pixels of it) is listed as "n/a" and drawn as no curve, so that the
+    legend still accounts for every class.
+    """
+    fig = _new_figure(6.8, 5.2)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle=":", color="#888888", linewidth=1.0, label="chance (AUC 0.5)")
+    fallback = default_class_colors(len(curves))
+    for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
+        colour = class_colors.get(name, fallback[i])
+        if auc is None:
+            ax.plot([], [], color=colour, linewidth=1.8, label=f"{name} (AUC n/a)")
+            continue
+        ax.plot(np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64), color=colour,
+                linewidth=1.8, label=f"{name} (AUC {auc:.3f})")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("False positive rate")
+    ax.set_ylabel("True positive rate")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=9, frameon=False)
+    ax.set_title(title, fontsize=12)
     return _save_atomic(fig, path)
 
 
