@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from deepgeo_runner.config.schema import register_configs
-from deepgeo_runner.errors import DeepGeoError
+from deepgeo_runner.errors import ConfigError, DeepGeoError
 
 log = logging.getLogger("deepgeo_runner")
 
@@ -37,11 +37,18 @@ def _main(cfg: DictConfig) -> float | None:
 
     from deepgeo_runner.config.validate import validate_config
 
+    optimizing = "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
     try:
         validate_config(cfg)
+        if optimizing and "fit" not in cfg.stages:
+            raise ConfigError(f"hparams_search maximizes each trial's best validation score ({cfg.train.monitor}): "
+                              f"stages={list(cfg.stages)} must include fit.")
         from deepgeo_runner.pipeline.runner import run  # heavy imports start here
 
         artifacts = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        if optimizing and artifacts.best_score is None:
+            raise ConfigError(f"this trial logged no {cfg.train.monitor} (train.monitor): the search has no "
+                              "objective; check that the val split has chips.")
     except DeepGeoError as exc:
         log.error("%s", exc)
         sys.exit(2)
@@ -53,8 +60,7 @@ def _main(cfg: DictConfig) -> float | None:
     # (a search tuned on the test split would report a biased test score)
     if artifacts.best_score is not None:
         log.info("best %s %.4f", cfg.train.monitor, artifacts.best_score)
-        return artifacts.best_score
-    return metrics.get("f1_macro")
+    return artifacts.best_score
 
 
 def main() -> None:

@@ -43,3 +43,11 @@ def test_optuna_study_maximizes_the_validation_score_of_its_trials(tmp_path):
     assert len(lrs) == 3  # three different learning rates were tried
     logs = proc.stdout + proc.stderr
     assert logs.count("prepare: reusing cached") == 2  # trials 2 and 3 reuse the first one's preparation
+
+
+def test_a_search_without_fit_has_no_objective_and_says_so(tmp_path):
+    cmd = [sys.executable, "-m", "deepgeo_runner.cli", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}", f"paths.cache_dir={tmp_path / 'cache'}", "stages=[prepare]"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 2
+    assert "must include fit" in proc.stdout + proc.stderr

@@ -206,3 +206,21 @@ def test_temporal_run_then_its_checkpoint_on_another_pair_of_dates(tmp_path):
                            f"predict.checkpoint={ckpt}", three, f"hydra.run.dir={tmp_path / 'bad'}",
                            f"paths.cache_dir={cache}", "trainer=cpu"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "3 dates" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("n_dates", [1, 2])
+def test_the_report_draws_feature_histograms_of_a_stack_of_any_number_of_dates(tmp_path, two_dates, n_dates):
+    from deepgeo_runner.pipeline.runner import run
+
+    _, _, groups = two_dates
+    groups = dict(list(groups.items())[:n_dates])
+    labels = tmp_path / "gt.gpkg"
+    gpd.GeoDataFrame({"class": ["a", "b"]}, geometry=[pixel_box(0, 0, 30, 25), pixel_box(0, 25, 30, 50)],
+                     crs="EPSG:32722").to_file(labels)
+    cfg = _compose(tmp_path, ["data=scene", _image_override(groups), f"data.labels={labels}", "data.classes=[a,b]",
+                              f"data.band_names={BANDS}", "preprocessing.indices=[ndvi]", "data.chip_size=8",
+                              "data.block_size=8", "data.split_buffer=0", "data.train_chips=10",
+                              "stages=[prepare,rasterize,chips,report]"])
+    run(cfg, tmp_path / "run")
+    plots = {p.name for p in (tmp_path / "run" / "plots").glob("*.png")}
+    assert {"feature_histograms.png", "chips.png", "class_distribution.png"} <= plots

@@ -66,13 +66,14 @@ class ScoreHistograms(Metric):
         valid = target != self.ignore_index
         if not valid.any():
             return
-        k, b = self.num_classes, self.bins
-        probs = logits.float().softmax(dim=1).movedim(1, -1)[valid]  # (N, K)
-        bin_index = (probs * b).long().clamp_(0, b - 1)
-        positive = target[valid].unsqueeze(1) == torch.arange(k, device=target.device)  # (N, K)
-        # flat index into (2, K, B): negatives first, then positives
-        codes = (positive.long() * k + torch.arange(k, device=target.device)) * b + bin_index
-        self.counts += torch.bincount(codes.ravel(), minlength=2 * k * b).reshape(2, k, b)
+        b = self.bins
+        probs = logits.float().softmax(dim=1)  # (B, K, H, W)
+        truth = target[valid]
+        for c in range(self.num_classes):  # one class at a time: temporaries of N pixels, not N × K
+            bin_index = (probs[:, c][valid] * b).to(torch.int32).clamp_(0, b - 1)
+            # index into (2, B): negatives first, then positives
+            codes = (truth == c).to(torch.int32) * b + bin_index
+            self.counts[:, c] += torch.bincount(codes, minlength=2 * b).view(2, b)
 
     def compute(self) -> dict[str, torch.Tensor]:
         return {"positives": self.counts[1], "negatives": self.counts[0]}

@@ -107,15 +107,25 @@ HISTOGRAM_FEATURES = 6  # panels: indices first (they separate classes best), th
 def _feature_histograms(art: Artifacts, labels: np.ndarray, names: Sequence[str], colors: Sequence[str],
                         plot_dir: Path) -> Path:
     """Per-class distributions of the prepared features (indices first) on the labelled pixels."""
-    stack, nodata = _read_small(art.prepared.path, Resampling.nearest)
     feature_names = list(art.prepared.feature_names)
+    dates = list(art.prepared.dates)
+    if len(dates) > 1:  # '<date>_<name>', dates in order, the same names per date
+        per = len(feature_names) // len(dates)
+        base = [n.removeprefix(f"{dates[i // per]}_") for i, n in enumerate(feature_names)]
+    else:
+        base = feature_names
     bands = set(art.band_names)
-    per_date = [n.split("_", 1)[1] if art.prepared.dates else n for n in feature_names]  # '<date>_<name>'
-    indices = [i for i, n in enumerate(per_date) if n not in bands]
-    order = indices + [i for i in range(len(feature_names)) if i not in indices]
+    indices = [i for i, n in enumerate(base) if n not in bands]
+    chosen = (indices + [i for i in range(len(feature_names)) if i not in indices])[:HISTOGRAM_FEATURES]
+    with rasterio.open(art.prepared.path) as src:  # only the bands drawn, decimated like the labels
+        factor = max(1, int(np.ceil(max(src.width, src.height) / MAX_SIDE)))
+        stack = src.read([i + 1 for i in chosen], out_shape=(len(chosen), src.height // factor or 1,
+                                                             src.width // factor or 1),
+                         resampling=Resampling.nearest).astype(np.float64)
+        nodata = src.nodata
     features = {}
-    for i in order[:HISTOGRAM_FEATURES]:
-        band = stack[i].astype(np.float64)
+    for j, i in enumerate(chosen):
+        band = stack[j]
         band[band == nodata] = np.nan
         features[feature_names[i]] = band
     ids = list(range(1, len(names) + 1))

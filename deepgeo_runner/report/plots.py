@@ -491,6 +491,7 @@ def plot_training_curves(
 # chips: where they are, and what they hold
 
 SPLIT_COLORS = {"train": "#1f78b4", "val": "#ff7f00", "test": "#e31a1c"}
+MAX_OUTLINED_CHIPS = 2000  # beyond this the outlines cost more to draw than they show
 
 
 def plot_chip_map(
@@ -516,7 +517,9 @@ def plot_chip_map(
     fig = _new_figure(*_map_figsize(height, width, extra_width=1.6))
     ax = fig.add_subplot()
     if bands is not None:
-        rgb, _ = _stretched_rgb(np.asarray(bands), valid, (2, 98))
+        bands = np.asarray(bands)
+        step = _decimation_step(*bands.shape[1:])
+        rgb, _ = _stretched_rgb(bands[:, ::step, ::step], None if valid is None else valid[::step, ::step], (2, 98))
         ax.imshow(rgb * 0.6 + 0.4, extent=(0, width, height, 0), interpolation="antialiased")  # faded
     else:
         ax.set_facecolor("#f4f4f4")
@@ -535,7 +538,7 @@ def plot_chip_map(
             r1 = max(r0 + 1, int(math.ceil((chip["row"] + chip["size"]) * scale)))
             c1 = max(c0 + 1, int(math.ceil((chip["col"] + chip["size"]) * scale)))
             cover[max(r0, 0):r1, max(c0, 0):c1] = rank
-            if split != "train":
+            if split != "train" and len(chips) <= MAX_OUTLINED_CHIPS:
                 ax.add_patch(Rectangle((chip["col"], chip["row"]), chip["size"], chip["size"], fill=False,
                                        edgecolor=SPLIT_COLORS.get(split, UNKNOWN_COLOR), linewidth=0.5))
     overlay = np.zeros(cover.shape + (4,), dtype=np.float64)
@@ -557,7 +560,7 @@ def plot_class_distribution(
     counts: Mapping[str, Sequence[int]],
     class_names: Sequence[str],
     path: str | os.PathLike,
-    title: str = "Labelled pixels per class and split",
+    title: str = "Labelled pixels per class and split (in chips; overlaps counted per chip)",
 ) -> Path:
     """Grouped bars of labelled pixels per class in each split (log scale): a class missing from
     a split, or a strong imbalance, explains scores before anyone reads them."""
@@ -573,8 +576,8 @@ def plot_class_distribution(
                label=split, color=SPLIT_COLORS.get(split, "#888888"), edgecolor="white", linewidth=0.5)
         for xi, v in zip(x, values, strict=True):
             if v == 0:  # absent from this split: say so, a missing bar is easy to overlook
-                ax.text(xi + (i - (len(splits) - 1) / 2) * width, 1, "0", ha="center", va="bottom",
-                        fontsize=7, color="#b00020")
+                ax.text(xi + (i - (len(splits) - 1) / 2) * width, 0.01, "0", ha="center", va="bottom",
+                        fontsize=7, color="#b00020", transform=ax.get_xaxis_transform())
     ax.set_yscale("log")
     ax.set_xticks(x, list(class_names), rotation=30 if k > 5 else 0, ha="right" if k > 5 else "center")
     ax.set_ylabel("labelled pixels")
@@ -602,6 +605,8 @@ def plot_feature_histograms(
         labels: (H, W) class ids on the same grid; pixels of other ids are not drawn.
     """
     n = len(features)
+    if not n:
+        raise ValueError("no features to plot")
     cols = min(n, 3)
     rows = max(1, math.ceil(n / cols))
     fig = _new_figure(3.4 * cols + 1.4, 2.6 * rows)
