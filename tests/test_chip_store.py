@@ -94,3 +94,14 @@ def test_per_chip_standardization_reaches_the_store(tiny_scene, tmp_path):
                      target_lut(2, False), 2, seed=0, per_chip=True)
     chips = np.load(out / "train_image.npy")
     np.testing.assert_allclose(chips.mean(axis=(2, 3)), 0, atol=1e-4)  # no nodata inside these chips
+
+
+def test_split_class_counts_sum_the_stored_masks_of_each_split(prepared, tmp_path):
+    from deepgeo_runner.pipeline.chips import split_class_counts
+
+    store = _build(prepared, tmp_path)
+    counts = split_class_counts(store.path, 2)
+    assert set(counts) == {"train", "val", "test"}
+    for split, got in counts.items():
+        masks = np.load(store.path / f"{split}_mask.npy")
+        np.testing.assert_array_equal(got, [(masks == 0).sum(), (masks == 1).sum()])

@@ -319,6 +319,16 @@ def _warn_if_overlapping(frame: gpd.GeoDataFrame) -> None:
             )
 
 
+def split_class_counts(entry: str | Path, n_classes: int) -> dict[str, np.ndarray]:
+    """Labelled pixels per class in the chips of each split, from their histograms in ``chips.json``
+    (a pixel covered by several overlapping chips counts once per chip)."""
+    counts: dict[str, np.ndarray] = {}
+    for rec in json.loads((Path(entry) / "chips.json").read_text())["chips"]:
+        hist = np.asarray(rec["histogram"][:n_classes], dtype=np.int64)
+        counts[rec["split"]] = counts.get(rec["split"], np.zeros(n_classes, dtype=np.int64)) + hist
+    return counts
+
+
 def load_chip_store(entry: str | Path) -> ChipStore:
     entry = Path(entry)
     counts = json.loads((entry / "chips.json").read_text())["counts"]

@@ -19,6 +19,7 @@ from rasterio.enums import Resampling
 from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.geo.raster_io import valid_mask
 from deepgeo_runner.geo.rasterize import NODATA
+from deepgeo_runner.pipeline.chips import split_class_counts
 from deepgeo_runner.report import plots
 
 if TYPE_CHECKING:
@@ -29,11 +30,14 @@ log = logging.getLogger(__name__)
 MAX_SIDE = 1024  # plots read rasters decimated to at most this many pixels per side
 
 
-def _read_small(path: Path, resampling: Resampling) -> tuple[np.ndarray, float | None]:
+def _read_small(path: Path, resampling: Resampling,
+                indexes: Sequence[int] | None = None) -> tuple[np.ndarray, float | None]:
+    """The raster (or its 0-based bands ``indexes``) decimated to at most MAX_SIDE px a side."""
     with rasterio.open(path) as src:
         factor = max(1, int(np.ceil(max(src.width, src.height) / MAX_SIDE)))
-        shape = (src.count, src.height // factor or 1, src.width // factor or 1)
-        return src.read(out_shape=shape, resampling=resampling), src.nodata
+        bands = [i + 1 for i in indexes] if indexes is not None else list(range(1, src.count + 1))
+        shape = (len(bands), src.height // factor or 1, src.width // factor or 1)
+        return src.read(bands, out_shape=shape, resampling=resampling), src.nodata
 
 
 def _composite_bands(band_names: Sequence[str], n_bands: int) -> list[int]:
@@ -117,12 +121,8 @@ def _feature_histograms(art: Artifacts, labels: np.ndarray, names: Sequence[str]
     bands = set(art.band_names)
     indices = [i for i, n in enumerate(base) if n not in bands]
     chosen = (indices + [i for i in range(len(feature_names)) if i not in indices])[:HISTOGRAM_FEATURES]
-    with rasterio.open(art.prepared.path) as src:  # only the bands drawn, decimated like the labels
-        factor = max(1, int(np.ceil(max(src.width, src.height) / MAX_SIDE)))
-        stack = src.read([i + 1 for i in chosen], out_shape=(len(chosen), src.height // factor or 1,
-                                                             src.width // factor or 1),
-                         resampling=Resampling.nearest).astype(np.float64)
-        nodata = src.nodata
+    stack, nodata = _read_small(art.prepared.path, Resampling.nearest, chosen)  # only the bands drawn
+    stack = stack.astype(np.float64)
     features = {}
     for j, i in enumerate(chosen):
         band = stack[j]
@@ -141,10 +141,7 @@ def _chip_plots(art: Artifacts, classes: ClassTable, plot_dir: Path, image: np.n
         shape = (src.height, src.width)
     rgb, valid = (image[bands].astype(np.float32), valid_mask(image, nodata)) if image is not None else (None, None)
     written = [plots.plot_chip_map(rgb, shape, here, plot_dir / "chips.png", valid=valid)]
-    counts: dict[str, np.ndarray] = {}
-    for r in records:
-        hist = np.asarray(r["histogram"][: len(classes.names)], dtype=np.int64)
-        counts[r["split"]] = counts.get(r["split"], np.zeros(len(classes.names), dtype=np.int64)) + hist
+    counts = split_class_counts(art.chips.path, len(classes.names))
     written.append(plots.plot_class_distribution({s: c.tolist() for s, c in counts.items()}, classes.names,
                                                  plot_dir / "class_distribution.png"))
     return written

@@ -34,6 +34,7 @@ from deepgeo_runner.pipeline.chips import (
     SplitScene,
     build_chip_store,
     load_chip_store,
+    split_class_counts,
     target_lut,
 )
 from deepgeo_runner.pipeline.labels import rasterize_labels
@@ -580,7 +581,8 @@ def _build_module(cfg, classes: ClassTable, in_channels: int, meta: dict, chips_
             f"{classes.names}."
         )
     if needs_class_counts(loss) and chips_dir is not None:
-        set_class_counts(loss, _train_class_counts(chips_dir, len(classes.names)))
+        n = len(classes.names)
+        set_class_counts(loss, split_class_counts(chips_dir, n).get("train", np.zeros(n, dtype=np.int64)).tolist())
     meta = {"class_names": classes.names, "class_ids": classes.ids, "class_colors": classes.colors,
             "model": OmegaConf.to_container(cfg.model, resolve=True), "model_inputs": model_inputs, **meta}
     if cfg.train.channels_last:
@@ -612,16 +614,6 @@ def _model_inputs(cfg, n_features: int) -> dict[str, int]:
             f"are not {dates} dates (data.dates or the keys of data.image) of equal band count."
         )
     return {"in_channels": n_features // dates, "dates": dates}
-
-
-def _train_class_counts(chips_dir: Path, n_classes: int) -> list[int]:
-    """Labelled pixels per class in the training chips (their histograms in chips.json)."""
-    records = json.loads((Path(chips_dir) / "chips.json").read_text())["chips"]
-    counts = np.zeros(n_classes, dtype=np.int64)
-    for rec in records:
-        if rec["split"] == "train":
-            counts += np.asarray(rec["histogram"][:n_classes], dtype=np.int64)
-    return counts.tolist()
 
 
 def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str], rank: int) -> None:
