@@ -740,7 +740,7 @@ def _predict(
     if cfg.predict.get("image"):  # prepared like the checkpoint's training scene; rank 0 alone
         if rank != 0:
             return
-        art.prediction = _predict_new_scene(cfg, run_dir, module.net, meta or module.inference_meta)
+        art.prediction = _predict_new_scene(cfg, run_dir, module.net, meta or module.inference_meta, device)
         return
     stats = art.prepared.stats
     art.prediction = predict_scene(
@@ -779,7 +779,7 @@ def _polygons(cfg: DictConfig, prediction: Path) -> None:
                        list(cfg.predict.polygons), float(cfg.predict.min_area_ha))
 
 
-def _predict_new_scene(cfg: DictConfig, run_dir: Path, net, meta: dict) -> Path:
+def _predict_new_scene(cfg: DictConfig, run_dir: Path, net, meta: dict, device: str | None = None) -> Path:
     """``predict.image``: prepare the new scene with the checkpoint's bands, indices and
     statistics (into ``run_dir/predict_input``) and classify it into ``run_dir/prediction.tif``."""
     from deepgeo_runner.ml.predict import predict_scene
@@ -791,7 +791,7 @@ def _predict_new_scene(cfg: DictConfig, run_dir: Path, net, meta: dict) -> Path:
         window=int(cfg.predict.window or meta.get("chip_size") or cfg.data.chip_size),
         overlap=float(cfg.predict.overlap), batch_size=int(cfg.predict.batch_size),
         class_ids=meta["class_ids"], class_names=meta["class_names"], class_colors=meta["class_colors"],
-        device=_predict_device(cfg), standardize_windows=prepared.stats.per_chip,
+        device=device or _predict_device(cfg), standardize_windows=prepared.stats.per_chip,
         **predict_options(cfg),
     )
     _polygons(cfg, prediction)
