@@ -108,10 +108,7 @@ def _check_datamodule(cfg: DictConfig) -> None:
     classes = list(data.classes)
     if not classes or len(set(classes)) != len(classes):
         raise _fail("data.classes", classes, "one distinct name per mask value 0..K-1, e.g. [background,building]")
-    if data.class_colors is not None:
-        colors = list(data.class_colors)
-        if len(colors) != len(classes) or not all(_HEX.match(str(c)) for c in colors):
-            raise _fail("data.class_colors", colors, f"{len(classes)} colours written '#rrggbb'")
+    _check_class_colors(data, classes)
     if data.get("in_channels") is None or data.in_channels < 1:
         raise _fail("data.in_channels", data.get("in_channels"), "the positive number of bands of the images")
     if data.batch_size < 1:
@@ -226,6 +223,13 @@ def _check_stages(cfg: DictConfig) -> None:
         raise _fail("stages", stages, f"at least one of {list(STAGES)}")
 
 
+def _check_class_colors(data: DictConfig, classes: list[str]) -> None:
+    if data.class_colors is not None:
+        colors = list(data.class_colors)
+        if len(colors) != len(classes) or not all(_HEX.match(str(c)) for c in colors):
+            raise _fail("data.class_colors", colors, f"{len(classes)} colours written '#rrggbb'")
+
+
 def _check_files(key: str, value: Any) -> None:
     """A path, a list of tiles, or (a time stack) a mapping date → path or tiles: all must exist."""
     groups = value.items() if isinstance(value, DictConfig) else [(None, value)]
@@ -266,10 +270,7 @@ def _check_data(data: DictConfig) -> None:
         raise _fail("data.classes", classes, "distinct class names")
     if data.class_values is not None and len(data.class_values) != len(classes):
         raise _fail("data.class_values", list(data.class_values), f"{len(classes)} values, one per class")
-    if data.class_colors is not None:
-        colors = list(data.class_colors)
-        if len(colors) != len(classes) or not all(_HEX.match(str(c)) for c in colors):
-            raise _fail("data.class_colors", colors, f"{len(classes)} colours written '#rrggbb'")
+    _check_class_colors(data, classes)
     if data.background not in BACKGROUND_MODES:
         raise _fail("data.background", data.background, f"one of {list(BACKGROUND_MODES)}")
     if data.chip_size < 8:
@@ -306,8 +307,7 @@ def _check_splits(data: DictConfig) -> None:
     """The split sources; their content (CRS, column, values) is checked when first read."""
     vector = data.get("split_vector")
     if vector is not None:
-        if not Path(vector).exists():
-            raise ConfigError(f"data.split_vector='{vector}': no such file (looked in {Path.cwd()}).")
+        _check_files("data.split_vector", vector)
         if not str(data.get("split_column") or "").strip():
             raise _fail("data.split_column", data.get("split_column"),
                         "the name of the column of data.split_vector holding train/val/test")
