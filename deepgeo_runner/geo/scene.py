@@ -264,9 +264,11 @@ def build_time_stack(
         raise ConfigError("data.image: no date to stack.")
     every = all_tiles(dates)
     grid = target_grid(every, options)
-    groups = {date: _open_all(paths) for date, paths in dates.items()}
+    groups: dict[str, list[rasterio.io.DatasetReader]] = {}
     readers: list[_MosaicReader] = []
     try:
+        for date, paths in dates.items():  # inside the try: a bad later date closes the earlier ones
+            groups[date] = _open_all(paths)
         all_sources = [s for sources in groups.values() for s in sources]
         counts = {date: sources[0].count for date, sources in groups.items()}
         if len(set(counts.values())) > 1:
