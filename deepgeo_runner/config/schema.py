@@ -14,7 +14,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-STAGES: tuple[str, ...] = ("prepare", "rasterize", "chips", "fit", "test", "predict", "report")
+STAGES: tuple[str, ...] = ("check", "prepare", "rasterize", "chips", "fit", "test", "predict", "report")
 
 
 @dataclass
@@ -47,7 +47,9 @@ class DataConfig:
     band_names: list[str] = field(default_factory=list)  # role of each band: blue, red, nir...
     dates: list[str] = field(default_factory=list)  # dates of a multi-date stack (date-major bands)
     background: str = "ignore"  # pixels outside every labelled class: 'ignore' or 'class'
-    nodata: float | None = None  # overrides the image's own nodata when it declares none
+    nodata: Any = None  # nodata of the image (one value, or one per band), overriding the file's
+    nodata_rule: str = "gdal"  # 'gdal': nodata where every band is (or the file's mask); 'any_band': any band
+    allow_missing_classes: bool = False  # train although a class has no training pixel (else the check stops)
     chip_size: int = 64
     block_size: int | None = None  # side of the split blocks in pixels; default 2 chips
     split_fractions: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])
@@ -57,7 +59,8 @@ class DataConfig:
     chip_strategy: str = "random"  # training chips: 'random', 'grid' or 'points'
     train_stride: int | None = None  # stride of grid training chips; default chip_size
     chip_points: str | None = None  # point file of chip centres (chip_strategy=points)
-    split_buffer: int | None = None  # px between training chips and val/test; default chip_size
+    split_buffer: int | None = None  # px between training chips and val/test; default chip_size // 4
+    balance_classes: bool = True  # random training chips: an equal share anchored on each class
     split_vector: str | None = None  # polygons naming their split (train/val/test); replaces the blocks
     split_column: str = "split"  # column of split_vector holding 'train', 'val' or 'test'
     split_scenes: SplitScenesConfig = field(default_factory=SplitScenesConfig)  # val/test from other scenes

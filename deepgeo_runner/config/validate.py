@@ -212,6 +212,18 @@ def _check_scene(data: DictConfig) -> None:
                         "a list of source classes per class, e.g. {deforestation: [clearcut, degradation]}")
 
 
+def _check_nodata(data: DictConfig) -> None:
+    from deepgeo_runner.geo.nodata import NODATA_RULES  # numpy only: the check stays fast
+
+    if data.nodata_rule not in NODATA_RULES:
+        raise _fail("data.nodata_rule", data.nodata_rule, f"one of {list(NODATA_RULES)}")
+    values = list(data.nodata) if isinstance(data.nodata, ListConfig) else [data.nodata]
+    for value in values:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _fail("data.nodata", OmegaConf.to_container(data.nodata) if isinstance(data.nodata, ListConfig)
+                        else data.nodata, "a number, or a list of one number (or null) per band")
+
+
 def _check_stages(cfg: DictConfig) -> None:
     stages = list(cfg.stages)
     unknown = [s for s in stages if s not in STAGES]
@@ -292,6 +304,7 @@ def _check_data(data: DictConfig) -> None:
         raise _fail("data.chip_points", data.chip_points, "an existing point file when data.chip_strategy=points")
     if data.split_buffer is not None and data.split_buffer < 0:
         raise _fail("data.split_buffer", data.split_buffer, "a non-negative number of pixels")
+    _check_nodata(data)
     _check_splits(data)
     if data.oversample_class is not None and data.oversample_class not in classes:
         raise _fail("data.oversample_class", data.oversample_class, f"one of {classes}")

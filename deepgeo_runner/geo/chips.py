@@ -42,17 +42,10 @@ def split_blocks(
     Returns the per-pixel split map (H, W) as int8. Every split with a positive fraction
     gets at least one block when the scene has enough of them.
     """
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
-        raise ConfigError(
-            f"data.split_fractions must be three non-negative shares (train, val, test), got "
-            f"{list(fractions)}."
-        )
-    if block_size < 1:
-        raise ConfigError(f"data.block_size must be a positive number of pixels, got {block_size}.")
+    shares = _check_split_options(fractions, block_size)
     height, width = shape
     n_rows, n_cols = -(-height // block_size), -(-width // block_size)
     n_blocks = n_rows * n_cols
-    shares = np.asarray(fractions, dtype=np.float64) / float(sum(fractions))
     counts = np.floor(shares * n_blocks).astype(int)
     for i in np.argsort(-(shares * n_blocks - counts)):  # largest remainders first
         if counts.sum() >= n_blocks:
@@ -67,6 +60,170 @@ def split_blocks(
     rng.shuffle(block_split)
     grid = block_split.reshape(n_rows, n_cols)
     return np.repeat(np.repeat(grid, block_size, axis=0), block_size, axis=1)[:height, :width]
+
+
+def _check_split_options(fractions: Sequence[float], block_size: int) -> np.ndarray:
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
+        raise ConfigError(
+            f"data.split_fractions must be three non-negative shares (train, val, test), got "
+            f"{list(fractions)}."
+        )
+    if block_size < 1:
+        raise ConfigError(f"data.block_size must be a positive number of pixels, got {block_size}.")
+    return np.asarray(fractions, dtype=np.float64) / float(sum(fractions))
+
+
+def block_class_counts(labels: np.ndarray, class_ids: Sequence[int], block_size: int) -> np.ndarray:
+    """(n_blocks, K) pixels of each class id in each block, blocks numbered row-major."""
+    height, width = labels.shape
+    n_cols = -(-width // block_size)
+    lut = np.full(256, len(class_ids), dtype=np.int64)  # other values: a discarded column
+    lut[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
+    n_blocks = -(-height // block_size) * n_cols
+    counts = np.zeros((n_blocks, len(class_ids) + 1), dtype=np.int64)
+    block_cols = np.arange(width) // block_size
+    for row in range(0, height, block_size):  # a band of blocks at a time: bounded temporaries
+        band = labels[row:row + block_size]
+        block = (row // block_size) * n_cols + np.broadcast_to(block_cols, band.shape)
+        flat = block.ravel() * (len(class_ids) + 1) + lut[band.ravel()]
+        counts += np.bincount(flat, minlength=counts.size).reshape(counts.shape)
+    return counts[:, :-1]
+
+
+TIE_ORDER = (0, 2, 1)  # a block that every split needs alike goes to train, then test, then val
+
+
+def assign_blocks_by_class(counts: np.ndarray, fractions: Sequence[float], seed: int) -> np.ndarray:
+    """Deal labelled blocks to splits so that every class gets its share of pixels in each split.
+
+    Iterative stratification over blocks: classes are taken rarest first (fewest blocks);
+    each of a class's still unassigned blocks, in seeded order, goes to the split lacking
+    most of that class relative to its share, and the first one always to train, so every
+    class present gets training pixels, then test and val pixels wherever it has enough
+    blocks. Blocks holding no labelled pixel go to train: they cost val/test nothing and
+    leave training chips room. Returns the split of each block (0 train, 1 val, 2 test).
+    """
+    shares = np.asarray(fractions, dtype=np.float64) / float(sum(fractions))
+    n_blocks, n_classes = counts.shape
+    assignment = np.full(n_blocks, -1, dtype=np.int8)
+    got = np.zeros((3, n_classes), dtype=np.float64)
+    totals = counts.sum(axis=0).astype(np.float64)
+    spread = (counts > 0).sum(axis=0)
+    rng = np.random.default_rng(seed)
+    for k in sorted(np.flatnonzero(totals > 0), key=lambda k: (spread[k], totals[k], k)):
+        blocks = np.flatnonzero((counts[:, k] > 0) & (assignment < 0))
+        rng.shuffle(blocks)
+        for b in blocks:
+            if got[0, k] == 0 and shares[0] > 0:
+                split = 0
+            else:
+                need = shares - got[:, k] / totals[k]
+                split = max((s for s in TIE_ORDER if shares[s] > 0), key=lambda s: (need[s], -TIE_ORDER.index(s)))
+            assignment[b] = split
+            got[split] += counts[b]
+    assignment[assignment < 0] = 0
+    return assignment
+
+
+def split_blocks_by_class(
+    labels: np.ndarray, class_ids: Sequence[int], block_size: int, fractions: Sequence[float], seed: int
+) -> np.ndarray:
+    """Per-pixel split map (H, W) int8 of blocks dealt by :func:`assign_blocks_by_class`.
+
+    ``labels`` holds class ids on the analysis grid; ``class_ids`` the ids that count (the
+    classes of interest, and background when it is learned as a class).
+    """
+    _check_split_options(fractions, block_size)
+    counts = block_class_counts(labels, class_ids, block_size)
+    return _block_map(assign_blocks_by_class(counts, fractions, seed), labels.shape, block_size)
+
+
+def _block_map(assignment: np.ndarray, shape: tuple[int, int], block_size: int) -> np.ndarray:
+    """The per-pixel (H, W) map of a per-block assignment (blocks row-major)."""
+    height, width = shape
+    grid = assignment.reshape(-(-height // block_size), -(-width // block_size))
+    return np.repeat(np.repeat(grid, block_size, axis=0), block_size, axis=1)[:height, :width]
+
+
+def reachable_by_chips(area: np.ndarray, size: int) -> np.ndarray:
+    """Pixels of ``area`` that some ``size``-px window lying wholly inside ``area`` covers:
+    what a training chip can actually reach (thin slivers between buffers cannot hold one)."""
+    height, width = area.shape
+    if size > height or size > width:
+        return np.zeros_like(area, dtype=bool)
+    rows, cols = np.arange(height - size + 1), np.arange(width - size + 1)
+    table = _integral(area)
+    fits = (table[rows[:, None] + size, cols[None, :] + size] - table[rows[:, None], cols[None, :] + size]
+            - table[rows[:, None] + size, cols[None, :]] + table[rows[:, None], cols[None, :]]) == size * size
+    starts = np.zeros((height, width), dtype=bool)
+    starts[: height - size + 1, : width - size + 1] = fits
+    # a pixel is covered when a fitting window starts within the size × size box above-left of it
+    table = _integral(starts)
+    r, c = np.arange(height), np.arange(width)
+    r0, c0 = np.maximum(r - size + 1, 0), np.maximum(c - size + 1, 0)
+    covered = (table[r[:, None] + 1, c[None, :] + 1] - table[r0[:, None], c[None, :] + 1]
+               - table[r[:, None] + 1, c0[None, :]] + table[r0[:, None], c0[None, :]])
+    return covered > 0
+
+
+def choose_class_split(
+    labels: np.ndarray, class_ids: Sequence[int], block_size: int, fractions: Sequence[float], seed: int,
+    buffer: int, chip_size: int, candidates: int = 8,
+) -> np.ndarray:
+    """The best of ``candidates`` seeded class-aware block splits, judged as training will see them.
+
+    Each candidate comes from :func:`split_blocks_by_class`; it is scored on a decimated copy
+    of the labels by (classes a training chip can reach, classes in test, classes in val, the
+    smallest share of a class's pixels that training chips reach, then all of them). The
+    buffer and the chip size can strand a class's training pixels where no chip fits; this
+    picks the split that loses least to them. Deterministic for a given ``seed``.
+    """
+    _check_split_options(fractions, block_size)
+    counts = block_class_counts(labels, class_ids, block_size)
+    step = max(1, chip_size // 8)  # scoring at 1/step resolution keeps it cheap on Landsat scenes
+    small = labels[::step, ::step]
+    totals = np.array([(small == i).sum() for i in class_ids], dtype=np.float64)
+    best, best_score = None, None
+    for k in range(candidates):
+        split_map = _block_map(assign_blocks_by_class(counts, fractions, seed + 7919 * k), labels.shape, block_size)
+        coarse = split_map[::step, ::step]
+        reach = [reachable_by_chips(usable_area(coarse, i, -(-buffer // step)), max(1, chip_size // step))
+                 for i in range(3)]
+        train, val, test = (np.array([((small == c) & r).sum() for c in class_ids], dtype=np.float64)
+                            for r in reach)
+        present = totals > 0
+        share = train[present] / totals[present] if present.any() else np.zeros(1)
+        score = (int((train[present] > 0).sum()), int((test[present] > 0).sum()), int((val[present] > 0).sum()),
+                 round(float(share.min()), 3), round(float(train.sum() / max(totals.sum(), 1)), 3))
+        if best_score is None or score > best_score:
+            best, best_score = split_map, score
+    return best
+
+
+def split_usage(
+    labels: np.ndarray, class_ids: Sequence[int], split_map: np.ndarray, buffer: int
+) -> dict[str, np.ndarray]:
+    """Labelled pixels of each class id that each split can use, and those the buffer takes.
+
+    ``train`` counts only the training pixels a chip may cover (outside the buffer), so the
+    report says what training can really see; ``buffer`` the training pixels given up to keep
+    training chips away from val/test; ``none`` labelled pixels of no split (outside split
+    polygons).
+    """
+    lut = np.full(256, len(class_ids), dtype=np.int64)
+    lut[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
+
+    def count(where: np.ndarray) -> np.ndarray:
+        return np.bincount(lut[labels[where]], minlength=len(class_ids) + 1)[:-1]
+
+    train_area = usable_area(split_map, 0, buffer)
+    return {
+        "train": count(train_area),
+        "val": count(split_map == 1),
+        "test": count(split_map == 2),
+        "buffer": count((split_map == 0) & ~train_area),
+        "none": count(split_map == NO_SPLIT),
+    }
 
 
 def usable_area(split_map: np.ndarray, split_id: int, buffer: int) -> np.ndarray:
@@ -148,6 +305,51 @@ def random_windows(
             found.append(Window(int(r), int(c), size))
             if len(found) == count:
                 return found
+    return found
+
+
+def class_balanced_windows(
+    in_split: np.ndarray,
+    labelled: np.ndarray,
+    targets: np.ndarray,
+    n_targets: int,
+    size: int,
+    count: int,
+    min_labelled_fraction: float,
+    seed: int,
+    max_tries: int = 50,
+) -> list[Window]:
+    """``count`` windows inside ``in_split``, an equal share anchored on each class's pixels.
+
+    Uniform random windows follow the classes' areas, so a class covering 2 % of the training
+    area gets a handful of pixels; here every model target present gets ``count / K``
+    windows, each placed so that a randomly drawn pixel of that class lies inside it (at a
+    random position). Shares a class cannot fill go to the other classes.
+    """
+    height, width = in_split.shape
+    if size > height or size > width or count <= 0:
+        return []
+    split_table, label_table = _integral(in_split), _integral(labelled & in_split)
+    need = max(int(np.ceil(min_labelled_fraction * size * size)), 1)
+    rng = np.random.default_rng(seed)
+    pools = [np.flatnonzero((targets == t) & in_split) for t in range(n_targets)]
+    present = [t for t in range(n_targets) if pools[t].size]
+    found: list[Window] = []
+    for i, t in enumerate(present):
+        quota = (count - len(found)) // (len(present) - i)  # what earlier classes left
+        mine: list[Window] = []
+        for _ in range(max_tries):
+            pixels = rng.choice(pools[t], size=4 * quota)
+            rows = pixels // width - rng.integers(0, size, size=pixels.size)
+            cols = pixels % width - rng.integers(0, size, size=pixels.size)
+            fits = (rows >= 0) & (cols >= 0) & (rows <= height - size) & (cols <= width - size)
+            rows, cols = rows[fits], cols[fits]
+            ok = (_window_sums(split_table, rows, cols, size) == size * size) & (
+                _window_sums(label_table, rows, cols, size) >= need)
+            mine += [Window(int(r), int(c), size) for r, c in zip(rows[ok], cols[ok], strict=True)]
+            if len(mine) >= quota:
+                break
+        found += mine[:quota]
     return found
 
 

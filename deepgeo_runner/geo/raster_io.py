@@ -19,6 +19,15 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.geo.nodata import (  # noqa: F401  (the readers of rasters use them from here)
+    NODATA_RULES,
+    NodataValue,
+    mask_band_kind,
+    mask_source,
+    per_band_nodata,
+    read_valid,
+    valid_mask,
+)
 
 
 @dataclass(frozen=True)
@@ -63,14 +72,6 @@ def open_image(path: str | Path, nodata: float | None = None) -> xr.DataArray:
     if nodata is not None:
         image = image.rio.write_nodata(nodata)
     return image
-
-
-def valid_mask(stack: np.ndarray, nodata: float | None) -> np.ndarray:
-    """Pixels where every band holds data: not nodata and finite."""
-    valid = np.all(np.isfinite(stack), axis=0)
-    if nodata is not None and not np.isnan(nodata):
-        valid &= np.all(stack != nodata, axis=0)
-    return valid
 
 
 def write_raster(

@@ -48,7 +48,7 @@ class SceneOptions:
     crs: str | None = None  # e.g. 'EPSG:32722'
     resolution: tuple[float, float] | None = None  # (x, y) pixel size in target CRS units
     resampling: str = "nearest"
-    nodata: float | None = None  # nodata of the tiles when they declare none
+    nodata: float | None = None  # nodata of the tiles, overriding what they declare
 
     def is_identity(self, n_images: int) -> bool:
         """True when the single input raster is already the analysis grid."""
@@ -191,7 +191,7 @@ class _MosaicReader:
         resampling = Resampling[options.resampling]
         self.readers = []
         for src in sources:
-            src_nodata = src.nodata if src.nodata is not None else options.nodata
+            src_nodata = options.nodata if options.nodata is not None else src.nodata
             offset = _aligned_offset(src, grid)
             if offset is not None:
                 self.readers.append((src, offset, src_nodata, False))
@@ -230,7 +230,7 @@ def _common_dtype_fill(sources: Sequence[rasterio.io.DatasetReader], options: Sc
     """One dtype holding every tile's values, and the fill value for pixels no tile covers."""
     dtype = np.result_type(*(np.dtype(s.dtypes[0]) for s in sources))
     first = sources[0]
-    declared = first.nodata if first.nodata is not None else options.nodata
+    declared = options.nodata if options.nodata is not None else first.nodata
     return dtype, _fill_value(dtype, declared)
 
 

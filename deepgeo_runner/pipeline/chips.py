@@ -27,6 +27,7 @@ from deepgeo_runner.geo.chips import (
     SPLITS,
     Window,
     check_no_leakage,
+    class_balanced_windows,
     grid_windows,
     point_windows,
     random_windows,
@@ -54,6 +55,8 @@ class ChipPlan:
         buffer: pixels kept free between training chips and val/test blocks.
         focus_class: model target whose presence is oversampled in training chips, and
             ``focus_fraction`` the share of training chips that must contain it.
+        balance_classes: random training chips are anchored on the pixels of each class in
+            equal shares, so a rare class is not left with a handful of pixels.
     """
 
     chip_size: int
@@ -66,6 +69,7 @@ class ChipPlan:
     focus_class: int | None = None
     focus_fraction: float = 0.0
     points_path: str | None = None
+    balance_classes: bool = True  # random training chips: an equal share anchored on each class
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,7 @@ def build_chip_store(
     others = dict(split_scenes or {})
     local = tuple(s for s in SPLITS if s not in others)
     main = _read_scene(prepared, labels, lut)
-    windows = _choose_windows(plan, split_map, main.targets, main.transform, main.crs, seed, local)
+    windows = _choose_windows(plan, split_map, main.targets, main.transform, main.crs, seed, local, n_targets)
     check_no_leakage(windows, split_map.shape)
     records: list[dict] = []
     grids = {MAIN_SCENE: (main.transform, main.crs)}
@@ -222,7 +226,7 @@ def _split_scene_windows(plan: ChipPlan, scene: _Scene, split: str, name: str) -
 
 def _choose_windows(
     plan: ChipPlan, split_map: np.ndarray, targets: np.ndarray, transform, crs, seed: int,
-    splits: Sequence[str] = SPLITS,
+    splits: Sequence[str] = SPLITS, n_targets: int | None = None,
 ) -> dict[str, list[Window]]:
     labelled = targets != IGNORE
     size = plan.chip_size
@@ -245,14 +249,16 @@ def _choose_windows(
         elif plan.strategy == "grid":
             found = grid_windows(area, labelled, size, plan.train_stride or size, plan.min_labelled_fraction)
         else:
-            found = _random_train_windows(plan, area, labelled, targets, seed)
+            found = _random_train_windows(plan, area, labelled, targets, seed, n_targets)
         require_chips(split, found, hint.replace("SPLIT", split))
         windows[split] = found
     return windows
 
 
-def _random_train_windows(plan: ChipPlan, area, labelled, targets, seed: int) -> list[Window]:
-    """Random windows; a share of them must contain the focus class when one is set."""
+def _random_train_windows(plan: ChipPlan, area, labelled, targets, seed: int,
+                          n_targets: int | None = None) -> list[Window]:
+    """Random windows: a share must contain the focus class when one is set, the rest are
+    balanced over the classes (``plan.balance_classes``) or uniform over the labelled area."""
     n_focus = 0
     focused: list[Window] = []
     if plan.focus_class is not None and plan.focus_fraction > 0:
@@ -262,9 +268,15 @@ def _random_train_windows(plan: ChipPlan, area, labelled, targets, seed: int) ->
         if len(focused) < n_focus:
             log.warning("chips: only %d of %d training chips could hold the oversampled class",
                         len(focused), n_focus)
-    rest = random_windows(area, labelled, plan.chip_size, plan.train_chips - len(focused),
-                          plan.min_labelled_fraction, seed)
-    return focused + rest
+    balanced: list[Window] = []
+    left = plan.train_chips - len(focused)
+    if plan.balance_classes:
+        n_targets = n_targets or int(targets[targets != IGNORE].max(initial=0)) + 1
+        balanced = class_balanced_windows(area, labelled, targets, n_targets, plan.chip_size, left,
+                                          plan.min_labelled_fraction, seed + 2)
+    rest = random_windows(area, labelled, plan.chip_size, left - len(balanced),
+                          plan.min_labelled_fraction, seed) if left > len(balanced) else []
+    return focused + balanced + rest
 
 
 def _read_points(path: str | None, transform, crs) -> tuple[np.ndarray, np.ndarray]:

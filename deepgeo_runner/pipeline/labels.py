@@ -1,4 +1,4 @@
-"""Stage ``rasterize``: ground truth onto the prepared grid, as a colour-tabled label GeoTIFF."""
+"""Stage ``rasterize``: ground truth onto the analysis grid, as a colour-tabled label GeoTIFF."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import rasterio
 from tqdm.auto import tqdm
 
-from deepgeo_runner.geo.raster_io import Grid, iter_windows, open_raster_writer, valid_mask
+from deepgeo_runner.geo.raster_io import Grid, NodataValue, iter_windows, open_raster_writer, read_valid
 from deepgeo_runner.geo.rasterize import NODATA, LabelSource, class_colormap
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ def rasterize_labels(
     others: str = "background",
     window: int = LABEL_WINDOW,
     progress: bool = True,
+    nodata: NodataValue = None,
+    nodata_rule: str = "gdal",
 ) -> Path:
     """Write ``labels.tif``: 0 background, 1..N classes, 255 where the image has no data.
 
@@ -43,6 +45,9 @@ def rasterize_labels(
             whose centre is inside.
         class_groups: class of interest → source classes merged into it.
         others: labelled features of no class of interest: 'background' (id 0) or 'ignore' (255).
+        nodata, nodata_rule: which pixels of ``prepared`` (any raster on the wanted grid: the
+            analysis image or a prepared stack) hold no data, as in
+            :func:`deepgeo_runner.geo.raster_io.read_valid`.
     """
     with rasterio.open(prepared) as src:
         grid = Grid(src.crs, src.transform, src.width, src.height)
@@ -60,7 +65,7 @@ def rasterize_labels(
             quiet = not progress or len(windows) < 4
             for win in tqdm(windows, desc="rasterize", unit="window", disable=quiet):
                 ids = source.burn(win)
-                ids[~valid_mask(src.read(window=win), src.nodata)] = NODATA
+                ids[~read_valid(src, src.read(window=win), win, nodata, nodata_rule)] = NODATA
                 counts += np.bincount(ids.ravel(), minlength=256)
                 dst.write(ids, 1, window=win)
     for class_id, name in enumerate(classes, start=1):

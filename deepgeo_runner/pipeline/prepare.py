@@ -32,7 +32,7 @@ from deepgeo_runner.geo.normalize import (
     new_accumulator,
     stats_from_accumulator,
 )
-from deepgeo_runner.geo.raster_io import Grid, iter_windows, open_raster_writer, valid_mask
+from deepgeo_runner.geo.raster_io import Grid, NodataValue, iter_windows, open_raster_writer, read_valid
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,11 @@ class _Features:
     names: list[str]  # band roles of one date
     keep: list[int]
     specs: list[IndexSpec]
-    nodata: float | None
+    nodata: NodataValue  # overrides the file's nodata; None: the file's mask or nodata
     scale: np.ndarray  # per band of one date
     offset: np.ndarray
     dates: int = 1
+    nodata_rule: str = "gdal"
 
     @property
     def per_date(self) -> int:
@@ -91,7 +92,7 @@ class _Features:
 
     def __call__(self, src: rasterio.io.DatasetReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
         raw = src.read(window=window)
-        valid = valid_mask(raw, self.nodata)
+        valid = read_valid(src, raw, window, self.nodata, self.nodata_rule)
         n = len(self.names)
         out = np.empty((self.per_date * self.dates,) + valid.shape, dtype=np.float32)
         for d in range(self.dates):
@@ -132,9 +133,10 @@ def prepare_scene(
     indices: Sequence[str],
     normalization: str | NormOptions,
     fit_area: FitArea,
-    nodata: float | None = None,
+    nodata: NodataValue = None,
     stats: NormStats | None = None,
     *,
+    nodata_rule: str = "gdal",
     expressions: Mapping[str, str] | None = None,
     index_constants: Mapping[str, float] | None = None,
     scale: float | Sequence[float] | None = None,
@@ -156,7 +158,10 @@ def prepare_scene(
             :class:`NormOptions`.
         fit_area: (H, W) boolean map of the training area, or a function window → that map
             for the window (bounded memory on huge scenes); None: every valid pixel.
-        nodata: nodata of the image, overriding what the file declares.
+        nodata: nodata of the image (one value or one per band), overriding what the file
+            declares (and its mask band).
+        nodata_rule: 'gdal' (nodata where every band is nodata, or the file's mask) or
+            'any_band' (where any band is), see :data:`deepgeo_runner.geo.raster_io.NODATA_RULES`.
         stats: reuse these statistics (e.g. a checkpoint's) instead of fitting new ones.
         expressions: user indices, name → arithmetic over band names; computed after
             ``indices`` unless listed there.
@@ -201,9 +206,9 @@ def prepare_scene(
             raise ConfigError(f"preprocessing.keep_bands: {unknown} are not among data.band_names {names}.")
         features = _Features(
             names, [names.index(b) for b in keep], specs,
-            nodata if nodata is not None else src.nodata,
+            nodata,
             _per_band(scale, n_bands, "data.scale", 1.0), _per_band(offset, n_bands, "data.offset", 0.0),
-            n_dates,
+            n_dates, nodata_rule,
         )
         feature_names = feature_stack_names(tuple(keep) + tuple(index_names), dates)
         grid = Grid(src.crs, src.transform, src.width, src.height)

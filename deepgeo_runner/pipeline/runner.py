@@ -25,7 +25,7 @@ from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, v
 from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config.validate import DATAMODULE_STAGES, uses_datamodule, validate_config
 from deepgeo_runner.errors import ConfigError, InputDataError, StageError
-from deepgeo_runner.geo.chips import SPLITS, split_blocks
+from deepgeo_runner.geo.chips import SPLITS
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.scene import all_tiles, date_groups
 from deepgeo_runner.pipeline.chips import (
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when a stage's output format changes
+CACHE_VERSION = 2  # bump when a stage's output format changes (2: GDAL nodata rule, labels on the image grid)
 DEFAULT_PALETTE = ["#1b7837", "#d6604d", "#2166ac", "#fdb863", "#8073ac", "#35978f",
                    "#e08214", "#b2abd2", "#c51b7d", "#7fbc41"]
 
@@ -137,11 +137,17 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
     split_polygons = _read_split_polygons(cfg)  # a bad split file fails before any raster work
     timed("inputs", _resolve_inputs, cfg, cache_dir, art)
     _check_split_scenes(cfg, art)
-    split_map = _split_map(cfg, art.image, split_polygons)
-    timed("prepare", _prepare, cfg, cache_dir, art, split_map, "prepare" in stages)
-    timed("rasterize", _rasterize, cfg, cache_dir, art, classes, "rasterize" in stages)
+    timed("rasterize", _rasterize, cfg, cache_dir, art, classes)  # on the image grid: cheap, the split needs it
+    split_map = timed("split", _split_map, cfg, art, classes, split_polygons)
+    timed("check", _data_check, cfg, run_dir, art, classes, split_map, rank)
+    if stages == ["check"]:
+        if rank == 0:
+            _provenance(cfg, run_dir, art, classes)
+        return art
+    if set(stages) - {"check", "rasterize"}:
+        timed("prepare", _prepare, cfg, cache_dir, art, split_map, "prepare" in stages)
     needs_chips = bool({"chips", "fit", "test"} & set(stages))
-    if _external_splits(cfg) and (needs_chips or {"prepare", "rasterize"} & set(stages)):
+    if _external_splits(cfg) and (needs_chips or "prepare" in stages):
         timed("split_scenes", _prepare_split_scenes, cfg, cache_dir, art, classes,
               "prepare" in stages, "rasterize" in stages)
     if needs_chips:
@@ -245,7 +251,7 @@ def _on_analysis_grid(cfg: DictConfig, cache_dir: Path, art: Artifacts, groups: 
     options = SceneOptions(
         bbox=tuple(data.bbox) if crop and data.get("bbox") is not None else None,
         aoi=data.get("aoi") if crop else None, crs=data.get("crs"), resolution=tuple(res) if res else None,
-        resampling=str(data.get("resampling", "nearest")), nodata=data.nodata,
+        resampling=str(data.get("resampling", "nearest")), nodata=_scene_nodata(data),
     )
     tiles = all_tiles(groups)
     if len(groups) == 1 and options.is_identity(len(tiles)):
@@ -254,7 +260,7 @@ def _on_analysis_grid(cfg: DictConfig, cache_dir: Path, art: Artifacts, groups: 
         "v": CACHE_VERSION, "images": [file_fingerprint(p) for p in tiles],
         "bbox": list(options.bbox) if options.bbox else None,
         "aoi": vector_fingerprint(options.aoi) if options.aoi else None,
-        "crs": options.crs, "resolution": res, "resampling": options.resampling, "nodata": data.nodata,
+        "crs": options.crs, "resolution": res, "resampling": options.resampling, "nodata": options.nodata,
     }
     if len(groups) > 1:
         payload["dates"] = {d: [file_fingerprint(p) for p in paths] for d, paths in groups.items()}
@@ -265,6 +271,17 @@ def _on_analysis_grid(cfg: DictConfig, cache_dir: Path, art: Artifacts, groups: 
     entry, cache_key, reused = _entry(cache_dir, "scene", payload, build, True)
     art.cache_keys[key], art.reused[key] = cache_key, reused
     return entry / "scene.tif"
+
+
+def _scene_nodata(data: DictConfig) -> float | None:
+    """One nodata value for a mosaic, crop or reprojection (GDAL's warper takes one per source)."""
+    nodata = _plain(data.nodata)
+    if not isinstance(nodata, list):
+        return nodata
+    if len(set(nodata)) == 1:
+        return nodata[0]
+    raise ConfigError(f"data.nodata={nodata}: a per-band nodata list works on one image used as it is; "
+                      "a mosaic, crop (data.bbox/aoi) or reprojection needs one value for every band.")
 
 
 def _read_split_polygons(cfg: DictConfig) -> gpd.GeoDataFrame | None:
@@ -295,32 +312,96 @@ def _local_splits(cfg: DictConfig) -> tuple[str, ...]:
     return tuple(s for s in SPLITS if s not in external)
 
 
-def _split_map(cfg: DictConfig, image: Path, polygons: gpd.GeoDataFrame | None = None) -> np.ndarray:
-    """Per-pixel split of the analysis grid: the user's polygons, else seeded blocks."""
-    grid = Grid.of(image)
+def split_buffer(data: DictConfig) -> int:
+    """Pixels kept between training chips and val/test: ``data.split_buffer``, default a quarter
+    chip (measured on the shared scenes: a whole chip left 16-25 % of the labelled pixels to
+    training chips, a quarter chip 44-53 %)."""
+    return int(data.split_buffer if data.split_buffer is not None else int(data.chip_size) // 4)
+
+
+def _split_map(cfg: DictConfig, art: Artifacts, classes: ClassTable,
+               polygons: gpd.GeoDataFrame | None = None) -> np.ndarray:
+    """Per-pixel split of the analysis grid: the user's polygons, else blocks dealt by class."""
+    from deepgeo_runner.geo.chips import choose_class_split
+
+    grid = Grid.of(art.image)
     if polygons is not None:
         from deepgeo_runner.geo.split_vector import rasterize_splits, require_splits
 
         split_map = rasterize_splits(polygons, grid)
         require_splits(split_map, _local_splits(cfg), f"data.split_vector '{cfg.data.split_vector}'")
         return split_map
-    block = cfg.data.block_size or 2 * cfg.data.chip_size
     local = _local_splits(cfg)  # a split from another scene gets no blocks here
     fractions = [float(f) if s in local else 0.0 for s, f in zip(SPLITS, cfg.data.split_fractions, strict=True)]
-    return split_blocks(grid.shape, int(block), fractions, int(cfg.seed))
+    with rasterio.open(art.labels) as src:
+        labels = src.read(1)
+    return choose_class_split(labels, classes.ids, _block_size(cfg.data), fractions, int(cfg.seed),
+                              split_buffer(cfg.data), int(cfg.data.chip_size))
 
 
-def _split_payload(cfg: DictConfig) -> dict[str, Any]:
+def _block_size(data: DictConfig) -> int:
+    return int(data.block_size or 2 * data.chip_size)
+
+
+def _split_payload(cfg: DictConfig, art: Artifacts) -> dict[str, Any]:
     """What shaped the split map, for the cache keys of the stages that depend on it."""
     data = cfg.data
     if data.get("split_vector") is not None:
         payload = {"vector": vector_fingerprint(data.split_vector), "column": str(data.split_column)}
     else:
-        payload = {"block": data.block_size or 2 * data.chip_size,
-                   "fractions": list(data.split_fractions), "seed": int(cfg.seed)}
-    if _external_splits(cfg):  # keys of old entries stay valid when every split is local
+        payload = {"block": _block_size(data), "fractions": list(data.split_fractions), "seed": int(cfg.seed),
+                   "by_class": art.cache_keys["rasterize"], "buffer": split_buffer(data),
+                   "chip": int(data.chip_size)}
+    if _external_splits(cfg):
         payload["external"] = list(_external_splits(cfg))
     return payload
+
+
+def _data_check(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTable, split_map: np.ndarray,
+                rank: int) -> None:
+    """Stage ``check``: count what each split gets, write ``data_report.json`` and print the table;
+    a class no training chip can reach stops the run here (see :mod:`.data_check`)."""
+    from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES, class_value_sets
+    from deepgeo_runner.pipeline import data_check as dc
+
+    data = cfg.data
+    grid = Grid.of(art.image)
+    inputs = []
+    for date, paths in (art.image_sources or {"": [art.image]}).items():
+        for path in paths:
+            with rasterio.open(path) as src:
+                inputs.append(dc.input_record(path, src.crs, grid.crs, "image" + (f" {date}" if date else "")))
+    inputs.append(dc.input_record(art.labels_source, dc.vector_crs(art.labels_source), grid.crs, "labels"))
+    warnings = dc.reprojection_warnings(inputs)
+    nodata = _plain(data.nodata)
+    if art.labels_source.suffix.lower() in RASTER_SUFFIXES:
+        opts = label_options(data)
+        values = opts["class_values"] or list(range(1, len(data.classes) + 1))
+        strays = dc.label_raster_strays(art.labels_source, class_value_sets(
+            list(data.classes), values, opts["class_groups"], as_str=False))
+        if strays:
+            fate = "background (id 0)" if opts["others"] == "background" else "ignored"
+            shown = ", ".join(f"{v:g}: {n} px" for v, n in sorted(strays.items(), key=lambda kv: -kv[1])[:8])
+            warnings.append(f"label raster '{art.labels_source}' holds values ({shown}) that are neither a class "
+                            f"value (data.class_values {values}) nor its nodata: they were read as {fate}. List them "
+                            "in data.class_values/data.class_groups, or declare them nodata (gdal_edit.py -a_nodata).")
+    reflectance = dc.reflectance_warning(art.image, list(cfg.preprocessing.indices), _plain(data.scale),
+                                         _plain(data.offset), nodata, str(data.nodata_rule))
+    if reflectance:
+        warnings.append(reflectance)
+    with rasterio.open(art.labels) as src:
+        labels = src.read(1)
+    report = dc.check_data(
+        labels=labels, class_names=classes.names, class_ids=classes.ids, split_map=split_map,
+        buffer=split_buffer(data), chip_size=int(data.chip_size),
+        nodata=dc.nodata_summary(art.image, nodata, str(data.nodata_rule)), inputs=inputs,
+        external_splits=list(_external_splits(cfg)), warnings=warnings,
+        allow_missing_classes=bool(data.allow_missing_classes),
+        split_method="polygons" if data.get("split_vector") is not None else "class-stratified blocks",
+    )
+    if rank == 0:
+        report.write(run_dir)
+        log.info("data check (%s):\n%s", run_dir / dc.REPORT_NAME, report.table())
 
 
 def _entry(cache_dir: Path, stage: str, payload: dict, build, run_stage: bool):
@@ -369,7 +450,8 @@ def _prepare(cfg, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_st
     payload = {
         "v": CACHE_VERSION, "image": file_fingerprint(art.image), "bands": art.band_names,
         "indices": list(pre.indices), "normalization": pre.normalization,
-        "nodata": cfg.data.nodata, "split": _split_payload(cfg),
+        "nodata": _plain(cfg.data.nodata), "nodata_rule": str(cfg.data.nodata_rule),
+        "split": _split_payload(cfg, art),
     }
     if len(dates) > 1:  # keys of single-date entries stay as they were
         payload["dates"] = dates
@@ -385,8 +467,8 @@ def _prepare(cfg, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_st
 
     def build(tmp: Path) -> None:
         prepare_scene(art.image, tmp, art.band_names, list(pre.indices), norm,
-                      split_map == 0, cfg.data.nodata, dates=dates, window=int(pre.get("window", 1024)),
-                      cog=cog, **extras)
+                      split_map == 0, _plain(cfg.data.nodata), nodata_rule=str(cfg.data.nodata_rule), dates=dates,
+                      window=int(pre.get("window", 1024)), cog=cog, **extras)
 
     entry, key, reused = _entry(cache_dir, "prepare", payload, build, run_stage)
     art.prepared = load_prepared(entry)
@@ -398,9 +480,12 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value) if isinstance(value, DictConfig | ListConfig) else value
 
 
-def _rasterize(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, run_stage: bool) -> None:
-    entry, key, reused = _burn_labels(cfg, cache_dir, classes, art.labels_source, art.prepared.path,
-                                      art.cache_keys["prepare"], run_stage)
+def _rasterize(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable) -> None:
+    """The training labels on the analysis grid (the image's), pixels without image data 255."""
+    nodata = {"nodata": _plain(cfg.data.nodata), "nodata_rule": str(cfg.data.nodata_rule)}
+    grid_key = hash_payload({"image": file_fingerprint(art.image), **nodata})
+    entry, key, reused = _burn_labels(cfg, cache_dir, classes, art.labels_source, art.image, grid_key, True,
+                                      **nodata)
     art.labels = entry / "labels.tif"
     art.cache_keys["rasterize"], art.reused["rasterize"] = key, reused
 
@@ -418,8 +503,9 @@ def label_options(data: DictConfig) -> dict[str, Any]:
 
 
 def _burn_labels(cfg, cache_dir: Path, classes: ClassTable, labels: Path, prepared: Path, grid_key: str,
-                 run_stage: bool) -> tuple[Path, str, bool]:
-    """The cached label raster of ``labels`` on the grid of ``prepared`` (cache key ``grid_key``)."""
+                 run_stage: bool, **nodata: Any) -> tuple[Path, str, bool]:
+    """The cached label raster of ``labels`` on the grid of ``prepared`` (cache key ``grid_key``);
+    ``nodata``: how ``prepared`` marks pixels without data, when it is a raw image."""
     data = cfg.data
     opts = label_options(data)
     payload = {
@@ -432,7 +518,7 @@ def _burn_labels(cfg, cache_dir: Path, classes: ClassTable, labels: Path, prepar
 
     def build(tmp: Path) -> None:
         colors = classes.colors[1:] if classes.background_is_class else classes.colors
-        rasterize_labels(labels, prepared, tmp / "labels.tif", list(data.classes), colors, **opts)
+        rasterize_labels(labels, prepared, tmp / "labels.tif", list(data.classes), colors, **opts, **nodata)
 
     return _entry(cache_dir, "rasterize", payload, build, run_stage)
 
@@ -480,13 +566,14 @@ def _prepare_split_scenes(cfg, cache_dir: Path, art: Artifacts, classes: ClassTa
         image = _on_analysis_grid(cfg, cache_dir, art, date_groups(files.image), crop=False, key=f"scene_{split}")
         payload = {
             "v": CACHE_VERSION, "image": file_fingerprint(image), "bands": art.band_names,
-            "indices": list(pre.indices), "nodata": data.nodata, "stats_of": art.cache_keys["prepare"], **extras,
+            "indices": list(pre.indices), "nodata": _plain(data.nodata), "nodata_rule": str(data.nodata_rule),
+            "stats_of": art.cache_keys["prepare"], **extras,
         }
 
         def build(tmp: Path, image: Path = image) -> None:
-            prepare_scene(image, tmp, art.band_names, list(pre.indices), _norm_options(cfg), None, data.nodata,
-                          stats=art.prepared.stats, dates=stack_dates(data), window=int(pre.get("window", 1024)),
-                          **extras)
+            prepare_scene(image, tmp, art.band_names, list(pre.indices), _norm_options(cfg), None,
+                          _plain(data.nodata), nodata_rule=str(data.nodata_rule), stats=art.prepared.stats,
+                          dates=stack_dates(data), window=int(pre.get("window", 1024)), **extras)
 
         entry, key, reused = _entry(cache_dir, "prepare", payload, build, run_prepare)
         art.cache_keys[f"prepare_{split}"], art.reused[f"prepare_{split}"] = key, reused
@@ -510,7 +597,7 @@ def chip_plan(cfg: DictConfig, classes: ClassTable) -> ChipPlan:
         chip_size=int(data.chip_size), strategy=data.chip_strategy, train_chips=int(data.train_chips),
         train_stride=data.train_stride, eval_stride=data.eval_stride,
         min_labelled_fraction=float(data.min_valid_fraction),
-        buffer=int(data.split_buffer if data.split_buffer is not None else data.chip_size),
+        buffer=split_buffer(data), balance_classes=bool(data.balance_classes),
         focus_class=focus, focus_fraction=float(data.oversample_fraction),
         points_path=data.chip_points,
     )
@@ -522,7 +609,7 @@ def _chips(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, split_map,
     payload = {
         "v": CACHE_VERSION, "prepare": art.cache_keys["prepare"],
         "rasterize": art.cache_keys["rasterize"], "plan": plan.__dict__, "points": points,
-        "split": _split_payload(cfg), "background": cfg.data.background,
+        "split": _split_payload(cfg, art), "background": cfg.data.background,
         "seed": int(cfg.seed),  # random training windows depend on it, whatever made the split map
     }
     if art.prepared.stats.per_chip:

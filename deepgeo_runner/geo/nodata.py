@@ -1,0 +1,96 @@
+"""Which pixels of a raster hold data: GDAL's rule, a user's override, or the strict rule.
+
+numpy only at import (the config check reads :data:`NODATA_RULES` before heavy imports);
+the functions taking ``src`` use a rasterio dataset's own mask API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from deepgeo_runner.errors import InputDataError
+
+NODATA_RULES: tuple[str, ...] = ("gdal", "any_band")
+"""How a pixel's nodata is decided: ``gdal`` (the default) follows GDAL's dataset mask: a mask
+band (internal, sidecar ``.msk``) or an alpha band when the file has one, else nodata only where
+EVERY band equals its nodata value; ``any_band`` marks a pixel nodata when any one band does
+(the strict rule, for products that fill single bands with nodata)."""
+
+NodataValue = float | Sequence[float | None] | None
+
+
+def per_band_nodata(nodata: NodataValue, count: int, what: str = "data.nodata") -> list[float | None]:
+    """One nodata value (or None) per band, from one number or a per-band list."""
+    if nodata is None or isinstance(nodata, int | float):
+        return [None if nodata is None else float(nodata)] * count
+    values = [None if v is None else float(v) for v in nodata]
+    if len(values) != count:
+        raise InputDataError(f"{what} lists {len(values)} nodata values but the image has {count} bands: "
+                             "give one value, or one per band (null for a band without nodata).")
+    return values
+
+
+def valid_mask(stack: np.ndarray, nodata: NodataValue, rule: str = "gdal") -> np.ndarray:
+    """Pixels holding data: finite in every band and, by ``rule``, not nodata.
+
+    ``gdal``: nodata only where every band equals its nodata value (a stretched water pixel
+    with SWIR = NIR = 0 but red > 0 is valid data, as GDAL's mask says); ``any_band``: nodata
+    where any band does. A band without a nodata value never matches.
+    """
+    if rule not in NODATA_RULES:
+        raise ValueError(f"nodata rule '{rule}': expected one of {list(NODATA_RULES)}")
+    valid = np.all(np.isfinite(stack), axis=0) if stack.dtype.kind == "f" else np.ones(stack.shape[1:], bool)
+    values = per_band_nodata(nodata, stack.shape[0])
+    matches = [stack[b] == v for b, v in enumerate(values) if v is not None and not np.isnan(v)]
+    if not matches:
+        return valid
+    if rule == "any_band":
+        return valid & ~np.any(matches, axis=0)
+    if len(matches) < stack.shape[0]:  # a band without nodata always holds data
+        return valid
+    return valid & ~np.all(matches, axis=0)
+
+
+def mask_source(src: Any, nodata: NodataValue = None, rule: str = "gdal") -> str:
+    """Where the validity of ``src``'s pixels comes from, in words for the data report."""
+    if nodata is not None:
+        return f"data.nodata={nodata} (overrides the file's {src.nodata})"
+    if rule == "gdal" and mask_band_kind(src):
+        return f"the file's {mask_band_kind(src)}"
+    if any(v is not None for v in src.nodatavals):
+        return f"nodata {src.nodata} declared by the file"
+    return "none declared: only non-finite values are nodata"
+
+
+def mask_band_kind(src: Any) -> str | None:
+    """'mask band' or 'alpha band' when GDAL's dataset mask comes from one, else None."""
+    from rasterio.enums import MaskFlags
+
+    flags = src.mask_flag_enums
+    if any(MaskFlags.alpha in f for f in flags):
+        return "alpha band"
+    if any(MaskFlags.per_dataset in f and MaskFlags.nodata not in f for f in flags):
+        return "mask band"
+    return None
+
+
+def read_valid(
+    src: Any, data: np.ndarray, window: Any = None,
+    nodata: NodataValue = None, rule: str = "gdal", bands: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Valid pixels of ``data`` (the bands read from ``src`` over ``window``), as GDAL sees them.
+
+    ``nodata`` overrides the file's nodata values; without it, ``gdal`` uses the file's mask
+    or alpha band when it has one, else its declared nodata. ``bands`` (1-based) are the bands
+    ``data`` holds when not all of them.
+    """
+    if nodata is None and rule == "gdal" and mask_band_kind(src):
+        finite = np.all(np.isfinite(data), axis=0) if data.dtype.kind == "f" else True
+        return (src.dataset_mask(window=window) > 0) & finite
+    values = per_band_nodata(nodata, src.count) if nodata is not None else list(src.nodatavals)
+    if bands is not None:
+        values = [values[b - 1] for b in bands]
+    return valid_mask(data, values, rule)

@@ -1,0 +1,262 @@
+"""Stage ``check``: what the data really gives each split, said before any heavy stage runs.
+
+Every decision the tool takes silently on the user's data is written here, into the run's
+``data_report.json`` and a short printed table: how many labelled pixels of each class each
+split gets (and how many the buffer takes), how much of the image is nodata and by which
+rule, which inputs were reprojected, label raster values that are no class, inputs that do
+not look like reflectance while indices need it, and classes missing from a split. A class
+with no training pixel stops the run here, before hours of training that could not learn it.
+
+Plain numpy/rasterio: no Hydra, no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+
+from deepgeo_runner.atomic import write_text_atomic
+from deepgeo_runner.errors import StageError
+from deepgeo_runner.geo.chips import NO_SPLIT, SPLITS, reachable_by_chips, usable_area
+from deepgeo_runner.geo.raster_io import NodataValue, iter_windows, mask_source, read_valid
+from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "data_report.json"
+REACH_EXACT_MAX_PX = 16_000_000  # larger scenes estimate the chip-reachable area on a decimated grid
+REFLECTANCE_MAX = 1.5  # a 99th percentile above this is not surface reflectance
+
+
+@dataclass
+class DataReport:
+    """The data check's findings, as written to ``data_report.json``."""
+
+    splits: dict[str, dict[str, Any]]
+    nodata: dict[str, Any]
+    inputs: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+    labelled: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"splits": self.splits, "nodata": self.nodata, "inputs": self.inputs,
+                "labelled": self.labelled, "warnings": self.warnings}
+
+    def write(self, run_dir: str | Path) -> Path:
+        path = Path(run_dir) / REPORT_NAME
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2))
+        return path
+
+    def table(self) -> str:
+        """The few lines a user reads before training starts."""
+        names = list(self.splits["train"]["class_pixels"])
+        cols = [s for s in (*SPLITS, "buffer", "unreachable") if s in self.splits]
+        width = max([len(n) for n in names] + [5])
+        lines = [f"{'class':<{width}} " + " ".join(f"{c:>9}" for c in cols)]
+        for name in names:
+            lines.append(f"{name:<{width}} " + " ".join(
+                f"{self.splits[c]['class_pixels'].get(name, 0) if not self.splits[c].get('external') else '(scene)':>9}"
+                for c in cols))
+        shares = self.labelled.get("share", {})
+        lines.append("share of labelled pixels: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in shares.items()))
+        lines.append(f"nodata: {100 * self.nodata['fraction']:.1f} % of the image ({self.nodata['rule']} rule; "
+                     f"{self.nodata['source']})")
+        lines += [f"WARNING: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def nodata_summary(image: str | Path, nodata: NodataValue, rule: str, window: int = 2048) -> dict[str, Any]:
+    """Share of the image's pixels that are nodata, by the same rule the prepare stage uses."""
+    with rasterio.open(image) as src:
+        invalid = 0
+        for win in iter_windows(src.height, src.width, window):
+            data = src.read(window=win)
+            invalid += int((~read_valid(src, data, win, nodata, rule)).sum())
+        total = src.width * src.height
+        return {"fraction": invalid / max(total, 1), "pixels": invalid, "rule": rule,
+                "source": mask_source(src, nodata, rule)}
+
+
+def split_class_pixels(
+    labels: np.ndarray, class_ids: Sequence[int], split_map: np.ndarray, buffer: int, chip_size: int,
+) -> dict[str, np.ndarray]:
+    """Labelled pixels per class that the chips of each split can reach; ``buffer``: those of
+    training blocks no chip can reach (the buffer, slivers narrower than a chip); ``unreachable``:
+    those of val/test blocks no chip fits (edge blocks narrower than a chip)."""
+    lut = np.full(256, len(class_ids), dtype=np.int64)
+    lut[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
+
+    def count(where: np.ndarray, values: np.ndarray = labels) -> np.ndarray:
+        return np.bincount(lut[values[where]], minlength=len(class_ids) + 1)[:-1]
+
+    step = 1
+    while labels.size / step**2 > REACH_EXACT_MAX_PX:
+        step *= 2
+    small, size = labels[::step, ::step], max(1, chip_size // step)
+    out: dict[str, np.ndarray] = {}
+    for split_id, split in enumerate(SPLITS):
+        in_split = count(split_map == split_id)
+        reach = reachable_by_chips(usable_area(split_map, split_id, buffer)[::step, ::step], size)
+        out[split] = np.minimum(count(reach, small) * step * step, in_split)
+        lost = in_split - out[split]
+        key = "buffer" if split == "train" else "unreachable"
+        out[key] = out.get(key, np.zeros_like(lost)) + lost
+    out["none"] = count(split_map == NO_SPLIT)
+    return out
+
+
+def label_raster_strays(
+    path: str | Path, value_sets: Sequence[Sequence[Any]], max_px: int = 4_000_000,
+) -> dict[float, int]:
+    """Values of a label raster that are neither a class value nor the file's nodata, with counts
+    (read decimated on large rasters: the counts are then scaled estimates)."""
+    with rasterio.open(path) as src:
+        factor = max(1, int(np.ceil(np.sqrt(src.width * src.height / max_px))))
+        shape = (max(1, src.height // factor), max(1, src.width // factor))
+        data = src.read(1, out_shape=shape, resampling=Resampling.nearest)
+        nodata = src.nodata
+    known = {float(v) for vs in value_sets for v in vs if _is_number(v)}
+    values, counts = np.unique(data[np.isfinite(data)] if data.dtype.kind == "f" else data, return_counts=True)
+    return {float(v): int(c) * factor * factor for v, c in zip(values, counts, strict=True)
+            if float(v) not in known and (nodata is None or float(v) != float(nodata))}
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def reflectance_warning(
+    image: str | Path, indices: Sequence[str], scale: Any, offset: Any, nodata: NodataValue, rule: str,
+) -> str | None:
+    """A warning when indices are asked of values that do not look like surface reflectance."""
+    if not indices:
+        return None
+    with rasterio.open(image) as src:
+        factor = max(1, int(np.ceil(np.sqrt(src.width * src.height / 1_000_000))))
+        shape = (src.count, max(1, src.height // factor), max(1, src.width // factor))
+        data = src.read(out_shape=shape, resampling=Resampling.nearest).astype(np.float64)
+        dtype = src.dtypes[0]
+        valid = read_valid(src, data, None, nodata, rule) if factor == 1 else _valid_small(src, data, nodata, rule)
+    per_band = np.ones(data.shape[0])
+    scale_v = np.broadcast_to(np.asarray(scale if scale is not None else 1.0, dtype=np.float64), per_band.shape)
+    offset_v = np.broadcast_to(np.asarray(offset if offset is not None else 0.0, dtype=np.float64), per_band.shape)
+    values = data[:, valid] * scale_v[:, None] + offset_v[:, None]
+    if values.size == 0:
+        return None
+    high = float(np.percentile(values, 99))
+    if high <= REFLECTANCE_MAX:
+        return None
+    return (f"indices {list(indices)} assume surface reflectance (0-1), but the image's values reach {high:g} "
+            f"(99th percentile, dtype {dtype}{', after data.scale/offset' if scale is not None else ''}): "
+            "set data.scale/data.offset to convert digital numbers, or drop preprocessing.indices for "
+            "contrast-stretched imagery (ratios such as NDVI survive a linear stretch, EVI2 and others do not).")
+
+
+def _valid_small(src, data: np.ndarray, nodata: NodataValue, rule: str) -> np.ndarray:
+    """The valid mask of a decimated read (the dataset mask read at the same size)."""
+    from deepgeo_runner.geo.nodata import mask_band_kind, valid_mask
+
+    if nodata is None and rule == "gdal" and mask_band_kind(src):
+        return src.dataset_mask(out_shape=data.shape[1:], resampling=Resampling.nearest) > 0
+    values = nodata if nodata is not None else list(src.nodatavals)
+    return valid_mask(data, values, rule)
+
+
+def check_data(
+    *,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    class_ids: Sequence[int],
+    split_map: np.ndarray,
+    buffer: int,
+    chip_size: int,
+    nodata: dict[str, Any],
+    inputs: list[dict[str, Any]],
+    external_splits: Sequence[str] = (),
+    warnings: Sequence[str] = (),
+    allow_missing_classes: bool = False,
+    split_method: str = "blocks",
+) -> DataReport:
+    """Count what each split gets and turn every gap into a warning (or, for training, an error).
+
+    Raises:
+        StageError: a class has labelled pixels but none a training chip can reach (or no
+            labelled pixel at all), unless ``allow_missing_classes``.
+    """
+    counts = split_class_pixels(labels, class_ids, split_map, buffer, chip_size)
+    total = sum(int(v.sum()) for v in counts.values())
+    splits: dict[str, dict[str, Any]] = {}
+    for split in (*SPLITS, "buffer", "unreachable"):
+        entry: dict[str, Any] = {"class_pixels": {n: int(c) for n, c in zip(class_names, counts[split], strict=True)}}
+        if split in external_splits:
+            entry = {"class_pixels": {}, "external": True}
+        splits[split] = entry
+    if counts["none"].sum():
+        splits["none"] = {"class_pixels": {n: int(c) for n, c in zip(class_names, counts["none"], strict=True)}}
+    shares = {s: int(counts[s].sum()) / max(total, 1) for s in counts if counts[s].sum() or s in SPLITS}
+    report = DataReport(splits, nodata, inputs, list(warnings),
+                        {"pixels": total, "share": shares, "split_method": split_method, "buffer_px": buffer})
+    for split in ("val", "test"):
+        if split in external_splits:
+            continue
+        absent = [n for n, c, t in zip(class_names, counts[split], counts["train"], strict=True) if c == 0 and t > 0]
+        if absent:
+            report.warnings.append(f"classes {absent} have no {split} pixel: their {split} scores will be null "
+                                   f"(more labels of them, or data.split_fractions with a larger {split} share).")
+    missing = [n for n, c in zip(class_names, counts["train"], strict=True) if c == 0]
+    if missing:
+        detail = "; ".join(
+            f"'{n}': " + ", ".join(f"{s} {int(counts[s][i])}" for s in ("train", "val", "test", "buffer"))
+            for i, n in enumerate(class_names) if n in missing)
+        message = (f"classes {missing} have no labelled pixel that a training chip can reach ({detail} px). "
+                   "Fixes: label more of them; lower data.split_buffer or data.chip_size; change data.seed or "
+                   "data.block_size; draw the splits (data.split_vector); drop them from data.classes; or "
+                   "set data.allow_missing_classes=true to train without them.")
+        if not allow_missing_classes:
+            raise StageError(message)
+        report.warnings.append(message)
+    return report
+
+
+def input_record(path: str | Path, crs: Any, target_crs: Any, role: str) -> dict[str, Any]:
+    """One ``inputs`` entry: the file, its CRS and, when it differs from the grid's, where it went."""
+    crs_text = crs.to_string() if hasattr(crs, "to_string") else (str(crs) if crs else None)
+    target = target_crs.to_string() if hasattr(target_crs, "to_string") else str(target_crs)
+    same = crs is not None and _same_crs(crs, target_crs)
+    return {"role": role, "path": str(path), "crs": crs_text, "reprojected_to": None if same else target}
+
+
+def _same_crs(a: Any, b: Any) -> bool:
+    from rasterio.crs import CRS
+
+    try:
+        return CRS.from_user_input(a) == CRS.from_user_input(b)
+    except Exception:  # an unparsable CRS is reported as different rather than hidden
+        return False
+
+
+def vector_crs(path: str | Path) -> Any:
+    """The CRS of a vector file without reading its features, or a label raster's CRS."""
+    if Path(path).suffix.lower() in RASTER_SUFFIXES:
+        with rasterio.open(path) as src:
+            return src.crs
+    import pyogrio
+
+    return pyogrio.read_info(path).get("crs")
+
+
+def reprojection_warnings(inputs: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [f"{r['role']} '{r['path']}' ({r['crs']}) was reprojected to {r['reprojected_to']}."
+            for r in inputs if r.get("reprojected_to")]
