@@ -30,7 +30,8 @@ def scores_from_confusion(
         cross_entropy: mean per-pixel cross-entropy, reported alongside.
 
     Macro averages run over the classes present in the reference, so that a class absent
-    from the test split neither drags the mean to zero nor inflates it.
+    from the test split neither drags the mean to zero nor inflates it; its own scores are
+    None (null in metrics.json) with ``support`` 0, not a misleading 0.0.
     """
     cm = np.asarray(confusion, dtype=np.float64)
     if cm.shape != (len(class_names), len(class_names)):
@@ -44,18 +45,23 @@ def scores_from_confusion(
     iou = _safe_ratio(tp, reference + predicted - tp)
     present = reference > 0
     total = cm.sum()
+
+    def score(values: np.ndarray, i: int) -> float | None:  # undefined without reference pixels
+        return float(values[i]) if present[i] else None
+
     scores: dict = {
         "accuracy": float(tp.sum() / total) if total else 0.0,
+        "kappa": cohen_kappa(cm),
         "f1_macro": float(f1[present].mean()) if present.any() else 0.0,
         "iou_macro": float(iou[present].mean()) if present.any() else 0.0,
         "cross_entropy": float(cross_entropy) if cross_entropy is not None else None,
         "pixels": int(total),
         "per_class": {
             name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "iou": float(iou[i]),
+                "precision": score(precision, i),
+                "recall": score(recall, i),
+                "f1": score(f1, i),
+                "iou": score(iou, i),
                 "support": int(reference[i]),
             }
             for i, name in enumerate(class_names)
@@ -64,6 +70,18 @@ def scores_from_confusion(
         "class_names": list(class_names),
     }
     return scores
+
+
+def cohen_kappa(confusion: np.ndarray) -> float | None:
+    """Cohen's kappa: agreement beyond what the class proportions alone would give by chance
+    (the accuracy figure remote-sensing reviewers still ask for next to F1)."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    total = cm.sum()
+    if total == 0:
+        return None
+    observed = np.trace(cm) / total
+    expected = float((cm.sum(axis=0) * cm.sum(axis=1)).sum() / total**2)
+    return float((observed - expected) / (1 - expected)) if expected < 1 else (1.0 if observed == 1 else 0.0)
 
 
 def roc_from_histograms(

@@ -23,7 +23,8 @@ def test_absent_class_is_left_out_of_macro_means_without_warnings():
     cm = np.array([[5, 0, 0], [0, 5, 0], [0, 0, 0]])
     with np.errstate(all="raise"):
         s = scores_from_confusion(cm, ["a", "b", "c"])
-    assert s["f1_macro"] == 1.0 and s["per_class"]["c"]["f1"] == 0.0
+    assert s["f1_macro"] == 1.0 and s["per_class"]["c"]["f1"] is None  # undefined, not a failure
+    assert s["per_class"]["c"]["support"] == 0 and s["per_class"]["c"]["precision"] is None
 
 
 def test_shape_mismatch_is_an_error():
@@ -139,3 +140,12 @@ def test_score_histograms_count_labelled_pixels_and_sum_across_ranks():
     for key in ("positives", "negatives"):
         summed = halves[0].compute()[key] + halves[1].compute()[key]
         assert torch.equal(summed, counts[key])
+
+
+def test_cohen_kappa_matches_the_textbook_example():
+    # Congalton & Green's style example: po = 0.7, pe = 0.5 -> kappa 0.4
+    cm = np.array([[35, 15], [15, 35]])
+    s = scores_from_confusion(cm, ["a", "b"])
+    assert s["kappa"] == pytest.approx(0.4)
+    assert scores_from_confusion(np.diag([3, 4]), ["a", "b"])["kappa"] == pytest.approx(1.0)
+    assert scores_from_confusion(np.zeros((2, 2)), ["a", "b"])["kappa"] is None

@@ -201,16 +201,20 @@ def test_the_runner_cuts_chips_inside_the_drawn_splits_and_keys_the_cache_on_the
     from deepgeo_runner.pipeline.runner import run
 
     splits = _halves(tmp_path)
-    art = run(_scene_cfg(tiny_scene, tmp_path, splits), tmp_path / "run")
+    allow = "data.allow_missing_classes=true"  # the drawn train half holds no clearing: the check would stop
+    art = run(_scene_cfg(tiny_scene, tmp_path, splits, allow), tmp_path / "run")
     records = json.loads((art.chips.path / "chips.json").read_text())["chips"]
     tests = [r for r in records if r["split"] == "test"]
     assert tests and all(r["row"] >= 24 and r["col"] >= 25 for r in tests)
     train = [r for r in records if r["split"] == "train"]
     assert train and all(r["col"] + r["size"] <= 25 - 2 for r in train)  # 2 px of buffer before val/test
-    moved = run(_scene_cfg(tiny_scene, tmp_path, _halves(tmp_path, (20, 48), "moved.gpkg")), tmp_path / "run2")
+    moved = run(_scene_cfg(tiny_scene, tmp_path, _halves(tmp_path, (20, 48), "moved.gpkg"), allow), tmp_path / "run2")
     assert moved.cache_keys["prepare"] != art.cache_keys["prepare"]  # statistics come from the training area
     assert moved.cache_keys["chips"] != art.cache_keys["chips"]
-    reseeded = run(_scene_cfg(tiny_scene, tmp_path, splits, "seed=7"), tmp_path / "run3")
+    reseeded = run(_scene_cfg(tiny_scene, tmp_path, splits, "seed=7", allow), tmp_path / "run3")
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert report["splits"]["train"]["class_pixels"]["clearing"] == 0
+    assert any("'clearing': train 0" in w for w in report["warnings"])
     assert reseeded.cache_keys["prepare"] == art.cache_keys["prepare"]  # the drawn split ignores the seed
     assert reseeded.cache_keys["chips"] != art.cache_keys["chips"]  # the random training windows do not
     redrawn = json.loads((reseeded.chips.path / "chips.json").read_text())["chips"]

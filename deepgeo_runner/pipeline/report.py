@@ -159,13 +159,13 @@ def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None) -> 
     if metrics is not None:
         head = "".join(
             f"<tr><th>{k}</th><td>{metrics[k]:.4f}</td></tr>"
-            for k in ("accuracy", "f1_macro", "iou_macro", "auc_macro", "cross_entropy")
+            for k in ("accuracy", "kappa", "f1_macro", "iou_macro", "auc_macro", "cross_entropy")
             if metrics.get(k) is not None
         )
         with_auc = "auc_macro" in metrics
         per_class = "".join(
             f"<tr><td>{html.escape(name)}</td>"
-            + "".join(f"<td>{v[m]:.3f}</td>" for m in ("precision", "recall", "f1", "iou"))
+            + "".join(f"<td>{_format_auc(v[m])}</td>" for m in ("precision", "recall", "f1", "iou"))
             + (f"<td>{_format_auc(v.get('auc'))}</td>" if with_auc else "")
             + f"<td>{v['support']}</td></tr>"
             for name, v in metrics["per_class"].items()
@@ -183,10 +183,32 @@ def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None) -> 
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:640px}figure{display:inline-block}"
         "</style></head><body><h1>deepgeo-runner report</h1>"
-        f"<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>{rows}{figures}</body></html>"
+        f"<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>{_data_check_html(run_dir)}{rows}{figures}"
+        "</body></html>"
     )
     return write_text_atomic(run_dir / "report.html", page)
 
 
 def _format_auc(auc: float | None) -> str:
+    """A score, or 'n/a' where it is undefined (no reference pixel of the class)."""
     return "n/a" if auc is None else f"{auc:.3f}"
+
+
+def _data_check_html(run_dir: Path) -> str:
+    """The data check's table (labelled pixels per class and split) and its warnings."""
+    path = run_dir / "data_report.json"
+    if not path.is_file():
+        return ""
+    report = json.loads(path.read_text())
+    splits = {k: v for k, v in report["splits"].items() if v.get("class_pixels") or v.get("external")}
+    names = list(report["splits"]["train"]["class_pixels"])
+    head = "".join(f"<th>{html.escape(s)}</th>" for s in splits)
+    body = "".join(
+        f"<tr><td>{html.escape(n)}</td>" + "".join(
+            f"<td>{'(other scene)' if v.get('external') else v['class_pixels'].get(n, 0)}</td>"
+            for v in splits.values()) + "</tr>" for n in names)
+    nodata = report["nodata"]
+    warnings = "".join(f"<li>{html.escape(w)}</li>" for w in report.get("warnings", []))
+    return (f"<h2>Data check</h2><table><tr><th>class</th>{head}</tr>{body}</table>"
+            f"<p>nodata: {100 * nodata['fraction']:.1f} % of the image ({html.escape(nodata['rule'])} rule; "
+            f"{html.escape(nodata['source'])})</p>" + (f"<ul>{warnings}</ul>" if warnings else ""))
