@@ -45,10 +45,16 @@ class DataReport:
     inputs: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
     labelled: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # why training cannot start (a class no training chip reaches)
+
+    def raise_if_blocking(self) -> None:
+        """Stop the run (after the report is written, so the user can read it)."""
+        if self.error:
+            raise StageError(self.error)
 
     def to_dict(self) -> dict[str, Any]:
         return {"splits": self.splits, "nodata": self.nodata, "inputs": self.inputs,
-                "labelled": self.labelled, "warnings": self.warnings}
+                "labelled": self.labelled, "warnings": self.warnings, "error": self.error}
 
     def write(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / REPORT_NAME
@@ -70,6 +76,8 @@ class DataReport:
         lines.append(f"nodata: {100 * self.nodata['fraction']:.1f} % of the image ({self.nodata['rule']} rule; "
                      f"{self.nodata['source']})")
         lines += [f"WARNING: {w}" for w in self.warnings]
+        if self.error:
+            lines.append(f"ERROR: {self.error}")
         return "\n".join(lines)
 
 
@@ -191,9 +199,8 @@ def check_data(
 ) -> DataReport:
     """Count what each split gets and turn every gap into a warning (or, for training, an error).
 
-    Raises:
-        StageError: a class has labelled pixels but none a training chip can reach (or no
-            labelled pixel at all), unless ``allow_missing_classes``.
+    A class no training chip can reach (or with no labelled pixel at all) sets ``error``
+    (see :meth:`DataReport.raise_if_blocking`), unless ``allow_missing_classes`` makes it a warning.
     """
     counts = split_class_pixels(labels, class_ids, split_map, buffer, chip_size)
     total = sum(int(v.sum()) for v in counts.values())
@@ -224,9 +231,10 @@ def check_data(
                    "Fixes: label more of them; lower data.split_buffer or data.chip_size; change data.seed or "
                    "data.block_size; draw the splits (data.split_vector); drop them from data.classes; or "
                    "set data.allow_missing_classes=true to train without them.")
-        if not allow_missing_classes:
-            raise StageError(message)
-        report.warnings.append(message)
+        if allow_missing_classes:
+            report.warnings.append(message)
+        else:
+            report.error = message
     return report
 
 

@@ -402,6 +402,7 @@ def _data_check(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTa
     if rank == 0:
         report.write(run_dir)
         log.info("data check (%s):\n%s", run_dir / dc.REPORT_NAME, report.table())
+    report.raise_if_blocking()
 
 
 def _entry(cache_dir: Path, stage: str, payload: dict, build, run_stage: bool):
