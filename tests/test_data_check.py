@@ -9,8 +9,8 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-
 from conftest import CRS, pixel_box, shared_file, write_image
+
 from deepgeo_runner.errors import StageError
 from deepgeo_runner.geo.chips import (
     assign_blocks_by_class,

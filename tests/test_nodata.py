@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-
 from conftest import write_image
+
 from deepgeo_runner.geo.raster_io import mask_source, read_valid, valid_mask
 
 
