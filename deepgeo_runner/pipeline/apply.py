@@ -108,6 +108,7 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
     else:  # a mosaic or a time stack first becomes one raster on one grid
         out_dir.mkdir(parents=True, exist_ok=True)
         image = build_time_stack(groups, out_dir / "scene.tif", SceneOptions(nodata=nodata), progress=progress)
+    _warn_on_drift(meta, image, nodata)
     stats = NormStats.from_dict(meta["stats"])
     params = inspect.signature(prepare_scene).parameters
     extras = {k: meta[k] for k in _PREPARE_EXTRAS if meta.get(k) is not None and k in params}
@@ -121,6 +122,20 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
             f"trained on {list(meta['features'])}: give a scene with the same bands."
         )
     return prepared
+
+
+def _warn_on_drift(meta: dict[str, Any], image: Path, nodata: Any) -> list[str]:
+    """Warn, band by band, where the new scene differs much from the training scene (see
+    :mod:`deepgeo_runner.pipeline.drift`); checkpoints without a profile are not compared."""
+    from deepgeo_runner.pipeline.drift import drift_warnings, input_profile
+
+    trained = meta.get("input_profile")
+    if not trained:
+        return []
+    warnings = drift_warnings(trained, input_profile(image, nodata, band_names=trained.get("band_names")), image)
+    for warning in warnings:
+        log.warning("predict.image differs from the training scene: %s", warning)
+    return warnings
 
 
 def apply_checkpoint(

@@ -46,6 +46,7 @@ class DataReport:
     warnings: list[str] = field(default_factory=list)
     labelled: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # why training cannot start (a class no training chip reaches)
+    input: dict[str, Any] | None = None  # the image's profile (bands, dtype, percentiles)
 
     def raise_if_blocking(self) -> None:
         """Stop the run (after the report is written, so the user can read it)."""
@@ -54,7 +55,7 @@ class DataReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"splits": self.splits, "nodata": self.nodata, "inputs": self.inputs,
-                "labelled": self.labelled, "warnings": self.warnings, "error": self.error}
+                "labelled": self.labelled, "input": self.input, "warnings": self.warnings, "error": self.error}
 
     def write(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / REPORT_NAME

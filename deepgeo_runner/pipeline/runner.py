@@ -99,6 +99,7 @@ class Artifacts:
     prediction: Path | None = None
     prepare_extras: dict[str, Any] = field(default_factory=dict)
     split_scenes: dict[str, SplitScene] = field(default_factory=dict)  # val/test from other scenes
+    input_profile: dict[str, Any] | None = None  # the training image's bands, dtype, percentiles (drift checks)
     cache_keys: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -389,6 +390,9 @@ def _data_check(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTa
                                          _plain(data.offset), nodata, str(data.nodata_rule))
     if reflectance:
         warnings.append(reflectance)
+    from deepgeo_runner.pipeline.drift import input_profile
+
+    art.input_profile = input_profile(art.image, nodata, str(data.nodata_rule), art.band_names)
     with rasterio.open(art.labels) as src:
         labels = src.read(1)
     report = dc.check_data(
@@ -399,6 +403,7 @@ def _data_check(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTa
         allow_missing_classes=bool(data.allow_missing_classes),
         split_method="polygons" if data.get("split_vector") is not None else "class-stratified blocks",
     )
+    report.input = art.input_profile
     if rank == 0:
         report.write(run_dir)
         log.info("data check (%s):\n%s", run_dir / dc.REPORT_NAME, report.table())
@@ -715,7 +720,7 @@ def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list
         "features": list(prepared.feature_names), "band_names": art.band_names,
         "indices": list(cfg.preprocessing.indices), "stats": prepared.stats.to_dict(),
         "chip_size": int(cfg.data.chip_size), "dates": list(prepared.dates), "labelling": label_options(cfg.data),
-        **art.prepare_extras,
+        "input_profile": art.input_profile, **art.prepare_extras,
     }
     module = _build_module(cfg, classes, prepared.n_features, meta, art.chips.path if art.chips else None)
     checkpoint = checkpoint_file(cfg.predict.checkpoint) if cfg.predict.checkpoint else None

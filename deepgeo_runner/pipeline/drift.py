@@ -1,0 +1,66 @@
+"""Is a new scene like the one the model was trained on? A profile of the input, and a comparison.
+
+A checkpoint applied to a scene of another sensor, product level or stretch still produces a
+map, just a wrong one. The training scene's profile (band count, dtype, per-band percentiles
+of its valid pixels) is stored in every checkpoint; applying the checkpoint profiles the new
+scene the same way and warns, band by band, where the two differ by much.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+
+from deepgeo_runner.geo.nodata import NodataValue, mask_band_kind, valid_mask
+
+PROFILE_PIXELS = 1_000_000  # a decimated read: a profile costs well under a second on Landsat scenes
+DRIFT_LIMIT = 0.5  # a median moved by more than half the training p2-p98 range is a warning
+
+
+def input_profile(image: str | Path, nodata: NodataValue = None, rule: str = "gdal",
+                  band_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Band count, dtype and per-band 2/50/98th percentiles of the valid pixels (decimated read)."""
+    with rasterio.open(image) as src:
+        factor = max(1, int(np.ceil(np.sqrt(src.width * src.height / PROFILE_PIXELS))))
+        shape = (src.count, max(1, src.height // factor), max(1, src.width // factor))
+        data = src.read(out_shape=shape, resampling=Resampling.nearest)
+        if nodata is None and rule == "gdal" and mask_band_kind(src):
+            valid = src.dataset_mask(out_shape=shape[1:], resampling=Resampling.nearest) > 0
+        else:
+            valid = valid_mask(data, nodata if nodata is not None else list(src.nodatavals), rule)
+        dtype, count = src.dtypes[0], src.count
+    values = data[:, valid].astype(np.float64)
+    names = list(band_names) if band_names and len(band_names) == count else [f"band{i + 1}" for i in range(count)]
+    if values.shape[1] == 0:
+        return {"bands": count, "dtype": dtype, "band_names": names, "percentiles": None}
+    pct = np.percentile(values, [2, 50, 98], axis=1).T
+    return {"bands": count, "dtype": dtype, "band_names": names, "percentiles": np.round(pct, 6).tolist()}
+
+
+def drift_warnings(trained: dict[str, Any] | None, new: dict[str, Any], image: Any) -> list[str]:
+    """Plain-language differences between the training scene's profile and a new scene's."""
+    if not trained:
+        return []
+    out = []
+    if trained["bands"] != new["bands"]:
+        out.append(f"'{image}' has {new['bands']} bands; the model was trained on {trained['bands']} "
+                   f"{trained['band_names']}.")
+        return out
+    if trained["dtype"] != new["dtype"]:
+        out.append(f"'{image}' holds {new['dtype']} values; the training scene held {trained['dtype']}: another "
+                   "product or stretch? The model sees the values after the training statistics are applied.")
+    if trained.get("percentiles") is None or new.get("percentiles") is None:
+        return out
+    for name, old, now in zip(trained["band_names"], trained["percentiles"], new["percentiles"], strict=True):
+        spread = max(old[2] - old[0], 1e-12)
+        shift = abs(now[1] - old[1]) / spread
+        if shift > DRIFT_LIMIT:
+            out.append(f"band '{name}' of '{image}': median {now[1]:g} against {old[1]:g} in training "
+                       f"(training 2-98 % range {old[0]:g}-{old[2]:g}; shifted by {shift:.1f} of it). "
+                       "Check that it is the same sensor, product level and scaling (data.scale/offset).")
+    return out
