@@ -9,6 +9,7 @@ after cutting them, which lets overlapping chips leak across splits.)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -180,14 +181,19 @@ def choose_class_split(
     """
     _check_split_options(fractions, block_size)
     counts = block_class_counts(labels, class_ids, block_size)
-    step = max(1, chip_size // 8)  # scoring at 1/step resolution keeps it cheap on Landsat scenes
-    small = labels[::step, ::step]
+    # scored at 1/step resolution (a divisor of the block side, so blocks map exactly): cheap on
+    # Landsat-size scenes; a coarse cell counts only when whole, and the buffer rounds up: never optimistic
+    step = math.gcd(block_size, max(1, chip_size // 8))
+    rows, cols = labels.shape[0] // step, labels.shape[1] // step
+    small = labels[: rows * step : step, : cols * step : step]
     totals = np.array([(small == i).sum() for i in class_ids], dtype=np.float64)
     best, best_score = None, None
     for k in range(candidates):
-        split_map = _block_map(assign_blocks_by_class(counts, fractions, seed + 7919 * k), labels.shape, block_size)
-        coarse = split_map[::step, ::step]
-        reach = [reachable_by_chips(usable_area(coarse, i, -(-buffer // step)), max(1, chip_size // step))
+        assignment = assign_blocks_by_class(counts, fractions, seed + 7919 * k)
+        grid = assignment.reshape(-(-labels.shape[0] // block_size), -(-labels.shape[1] // block_size))
+        per = block_size // step
+        coarse = np.repeat(np.repeat(grid, per, axis=0), per, axis=1)[:rows, :cols]
+        reach = [reachable_by_chips(usable_area(coarse, i, -(-buffer // step)), -(-chip_size // step))
                  for i in range(3)]
         train, val, test = (np.array([((small == c) & r).sum() for c in class_ids], dtype=np.float64)
                             for r in reach)
@@ -196,8 +202,8 @@ def choose_class_split(
         score = (int((train[present] > 0).sum()), int((test[present] > 0).sum()), int((val[present] > 0).sum()),
                  round(float(share.min()), 3), round(float(train.sum() / max(totals.sum(), 1)), 3))
         if best_score is None or score > best_score:
-            best, best_score = split_map, score
-    return best
+            best, best_score = assignment, score
+    return _block_map(best, labels.shape, block_size)
 
 
 def split_usage(

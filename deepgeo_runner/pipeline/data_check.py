@@ -32,7 +32,7 @@ from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "data_report.json"
-REACH_EXACT_MAX_PX = 16_000_000  # larger scenes estimate the chip-reachable area on a decimated grid
+REACH_EXACT_MAX_PX = 4_000_000  # larger scenes estimate the chip-reachable area on a decimated grid
 REFLECTANCE_MAX = 1.5  # a 99th percentile above this is not surface reflectance
 
 
