@@ -20,6 +20,7 @@ from deepgeo_runner.errors import ConfigError, StageError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 NO_SPLIT = -1  # split-map value of pixels that belong to no split (outside every split polygon)
+CLASS_SPLIT_VERSION = 1  # part of cache keys: bump when choose_class_split deals blocks differently
 
 
 @dataclass(frozen=True)

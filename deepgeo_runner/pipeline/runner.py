@@ -25,7 +25,7 @@ from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, v
 from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config.validate import DATAMODULE_STAGES, uses_datamodule, validate_config
 from deepgeo_runner.errors import ConfigError, InputDataError, StageError
-from deepgeo_runner.geo.chips import SPLITS
+from deepgeo_runner.geo.chips import CLASS_SPLIT_VERSION, SPLITS
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.scene import all_tiles, date_groups
 from deepgeo_runner.pipeline.chips import (
@@ -351,7 +351,7 @@ def _split_payload(cfg: DictConfig, art: Artifacts) -> dict[str, Any]:
         payload = {"vector": vector_fingerprint(data.split_vector), "column": str(data.split_column)}
     else:
         payload = {"block": _block_size(data), "fractions": list(data.split_fractions), "seed": int(cfg.seed),
-                   "by_class": art.cache_keys["rasterize"], "buffer": split_buffer(data),
+                   "by_class": [CLASS_SPLIT_VERSION, art.cache_keys["rasterize"]], "buffer": split_buffer(data),
                    "chip": int(data.chip_size)}
     if _external_splits(cfg):
         payload["external"] = list(_external_splits(cfg))
