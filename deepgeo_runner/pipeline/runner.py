@@ -21,10 +21,10 @@ import rasterio
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from deepgeo_runner.atomic import write_text_atomic
-from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, vector_fingerprint
+from deepgeo_runner.cache import cached_stage, file_fingerprint, reuse_entry, vector_fingerprint
 from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config.validate import DATAMODULE_STAGES, uses_datamodule, validate_config
-from deepgeo_runner.errors import ConfigError, InputDataError, StageError
+from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.chips import SPLITS, split_blocks
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.scene import all_tiles, date_groups
@@ -324,16 +324,11 @@ def _split_payload(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _entry(cache_dir: Path, stage: str, payload: dict, build, run_stage: bool):
-    """Build (or reuse) a cache entry; when the stage is not requested, only reuse."""
+    """Build (or reuse) a cache entry; when the stage is not requested, only reuse a verified one
+    (StageError naming the entry to delete and the stage to add when it is absent or damaged)."""
     if run_stage:
         return cached_stage(cache_dir, stage, payload, build)
-    entry = cache_dir / stage / hash_payload(payload)
-    if not (entry / "_complete.json").exists():
-        raise StageError(
-            f"a later stage needs the output of '{stage}', which is not in the cache "
-            f"({entry}): add '{stage}' to stages, e.g. stages=[{stage},...]."
-        )
-    return entry, hash_payload(payload), True
+    return reuse_entry(cache_dir, stage, payload)
 
 
 def _norm_options(cfg: DictConfig):
