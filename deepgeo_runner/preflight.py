@@ -76,8 +76,8 @@ def check_vector_readable(path: str | Path, key: str) -> None:
         pyogrio.read_info(str(path))
     except Exception as exc:  # noqa: BLE001 - pyogrio/GDAL raise several types for unreadable files
         raise InputDataError(
-            f"cannot read {key} '{path}' as a vector file: {exc}. Check that it opens (ogrinfo '{path}' or "
-            "QGIS) and export it again if not (e.g. as GeoPackage .gpkg)."
+            f"cannot read {key} '{path}' as a vector file: {str(exc).rstrip('.')}. Check that it opens "
+            f"(ogrinfo '{path}' or QGIS) and export it again if not (e.g. as GeoPackage .gpkg)."
         ) from exc
 
 

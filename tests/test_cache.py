@@ -180,3 +180,52 @@ def test_temporary_names_carry_host_and_pid():
     name = temp_path(Path("/x/prediction.tif")).name
     assert name == f".prediction.tif.{host_tag()}-{os.getpid()}.tmp"
     assert temp_path(Path("/x/p.gpkg"), keep_suffix=True).name.endswith(".tmp.gpkg")
+
+
+def _scene_cfg(tiny_scene, tmp_path: Path, *extra: str):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from deepgeo_runner.cli import config_dir
+    from deepgeo_runner.config.schema import register_configs
+
+    GlobalHydra.instance().clear()
+    register_configs()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("config", overrides=[
+            "data=scene", f"data.image={tiny_scene['image']}", f"data.labels={tiny_scene['labels']}",
+            "data.classes=[forest,clearing]", "data.band_names=[blue,green,red,nir]", "preprocessing.indices=[]",
+            "data.chip_size=8", "data.block_size=16", "data.split_buffer=0", "data.train_chips=20",
+            f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'out'}", *extra,
+        ], return_hydra_config=False)
+
+
+def test_a_run_rebuilds_a_damaged_chip_store_and_a_truncated_prepared_raster(tiny_scene, tmp_path, caplog):
+    from deepgeo_runner.pipeline.runner import run
+
+    cfg = _scene_cfg(tiny_scene, tmp_path, "stages=[prepare,rasterize,chips]")
+    first = run(cfg, tmp_path / "run1")
+    chips = first.chips.path / "train_image.npy"
+    store = chips.read_bytes()
+    _zero_bytes(chips, 128, min(64 * 1024, chips.stat().st_size - 128))
+    prepared = first.prepared.path
+    with open(prepared, "r+b") as f:
+        f.truncate(prepared.stat().st_size // 2)
+    with caplog.at_level(logging.WARNING, logger="deepgeo_runner.cache"):
+        second = run(cfg, tmp_path / "run2")
+    assert second.reused == {"prepare": False, "rasterize": True, "chips": False}
+    assert second.cache_keys == first.cache_keys
+    assert chips.read_bytes() == store  # rebuilt to the same bytes
+    damaged = {r.getMessage().split(":")[0] for r in caplog.records if r.levelno == logging.WARNING}
+    assert damaged == {"prepare", "chips"}
+
+
+def test_a_later_stage_alone_refuses_a_damaged_entry_naming_it(tiny_scene, tmp_path):
+    from deepgeo_runner.pipeline.runner import run
+
+    first = run(_scene_cfg(tiny_scene, tmp_path, "stages=[prepare,rasterize,chips]"), tmp_path / "run1")
+    with open(first.prepared.path, "r+b") as f:
+        f.truncate(first.prepared.path.stat().st_size - 100)
+    with pytest.raises(StageError) as info:
+        run(_scene_cfg(tiny_scene, tmp_path, "stages=[chips]"), tmp_path / "run2")
+    assert str(first.prepared.path.parent) in str(info.value) and "add 'prepare' to stages" in str(info.value)
