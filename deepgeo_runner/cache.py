@@ -143,13 +143,19 @@ def verify_entry(entry: str | Path, full: bool | None = None) -> str | None:
             st = (entry / rel).stat()
         except OSError:
             return f"{rel} is missing"
+        if not isinstance(expected, dict) or "size" not in expected:
+            return f"its manifest entry of {rel} is malformed"
         if st.st_size != expected["size"]:
             return f"{rel} holds {st.st_size:,} bytes, its manifest {expected['size']:,} (truncated or overwritten)"
         stats[rel] = _stat_key(st)
     if not full and stats == _read_stamp(entry):
         return None
     for rel, expected in manifest["files"].items():
-        if hash_file(entry / rel, algorithm) != expected[algorithm]:
+        try:
+            digest = hash_file(entry / rel, algorithm)
+        except OSError as exc:  # e.g. another process is replacing this damaged entry right now
+            return f"{rel} cannot be read ({exc.strerror or exc})"
+        if digest != expected.get(algorithm):
             return f"the content of {rel} differs from its manifest ({algorithm} mismatch, same size)"
     _write_stamp(entry, stats)
     return None

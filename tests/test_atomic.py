@@ -178,3 +178,18 @@ def test_temporary_names_are_recognized_for_odd_host_names(monkeypatch):
     name = temp_path(Path("x/prediction.tif")).name
     assert name == f".prediction.tif.node-7-cluster-a-example-{os.getpid()}.tmp"
     assert atomic.stale_reason(name, 0.0) is None  # this very process: alive
+
+
+def test_a_chip_store_on_a_full_disk_fails_cleanly_not_with_sigbus(tiny_tmpfs):
+    """Chips are written through a memory map; its blocks are reserved first, so a full disk is an
+    error the cache reports naming the entry, not a SIGBUS that kills the process."""
+    from deepgeo_runner.cache import cached_stage
+    from deepgeo_runner.pipeline.chips import _new_npy
+
+    def build(tmp: Path) -> None:
+        chips = _new_npy(tmp / "train_image.npy", np.float32, (1000, 4, 32, 32))  # 16 MiB > 256 KiB
+        chips[:] = 1.0
+
+    with pytest.raises(DiskFullError, match=r"cache entry of stage 'chips'"):
+        cached_stage(tiny_tmpfs, "chips", {"v": 1}, build)
+    assert list((tiny_tmpfs / "chips").iterdir()) == []
