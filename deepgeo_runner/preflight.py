@@ -94,6 +94,28 @@ def check_inputs(cfg: DictConfig) -> None:
             check_raster_readable(path, key)
         else:
             check_vector_readable(path, key)
+    if cfg.predict.get("checkpoint") is not None and ({"test", "predict"} & set(cfg.stages)):
+        from deepgeo_runner.checkpoint_path import checkpoint_file
+
+        check_checkpoint_readable(checkpoint_file(cfg.predict.checkpoint))
+
+
+def check_checkpoint_readable(path: str | Path, key: str = "predict.checkpoint") -> None:
+    """A checkpoint is a complete zip archive (torch.save's format): a truncated file (a full disk
+    while saving) or another file named .ckpt is refused here, before any stage, not after them."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        complete = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise InputDataError(f"cannot read {key} '{path}': {exc.strerror or exc}.") from exc
+    if not complete:
+        raise InputDataError(
+            f"{key} '{path}' is not a complete checkpoint (torch.save writes a zip archive; this one is truncated, "
+            "e.g. by a full disk, or another kind of file): give another checkpoint (best.ckpt or last.ckpt of the "
+            "run) or train again."
+        )
 
 
 def uses_cache(cfg: DictConfig) -> bool:

@@ -158,3 +158,18 @@ def test_the_command_prints_one_message_and_the_debug_switch_the_traceback(tiny_
     assert "Traceback" not in proc.stdout + proc.stderr
     debug = deepgeo(*args, env={"DEEPGEO_DEBUG": "1"})
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "InputDataError" in debug.stderr
+
+
+def test_a_truncated_or_foreign_checkpoint_is_refused_before_any_stage(tiny_scene, tmp_path):
+    import zipfile
+
+    good = tmp_path / "best.ckpt"
+    with zipfile.ZipFile(good, "w") as archive:  # torch.save's container format
+        archive.writestr("archive/data.pkl", b"x" * 10_000)
+    cfg = _cfg(tiny_scene["image"], tiny_scene["labels"], tmp_path)
+    cfg.stages, cfg.predict.checkpoint = ["predict"], str(good)
+    check_inputs(cfg)
+    _truncate(good, tmp_path / "cut.ckpt", 0.5)
+    cfg.predict.checkpoint = str(tmp_path / "cut.ckpt")
+    with pytest.raises(InputDataError, match=r"predict\.checkpoint '.*cut\.ckpt' is not a complete checkpoint"):
+        check_inputs(cfg)
