@@ -78,6 +78,13 @@ def test_valid_names_and_keys_pass(overrides):
     validate_config(_compose(*overrides))
 
 
+@pytest.mark.parametrize("group", ["loss", "model", "trainer", "hparams_search"])
+def test_every_option_of_the_target_groups_passes(group):
+    """Nested targets too (loss=ce_dice holds a list of losses)."""
+    for option in sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml")):
+        validate_config(_compose(f"{group}={option}"))
+
+
 def test_names_are_checked_before_data_is_read_or_torch_imported(tmp_path):
     """A valid config validates without torch; a wrong encoder fails in seconds, naming the key."""
     code = ("import sys; from tests.test_validate_names import _compose; from deepgeo_runner.config.validate "

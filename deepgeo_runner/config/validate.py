@@ -438,7 +438,8 @@ def check_targets(cfg: DictConfig) -> None:
 
 def _check_target_tree(node: DictConfig | ListConfig, key: str, model: DictConfig | None) -> None:
     if isinstance(node, DictConfig):
-        target = None if OmegaConf.is_interpolation(node, "_target_") else node.get("_target_")
+        has_target = "_target_" in node and not OmegaConf.is_interpolation(node, "_target_")
+        target = node.get("_target_") if has_target else None
         if isinstance(target, str):
             _check_target(target, f"{key}._target_")
             _check_target_keys(node, key, target)
