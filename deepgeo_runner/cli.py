@@ -2,15 +2,22 @@
 
 Only this module knows Hydra's decorator. It imports nothing heavy at module level, so a
 bad config is reported within a second or two, before torch or Lightning is loaded.
+
+A :class:`~deepgeo_runner.errors.DeepGeoError` (a bad key, an unreadable input, a full disk)
+is printed as one message and the command exits with status 2; ``DEEPGEO_DEBUG=1`` shows its
+traceback instead. Any other exception is a bug and keeps its traceback (exit status 1).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from deepgeo_runner.config.schema import register_configs
@@ -30,6 +37,45 @@ def config_dir() -> str:
 
 register_configs()
 
+DEBUG_ENV = "DEEPGEO_DEBUG"
+
+
+def debugging() -> bool:
+    """``DEEPGEO_DEBUG=1``: show the traceback of the errors otherwise printed as one message."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _exit_with(exc: DeepGeoError) -> None:
+    if debugging():
+        raise exc
+    log.error("%s", exc)
+    sys.exit(2)
+
+
+class OutputDirCheck(Callback):
+    """Hydra callback: the run (or sweep) directory must take files before Hydra writes ``.hydra/``.
+
+    Hydra creates that directory before the task starts; a read-only one would otherwise fail
+    inside Hydra with a traceback. Registered in ``conf/hydra/default.yaml``.
+    """
+
+    def _check(self, folder: Any, key: str) -> None:
+        from deepgeo_runner.atomic import check_writable
+
+        try:
+            check_writable(str(folder), key)
+        except DeepGeoError as exc:
+            if debugging():
+                raise
+            print(f"Error: {exc}", file=sys.stderr)  # Hydra's logging is not set up yet
+            sys.exit(2)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _main(cfg: DictConfig) -> float | None:
@@ -40,18 +86,22 @@ def _main(cfg: DictConfig) -> float | None:
     optimizing = "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
     try:
         validate_config(cfg)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        from deepgeo_runner.preflight import preflight  # writable folders, readable inputs
+
+        multirun = str(HydraConfig.get().mode).endswith("MULTIRUN")
+        preflight(cfg, run_dir, "hydra.sweep.dir" if multirun else "hydra.run.dir")
         if optimizing and "fit" not in cfg.stages:
             raise ConfigError(f"hparams_search maximizes each trial's best validation score ({cfg.train.monitor}): "
                               f"stages={list(cfg.stages)} must include fit.")
         from deepgeo_runner.pipeline.runner import run  # heavy imports start here
 
-        artifacts = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        artifacts = run(cfg, run_dir)
         if optimizing and artifacts.best_score is None:
             raise ConfigError(f"this trial logged no {cfg.train.monitor} (train.monitor): the search has no "
                               "objective; check that the val split has chips.")
     except DeepGeoError as exc:
-        log.error("%s", exc)
-        sys.exit(2)
+        _exit_with(exc)
     metrics = artifacts.metrics or {}
     if metrics:
         log.info("test accuracy %.4f, F1 macro %.4f, IoU macro %.4f",

@@ -15,3 +15,15 @@ class InputDataError(DeepGeoError):
 
 class StageError(DeepGeoError):
     """A stage cannot run with what the earlier stages left behind."""
+
+
+class OutputError(DeepGeoError):
+    """An output cannot be written where the config says; nothing half-written is left behind."""
+
+
+class DiskFullError(OutputError):
+    """The device (or quota) holding an output is full: free space or write elsewhere, then relaunch."""
+
+
+class NotWritableError(OutputError):
+    """A folder the run writes to is read-only or not ours: make it writable or choose another."""

@@ -100,7 +100,8 @@ def test_missing_file_is_reported_before_torch_is_imported(tmp_path):
 
 
 @pytest.mark.parametrize("experiment", options("experiments"))
-def test_every_experiment_composes_and_validates(experiment):
+def test_every_experiment_composes_and_validates(experiment, monkeypatch):
+    monkeypatch.syspath_prepend(str(CONF.parent / "experiments"))  # PYTHONPATH=experiments, as the README says
     cfg = _compose([f"experiments={experiment}", "paths.output_dir=/tmp/x"])
     image = cfg.data.image
     if image is not None and not Path(image).exists():

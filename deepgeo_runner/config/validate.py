@@ -7,15 +7,19 @@ the key, the bad value and what would be accepted.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import importlib.util
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from deepgeo_runner.checkpoint_path import checkpoint_file
-from deepgeo_runner.config.schema import STAGES
+from deepgeo_runner.config import introspect
+from deepgeo_runner.config.schema import STAGES, RunConfig
 from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.geo.indices import check_indices
 from deepgeo_runner.geo.normalize import METHODS
@@ -45,6 +49,7 @@ def _fail(key: str, value: object, accepted: str) -> ConfigError:
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` on the first problem found, naming the key."""
+    check_known_keys(cfg)
     missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra"))
     for key in missing:
         hint = _MISSING_HINTS.get(key, "a value")
@@ -72,6 +77,8 @@ def validate_config(cfg: DictConfig) -> None:
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"{group}: needs a '_target_' naming the class to build (see conf/{group}/).")
     _check_predict(cfg)
+    check_targets(cfg)
+    check_smp_names(cfg.model)
 
 
 def uses_datamodule(data: DictConfig) -> bool:
@@ -382,3 +389,179 @@ def _check_predict(cfg: DictConfig) -> None:
         unknown = [c for c in polygons if c not in known]
         if unknown and pred.get("image") is None:  # a checkpoint's classes are checked when read
             raise _fail("predict.polygons", list(polygons), f"class names from {known}")
+
+
+# ------------------------------------------------------------------------------ names and keys
+
+HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+SMP_MODEL_TARGETS = ("deepgeo_runner.ml.models.smp_model", "deepgeo_runner.ml.models.smp_models.smp_model")
+SMP_MODEL_DEFAULTS = {"arch": "Unet", "encoder": "resnet18"}  # as ml.models.smp_models.smp_model
+SMP_SET_BY_US = frozenset({"encoder_name", "encoder_weights", "in_channels", "classes"})  # smp_model passes them
+
+
+def _did_you_mean(word: str, choices: Any, prefix: str = "") -> str:
+    """' Did you mean X?' with the closest of ``choices`` (difflib), or ''."""
+    matches = difflib.get_close_matches(str(word), [str(c) for c in choices], n=3, cutoff=0.6)
+    if not matches:
+        return ""
+    return " Did you mean " + " or ".join(f"{prefix}{m}" for m in matches) + "?"
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Every key of our schema'd groups exists in the schema, also those added with ``+key=value``.
+
+    Hydra lets ``+data.chipsize=32`` add a key to a structured group; it would then be
+    silently ignored. Third-party ``_target_`` groups are checked by :func:`check_targets`.
+    """
+    _check_schema_keys(cfg, RunConfig, "")
+
+
+def _check_schema_keys(node: DictConfig, schema: type, prefix: str) -> None:
+    hints = typing.get_type_hints(schema)
+    fields = {f.name: hints[f.name] for f in dataclasses.fields(schema)}
+    for key in node.keys():
+        key = str(key)
+        if not prefix and key == "hydra":
+            continue
+        if key not in fields:
+            group = prefix.rstrip(".") or "the config"
+            hint = _did_you_mean(key, fields, prefix) or f" The keys of {group} are {sorted(fields)}."
+            raise ConfigError(f"{prefix}{key} is not a key of {group}.{hint} (A key added with +{prefix}{key}=... "
+                              "would otherwise be ignored.)")
+        child_type = fields[key]
+        if (dataclasses.is_dataclass(child_type) and not OmegaConf.is_interpolation(node, key)
+                and isinstance(node.get(key), DictConfig)):
+            _check_schema_keys(node[key], child_type, f"{prefix}{key}.")
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Each ``_target_`` of model, loss, optimizer, scheduler, trainer, logger (nested ones too)
+    exists, and each key beside it is a parameter of that class or function.
+
+    The names are read from the sources (:mod:`deepgeo_runner.config.introspect`), nothing is
+    imported; a target whose source cannot be read is only checked for its package.
+    """
+    for group in ("model", "loss", "optimizer", "scheduler", "trainer", "logger"):
+        node = cfg.get(group)
+        if isinstance(node, DictConfig | ListConfig):
+            _check_target_tree(node, group, cfg.model if group == "model" else None)
+    if uses_datamodule(cfg.data):
+        _check_target_tree(cfg.data.datamodule, "data.datamodule", None)
+
+
+def _check_target_tree(node: DictConfig | ListConfig, key: str, model: DictConfig | None) -> None:
+    if isinstance(node, DictConfig):
+        has_target = "_target_" in node and not OmegaConf.is_interpolation(node, "_target_")
+        target = node.get("_target_") if has_target else None
+        if isinstance(target, str):
+            _check_target(target, f"{key}._target_")
+            _check_target_keys(node, key, target)
+        children = [(str(k), f"{key}.{k}") for k in node.keys()]
+    else:
+        children = [(i, f"{key}[{i}]") for i in range(len(node))]
+    for child, child_key in children:
+        if isinstance(child, str) and child.startswith("_"):
+            continue
+        if not OmegaConf.is_interpolation(node, child):
+            value = node[child]
+            if isinstance(value, DictConfig | ListConfig):
+                _check_target_tree(value, child_key, None)
+
+
+def _check_target(target: str, key: str) -> None:
+    """The target's package is installed; a target of this package names a real class or function."""
+    module, _, name = target.rpartition(".")
+    package = target.split(".")[0]
+    if importlib.util.find_spec(package) is None:
+        raise ConfigError(f"{key}='{target}': no module '{package}' is installed or on the path: pip install it, "
+                          f"or add the folder holding {package} to PYTHONPATH (PYTHONPATH=folder deepgeo ...)."
+                          f"{_did_you_mean(package, ['deepgeo_runner', 'torch', 'lightning', 'torchgeo'])}")
+    if package != "deepgeo_runner":
+        return  # other packages may build names at import time: their own error says it when built
+    if not module or introspect.find_definition(module, name) is None:
+        known = _our_targets(module)
+        raise ConfigError(f"{key}='{target}' names nothing in deepgeo-runner.{_did_you_mean(target, known)} "
+                          f"Known in {module or package}: {sorted(t.rpartition('.')[2] for t in known)}.")
+
+
+def _our_targets(module: str) -> list[str]:
+    """Full names a model/loss ``_target_`` of this package may take near ``module``."""
+    candidates = [module, "deepgeo_runner.ml.models", "deepgeo_runner.ml.losses"]
+    for candidate in candidates:
+        names = introspect.public_names(candidate) if candidate else None
+        if names:
+            return [f"{candidate}.{n}" for n in names if n[:1].isupper() or n.endswith("_model")]
+    return []
+
+
+def _check_target_keys(node: DictConfig, key: str, target: str) -> None:
+    """Every key beside ``_target_`` is a parameter of it (when its source says which)."""
+    params = introspect.trainer_params(target) or introspect.target_params(target)
+    label = target
+    if target in SMP_MODEL_TARGETS and params is not None:
+        arch = str(node.get("arch") or SMP_MODEL_DEFAULTS["arch"])
+        encoder = str(node.get("encoder") or SMP_MODEL_DEFAULTS["encoder"])
+        arch_params = introspect.smp_architecture_params(arch)
+        if arch_params is None or _is_timm_encoder(encoder):  # timm encoders take any keyword
+            return
+        # smp hands unknown keywords to get_encoder, which drops them for its own encoders: check them here
+        params = introspect.Params(params.names | (arch_params.names - SMP_SET_BY_US), False)
+        label = f"smp {arch} (via {target})"
+    if params is None or params.any_keyword:
+        return
+    unknown = [str(k) for k in node.keys() if str(k) not in HYDRA_KEYS and str(k) not in params.names]
+    if unknown:
+        name = unknown[0]
+        listing = f" It takes {sorted(params.names)}." if len(params.names) <= 15 else ""
+        raise ConfigError(f"{key}.{name} is not a parameter of {label}.{_did_you_mean(name, params.names, key + '.')}"
+                          f"{listing}")
+
+
+def _is_timm_encoder(encoder: str) -> bool:
+    return encoder.startswith("tu-") or encoder.startswith(introspect.SMP_TIMM_UNIVERSAL_PREFIXES)
+
+
+def check_smp_names(model: DictConfig) -> None:
+    """``model.arch`` and ``model.encoder`` of an smp model (model=smp, model=unet) exist in smp/timm.
+
+    Read from the sources in milliseconds; a name not found there is confirmed by importing
+    smp or timm (seconds) before it is refused, so a package layout this reader does not know
+    costs time, never a wrong error.
+    """
+    if not isinstance(model, DictConfig) or model.get("_target_") not in SMP_MODEL_TARGETS:
+        return
+    arch = str(model.get("arch") or SMP_MODEL_DEFAULTS["arch"])
+    archs = introspect.smp_architectures()
+    if archs is not None and arch.lower() not in {a.lower() for a in archs}:
+        raise ConfigError(f"model.arch={arch!r} is not a segmentation-models-pytorch architecture."
+                          f"{_did_you_mean(arch, archs)} Available: {list(archs)}.")
+    encoder = str(model.get("encoder") or SMP_MODEL_DEFAULTS["encoder"])
+    if _is_timm_encoder(encoder):
+        _check_timm_encoder(encoder)
+        return
+    encoders = introspect.smp_encoders()
+    if encoders is not None and encoder in encoders:
+        return
+    encoders = introspect.smp_encoders_imported()
+    if encoder not in encoders:
+        raise ConfigError(
+            f"model.encoder={encoder!r} is not a segmentation-models-pytorch encoder.{_did_you_mean(encoder, encoders)}"
+            " Any timm model works as tu-<name> (e.g. model.encoder=tu-convnext_tiny); smp's own encoders: "
+            f"{', '.join(sorted(encoders)[:12])}, ..."
+        )
+
+
+def _check_timm_encoder(encoder: str) -> None:
+    name = encoder[3:] if encoder.startswith("tu-") else encoder.replace("timm-", "", 1)
+    if encoder.startswith("timm-") and "mobilenetv3" in name:
+        name = "tf_" + name  # as smp's get_encoder renames it
+    name = name.split(".")[0]  # a pretrained tag (resnet50.a1_in1k) is not part of the name
+    if ":" in name:  # hf-hub:... : resolved by timm when built
+        return
+    models = introspect.timm_models()
+    if models is not None and name in models:
+        return
+    models = introspect.timm_models_imported()
+    if name not in models:
+        raise ConfigError(f"model.encoder={encoder!r}: timm has no model {name!r}."
+                          f"{_did_you_mean(name, models, 'tu-')} (tu-<name> takes any name of timm.list_models()).")

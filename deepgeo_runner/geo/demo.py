@@ -22,8 +22,6 @@ Nothing here imports torch, Hydra or Lightning.
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +37,8 @@ from scipy import ndimage
 from shapely import affinity
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
+
+from deepgeo_runner.atomic import atomic_path, remove_stale_temporaries
 
 IMAGE_NAME = "demo_oli.tif"
 LABELS_NAME = "demo_prodes.gpkg"
@@ -101,19 +101,12 @@ def make_demo_scene(out_dir: Path | str, size: int = 512, seed: int = 0) -> Demo
         return scene
     if int(size) < 64:
         raise ValueError(f"make_demo_scene: size={size} is too small; use 64 or more (e.g. 512).")
-    out_dir.mkdir(parents=True, exist_ok=True)
     image, labels = _generate(int(size), int(seed))
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp_image = out_dir / f".{IMAGE_NAME}.{tag}.tif"
-    tmp_labels = out_dir / f".{LABELS_NAME}.{tag}.gpkg"
-    try:
+    remove_stale_temporaries(out_dir)
+    with atomic_path(scene.labels, keep_suffix=True, what="demo scene") as tmp_labels:
         _write_labels(tmp_labels, labels)
+    with atomic_path(scene.image, keep_suffix=True, what="demo scene") as tmp_image:
         _write_image(tmp_image, image, int(seed))
-        os.replace(tmp_labels, scene.labels)
-        os.replace(tmp_image, scene.image)
-    finally:
-        for tmp in (tmp_image, tmp_labels):
-            tmp.unlink(missing_ok=True)
     return scene
 
 

@@ -13,7 +13,6 @@ azimuthal equal-area projection centred on the scene when the CRS is geographic.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry import shape
 
-from deepgeo_runner.atomic import write_text_atomic
+from deepgeo_runner.atomic import atomic_path, write_text_atomic
 from deepgeo_runner.errors import InputDataError
 
 STRIP_ROWS = 1024
@@ -120,13 +119,8 @@ def polygonize_classes(
                "area_ha": float(frame.loc[frame["class"] == name, "area_ha"].sum())}
         for name, class_id in zip(classes, ids, strict=True)
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp{out_path.suffix}")
-    try:
+    with atomic_path(out_path, keep_suffix=True) as tmp:  # OGR picks the driver by the suffix
         frame.to_file(tmp, driver="GPKG", layer="polygons")
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     totals_file = totals_path(out_path)
     summary = {"min_area_ha": min_area_ha, "crs": str(crs), "classes": totals}
     write_text_atomic(totals_file, json.dumps(summary, indent=2))

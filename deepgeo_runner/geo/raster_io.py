@@ -15,9 +15,11 @@ import rasterio.shutil
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from deepgeo_runner.atomic import output_errors, temp_path
 from deepgeo_runner.errors import InputDataError
 from deepgeo_runner.geo.nodata import (  # noqa: F401  (the readers of rasters use them from here)
     NODATA_RULES,
@@ -41,12 +43,54 @@ class Grid:
 
     @classmethod
     def of(cls, path: str | Path) -> Grid:
-        with rasterio.open(path) as src:
+        with reading(path), rasterio.open(path) as src:
             return cls(src.crs, src.transform, src.width, src.height)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.height, self.width
+
+
+def _gdal_detail(exc: BaseException) -> str:
+    """GDAL's own words: rasterio's "Read failed. See previous exception" hides them in the cause.
+
+    The outermost and the innermost message: what failed, and why (e.g. bytes missing).
+    """
+    messages = []
+    while exc is not None:
+        text = str(exc).strip().rstrip(".")
+        if text and "See previous exception" not in text and text not in messages:
+            messages.append(text)
+        exc = exc.__cause__ or exc.__context__
+    return "; ".join(messages[:1] + messages[1:][-1:]) or "unknown GDAL error"
+
+
+@contextmanager
+def reading(path: str | Path, what: str = "raster", fix: str | None = None) -> Iterator[None]:
+    """Report a raster that cannot be read (not a raster, truncated, broken tiles) naming the file.
+
+    GDAL fails deep inside a read (a tile past the end of a truncated file) with "Read failed";
+    the error raised here names ``path`` (what it is, e.g. the config key) and how to check it.
+    """
+    try:
+        yield
+    except InputDataError:
+        raise
+    except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
+        raise InputDataError(
+            f"cannot read {what} '{path}': {_gdal_detail(exc)}. "
+            + (fix or f"The file is not a raster GDAL can read, or it is damaged or truncated: check it with "
+                      f"gdalinfo -checksum '{path}' and copy or download it again.")
+        ) from exc
+
+
+def check_raster_readable(path: str | Path, what: str = "raster") -> None:
+    """Open ``path`` and decode its first and last blocks: catches a text file named .tif and,
+    cheaply, a truncated file (the last full-resolution tile lies at the end of a GeoTIFF or COG)
+    before any heavy work. Damage in the middle is caught when read (:func:`reading`)."""
+    with reading(path, what), rasterio.open(path) as src:
+        src.read(1, window=Window(0, 0, 1, 1))
+        src.read(src.count, window=Window(src.width - 1, src.height - 1, 1, 1))
 
 
 def open_image(path: str | Path, nodata: float | None = None) -> xr.DataArray:
@@ -62,7 +106,7 @@ def open_image(path: str | Path, nodata: float | None = None) -> xr.DataArray:
     try:
         image = rioxarray.open_rasterio(path, masked=False, cache=False)
     except Exception as exc:  # rasterio raises several types for unreadable files
-        raise InputDataError(f"cannot read image '{path}' as a raster: {exc}") from exc
+        raise InputDataError(f"cannot read image '{path}' as a raster: {_gdal_detail(exc)}") from exc
     if isinstance(image, list):
         raise InputDataError(f"image '{path}' holds several subdatasets; give one of them.")
     if image.rio.crs is None:
@@ -93,8 +137,7 @@ def write_raster(
         data = data[None]
     if data.shape[1:] != grid.shape:
         raise ValueError(f"array of shape {data.shape[1:]} does not fit the grid {grid.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_path(path)
     profile = {
         "driver": "GTiff",
         "width": grid.width,
@@ -112,15 +155,17 @@ def write_raster(
     try:
         if colormap:
             profile["photometric"] = "palette"
-        with rasterio.open(tmp, "w", **profile) as dst:
-            if colormap:  # before the pixels: GDAL cannot change the colour model once writing
-                dst.write_colormap(1, colormap)
-            dst.write(data)
-            for i, name in enumerate(band_names or [], start=1):
-                dst.set_band_description(i, name)
-            if tags:
-                dst.update_tags(**{k: str(v) for k, v in tags.items()})
-        os.replace(tmp, path)
+        with output_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with rasterio.open(tmp, "w", **profile) as dst:
+                if colormap:  # before the pixels: GDAL cannot change the colour model once writing
+                    dst.write_colormap(1, colormap)
+                dst.write(data)
+                for i, name in enumerate(band_names or [], start=1):
+                    dst.set_band_description(i, name)
+                if tags:
+                    dst.update_tags(**{k: str(v) for k, v in tags.items()})
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -162,8 +207,7 @@ def open_raster_writer(
     or nearest for a colour-mapped class raster) before the rename.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_path(path)
     tiled = grid.width >= 256 and grid.height >= 256
     profile: dict[str, Any] = {
         "driver": "GTiff", "width": grid.width, "height": grid.height, "count": count,
@@ -176,17 +220,19 @@ def open_raster_writer(
     if colormap:
         profile["photometric"] = "palette"
     try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            if colormap:  # before the pixels: GDAL cannot change the colour model once writing
-                dst.write_colormap(1, colormap)
-            for i, name in enumerate(band_names or [], start=1):
-                dst.set_band_description(i, name)
-            if tags:
-                dst.update_tags(**{k: str(v) for k, v in tags.items()})
-            yield dst
-        if cog:
-            rewrite_as_cog(tmp, "nearest" if colormap else "average")
-        os.replace(tmp, path)
+        with output_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with rasterio.open(tmp, "w", **profile) as dst:
+                if colormap:  # before the pixels: GDAL cannot change the colour model once writing
+                    dst.write_colormap(1, colormap)
+                for i, name in enumerate(band_names or [], start=1):
+                    dst.set_band_description(i, name)
+                if tags:
+                    dst.update_tags(**{k: str(v) for k, v in tags.items()})
+                yield dst
+            if cog:
+                rewrite_as_cog(tmp, "nearest" if colormap else "average")
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -195,7 +241,7 @@ def rewrite_as_cog(path: str | Path, overview_resampling: str, **creation: Any) 
     """Rewrite a finished GeoTIFF in place as a COG: GDAL's COG driver streams the copy,
     orders tiles and overviews for range requests, and keeps tags, colour table and nodata."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".cog")
+    tmp = temp_path(path.with_name(path.name + ".cog"))
     try:
         rasterio.shutil.copy(path, tmp, driver="COG", compress="deflate", overview_resampling=overview_resampling,
                              BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS", BLOCKSIZE=256, **creation)

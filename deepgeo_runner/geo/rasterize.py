@@ -24,7 +24,7 @@ from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window
 
 from deepgeo_runner.errors import InputDataError
-from deepgeo_runner.geo.raster_io import Grid
+from deepgeo_runner.geo.raster_io import Grid, reading
 
 BACKGROUND = 0
 NODATA = 255
@@ -174,20 +174,17 @@ class LabelSource:
         return labels
 
     def _read_raster(self, shape: tuple[int, int], transform) -> np.ndarray:
-        try:
-            with rasterio.open(self.path) as src:
-                source = np.full(shape, np.nan, dtype=np.float64)
-                src_nodata = src.nodata
-                reproject(
-                    rasterio.band(src, 1),
-                    source,
-                    dst_transform=transform,
-                    dst_crs=self.grid.crs,
-                    dst_nodata=np.nan,
-                    resampling=Resampling.nearest,
-                )
-        except rasterio.errors.RasterioError as exc:
-            raise InputDataError(f"cannot read labels '{self.path}' as a raster: {exc}") from exc
+        with reading(self.path, "labels"), rasterio.open(self.path) as src:
+            source = np.full(shape, np.nan, dtype=np.float64)
+            src_nodata = src.nodata
+            reproject(
+                rasterio.band(src, 1),
+                source,
+                dst_transform=transform,
+                dst_crs=self.grid.crs,
+                dst_nodata=np.nan,
+                resampling=Resampling.nearest,
+            )
         fill = BACKGROUND if self.others == "background" else NODATA
         labels = np.full(shape, fill, dtype=np.uint8)
         for class_id, values in enumerate(self.value_sets, start=1):

@@ -34,7 +34,7 @@ from rasterio.windows import bounds as window_bounds
 from tqdm.auto import tqdm
 
 from deepgeo_runner.errors import ConfigError, InputDataError
-from deepgeo_runner.geo.raster_io import Grid, iter_windows, open_raster_writer, valid_mask
+from deepgeo_runner.geo.raster_io import Grid, iter_windows, open_raster_writer, reading, valid_mask
 
 RESAMPLING = ("nearest", "bilinear", "cubic", "average", "mode")
 
@@ -81,7 +81,8 @@ def _open_all(paths: Sequence[str | Path]) -> list[rasterio.io.DatasetReader]:
         for p in paths:
             if not Path(p).is_file():
                 raise InputDataError(f"image file not found: '{p}'. Check data.image.")
-            src = rasterio.open(p)
+            with reading(p, "image"):
+                src = rasterio.open(p)
             sources.append(src)
             if src.crs is None:
                 raise InputDataError(f"image '{p}' has no CRS: georeference it first (gdal_edit.py -a_srs).")
@@ -209,10 +210,12 @@ class _MosaicReader:
                 c0, r0 = win.col_off + offset[0], win.row_off + offset[1]
                 if c0 >= reader.width or r0 >= reader.height or c0 + win.width <= 0 or r0 + win.height <= 0:
                     continue  # this tile does not reach the window
-                data = reader.read(window=Window(c0, r0, win.width, win.height), boundless=True,
-                                   fill_value=nodata if nodata is not None else self.fill)
+                with reading(reader.name, "image"):
+                    data = reader.read(window=Window(c0, r0, win.width, win.height), boundless=True,
+                                       fill_value=nodata if nodata is not None else self.fill)
             else:
-                data = reader.read(window=win)
+                with reading(reader.src_dataset.name, "image"):
+                    data = reader.read(window=win)
             take = valid_mask(data, nodata) & ~filled
             out[:, take] = data[:, take]
             filled |= take

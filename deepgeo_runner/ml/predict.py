@@ -41,6 +41,7 @@ import torch
 from rasterio.windows import Window as RioWindow
 from tqdm.auto import tqdm
 
+from deepgeo_runner.atomic import atomic_path, output_errors, temp_path, write_text_atomic
 from deepgeo_runner.geo.raster_io import Grid, rewrite_as_cog, valid_mask
 from deepgeo_runner.geo.rasterize import NODATA, class_colormap
 from deepgeo_runner.geo.stitch import BLEND_MODES, blend_profile, stride_for, window_origins
@@ -149,7 +150,7 @@ class _RowWriter:
         self.path = path
         self.categorical = colormap is not None
         self.nbits = nbits
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.tmp = temp_path(path)
         profile = {
             "driver": "GTiff", "width": grid.width, "height": grid.height, "count": count,
             "dtype": dtype, "crs": grid.crs, "transform": grid.transform, "nodata": nodata,
@@ -202,22 +203,30 @@ class _RowWriter:
 
 def _open_writers(outputs: SceneOutputs, grid: Grid, class_ids: Sequence[int], class_names: Sequence[str],
                   class_colors: Sequence[str], probabilities: str) -> dict[str, _RowWriter]:
+    """The writers of every output; if one cannot be opened, those already opened are aborted."""
     tags = {f"class_{i}": name for i, name in zip(class_ids, class_names, strict=True)}
-    writers = {"classes": _RowWriter(
-        outputs.classes, grid, 1, "uint8", NODATA, ["class"], tags,
-        class_colormap(class_colors, first_id=int(class_ids[0])))}
-    if outputs.probabilities is not None:
-        names = [f"p_{n}" for n in class_names]
-        if probabilities == "uint8":
-            writers["proba"] = _RowWriter(outputs.probabilities, grid, len(class_ids), "uint8", 255, names,
-                                          {**tags, "encoding": f"probability = value / {PROBA_UINT8_SCALE}"},
-                                          scale=1.0 / PROBA_UINT8_SCALE)
-        else:
-            writers["proba"] = _RowWriter(outputs.probabilities, grid, len(class_ids), "float32",
-                                          float("nan"), names, {**tags, "encoding": "half float"}, nbits=16)
-    if outputs.entropy is not None:
-        writers["entropy"] = _RowWriter(outputs.entropy, grid, 1, "float32", float("nan"), ["entropy"],
-                                        {"encoding": "entropy / log(n_classes), 0 certain .. 1 uniform"})
+    writers: dict[str, _RowWriter] = {}
+    try:
+        with output_errors(outputs.classes):
+            writers["classes"] = _RowWriter(outputs.classes, grid, 1, "uint8", NODATA, ["class"], tags,
+                                            class_colormap(class_colors, first_id=int(class_ids[0])))
+            if outputs.probabilities is not None:
+                names = [f"p_{n}" for n in class_names]
+                if probabilities == "uint8":
+                    writers["proba"] = _RowWriter(
+                        outputs.probabilities, grid, len(class_ids), "uint8", 255, names,
+                        {**tags, "encoding": f"probability = value / {PROBA_UINT8_SCALE}"},
+                        scale=1.0 / PROBA_UINT8_SCALE)
+                else:
+                    writers["proba"] = _RowWriter(outputs.probabilities, grid, len(class_ids), "float32",
+                                                  float("nan"), names, {**tags, "encoding": "half float"}, nbits=16)
+            if outputs.entropy is not None:
+                writers["entropy"] = _RowWriter(outputs.entropy, grid, 1, "float32", float("nan"), ["entropy"],
+                                                {"encoding": "entropy / log(n_classes), 0 certain .. 1 uniform"})
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
     return writers
 
 
@@ -407,12 +416,13 @@ def _write_blocks(src, plan, blocks, n_classes: int, device, lut, probabilities,
     on any error they are aborted, so no half-written output appears.
     """
     try:
-        acc = _Accumulator(plan, n_classes, device)
-        for i, block in blocks:
-            start, end, logits = acc.add_and_finish(i, block)
-            _finish_rows(logits, _read_valid(src, start, end), lut, writers, probabilities)
-        for w in writers.values():
-            w.close(cog)
+        with output_errors(writers["classes"].path):  # while the temporary files still hold the space
+            acc = _Accumulator(plan, n_classes, device)
+            for i, block in blocks:
+                start, end, logits = acc.add_and_finish(i, block)
+                _finish_rows(logits, _read_valid(src, start, end), lut, writers, probabilities)
+            for w in writers.values():
+                w.close(cog)
     except BaseException:
         for w in writers.values():
             w.abort()
@@ -524,16 +534,14 @@ def predict_scene(
         parts_dir.mkdir(parents=True, exist_ok=True)
         part, marker = _part_paths(parts_dir, rank)
         block_shape = (n_classes + 1, plan.window, plan.width)
-        part_tmp = part.with_name(part.name + f".{os.getpid()}.tmp")
-        with open(part_tmp, "wb") as f:
+        with atomic_path(part, what=f"rank {rank}'s share of {out_path.name}") as part_tmp, open(part_tmp, "wb") as f:
             for _, block in make_block.blocks(mine, bar):
                 block = block if isinstance(block, np.ndarray) else block.cpu().numpy()
                 full = np.zeros(block_shape, dtype=np.float32)
                 full[:, : block.shape[1]] = block
                 f.write(full.tobytes())
         bar.close()
-        os.replace(part_tmp, part)
-        marker.write_text(json.dumps({"rank": rank, "rows": mine, "block_shape": list(block_shape)}))
+        write_text_atomic(marker, json.dumps({"rank": rank, "rows": mine, "block_shape": list(block_shape)}))
         if rank != 0:
             return out_path
         _wait_for_parts(parts_dir, world_size, parts_timeout_s)

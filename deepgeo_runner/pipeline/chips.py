@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import box
 
+from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.chips import (
     SPLITS,
@@ -175,10 +177,26 @@ def build_chip_store(
         grids[other.name] = (scene.transform, scene.crs)
         records += _write_split(out_dir, split, scene, windows[split], other.name, per_chip, n_targets)
     counts = {split: len(windows[split]) for split in SPLITS if split in windows}
-    (out_dir / "chips.json").write_text(json.dumps({"counts": counts, "chips": records}))
+    write_text_atomic(out_dir / "chips.json", json.dumps({"counts": counts, "chips": records}))
     _write_footprints(out_dir / "chips.gpkg", records, grids)
     log.info("chips: %s chips of %d px (%s strategy)", counts, plan.chip_size, plan.strategy)
     return ChipStore(out_dir, counts, n_features)
+
+
+def _new_npy(path: Path, dtype: type, shape: tuple[int, ...]) -> np.memmap:
+    """An ``.npy`` file of its full size, mapped for writing, with its disk blocks reserved first.
+
+    A memory map over a sparse file kills the process with SIGBUS when the disk fills up;
+    reserving the blocks (posix_fallocate) turns that into an ENOSPC OSError here, which the
+    cache reports as a full disk naming the entry.
+    """
+    array = np.lib.format.open_memmap(path, "w+", dtype, shape)
+    if array.size == 0 or not hasattr(os, "posix_fallocate"):
+        return array
+    del array
+    with open(path, "r+b") as f:
+        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    return np.load(path, mmap_mode="r+")
 
 
 def _write_split(
@@ -186,10 +204,8 @@ def _write_split(
 ) -> list[dict]:
     """Write one split's chips as ``{split}_image.npy``/``{split}_mask.npy``; return their index records."""
     size = found[0].size if found else 0
-    images = np.lib.format.open_memmap(
-        out_dir / f"{split}_image.npy", "w+", np.float32, (len(found), scene.stack.shape[0], size, size)
-    )
-    masks = np.lib.format.open_memmap(out_dir / f"{split}_mask.npy", "w+", np.uint8, (len(found), size, size))
+    images = _new_npy(out_dir / f"{split}_image.npy", np.float32, (len(found), scene.stack.shape[0], size, size))
+    masks = _new_npy(out_dir / f"{split}_mask.npy", np.uint8, (len(found), size, size))
     records = []
     for i, w in enumerate(found):
         rows, cols = w.slices

@@ -32,7 +32,7 @@ from deepgeo_runner.geo.normalize import (
     new_accumulator,
     stats_from_accumulator,
 )
-from deepgeo_runner.geo.raster_io import Grid, NodataValue, iter_windows, open_raster_writer, read_valid
+from deepgeo_runner.geo.raster_io import Grid, NodataValue, iter_windows, open_raster_writer, read_valid, reading
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ class _Features:
         return len(self.keep) + len(self.specs)
 
     def __call__(self, src: rasterio.io.DatasetReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        raw = src.read(window=window)
+        with reading(src.name, "image"):
+            raw = src.read(window=window)
         valid = read_valid(src, raw, window, self.nodata, self.nodata_rule)
         n = len(self.names)
         out = np.empty((self.per_date * self.dates,) + valid.shape, dtype=np.float32)
@@ -259,10 +260,8 @@ def prepare_scene(
 
 
 def _open(image: Path) -> rasterio.io.DatasetReader:
-    try:
+    with reading(image, "image"):
         src = rasterio.open(image)
-    except rasterio.errors.RasterioError as exc:
-        raise InputDataError(f"cannot read image '{image}' as a raster: {exc}") from exc
     if src.crs is None:
         src.close()
         raise InputDataError(

@@ -21,10 +21,10 @@ import rasterio
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from deepgeo_runner.atomic import write_text_atomic
-from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, vector_fingerprint
+from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, reuse_entry, vector_fingerprint
 from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config.validate import DATAMODULE_STAGES, uses_datamodule, validate_config
-from deepgeo_runner.errors import ConfigError, InputDataError, StageError
+from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.chips import CLASS_SPLIT_VERSION, SPLITS
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.scene import all_tiles, date_groups
@@ -107,9 +107,11 @@ class Artifacts:
 
 def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
     """Run the configured stages of the cycle; return what they produced."""
+    from deepgeo_runner.preflight import preflight
+
     validate_config(cfg)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    preflight(cfg, run_dir)  # writable run/cache folders, leftovers of killed runs removed, inputs opened
     rank = global_rank()
     stages = _stages(cfg)
     art = Artifacts()
@@ -411,16 +413,11 @@ def _data_check(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTa
 
 
 def _entry(cache_dir: Path, stage: str, payload: dict, build, run_stage: bool):
-    """Build (or reuse) a cache entry; when the stage is not requested, only reuse."""
+    """Build (or reuse) a cache entry; when the stage is not requested, only reuse a verified one
+    (StageError naming the entry to delete and the stage to add when it is absent or damaged)."""
     if run_stage:
         return cached_stage(cache_dir, stage, payload, build)
-    entry = cache_dir / stage / hash_payload(payload)
-    if not (entry / "_complete.json").exists():
-        raise StageError(
-            f"a later stage needs the output of '{stage}', which is not in the cache "
-            f"({entry}): add '{stage}' to stages, e.g. stages=[{stage},...]."
-        )
-    return entry, hash_payload(payload), True
+    return reuse_entry(cache_dir, stage, payload)
 
 
 def _norm_options(cfg: DictConfig):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from colorsys import hsv_to_rgb
 from pathlib import Path
@@ -22,6 +21,8 @@ from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
+
+from deepgeo_runner.atomic import atomic_path
 
 __all__ = [
     "default_class_colors",
@@ -57,20 +58,8 @@ def _new_figure(width: float, height: float) -> Figure:
 def _save_atomic(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` as PNG via a temp file in the same folder, then rename it into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.12,
-                        facecolor="white")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; report files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.12, facecolor="white")
     return path
 
 

@@ -1,0 +1,140 @@
+"""Checks that take milliseconds and save hours: before any heavy work, every output folder
+takes files and every input file opens.
+
+A read-only run or cache directory, a text file named ``.tif``, a truncated GeoTIFF or an
+unreadable vector file otherwise fails deep inside a stage, minutes later, as a traceback.
+Here each one becomes a :class:`~deepgeo_runner.errors.DeepGeoError` naming the config key,
+the file and the fix. The leftovers of killed runs in the run directory are removed too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from deepgeo_runner.atomic import check_writable, remove_stale_temporaries
+from deepgeo_runner.config.validate import uses_datamodule
+from deepgeo_runner.errors import InputDataError
+
+log = logging.getLogger(__name__)
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")  # as geo.rasterize (not imported: geopandas)
+
+
+def _paths(value: Any) -> list[Path]:
+    """The files of an image option: a path, a list of tiles, or a mapping date → path or tiles."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [p for tiles in value.values() for p in _paths(tiles)]
+    if isinstance(value, str | Path):
+        return [Path(value)]
+    if isinstance(value, Sequence):
+        return [Path(str(v)) for v in value]
+    return [Path(str(value))]
+
+
+def input_files(cfg: DictConfig) -> Iterator[tuple[str, Path, str]]:
+    """(config key, path, 'raster' or 'vector') of every input file the run will read."""
+    data, pred = cfg.data, cfg.predict
+    if not uses_datamodule(data):
+        for path in _paths(data.get("image")):
+            yield "data.image", path, "raster"
+        if data.get("labels") is not None:
+            yield "data.labels", Path(data.labels), _kind(data.labels)
+        for key in ("split_vector", "aoi"):
+            if data.get(key) is not None:
+                yield f"data.{key}", Path(data[key]), "vector"
+        if data.get("chip_strategy") == "points" and data.get("chip_points") is not None:
+            yield "data.chip_points", Path(data.chip_points), "vector"
+        scenes = data.get("split_scenes") or {}
+        for split in ("val", "test"):
+            files = scenes.get(split) or {}
+            for path in _paths(files.get("image")):
+                yield f"data.split_scenes.{split}.image", path, "raster"
+            if files.get("labels") is not None:
+                yield f"data.split_scenes.{split}.labels", Path(files.labels), _kind(files.labels)
+    for path in _paths(pred.get("image")):
+        yield "predict.image", path, "raster"
+    if pred.get("labels") is not None:
+        yield "predict.labels", Path(pred.labels), _kind(pred.labels)
+
+
+def _kind(labels: Any) -> str:
+    return "raster" if Path(str(labels)).suffix.lower() in RASTER_SUFFIXES else "vector"
+
+
+def check_vector_readable(path: str | Path, key: str) -> None:
+    """Open a vector dataset's metadata (no geometry is read); a damaged file fails naming ``key``."""
+    import pyogrio
+
+    try:
+        pyogrio.read_info(str(path))
+    except Exception as exc:  # noqa: BLE001 - pyogrio/GDAL raise several types for unreadable files
+        raise InputDataError(
+            f"cannot read {key} '{path}' as a vector file: {str(exc).rstrip('.')}. Check that it opens "
+            f"(ogrinfo '{path}' or QGIS) and export it again if not (e.g. as GeoPackage .gpkg)."
+        ) from exc
+
+
+def check_inputs(cfg: DictConfig) -> None:
+    """Open every input: headers, plus the first and last block of each raster (a truncated file)."""
+    from deepgeo_runner.geo.raster_io import check_raster_readable
+
+    seen: set[Path] = set()
+    for key, path, kind in input_files(cfg):
+        if path in seen or not path.exists():  # a missing file is validate_config's to report
+            continue
+        seen.add(path)
+        if kind == "raster":
+            check_raster_readable(path, key)
+        else:
+            check_vector_readable(path, key)
+    if cfg.predict.get("checkpoint") is not None and ({"test", "predict"} & set(cfg.stages)):
+        from deepgeo_runner.checkpoint_path import checkpoint_file
+
+        check_checkpoint_readable(checkpoint_file(cfg.predict.checkpoint))
+
+
+def check_checkpoint_readable(path: str | Path, key: str = "predict.checkpoint") -> None:
+    """A checkpoint is a complete zip archive (torch.save's format): a truncated file (a full disk
+    while saving) or another file named .ckpt is refused here, before any stage, not after them."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        complete = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise InputDataError(f"cannot read {key} '{path}': {exc.strerror or exc}.") from exc
+    if not complete:
+        raise InputDataError(
+            f"{key} '{path}' is not a complete checkpoint (torch.save writes a zip archive; this one is truncated, "
+            "e.g. by a full disk, or another kind of file): give another checkpoint (best.ckpt or last.ckpt of the "
+            "run) or train again."
+        )
+
+
+def uses_cache(cfg: DictConfig) -> bool:
+    """Whether the run reads or writes the stage cache (not for a datamodule, nor a checkpoint
+    applied to a new scene alone)."""
+    if uses_datamodule(cfg.data):
+        return False
+    return not (list(cfg.stages) == ["predict"] and cfg.predict.get("image") is not None)
+
+
+def preflight(cfg: DictConfig, run_dir: str | Path, run_dir_key: str = "hydra.run.dir") -> None:
+    """Before heavy work: writable run and cache folders, no leftovers of killed runs, readable inputs.
+
+    Args:
+        cfg: the composed, validated config.
+        run_dir: the run directory; ``run_dir_key`` is the option that chose it, for messages.
+    """
+    run_dir = check_writable(run_dir, run_dir_key)
+    if uses_cache(cfg):
+        check_writable(Path(cfg.paths.cache_dir).expanduser(), "paths.cache_dir")
+    remove_stale_temporaries(run_dir, depth=2)  # e.g. outputs of a predict killed half-way
+    check_inputs(cfg)
