@@ -43,6 +43,9 @@ def _main(cfg: DictConfig) -> float | None:
         if optimizing and "fit" not in cfg.stages:
             raise ConfigError(f"hparams_search maximizes each trial's best validation score ({cfg.train.monitor}): "
                               f"stages={list(cfg.stages)} must include fit.")
+        direction = HydraConfig.get().sweeper.get("direction") if optimizing else None
+        if isinstance(direction, str):
+            _check_search_direction(cfg, direction.lower())
         from deepgeo_runner.pipeline.runner import run  # heavy imports start here
 
         artifacts = run(cfg, Path(HydraConfig.get().runtime.output_dir))
@@ -51,7 +54,7 @@ def _main(cfg: DictConfig) -> float | None:
                               "objective; check that the val split has chips.")
     except DeepGeoError as exc:
         log.error("%s", exc)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))  # 2, or 128 + the signal that interrupted the run
     metrics = artifacts.metrics or {}
     if metrics:
         log.info("test accuracy %.4f, F1 macro %.4f, IoU macro %.4f",
@@ -61,6 +64,16 @@ def _main(cfg: DictConfig) -> float | None:
     if artifacts.best_score is not None:
         log.info("best %s %.4f", cfg.train.monitor, artifacts.best_score)
     return artifacts.best_score
+
+
+def _check_search_direction(cfg: DictConfig, direction: str) -> None:
+    """The sweeper must optimize the monitored score in its own direction (a loss is minimized)."""
+    from deepgeo_runner.config.validate import monitor_mode
+
+    wanted = "minimize" if monitor_mode(cfg.train) == "min" else "maximize"
+    if direction != wanted:
+        raise ConfigError(f"hydra.sweeper.direction={direction} but train.monitor={cfg.train.monitor} is better when "
+                          f"{'lower' if wanted == 'minimize' else 'higher'}: set hydra.sweeper.direction={wanted}.")
 
 
 def main() -> None:

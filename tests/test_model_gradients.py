@@ -77,4 +77,5 @@ def test_unused_encoder_stages_are_removed_and_older_checkpoints_still_load():
     build_model("unet", 4, 3).load_state_dict(older)  # strict: only the pruned stage's keys are skipped
     with pytest.raises(RuntimeError, match="removed as unused"):
         net.model.encoder.layer4(torch.zeros(1))
-    assert build_model("unet", 4, 3, encoder_depth=5, decoder_channels=[16, 8, 8, 4, 4]).pruned == []  # every stage used at full depth
+    full_depth = build_model("unet", 4, 3, encoder_depth=5, decoder_channels=[16, 8, 8, 4, 4])
+    assert full_depth.pruned == []  # every stage used at full depth
