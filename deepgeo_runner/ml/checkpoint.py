@@ -16,6 +16,7 @@ import errno
 import io
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,8 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", key: str = "che
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line),
-                      str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        reason = f"it calls {found.group(1)}" if found else type(exc).__name__
         raise InputDataError(
             f"{key} '{path}' was refused: it holds objects other than tensors and plain data ({reason}), which "
             "loading would have to run as code; nothing in it was run. Use a checkpoint written by deepgeo "
