@@ -270,3 +270,15 @@ def test_a_wrong_monitor_fails_with_the_config(overrides, message):
 
     with pytest.raises(ConfigError, match=message):
         validate_config(_compose(["paths.output_dir=/tmp/x", *overrides]))
+
+
+def test_a_search_optimizes_the_monitor_in_its_direction():
+    from deepgeo_runner.cli import _check_search_direction
+    from tests.test_config import _compose
+
+    loss = _compose(["paths.output_dir=/tmp/x", "train.monitor=val_loss"])
+    with pytest.raises(ConfigError, match=r"hydra\.sweeper\.direction=maximize but train\.monitor=val_loss is better "
+                                          r"when lower: set hydra\.sweeper\.direction=minimize"):
+        _check_search_direction(loss, "maximize")
+    _check_search_direction(loss, "minimize")
+    _check_search_direction(_compose(["paths.output_dir=/tmp/x"]), "maximize")
