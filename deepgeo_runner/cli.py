@@ -49,7 +49,7 @@ def _exit_with(exc: DeepGeoError) -> None:
     if debugging():
         raise exc
     log.error("%s", exc)
-    sys.exit(2)
+    sys.exit(getattr(exc, "exit_code", 2))  # 2, or 128 + the signal that interrupted the run
 
 
 class OutputDirCheck(Callback):
@@ -94,6 +94,9 @@ def _main(cfg: DictConfig) -> float | None:
         if optimizing and "fit" not in cfg.stages:
             raise ConfigError(f"hparams_search maximizes each trial's best validation score ({cfg.train.monitor}): "
                               f"stages={list(cfg.stages)} must include fit.")
+        direction = HydraConfig.get().sweeper.get("direction") if optimizing else None
+        if isinstance(direction, str):
+            _check_search_direction(cfg, direction.lower())
         from deepgeo_runner.pipeline.runner import run  # heavy imports start here
 
         artifacts = run(cfg, run_dir)
@@ -111,6 +114,16 @@ def _main(cfg: DictConfig) -> float | None:
     if artifacts.best_score is not None:
         log.info("best %s %.4f", cfg.train.monitor, artifacts.best_score)
     return artifacts.best_score
+
+
+def _check_search_direction(cfg: DictConfig, direction: str) -> None:
+    """The sweeper must optimize the monitored score in its own direction (a loss is minimized)."""
+    from deepgeo_runner.config.validate import monitor_mode
+
+    wanted = "minimize" if monitor_mode(cfg.train) == "min" else "maximize"
+    if direction != wanted:
+        raise ConfigError(f"hydra.sweeper.direction={direction} but train.monitor={cfg.train.monitor} is better when "
+                          f"{'lower' if wanted == 'minimize' else 'higher'}: set hydra.sweeper.direction={wanted}.")
 
 
 def main() -> None:

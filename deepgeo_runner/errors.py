@@ -27,3 +27,19 @@ class DiskFullError(OutputError):
 
 class NotWritableError(OutputError):
     """A folder the run writes to is read-only or not ours: make it writable or choose another."""
+
+
+class TrainingDiverged(DeepGeoError):
+    """The training loss became NaN or infinite: the run stops rather than learn garbage."""
+
+
+class RunInterrupted(DeepGeoError):
+    """SIGINT or SIGTERM stopped the run after its last complete checkpoint; a relaunch resumes.
+
+    ``exit_code`` follows the shell's convention, 128 + the signal number (130, 143).
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + int(signum)

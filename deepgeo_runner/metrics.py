@@ -6,6 +6,7 @@ split, so the numbers agree with each other and reduce exactly across DDP ranks 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -159,3 +160,26 @@ def add_roc_scores(
     defined = [auc for _, _, auc in curves if auc is not None]
     out["auc_macro"] = float(np.mean(defined)) if defined else None
     return out
+
+
+def strict_json(scores: object, indent: int | None = 2) -> str:
+    """``scores`` as strict JSON: NaN and ±inf become null, numpy numbers plain ones.
+
+    Python's ``json`` writes ``NaN``, which no strict parser (browsers, jq, pandas' engine)
+    accepts; a score that cannot be computed is written as null instead.
+    """
+
+    def finite(value: object) -> object:
+        if isinstance(value, dict):
+            return {str(k): finite(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(v) for v in value]
+        if isinstance(value, np.ndarray):
+            return finite(value.tolist())
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not np.isfinite(value):
+            return None
+        return value
+
+    return json.dumps(finite(scores), indent=indent, allow_nan=False, default=str)

@@ -127,12 +127,12 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(cache_dir, tmp_path):
     run_dir = tmp_path / "resumable"
     stages = "stages=[prepare,rasterize,chips,fit]"
     deepgeo(run_dir, cache_dir, "trainer=cpu", stages, "trainer.max_epochs=1")
-    first = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    first = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     steps_per_epoch = first["global_step"]
     assert first["epoch"] == 0 and steps_per_epoch > 0
     proc = deepgeo(run_dir, cache_dir, "trainer=cpu", stages, "trainer.max_epochs=3")
     assert "resuming from" in proc.stdout + proc.stderr
-    second = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    second = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert second["epoch"] == 2
     assert second["global_step"] == 3 * steps_per_epoch  # 1 epoch before + 2 after, not 3 anew
     assert second["deepgeo"]["class_names"] == ["forest", "deforestation", "water"]

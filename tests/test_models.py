@@ -433,7 +433,8 @@ def test_torchgeo_weights_load_into_the_encoder_as_they_are(monkeypatch):
                       decoder_channels=[16, 8, 8, 4])
     assert len(asked) == 1 and asked[0].endswith("resnet18_sentinel2_all_moco-59bfdff9.pth")
     loaded = model.model.encoder.state_dict()
-    assert set(loaded) == set(state) - {"fc.weight", "fc.bias"}
+    unused = {k for k in state if k.startswith("layer4.")}  # encoder_depth=4 never calls layer4: removed
+    assert unused and set(loaded) == set(state) - {"fc.weight", "fc.bias"} - unused
     for key, value in loaded.items():
         assert torch.equal(value, state[key]), key
     with torch.no_grad():
@@ -453,7 +454,7 @@ def test_torchgeo_weights_first_conv_adapted_to_the_bands_by_role(monkeypatch):
     for i, s2_index in enumerate([1, 2, 3, 7, 12]):  # B2 B3 B4 B8 B12
         assert torch.allclose(weight[:, i], conv1[:, s2_index] * scale), bands[i]
     assert torch.allclose(weight[:, 6], conv1.mean(dim=1) * scale)  # an index: the mean kernel
-    assert torch.equal(model.model.encoder.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    assert torch.equal(model.model.encoder.layer3[1].conv2.weight, state["layer3.1.conv2.weight"])
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 7, 32, 32)).shape == (1, 2, 32, 32)
 

@@ -185,7 +185,7 @@ def test_temporal_run_then_its_checkpoint_on_another_pair_of_dates(tmp_path):
     proc = subprocess.run(train, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    meta = torch.load(ckpt, map_location="cpu", weights_only=False)["deepgeo"]
+    meta = torch.load(ckpt, map_location="cpu", weights_only=True)["deepgeo"]
     assert meta["dates"] == ["2019-08-01", "2020-08-01"]
     assert meta["model_inputs"] == {"in_channels": len(demo.band_names) + 1, "dates": 2}
     assert meta["labelling"]["class_column"] == "class" and meta["labelling"]["others"] == "background"

@@ -124,7 +124,7 @@ def test_cli_trains_and_tests_on_a_torchgeo_datamodule(tmp_path):
     # three classes (chance F1 about 1/3); colours make them learnable in 3 short epochs (got 0.95/0.93)
     assert metrics["accuracy"] > 0.9 and metrics["f1_macro"] > 0.8, metrics
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
-    checkpoint = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    checkpoint = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["deepgeo"]["datamodule"] == TARGET
     assert checkpoint["deepgeo"]["class_ids"] == [0, 1, 2]
     provenance = json.loads((run_dir / "provenance.json").read_text())

@@ -140,7 +140,8 @@ class PredictConfig:
 class TrainConfig:
     """Training behaviour around the Trainer: checkpoints, resume, early stopping, speed."""
 
-    monitor: str = "val_f1_macro"  # the score that picks best.ckpt (higher is better)
+    monitor: str = "val_f1_macro"  # the score that picks best.ckpt and stops early
+    monitor_mode: str = "auto"  # 'max', 'min', or 'auto': min for a loss (a name with 'loss'), else max
     early_stopping_patience: int | None = None  # epochs without improvement before stopping
     resume: bool = True  # continue from checkpoints/last.ckpt when the run dir holds one
     compile: bool = False  # torch.compile the network

@@ -79,6 +79,38 @@ def validate_config(cfg: DictConfig) -> None:
     _check_predict(cfg)
     check_targets(cfg)
     check_smp_names(cfg.model)
+    _check_train(cfg)
+
+
+MONITORED = ("val_f1_macro", "val_iou_macro", "val_accuracy", "val_loss", "train_loss")  # logged by lit.module
+MONITOR_MODES = ("auto", "min", "max")
+
+
+def monitor_mode(train: DictConfig) -> str:
+    """The direction of ``train.monitor``: ``train.monitor_mode``, or for ``auto`` min for a loss, else max."""
+    mode = str(train.get("monitor_mode", "auto"))
+    if mode != "auto":
+        return mode
+    return "min" if "loss" in str(train.monitor) else "max"
+
+
+def _check_train(cfg: DictConfig) -> None:
+    """The monitored score exists and its direction is known, before any data is read."""
+    train = cfg.train
+    if train.monitor not in MONITORED:
+        import difflib
+
+        close = difflib.get_close_matches(str(train.monitor), MONITORED, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise _fail("train.monitor", train.monitor, f"a score the training logs, one of {list(MONITORED)}{hint}")
+    mode = train.get("monitor_mode", "auto")
+    if mode not in MONITOR_MODES:
+        raise _fail("train.monitor_mode", mode, f"one of {list(MONITOR_MODES)} (auto: min for a loss, else max)")
+    is_loss = "loss" in str(train.monitor)
+    if monitor_mode(train) != ("min" if is_loss else "max"):
+        worst = "highest loss" if is_loss else f"lowest {train.monitor}"
+        raise ConfigError(f"train.monitor={train.monitor} with train.monitor_mode={mode} would keep the checkpoint "
+                          f"of the {worst}: use train.monitor_mode={'min' if is_loss else 'max'} (or auto).")
 
 
 def uses_datamodule(data: DictConfig) -> bool:

@@ -15,10 +15,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset
 
+from deepgeo_runner.lit.guards import epoch_seed
 from deepgeo_runner.ml.augment import EXPAND_DEFAULT, op_index, photometric, random_dihedral
-from deepgeo_runner.ml.datasets import BatchReader, ChipDataset, ExpandedDataset, ShardedSampler
+from deepgeo_runner.ml.datasets import BatchReader, ChipDataset, EpochBatchSampler, ExpandedDataset, ShardedSampler
 
 AUGMENTATIONS = ("none", "d4", "d4_expand")
 
@@ -77,6 +78,7 @@ class ChipDataModule(pl.LightningDataModule):
         self.seed, self.resident = seed, resident
         self.datasets: dict[str, ChipDataset] = {}
         self._generator: torch.Generator | None = None
+        self._generator_epoch = -1
         self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -101,7 +103,7 @@ class ChipDataModule(pl.LightningDataModule):
         if expand:  # per-sample transforms: the plain per-item path
             return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
                               drop_last=drop_last, pin_memory=torch.cuda.is_available(), **workers)
-        batches = BatchSampler(sampler, self.batch_size, drop_last)
+        batches = EpochBatchSampler(sampler, self.batch_size, drop_last)
         if self.resident:
             return DataLoader(_IndexBatches(split, len(chips)), batch_size=None, sampler=batches)
         return DataLoader(BatchReader(chips), batch_size=None, sampler=batches,
@@ -124,7 +126,7 @@ class ChipDataModule(pl.LightningDataModule):
             self._on_device[split] = (torch.from_numpy(images).to(device),
                                       torch.from_numpy(masks).to(device))
         images, masks = self._on_device[split]
-        return {"image": images[index], "mask": masks[index]}
+        return {"image": images[index], "mask": masks[index], "index": index}
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         if "split" in batch:
@@ -133,8 +135,11 @@ class ChipDataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is None or not trainer.training:
             return batch
-        if self._generator is None:
-            self._generator = torch.Generator().manual_seed(self.seed * 1000 + trainer.global_rank)
+        if self._generator is None or self._generator_epoch != trainer.current_epoch:
+            # seeded per epoch: a resumed run augments each epoch as an uninterrupted one does
+            self._generator = torch.Generator().manual_seed(
+                epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank))
+            self._generator_epoch = trainer.current_epoch
         return augment_batch(batch, self.plan, self._generator)
 
 

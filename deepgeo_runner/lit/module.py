@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 
+from deepgeo_runner.errors import TrainingDiverged
 from deepgeo_runner.lit.scores import ConfusionState, ScoreHistograms
 from deepgeo_runner.metrics import add_roc_scores, scores_from_confusion
+from deepgeo_runner.ml.checkpoint import plain_metadata
 from deepgeo_runner.ml.losses import CrossEntropyLoss
 from deepgeo_runner.ml.models import align_target
 
@@ -74,9 +77,47 @@ class SegmentationModule(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits, target = self._logits_and_target(batch)
         loss = self._loss(logits, target)
+        self._stop_if_not_finite(loss, batch, batch_idx)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=batch["image"].shape[0], sync_dist=True)
         return loss
+
+    def _stop_if_not_finite(self, loss: torch.Tensor, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Stop training at the first NaN or infinite loss, before it reaches the weights.
+
+        A diverged run would otherwise go on to write "best" checkpoints, a one-class map and
+        NaN metrics, and exit as if it had succeeded. Every rank takes the same decision (one
+        tiny all-reduce), so no rank waits forever for another that stopped.
+        """
+        bad = not bool(torch.isfinite(loss.detach()))
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            if not trainer.strategy.reduce_boolean_decision(bad, all=False):
+                return
+        elif not bad:
+            return
+        raise TrainingDiverged(self._divergence_message(loss, batch, batch_idx, bad))
+
+    def _divergence_message(self, loss: torch.Tensor, batch: dict[str, torch.Tensor], batch_idx: int,
+                            here: bool) -> str:
+        epoch, step = (self.current_epoch, self.global_step) if self._trainer is not None else (0, 0)
+        where = f"at epoch {epoch}, step {step} (batch {batch_idx} of the epoch)"
+        if not here:
+            return f"training diverged {where}: the loss of another rank's batch is not finite (see its log)."
+        index = batch.get("index")
+        chips = ""
+        if isinstance(index, torch.Tensor | list):
+            ids = [int(i) for i in (index.tolist() if isinstance(index, torch.Tensor) else index)]
+            store = getattr(getattr(self._trainer, "datamodule", None), "store_dir", None)
+            listed = ", ".join(map(str, ids[:32])) + (f", ... ({len(ids)} chips)" if len(ids) > 32 else "")
+            chips = (f" on the train chips [{listed}] (their 'index' among the train chips of "
+                     f"{Path(store) / 'chips.json' if store else 'the chip index chips.json'})")
+        lr = ""
+        if self._trainer is not None and self.trainer.optimizers:
+            lr = f" optimizer.lr is {self.trainer.optimizers[0].param_groups[0]['lr']:g}:"
+        return (f"training diverged {where}: the loss is {float(loss.detach()):g}{chips}. Training stopped; the "
+                f"checkpoints keep the last finite weights.{lr} lower it (e.g. 10x), set "
+                "trainer.gradient_clip_val=1.0, or look at those chips for extreme or invalid values.")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.val_state.update(*self._logits_and_target(batch))
@@ -120,4 +161,5 @@ class SegmentationModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["deepgeo"] = self.inference_meta
+        # plain types only, so that the checkpoint loads with torch.load(weights_only=True)
+        checkpoint["deepgeo"] = plain_metadata(self.inference_meta)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import BatchSampler, Dataset, Sampler
 
 
 class ChipDataset(Dataset):
@@ -38,6 +38,7 @@ class ChipDataset(Dataset):
         return {
             "image": torch.from_numpy(np.array(self._images[index], dtype=np.float32)),
             "mask": torch.from_numpy(np.array(self._masks[index])),
+            "index": int(index),  # the chip's ``index`` in chips.json (within its split)
         }
 
     def read_batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
@@ -55,7 +56,8 @@ class ChipDataset(Dataset):
         else:  # fancy indexing already copies; a second copy would halve the throughput
             images, masks = self._images[idx], self._masks[idx]
         return {"image": torch.from_numpy(np.asarray(images, dtype=np.float32)),
-                "mask": torch.from_numpy(np.asarray(masks))}
+                "mask": torch.from_numpy(np.asarray(masks)),
+                "index": torch.from_numpy(idx.astype(np.int64))}  # chips.json ``index`` of each sample
 
     def load_all(self) -> tuple[np.ndarray, np.ndarray]:
         """The whole split as arrays (for device-resident training)."""
@@ -100,7 +102,20 @@ class ExpandedDataset(Dataset):
         sample = self.chips[chip]
         op = self.ops[k]
         return {"image": self._dihedral(sample["image"], op).contiguous(),
-                "mask": self._dihedral(sample["mask"], op).contiguous()}
+                "mask": self._dihedral(sample["mask"], op).contiguous(), "index": chip}
+
+
+class EpochBatchSampler(BatchSampler):
+    """A BatchSampler that passes ``set_epoch`` on to its sampler.
+
+    Given to a DataLoader as its ``sampler`` (batch_size=None, whole batches read at once),
+    Lightning's per-epoch ``set_epoch`` reaches only this object; without passing it on, every
+    epoch would draw the same order.
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
 
 
 class ShardedSampler(Sampler[int]):

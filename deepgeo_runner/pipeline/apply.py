@@ -39,14 +39,13 @@ class Applied:
 
 def read_checkpoint(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The network's weights (``net.`` prefix removed) and the inference metadata."""
+    from deepgeo_runner.ml.checkpoint import load_checkpoint
+
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise InputDataError(f"checkpoint not found: '{checkpoint}'. Set predict.checkpoint to a .ckpt file.")
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise InputDataError(f"cannot read checkpoint '{checkpoint}': {exc}") from exc
-    meta = state.get("deepgeo") if isinstance(state, dict) else None
+    state = load_checkpoint(checkpoint, key="checkpoint")  # weights_only: a crafted file runs nothing
+    meta = state.get("deepgeo")
     missing = [k for k in _META_KEYS if not meta or k not in meta]
     if missing and meta and meta.get("datamodule"):
         raise InputDataError(
@@ -59,6 +58,9 @@ def read_checkpoint(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], di
             f"checkpoint '{checkpoint}' lacks the inference metadata {missing} (it was not written by "
             "deepgeo's SegmentationModule); train with deepgeo, or predict within the run that made it."
         )
+    if not isinstance(state.get("state_dict"), dict):
+        raise InputDataError(f"checkpoint '{checkpoint}' holds no 'state_dict' of weights: give a .ckpt "
+                             "written by deepgeo.")
     weights = {k[len("net."):]: v for k, v in state["state_dict"].items() if k.startswith("net.")}
     return weights, meta
 

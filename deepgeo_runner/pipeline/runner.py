@@ -7,7 +7,6 @@ for DDP ranks > 0, so every rank passes through here. Expensive stages come from
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -28,6 +27,7 @@ from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.chips import CLASS_SPLIT_VERSION, SPLITS
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.scene import all_tiles, date_groups
+from deepgeo_runner.metrics import strict_json
 from deepgeo_runner.pipeline.chips import (
     ChipPlan,
     ChipStore,
@@ -103,6 +103,8 @@ class Artifacts:
     cache_keys: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    status: str = "running"  # → "completed", or "interrupted" (SIGINT/SIGTERM) / "failed" during training
+    error: str | None = None  # why training stopped, when it did not complete
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
@@ -129,12 +131,14 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
     if uses_datamodule(cfg.data):
         log.info("data=%s: running stages %s on %s", cfg.data.name, stages, cfg.data.datamodule._target_)
         timed("fit_test", _learn_datamodule, cfg, run_dir, art, classes, stages)
+        art.status = "completed"
         if rank == 0:
             _provenance(cfg, run_dir, art, classes)
         return art
     if stages == ["predict"] and cfg.predict.get("image"):  # a checkpoint applied to a new scene
         if rank == 0:
             timed("predict", apply_checkpoint_stage, cfg, run_dir, art)
+            art.status = "completed"
             _provenance(cfg, run_dir, art, classes)
         return art
     split_polygons = _read_split_polygons(cfg)  # a bad split file fails before any raster work
@@ -161,6 +165,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> Artifacts:
         from deepgeo_runner.pipeline.report import write_report
 
         timed("report", write_report, run_dir, art, classes, cfg.data.band_names)
+    art.status = "completed"
     if rank == 0:
         _provenance(cfg, run_dir, art, classes)
     return art
@@ -202,6 +207,8 @@ def _provenance(cfg: DictConfig, run_dir: Path, art: Artifacts, classes: ClassTa
             "classes": {"names": classes.names, "ids": classes.ids},
             "checkpoint": str(art.checkpoint) if art.checkpoint else None,
             "timings_s": art.timings,
+            "status": art.status,
+            **({"error": art.error} if art.error else {}),
         },
     )
 
@@ -707,7 +714,34 @@ def _model_inputs(cfg, n_features: int) -> dict[str, int]:
 
 
 def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str], rank: int) -> None:
-    """fit / test / predict: the stages that need torch.
+    """fit / test / predict: the stages that need torch (see :func:`_learn_stages`), stopped cleanly
+    by SIGINT/SIGTERM and recorded in provenance.json when they do not complete."""
+    _guarded(cfg, run_dir, art, classes, _learn_stages, cfg, run_dir, art, classes, stages, rank)
+
+
+def _guarded(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stage, *args: Any) -> None:
+    """Run ``stage(*args, stop=...)`` under :class:`~deepgeo_runner.lit.guards.SignalStop`; when it
+    is interrupted or fails on purpose (a DeepGeoError), say so in provenance.json, then re-raise."""
+    from deepgeo_runner.errors import DeepGeoError, RunInterrupted
+    from deepgeo_runner.lit.guards import SignalStop
+
+    with SignalStop() as stop:
+        try:
+            stage(*args, stop=stop)
+        except DeepGeoError as exc:
+            art.status = "interrupted" if isinstance(exc, RunInterrupted) else "failed"
+            art.error = str(exc)
+            if global_rank() == 0:
+                try:
+                    _provenance(cfg, run_dir, art, classes)
+                except Exception as write_error:  # e.g. the full disk that stopped the run: keep its message
+                    log.warning("could not record the run's status in provenance.json: %s", write_error)
+            raise
+
+
+def _learn_stages(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str], rank: int,
+                  stop=None) -> None:
+    """fit / test / predict.
 
     After a multi-process fit/test every rank predicts its share of the scene's window rows on
     its own device, and rank 0 assembles the one output; otherwise rank 0 predicts alone.
@@ -728,7 +762,7 @@ def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list
         datamodule = ChipDataModule(art.chips.path, int(cfg.data.batch_size), int(cfg.data.num_workers),
                                     _augment_plan(cfg), int(cfg.seed), resident=bool(cfg.data.resident),
                                     test_split=str(cfg.test_split))
-        checkpoint, trainer = _fit_test(cfg, run_dir, art, module, datamodule, stages, checkpoint)
+        checkpoint, trainer = _fit_test(cfg, run_dir, art, module, datamodule, stages, checkpoint, stop=stop)
         rank = trainer.global_rank
     art.checkpoint = checkpoint
     if "predict" not in stages:
@@ -756,6 +790,12 @@ def _augment_plan(cfg: DictConfig):
 
 
 def _learn_datamodule(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str]) -> None:
+    """fit / test on a datamodule's chips (:func:`_learn_datamodule_stages`), guarded like :func:`_learn`."""
+    _guarded(cfg, run_dir, art, classes, _learn_datamodule_stages, cfg, run_dir, art, classes, stages)
+
+
+def _learn_datamodule_stages(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str],
+                             stop=None) -> None:
     """fit / test on the chips of a datamodule given by ``data.datamodule._target_`` (data=torchgeo).
 
     The datamodule is used as it is (its download, splits, normalization and augmentation);
@@ -772,44 +812,89 @@ def _learn_datamodule(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, s
                                  _augment_plan(cfg), int(cfg.seed))
     checkpoint = checkpoint_file(cfg.predict.checkpoint) if cfg.predict.checkpoint else None
     art.checkpoint, _ = _fit_test(cfg, run_dir, art, module, datamodule, stages, checkpoint,
-                                  shard_here=False)
+                                  shard_here=False, stop=stop)
 
 
 def _fit_test(cfg, run_dir: Path, art: Artifacts, module, datamodule, stages: list[str],
-              checkpoint: Path | None, shard_here: bool = True):
+              checkpoint: Path | None, shard_here: bool = True, stop=None):
     """Train and/or test with Lightning; return the best checkpoint and the Trainer.
 
     ``shard_here``: the datamodule shards by rank itself (our chip store); otherwise Lightning
-    adds its distributed sampler (a datamodule by ``_target_``).
+    adds its distributed sampler (a datamodule by ``_target_``). ``stop``: the run's
+    :class:`~deepgeo_runner.lit.guards.SignalStop`, told the Trainer so that a signal stops it
+    at a batch boundary.
     """
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from deepgeo_runner.config.validate import monitor_mode
+    from deepgeo_runner.lit.checkpoints import RunCheckpoint, SafeCheckpointIO
+    from deepgeo_runner.lit.guards import EpochSeed, SignalStop
+    from deepgeo_runner.metrics import strict_json
     from deepgeo_runner.pipeline import train
 
-    monitor = cfg.train.monitor
-    callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                 monitor=monitor, mode="max", save_last=True)]
+    stop = stop or SignalStop()
+    monitor, mode = str(cfg.train.monitor), monitor_mode(cfg.train)
+    callbacks = [RunCheckpoint(run_dir / "checkpoints", monitor, mode), EpochSeed(int(cfg.seed))]
     if cfg.train.early_stopping_patience is not None:
-        callbacks.append(EarlyStopping(monitor=monitor, mode="max",
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode,
                                        patience=int(cfg.train.early_stopping_patience)))
     logger = _instantiate(cfg.logger, "logger") if cfg.logger else False
     trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
-                           default_root_dir=str(run_dir), use_distributed_sampler=not shard_here)
-    if "fit" in stages:
-        last = run_dir / "checkpoints" / "last.ckpt"
-        resume = last if cfg.train.resume and last.is_file() else None
-        if resume is not None:
-            log.info("fit: resuming from %s", resume)
-        checkpoint = train.fit(trainer, module, datamodule, resume)
-        best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
-        art.best_score = float(best) if best is not None else None
-    if "test" in stages:
-        scores = train.test(trainer, module, datamodule, checkpoint)
-        scores["split"] = str(cfg.test_split)
-        if trainer.global_rank == 0:
-            write_text_atomic(run_dir / "metrics.json", json.dumps(scores, indent=2))
-        art.metrics = scores
+                           default_root_dir=str(run_dir), use_distributed_sampler=not shard_here,
+                           plugins=[SafeCheckpointIO()])
+    stop.trainer = trainer
+    try:
+        if "fit" in stages:
+            resume = _resume_checkpoint(cfg, run_dir, module, logger)
+            checkpoint = train.fit(trainer, module, datamodule, resume)
+            best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+            art.best_score = float(best) if best is not None and bool(best.isfinite()) else None
+        if stop.signum is not None:
+            raise stop.interrupted()
+        if "test" in stages:
+            if checkpoint is not None and "fit" not in stages:  # predict.checkpoint: say if it is another net
+                from deepgeo_runner.ml.checkpoint import load_checkpoint
+
+                train.load_matching_weights(module, load_checkpoint(checkpoint, key="predict.checkpoint"), checkpoint)
+            scores = train.test(trainer, module, datamodule, checkpoint)
+            scores["split"] = str(cfg.test_split)
+            if trainer.global_rank == 0:
+                write_text_atomic(run_dir / "metrics.json", strict_json(scores))
+            art.metrics = scores
+        if stop.signum is not None:
+            raise stop.interrupted()
+    except SIGTERMException:  # Lightning's stop on SIGTERM (or our SIGINT, handed to it) exits 0 otherwise
+        raise stop.interrupted() from None
     return checkpoint, trainer
+
+
+def _resume_checkpoint(cfg, run_dir: Path, module, logger) -> Path | None:
+    """``checkpoints/last.ckpt`` of this run directory when the run resumes (``train.resume``), checked
+    first: readable with weights_only, and written by the configured network (else a message saying
+    what to change, not a traceback from deep inside Lightning)."""
+    from deepgeo_runner.errors import InputDataError
+    from deepgeo_runner.ml.checkpoint import load_checkpoint
+    from deepgeo_runner.pipeline import train
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not (cfg.train.resume and last.is_file()):
+        return None
+    try:
+        state = load_checkpoint(last, key="checkpoint")
+    except InputDataError as exc:
+        raise InputDataError(f"{exc} This run directory cannot be resumed from it: set train.resume=false to "
+                             "train anew here (its checkpoints are replaced), or give another hydra.run.dir.") from exc
+    train.load_matching_weights(
+        module, state, last,
+        hint=(f"Relaunching into a run directory resumes its training. Set train.resume=false to train the configured "
+              f"model here from scratch (its checkpoints are replaced), or give another hydra.run.dir "
+              f"(this one is {run_dir})."))
+    epoch = int(state.get("epoch", 0))
+    if hasattr(logger, "resume_after_epoch"):
+        logger.resume_after_epoch = epoch
+    log.info("fit: resuming from %s (%d epochs done, step %d)", last, epoch + 1, int(state.get("global_step", 0)))
+    return last
 
 
 def _predict(
@@ -904,7 +989,7 @@ def _score_new_scene(cfg: DictConfig, run_dir: Path, prepared: Path, prediction:
                                  of_interest, colors, **opts)
     scores = score_scene(reference, prediction, ids, names)
     scores.update(split="scene", image=_plain(cfg.predict.image), labels=str(cfg.predict.labels))
-    write_text_atomic(run_dir / "prediction_metrics.json", json.dumps(scores, indent=2, default=str))
+    write_text_atomic(run_dir / "prediction_metrics.json", strict_json(scores))
     log.info("scene %s: accuracy %.4f, F1 macro %.4f over %d labelled pixels", cfg.predict.labels,
              scores["accuracy"], scores["f1_macro"], scores["pixels"])
 

@@ -19,14 +19,38 @@ from deepgeo_runner.ml.models.pretrained import IMAGENET_BANDS, adapt_first_conv
 from deepgeo_runner.ml.models.torchgeo_weights import band_roles, fetch_state_dict, load_encoder_state, resolve_weights
 
 
+class _Pruned(nn.Module):
+    """Stands in for a submodule the model's forward never calls (see :func:`prune_unused`)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        raise RuntimeError(f"'{self.name}' was removed as unused by this model's forward (e.g. an encoder "
+                           "stage below encoder_depth); build the model anew to use it.")
+
+
 class PaddedSegmentationModel(nn.Module):
-    """Pads the input to a multiple of the model's output stride and crops the logits back."""
+    """Pads the input to a multiple of the model's output stride and crops the logits back.
+
+    ``pruned`` names submodules of ``model`` removed because its forward never uses them; their
+    weights in a checkpoint written before they were removed are skipped on loading.
+    """
 
     def __init__(self, model: nn.Module, in_channels: int, multiple: int,
-                 pad_mode: str = "reflect") -> None:
+                 pad_mode: str = "reflect", pruned: Sequence[str] = ()) -> None:
         super().__init__()
         self.model, self.in_channels, self.multiple, self.pad_mode = (
             model, in_channels, multiple, pad_mode)
+        self.pruned = list(pruned)
+        self._register_load_state_dict_pre_hook(self._skip_pruned_weights)
+
+    def _skip_pruned_weights(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        """Older checkpoints hold the weights of unused stages: drop them instead of failing."""
+        heads = tuple(f"{prefix}model.{name}." for name in self.pruned)
+        for key in [k for k in state_dict if heads and k.startswith(heads)]:
+            del state_dict[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, classes, H, W) for input (B, in_channels, H, W); no activation."""
@@ -160,4 +184,44 @@ def smp_model(in_channels: int, classes: int, arch: str = "Unet", encoder: str =
     else:
         multiple = 1
     mode = "constant" if pad_mode == "zeros" else pad_mode
-    return PaddedSegmentationModel(model, in_channels, multiple, mode)
+    pruned = prune_unused(model, in_channels, max(2 * multiple, 64))
+    return PaddedSegmentationModel(model, in_channels, multiple, mode, pruned)
+
+
+def prune_unused(model: nn.Module, in_channels: int, size: int = 64) -> list[str]:
+    """Remove the submodules holding parameters that ``model``'s forward never uses; return their names.
+
+    smp encoders keep every stage whatever ``encoder_depth`` (a resnet18 U-Net of depth 4 holds
+    layer4, 8.4 M parameters, and never calls it). DDP refuses such parameters, and they would
+    fill every checkpoint. A probe forward and backward on a small random input (eval mode, so
+    no batch statistics or random state change) finds them; a submodule is removed only when it
+    was never called and none of its parameters got a gradient.
+    """
+    called: set[nn.Module] = set()
+    hooks = [m.register_forward_pre_hook(lambda mod, _args: called.add(mod)) for m in model.modules()]
+    was_training = model.training
+    grads_before = [p.grad for p in model.parameters()]
+    try:
+        model.eval()
+        with torch.random.fork_rng(devices=[]):
+            out = model(torch.zeros(2, in_channels, size, size).normal_())
+            out = out[0] if isinstance(out, tuple | list) else out
+            out.float().sum().backward()
+        unused = {id(p) for p in model.parameters() if p.requires_grad and p.grad is None}
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for p, grad in zip(model.parameters(), grads_before, strict=True):
+            p.grad = grad
+        model.train(was_training)
+    pruned: list[str] = []
+    for name, module in list(model.named_modules()):
+        params = list(module.parameters())
+        if (not name or module in called or not params or any(id(p) not in unused for p in params)
+                or any(name.startswith(p + ".") for p in pruned)):
+            continue
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, _Pruned(name))
+        pruned.append(name)
+    return pruned

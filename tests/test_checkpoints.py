@@ -1,0 +1,284 @@
+"""Checkpoints that run no code, survive a full disk and a moved folder, and resume exactly;
+training that stops on a non-finite loss. In-process, on a tiny chip store (seconds).
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import math
+import shutil
+from functools import partial
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deepgeo_runner.errors import ConfigError, DiskFullError, InputDataError, TrainingDiverged
+from deepgeo_runner.lit.checkpoints import RunCheckpoint, SafeCheckpointIO
+from deepgeo_runner.lit.datamodule import ChipDataModule
+from deepgeo_runner.lit.guards import EpochSeed
+from deepgeo_runner.lit.logs import HistoryCSVLogger
+from deepgeo_runner.lit.module import SegmentationModule
+from deepgeo_runner.metrics import strict_json
+from deepgeo_runner.ml import checkpoint as ckpt_io
+from deepgeo_runner.ml.checkpoint import load_checkpoint, plain_metadata, save_checkpoint_atomic
+from deepgeo_runner.ml.datasets import EpochBatchSampler, ShardedSampler
+from deepgeo_runner.pipeline import train
+from deepgeo_runner.pipeline.apply import read_checkpoint
+
+CHIPS, BATCH = 32, 8
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class Evil:
+    """A pickle whose unpickling creates a file: what a crafted checkpoint can do."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (str(self.target), "w"))
+
+
+def crafted_checkpoint(path: Path, target: Path) -> Path:
+    torch.save({"state_dict": {"net.w": torch.zeros(1)}, "deepgeo": {"model": Evil(target)}}, path)
+    return path
+
+
+@pytest.fixture
+def store(tmp_path) -> Path:
+    """A tiny chip store: band 0 says the class (with noise)."""
+    rng = np.random.default_rng(0)
+    out = tmp_path / "store"
+    out.mkdir()
+    for split, n in (("train", CHIPS), ("val", 8)):
+        masks = rng.integers(0, 2, (n, 16, 16)).astype(np.uint8)
+        images = rng.normal(0, 1, (n, 4, 16, 16)).astype(np.float32)
+        images[:, 0] += 2.0 * masks
+        np.save(out / f"{split}_image.npy", images)
+        np.save(out / f"{split}_mask.npy", masks)
+    return out
+
+
+def tiny_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.Dropout(0.3), nn.Conv2d(8, 2, 1))
+
+
+def fit(store: Path, run_dir: Path, epochs: int, resume: Path | None = None, lr: float = 0.01,
+        logger=False) -> pl.Trainer:
+    """A run like the runner's: RunCheckpoint, EpochSeed, SafeCheckpointIO."""
+    torch.manual_seed(0)
+    module = SegmentationModule(tiny_net(), partial(torch.optim.AdamW, lr=lr), None, ["a", "b"],
+                                inference_meta={"model": {"_target_": "tests.tiny_net"}, "stats": np.float32(1.5)})
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator="cpu", devices=1, logger=logger, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, deterministic=True, default_root_dir=str(run_dir),
+        callbacks=[RunCheckpoint(run_dir / "checkpoints", "val_loss", "min"), EpochSeed(0)],
+        plugins=[SafeCheckpointIO()], log_every_n_steps=1,
+    )
+    train.fit(trainer, module, ChipDataModule(store, BATCH, 0, "d4", 0), resume)
+    return trainer
+
+
+# --- 1. a checkpoint runs no code ---------------------------------------------------------------
+
+def test_a_crafted_checkpoint_creates_nothing_and_is_refused_naming_the_file(tmp_path):
+    target = tmp_path / "pwned"
+    path = crafted_checkpoint(tmp_path / "model.ckpt", target)
+    with pytest.raises(InputDataError, match=r"model\.ckpt' was refused.*it calls io\.open.*nothing in it was run"):
+        read_checkpoint(path)  # predict.checkpoint with predict.image
+    with pytest.raises(InputDataError, match="refused"):
+        SafeCheckpointIO().load_checkpoint(path, weights_only=False)  # Lightning's resume / test
+    module = SegmentationModule(tiny_net(), partial(torch.optim.AdamW), None, ["a", "b"])
+    with pytest.raises(InputDataError, match="refused"):
+        train.load_weights(module, path)  # predict within a run
+    assert not target.exists()
+    torch.load(path, weights_only=False)  # the file really is harmful: the unsafe load creates it
+    assert target.exists()
+
+
+def test_a_truncated_or_foreign_file_is_named_with_the_fix(tmp_path):
+    good = save_checkpoint_atomic({"state_dict": {"net.w": torch.ones(1000)}}, tmp_path / "good.ckpt")
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(InputDataError, match=r"cannot read checkpoint '.*cut\.ckpt'.*truncated"):
+        load_checkpoint(cut)
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(InputDataError, match=r"notes\.ckpt"):
+        load_checkpoint(text)
+
+
+def test_checkpoint_metadata_is_stored_as_plain_types():
+    meta = plain_metadata({"stats": {"shift": np.array([1.0, 2.0]), "n": np.int64(3)}, "dates": ("a",),
+                           "path": Path("/x")})
+    assert meta == {"stats": {"shift": [1.0, 2.0], "n": 3}, "dates": ["a"], "path": "/x"}
+    assert type(meta["stats"]["n"]) is int
+    with pytest.raises(TypeError, match=r"deepgeo\.net holds a Sequential"):
+        plain_metadata({"net": tiny_net()})
+
+
+# --- 3, 4. exact resume, atomic writes ----------------------------------------------------------
+
+def test_last_checkpoint_is_written_every_epoch_even_without_improvement(store, tmp_path):
+    fit(store, tmp_path / "run", 3, lr=0.0)  # nothing learns: val_loss never improves after epoch 0
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    assert (last["epoch"], best["epoch"]) == (2, 0)
+    assert last["global_step"] == 3 * CHIPS // BATCH
+    assert isinstance(last["deepgeo"]["stats"], float)  # numpy metadata stored plain
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(store, tmp_path):
+    """Dropout and d4 augmentation draw random numbers: seeded per epoch, a relaunch repeats them."""
+    whole = fit(store, tmp_path / "whole", 3)
+    fit(store, tmp_path / "part", 1)
+    resumed = fit(store, tmp_path / "part", 3, resume=tmp_path / "part" / "checkpoints" / "last.ckpt")
+    a, b = whole.lightning_module.state_dict(), resumed.lightning_module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert float(whole.checkpoint_callback.best_model_score) == float(resumed.checkpoint_callback.best_model_score)
+
+
+def test_a_full_disk_leaves_the_last_checkpoint_intact_and_a_relaunch_resumes(store, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    fit(store, run, 1)
+    last = run / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    def full_disk(path: Path, data: bytes) -> None:  # half the file reaches the disk, then ENOSPC
+        path.write_bytes(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(ckpt_io, "_write_bytes", full_disk)
+    with pytest.raises(DiskFullError, match=r"no space left on the device to write checkpoint '.*\.ckpt'.*"
+                                               r"previous checkpoint under that name is intact.*resumes"):
+        fit(store, run, 3, resume=last)
+    assert last.read_bytes() == before  # nothing truncated under the real name
+    assert load_checkpoint(last)["epoch"] == 0
+    assert sorted(p.name for p in last.parent.iterdir()) == ["best.ckpt", "last.ckpt"]  # no temporary left
+    monkeypatch.undo()  # space freed
+    fit(store, run, 3, resume=last)
+    assert load_checkpoint(last)["global_step"] == 3 * CHIPS // BATCH
+
+
+def test_a_moved_run_directory_keeps_its_best_checkpoint_record(store, tmp_path):
+    fit(store, tmp_path / "a", 2)
+    state = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.ckpt")
+    (key, record), = state["callbacks"].items()
+    assert key.startswith("ModelCheckpoint{")  # the key of Lightning's own callback: older runs resume too
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    moved = RunCheckpoint(tmp_path / "b" / "checkpoints", "val_loss", "min")
+    moved.load_state_dict(record)
+    assert moved.best_model_path == str(tmp_path / "b" / "checkpoints" / "best.ckpt")
+    assert float(moved.best_model_score) == float(record["best_model_score"])  # Lightning would drop it
+    assert list(moved.best_k_models) == [moved.best_model_path]
+
+
+def test_training_curves_survive_a_relaunch(store, tmp_path):
+    run = tmp_path / "run"
+
+    def logged() -> list[dict]:
+        with open(run / "logs" / "metrics.csv", newline="") as f:
+            return list(csv.DictReader(f))
+
+    fit(store, run, 2, logger=HistoryCSVLogger(save_dir=str(run), name="logs", version=""))
+    first = logged()
+    assert {r["epoch"] for r in first} == {"0", "1"}
+    extra = dict(first[-1], epoch="2", step="99")  # a row of an epoch cut short by a kill
+    with open(run / "logs" / "metrics.csv", "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=list(first[0])).writerow(extra)
+    logger = HistoryCSVLogger(save_dir=str(run), name="logs", version="")
+    logger.resume_after_epoch = 1
+    fit(store, run, 3, resume=run / "checkpoints" / "last.ckpt", logger=logger)
+    rows = logged()
+    assert rows[: len(first)] == first  # the first part kept, the cut-short row dropped
+    assert {r["epoch"] for r in rows[len(first):]} == {"2"} and "99" not in {r["step"] for r in rows}
+
+
+def test_every_epoch_draws_a_new_order():
+    sampler = EpochBatchSampler(ShardedSampler(64, shuffle=True, seed=0), 8, False)
+    first = list(sampler)
+    sampler.set_epoch(1)  # what Lightning calls on the DataLoader's sampler each epoch
+    assert list(sampler) != first
+    sampler.set_epoch(0)
+    assert list(sampler) == first
+
+
+# --- 2. a non-finite loss stops training ------------------------------------------------------
+
+class Exploding(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], 2, *x.shape[-2:]), float("nan")) + 0 * x[:, :2]
+
+
+def test_a_non_finite_loss_stops_naming_the_epoch_step_and_chips():
+    module = SegmentationModule(Exploding(), partial(torch.optim.AdamW), None, ["a", "b"])
+    batch = {"image": torch.ones(3, 4, 8, 8), "mask": torch.zeros(3, 8, 8, dtype=torch.long),
+             "index": torch.tensor([4, 17, 30])}
+    with pytest.raises(TrainingDiverged, match=r"at epoch 0, step 0 \(batch 5 of the epoch\): the loss is nan "
+                                               r"on the train chips \[4, 17, 30\].*chips\.json.*gradient_clip_val"):
+        module.training_step(batch, 5)
+
+
+def test_a_diverging_fit_stops_at_once(store, tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"training diverged at epoch \d+, step \d+.*train chips \[.*"
+                                               r"store.chips\.json.*optimizer\.lr is 1e\+06"):
+        fit(store, tmp_path / "run", 3, lr=1e6)
+
+
+def test_metrics_json_is_strict():
+    text = strict_json({"f1": float("nan"), "auc": np.float32(0.5), "per": [math.inf, 1.0]})
+    assert json.loads(text) == {"f1": None, "auc": 0.5, "per": [None, 1.0]}
+    assert "NaN" not in text and "Infinity" not in text
+
+
+# --- the monitored score's direction ------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, mode", [([], "max"), (["train.monitor=val_loss"], "min"),
+                                             (["train.monitor=val_loss", "train.monitor_mode=min"], "min")])
+def test_the_monitor_direction_is_known(overrides, mode):
+    from deepgeo_runner.config.validate import monitor_mode, validate_config
+    from tests.test_config import _compose
+
+    cfg = _compose(["paths.output_dir=/tmp/x", *overrides])
+    validate_config(cfg)
+    assert monitor_mode(cfg.train) == mode
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.monitor=val_loss", "train.monitor_mode=max"],
+     r"keep the checkpoint of the highest loss.*monitor_mode=min"),
+    (["train.monitor=val_f1"], r"train\.monitor='val_f1'.*did you mean val_f1_macro"),
+    (["train.monitor_mode=up"], r"train\.monitor_mode='up'.*auto"),
+])
+def test_a_wrong_monitor_fails_with_the_config(overrides, message):
+    from deepgeo_runner.config.validate import validate_config
+    from tests.test_config import _compose
+
+    with pytest.raises(ConfigError, match=message):
+        validate_config(_compose(["paths.output_dir=/tmp/x", *overrides]))
+
+
+def test_a_search_optimizes_the_monitor_in_its_direction():
+    from deepgeo_runner.cli import _check_search_direction
+    from tests.test_config import _compose
+
+    loss = _compose(["paths.output_dir=/tmp/x", "train.monitor=val_loss"])
+    with pytest.raises(ConfigError, match=r"hydra\.sweeper\.direction=maximize but train\.monitor=val_loss is better "
+                                          r"when lower: set hydra\.sweeper\.direction=minimize"):
+        _check_search_direction(loss, "maximize")
+    _check_search_direction(loss, "minimize")
+    _check_search_direction(_compose(["paths.output_dir=/tmp/x"]), "maximize")
