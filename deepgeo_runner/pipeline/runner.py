@@ -23,7 +23,7 @@ from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, vector_fingerprint
 from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config.validate import DATAMODULE_STAGES, uses_datamodule, validate_config
-from deepgeo_runner.errors import ConfigError, InputDataError, StageError
+from deepgeo_runner.errors import ConfigError, DeepGeoError, InputDataError, RunInterrupted, StageError
 from deepgeo_runner.geo.chips import SPLITS, split_blocks
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.scene import all_tiles, date_groups
@@ -632,7 +632,6 @@ def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list
 def _guarded(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stage, *args: Any) -> None:
     """Run ``stage(*args, stop=...)`` under :class:`~deepgeo_runner.lit.guards.SignalStop`; when it
     is interrupted or fails on purpose (a DeepGeoError), say so in provenance.json, then re-raise."""
-    from deepgeo_runner.errors import DeepGeoError, RunInterrupted
     from deepgeo_runner.lit.guards import SignalStop
 
     with SignalStop() as stop:
@@ -740,7 +739,6 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, datamodule, stages: li
     from deepgeo_runner.config.validate import monitor_mode
     from deepgeo_runner.lit.checkpoints import RunCheckpoint, SafeCheckpointIO
     from deepgeo_runner.lit.guards import EpochSeed, SignalStop
-    from deepgeo_runner.metrics import strict_json
     from deepgeo_runner.pipeline import train
 
     stop = stop or SignalStop()
@@ -783,7 +781,6 @@ def _resume_checkpoint(cfg, run_dir: Path, module, logger) -> Path | None:
     """``checkpoints/last.ckpt`` of this run directory when the run resumes (``train.resume``), checked
     first: readable with weights_only, and written by the configured network (else a message saying
     what to change, not a traceback from deep inside Lightning)."""
-    from deepgeo_runner.errors import InputDataError
     from deepgeo_runner.ml.checkpoint import load_checkpoint
     from deepgeo_runner.pipeline import train
 
