@@ -797,6 +797,15 @@ def _resume_checkpoint(cfg, run_dir: Path, module, logger) -> Path | None:
         hint=(f"Relaunching into a run directory resumes its training. Set train.resume=false to train the configured "
               f"model here from scratch (its checkpoints are replaced), or give another hydra.run.dir "
               f"(this one is {run_dir})."))
+    saved = [len(g.get("params", [])) for o in state.get("optimizer_states") or [] for g in o.get("param_groups", [])]
+    n_params = len(list(module.parameters()))  # what configure_optimizers hands the optimizer
+    if saved and sum(saved) != n_params:
+        raise ConfigError(
+            f"checkpoint '{last}' holds the optimizer state of {sum(saved)} weight tensors, the configured network "
+            f"trains {n_params} (a checkpoint of an earlier version, "
+            "whose U-Net kept unused encoder stages, or another network): its weights apply (stages=[test,predict] "
+            "predict.checkpoint=...) but its training cannot continue. Set train.resume=false to train anew here, "
+            "or give another hydra.run.dir.")
     epoch = int(state.get("epoch", 0))
     if hasattr(logger, "resume_after_epoch"):
         logger.resume_after_epoch = epoch
