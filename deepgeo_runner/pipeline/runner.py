@@ -23,7 +23,7 @@ from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.cache import cached_stage, file_fingerprint, hash_payload, reuse_entry, vector_fingerprint
 from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config.validate import DATAMODULE_STAGES, uses_datamodule, validate_config
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.errors import ConfigError, DeepGeoError, InputDataError, RunInterrupted
 from deepgeo_runner.geo.chips import CLASS_SPLIT_VERSION, SPLITS
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.scene import all_tiles, date_groups
@@ -722,7 +722,6 @@ def _learn(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list
 def _guarded(cfg, run_dir: Path, art: Artifacts, classes: ClassTable, stage, *args: Any) -> None:
     """Run ``stage(*args, stop=...)`` under :class:`~deepgeo_runner.lit.guards.SignalStop`; when it
     is interrupted or fails on purpose (a DeepGeoError), say so in provenance.json, then re-raise."""
-    from deepgeo_runner.errors import DeepGeoError, RunInterrupted
     from deepgeo_runner.lit.guards import SignalStop
 
     with SignalStop() as stop:
@@ -830,7 +829,6 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, datamodule, stages: li
     from deepgeo_runner.config.validate import monitor_mode
     from deepgeo_runner.lit.checkpoints import RunCheckpoint, SafeCheckpointIO
     from deepgeo_runner.lit.guards import EpochSeed, SignalStop
-    from deepgeo_runner.metrics import strict_json
     from deepgeo_runner.pipeline import train
 
     stop = stop or SignalStop()
@@ -873,7 +871,6 @@ def _resume_checkpoint(cfg, run_dir: Path, module, logger) -> Path | None:
     """``checkpoints/last.ckpt`` of this run directory when the run resumes (``train.resume``), checked
     first: readable with weights_only, and written by the configured network (else a message saying
     what to change, not a traceback from deep inside Lightning)."""
-    from deepgeo_runner.errors import InputDataError
     from deepgeo_runner.ml.checkpoint import load_checkpoint
     from deepgeo_runner.pipeline import train
 
@@ -890,6 +887,15 @@ def _resume_checkpoint(cfg, run_dir: Path, module, logger) -> Path | None:
         hint=(f"Relaunching into a run directory resumes its training. Set train.resume=false to train the configured "
               f"model here from scratch (its checkpoints are replaced), or give another hydra.run.dir "
               f"(this one is {run_dir})."))
+    saved = [len(g.get("params", [])) for o in state.get("optimizer_states") or [] for g in o.get("param_groups", [])]
+    n_params = len(list(module.parameters()))  # what configure_optimizers hands the optimizer
+    if saved and sum(saved) != n_params:
+        raise ConfigError(
+            f"checkpoint '{last}' holds the optimizer state of {sum(saved)} weight tensors, the configured network "
+            f"trains {n_params} (a checkpoint of an earlier version, "
+            "whose U-Net kept unused encoder stages, or another network): its weights apply (stages=[test,predict] "
+            "predict.checkpoint=...) but its training cannot continue. Set train.resume=false to train anew here, "
+            "or give another hydra.run.dir.")
     epoch = int(state.get("epoch", 0))
     if hasattr(logger, "resume_after_epoch"):
         logger.resume_after_epoch = epoch
