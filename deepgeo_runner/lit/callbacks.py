@@ -30,7 +30,8 @@ class TrainingHistory(pl.Callback):
     resumed run keeps the rows of the epochs its checkpoint completed and drops later ones (an
     epoch cut short by a kill runs again), so its history equals an uninterrupted run's; a new
     run starts a new file. Step-level values (``*_step``) are left out; ``train_loss_epoch`` is
-    written as ``train_loss``.
+    written as ``train_loss``; the ``val_*`` scores only for epochs that validated
+    (``trainer.check_val_every_n_epoch``), as Lightning keeps the last ones in its metrics.
 
     Args:
         path: the file; None: ``logs/history.csv`` under the Trainer's ``default_root_dir``
@@ -40,21 +41,30 @@ class TrainingHistory(pl.Callback):
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.rows: list[Row] = []
+        self._validated = False
 
     def file(self, trainer: pl.Trainer) -> Path:
         """Where the history goes for ``trainer``."""
         return self.path if self.path is not None else Path(trainer.default_root_dir) / HISTORY_FILE
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        done = trainer.current_epoch  # epochs restored from the resumed checkpoint; 0 for a new run
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # the loops are restored by now (not yet at on_fit_start): the epochs the resumed checkpoint completed
+        done = trainer.current_epoch
         self.rows = [row for row in read_history(self.file(trainer)) if row["epoch"] < done] if done else []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validated = False
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validated = self._validated or not trainer.sanity_checking
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         row: Row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         metrics = trainer.callback_metrics
         for key in sorted(metrics):
             value = metrics[key]
-            if key.endswith("_step") or not isinstance(value, torch.Tensor | float | int):
+            if (key.endswith("_step") or (key.startswith("val_") and not self._validated)
+                    or not isinstance(value, torch.Tensor | float | int)):
                 continue
             if isinstance(value, torch.Tensor):
                 if value.numel() != 1:

@@ -54,3 +54,9 @@ def instantiate_callbacks(nodes: DictConfig | None) -> list[Any]:
             log.debug("callback %s: %s", name, type(callback).__name__)
             callbacks.append(callback)
     return callbacks
+
+
+def instantiate_logger(node: DictConfig | None) -> Any:
+    """The Trainer's logger from the ``logger`` group, or False for none (``logger=none``): the
+    training curves are kept by the ``history`` callback either way."""
+    return instantiate(node, "logger") if node else False

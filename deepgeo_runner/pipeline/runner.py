@@ -38,7 +38,7 @@ from deepgeo_runner.pipeline.chips import (
     target_lut,
 )
 from deepgeo_runner.pipeline.instantiators import instantiate as _instantiate
-from deepgeo_runner.pipeline.instantiators import instantiate_callbacks
+from deepgeo_runner.pipeline.instantiators import instantiate_callbacks, instantiate_logger
 from deepgeo_runner.pipeline.labels import rasterize_labels
 from deepgeo_runner.pipeline.prepare import PreparedScene, load_prepared, prepare_scene
 from deepgeo_runner.provenance import write_provenance
@@ -821,7 +821,7 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, datamodule, stages: li
 
     stop = stop or SignalStop()
     callbacks = instantiate_callbacks(cfg.get("callbacks"))  # conf/callbacks/: checkpoints, seeds, history
-    logger = _instantiate(cfg.logger, "logger") if cfg.logger else False
+    logger = instantiate_logger(cfg.get("logger"))
     trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
                            default_root_dir=str(run_dir), use_distributed_sampler=not shard_here,
                            plugins=[SafeCheckpointIO()])
