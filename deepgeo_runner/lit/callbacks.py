@@ -11,16 +11,14 @@ callback goes in this module (or any importable one) and gets an entry in that Y
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
 from deepgeo_runner.history import HISTORY_FILE, Row, read_history, write_history
-
-log = logging.getLogger(__name__)
 
 
 class TrainingHistory(pl.Callback):
@@ -76,7 +74,7 @@ class TrainingHistory(pl.Callback):
             write_history(self.file(trainer), self.rows)
 
 
-def early_stopping(monitor: str, mode: str, patience: int | None, **kwargs) -> EarlyStopping | None:
+def early_stopping(monitor: str, mode: str, patience: int | None, **kwargs: Any) -> EarlyStopping | None:
     """Lightning's ``EarlyStopping`` on ``monitor`` in direction ``mode``; None (no callback) when
     ``patience`` is None, so that ``train.early_stopping_patience: null`` means never stop early.
     Other keyword arguments go to ``EarlyStopping`` (``min_delta``, ``strict``, ...)."""
