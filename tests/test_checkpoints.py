@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from deepgeo_runner.errors import ConfigError, DiskFullError, InputDataError, TrainingDiverged
+from deepgeo_runner.history import HISTORY_FILE, read_history, write_history
+from deepgeo_runner.lit.callbacks import TrainingHistory
 from deepgeo_runner.lit.checkpoints import RunCheckpoint, SafeCheckpointIO
 from deepgeo_runner.lit.datamodule import ChipDataModule
 from deepgeo_runner.lit.guards import EpochSeed
@@ -77,16 +79,19 @@ def tiny_net() -> nn.Module:
 
 
 def fit(store: Path, run_dir: Path, epochs: int, resume: Path | None = None, lr: float = 0.01,
-        logger=False) -> pl.Trainer:
-    """A run like the runner's: RunCheckpoint, EpochSeed, SafeCheckpointIO."""
+        logger=False, history: bool = False, **options) -> pl.Trainer:
+    """A run like the runner's: RunCheckpoint, EpochSeed, SafeCheckpointIO. ``history``: as
+    conf/callbacks/default.yaml builds them, the checkpoint folder taken from the Trainer's
+    run directory, and TrainingHistory."""
     torch.manual_seed(0)
     module = SegmentationModule(tiny_net(), partial(torch.optim.AdamW, lr=lr), None, ["a", "b"],
                                 inference_meta={"model": {"_target_": "tests.tiny_net"}, "stats": np.float32(1.5)})
+    checkpoint = RunCheckpoint(None if history else run_dir / "checkpoints", "val_loss", "min")
     trainer = pl.Trainer(
         max_epochs=epochs, accelerator="cpu", devices=1, logger=logger, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, deterministic=True, default_root_dir=str(run_dir),
-        callbacks=[RunCheckpoint(run_dir / "checkpoints", "val_loss", "min"), EpochSeed(0)],
-        plugins=[SafeCheckpointIO()], log_every_n_steps=1,
+        callbacks=[checkpoint, EpochSeed(0), *([TrainingHistory()] if history else [])],
+        plugins=[SafeCheckpointIO()], log_every_n_steps=1, **options,
     )
     train.fit(trainer, module, ChipDataModule(store, BATCH, 0, "d4", 0), resume)
     return trainer
@@ -206,6 +211,39 @@ def test_training_curves_survive_a_relaunch(store, tmp_path):
     rows = logged()
     assert rows[: len(first)] == first  # the first part kept, the cut-short row dropped
     assert {r["epoch"] for r in rows[len(first):]} == {"2"} and "99" not in {r["step"] for r in rows}
+
+
+def test_the_history_of_a_killed_moved_and_relaunched_run_equals_an_uninterrupted_ones(store, tmp_path):
+    """logs/history.csv without any logger: the epochs of the resumed checkpoint kept, a row of an
+    epoch cut short dropped, the rest appended; checkpoints in the (moved) run directory."""
+    whole, killed, moved = tmp_path / "whole", tmp_path / "killed", tmp_path / "moved"
+    fit(store, whole, 3, history=True)
+    rows = read_history(whole / HISTORY_FILE)
+    assert [(r["epoch"], r["step"]) for r in rows] == [(0, 4), (1, 8), (2, 12)]
+    assert set(rows[0]) == {"epoch", "step", "train_loss", "val_loss", "val_accuracy", "val_f1_macro",
+                            "val_iou_macro"}
+    assert not (whole / "lightning_logs").exists() and (whole / "checkpoints" / "best.ckpt").is_file()
+
+    fit(store, killed, 2, history=True)
+    part = read_history(killed / HISTORY_FILE)
+    write_history(killed / HISTORY_FILE, [*part, dict(part[-1], epoch=2, step=99)])  # killed before last.ckpt
+    shutil.move(killed, moved)
+    trainer = fit(store, moved, 3, resume=moved / "checkpoints" / "last.ckpt", history=True)
+    assert trainer.checkpoint_callback.best_model_path == str(moved / "checkpoints" / "best.ckpt")
+    assert (moved / HISTORY_FILE).read_text() == (whole / HISTORY_FILE).read_text()
+
+
+def test_a_new_run_starts_a_new_history(store, tmp_path):
+    write_history(tmp_path / HISTORY_FILE, [{"epoch": e, "step": e, "val_loss": 9.0} for e in range(5)])
+    fit(store, tmp_path, 1, history=True)
+    assert [r["epoch"] for r in read_history(tmp_path / HISTORY_FILE)] == [0]
+
+
+def test_the_history_has_validation_scores_only_for_epochs_that_validated(store, tmp_path):
+    fit(store, tmp_path, 3, history=True, check_val_every_n_epoch=2)
+    first, second, third = read_history(tmp_path / HISTORY_FILE)
+    assert "val_loss" in second and second["epoch"] == 1
+    assert set(first) == set(third) == {"epoch", "step", "train_loss"}  # not the scores Lightning keeps
 
 
 def test_every_epoch_draws_a_new_order():

@@ -53,11 +53,11 @@ def _metrics(run_dir: Path) -> dict:
 def test_run_directory_holds_the_contract(single_run, cache_dir):
     for name in ("metrics.json", "prediction.tif", "provenance.json", "report.html",
                  ".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoints/best.ckpt",
-                 "logs/metrics.csv"):
+                 "logs/metrics.csv", "logs/history.csv"):
         assert (single_run / name).is_file(), name
     plots = sorted(p.name for p in (single_run / "plots").glob("*.png"))
     assert {"composite.png", "ground_truth.png", "prediction.png", "confusion_matrix.png", "chips.png",
-            "class_distribution.png", "feature_histograms.png", "roc.png"} <= set(plots)
+            "class_distribution.png", "feature_histograms.png", "roc.png", "training_curves.png"} <= set(plots)
     m = _metrics(single_run)
     assert m["auc_macro"] > 0.9, m["auc_macro"]  # the demo is learned well (F1 about 0.99)
     for name, scores in m["per_class"].items():

@@ -18,7 +18,8 @@ from deepgeo_runner.config.validate import validate_config
 from deepgeo_runner.errors import ConfigError
 
 CONF = Path(config_dir())
-GROUPS = ["data", "preprocessing", "model", "augmentation", "trainer"]
+GROUPS = ["data", "preprocessing", "model", "loss", "augmentation", "trainer", "logger", "callbacks", "debug",
+          "hparams_search"]  # experiments: test_every_experiment_composes_and_validates
 
 
 def options(group: str) -> list[str]:
@@ -56,6 +57,9 @@ def test_required_groups_and_options_exist():
     assert {"unet", "fcn8s"} <= set(options("model"))
     assert {"d4", "none"} <= set(options("augmentation"))
     assert {"default", "cpu", "ddp", "ddp_cpu"} <= set(options("trainer"))
+    assert {"csv", "none"} <= set(options("logger"))
+    assert {"default"} <= set(options("callbacks"))
+    assert {"fast"} <= set(options("debug"))
 
 
 def test_unknown_key_and_wrong_type_fail_at_compose():

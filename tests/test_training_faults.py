@@ -87,6 +87,7 @@ def test_a_killed_moved_and_relaunched_run_equals_an_uninterrupted_one(cache_dir
     assert (moved / "metrics.json").read_text() == (whole / "metrics.json").read_text()
     # the curves of the first part kept, the epoch cut short by the kill not counted twice
     assert (moved / "logs" / "metrics.csv").read_text() == (whole / "logs" / "metrics.csv").read_text()
+    assert (moved / "logs" / "history.csv").read_text() == (whole / "logs" / "history.csv").read_text()
 
 
 def test_sigint_stops_cleanly_and_the_run_resumes(cache_dir, tmp_path):

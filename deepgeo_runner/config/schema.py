@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 STAGES: tuple[str, ...] = ("check", "prepare", "rasterize", "chips", "fit", "test", "predict", "report")
 
@@ -172,14 +172,30 @@ class RunConfig:
     predict: PredictConfig = field(default_factory=PredictConfig)
     paths: PathsConfig = MISSING
     logger: Any = None
+    callbacks: Any = None  # name → a Lightning callback's `_target_` node (conf/callbacks/)
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     test_split: str = "test"  # the chips the test stage scores: train, val or test
     seed: int = 42
     experiments: Any = None
 
 
+def monitor_direction(monitor: str, mode: str = "auto") -> str:
+    """``min`` or ``max``: ``mode``, or for ``auto`` min when ``monitor`` is a loss, else max."""
+    mode = str(mode)
+    if mode != "auto":
+        return mode
+    return "min" if "loss" in str(monitor) else "max"
+
+
+def register_resolvers() -> None:
+    """The resolvers the YAML files use: ``${monitor_mode:${train.monitor},${train.monitor_mode}}``."""
+    if not OmegaConf.has_resolver("monitor_mode"):
+        OmegaConf.register_new_resolver("monitor_mode", monitor_direction)
+
+
 def register_configs() -> None:
-    """Register the schemas under the names the YAML defaults lists refer to."""
+    """Register the schemas under the names the YAML defaults lists refer to, and the resolvers."""
+    register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     # Kept in their own group so that `deepgeo --help` lists only real options.

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config import introspect
-from deepgeo_runner.config.schema import STAGES, RunConfig
+from deepgeo_runner.config.schema import STAGES, RunConfig, monitor_direction
 from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.geo.indices import check_indices
 from deepgeo_runner.geo.normalize import METHODS
@@ -80,6 +80,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_targets(cfg)
     check_smp_names(cfg.model)
     _check_train(cfg)
+    _check_callbacks(cfg.get("callbacks"))
 
 
 MONITORED = ("val_f1_macro", "val_iou_macro", "val_accuracy", "val_loss", "train_loss")  # logged by lit.module
@@ -88,10 +89,20 @@ MONITOR_MODES = ("auto", "min", "max")
 
 def monitor_mode(train: DictConfig) -> str:
     """The direction of ``train.monitor``: ``train.monitor_mode``, or for ``auto`` min for a loss, else max."""
-    mode = str(train.get("monitor_mode", "auto"))
-    if mode != "auto":
-        return mode
-    return "min" if "loss" in str(train.monitor) else "max"
+    return monitor_direction(str(train.monitor), str(train.get("monitor_mode", "auto")))
+
+
+def _check_callbacks(callbacks: Any) -> None:
+    """``callbacks`` maps names to ``_target_`` nodes (or null, to drop one): what the Trainer is given."""
+    if callbacks is None:
+        return
+    if not isinstance(callbacks, DictConfig):
+        raise _fail("callbacks", callbacks, "a mapping name → {_target_: ...} (see conf/callbacks/)")
+    for name in callbacks:
+        node = callbacks.get(name)
+        if node is not None and not (isinstance(node, DictConfig) and "_target_" in node):
+            raise _fail(f"callbacks.{name}", node, "a node with a '_target_' naming a Lightning callback, "
+                        f"or null to drop it (callbacks.{name}=null)")
 
 
 def _check_train(cfg: DictConfig) -> None:
@@ -467,13 +478,13 @@ def _check_schema_keys(node: DictConfig, schema: type, prefix: str) -> None:
 
 
 def check_targets(cfg: DictConfig) -> None:
-    """Each ``_target_`` of model, loss, optimizer, scheduler, trainer, logger (nested ones too)
+    """Each ``_target_`` of model, loss, optimizer, scheduler, trainer, logger, callbacks (nested ones too)
     exists, and each key beside it is a parameter of that class or function.
 
     The names are read from the sources (:mod:`deepgeo_runner.config.introspect`), nothing is
     imported; a target whose source cannot be read is only checked for its package.
     """
-    for group in ("model", "loss", "optimizer", "scheduler", "trainer", "logger"):
+    for group in ("model", "loss", "optimizer", "scheduler", "trainer", "logger", "callbacks"):
         node = cfg.get(group)
         if isinstance(node, DictConfig | ListConfig):
             _check_target_tree(node, group, cfg.model if group == "model" else None)

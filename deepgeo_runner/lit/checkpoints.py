@@ -42,14 +42,26 @@ class RunCheckpoint(ModelCheckpoint):
 
     Resuming after the run directory was moved, the recorded best checkpoint is found under the
     new directory (Lightning forgets the best score then, and would let a worse epoch replace it).
+
+    Args:
+        dirpath: the folder; None: ``checkpoints/`` under the Trainer's ``default_root_dir`` (the
+            run directory, where a relaunch looks for ``last.ckpt``), whatever the logger.
+        monitor: the logged score that picks ``best.ckpt``.
+        mode: ``max`` (higher is better) or ``min``.
     """
 
     _PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
 
-    def __init__(self, dirpath: str | Path, monitor: str, mode: str) -> None:
+    def __init__(self, dirpath: str | Path | None, monitor: str, mode: str) -> None:
         super().__init__(dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_last=True,
                          enable_version_counter=False)
         self._last_written_step = -1
+        self._in_run_dir = dirpath is None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._in_run_dir:  # Lightning would put them under the logger's folder
+            self.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+        super().setup(trainer, pl_module, stage)
 
     @property
     def state_key(self) -> str:

@@ -3,11 +3,9 @@ plus a one-page report.html that links them with the metrics."""
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +17,7 @@ from rasterio.enums import Resampling
 from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.geo.raster_io import valid_mask
 from deepgeo_runner.geo.rasterize import NODATA
+from deepgeo_runner.history import HISTORY_FILE, history_curves, read_history
 from deepgeo_runner.pipeline.chips import split_class_counts
 from deepgeo_runner.report import plots
 
@@ -45,18 +44,6 @@ def _composite_bands(band_names: Sequence[str], n_bands: int) -> list[int]:
     if all(r in band_names for r in ("red", "green", "blue")):
         return [list(band_names).index(r) for r in ("red", "green", "blue")]
     return [min(i, n_bands - 1) for i in range(3)]
-
-
-def _history(csv_path: Path) -> dict[str, list[tuple[int, float]]]:
-    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    if not csv_path.exists():
-        return {}
-    with open(csv_path) as f:
-        for row in csv.DictReader(f):
-            for key in ("train_loss_epoch", "val_loss", "val_f1_macro", "val_accuracy"):
-                if row.get(key):
-                    series[key.replace("_epoch", "")].append((int(row["epoch"]), float(row[key])))
-    return dict(series)
 
 
 def write_report(run_dir: Path, art: Artifacts, classes: ClassTable, band_names: Sequence[str]) -> Path:
@@ -97,7 +84,7 @@ def write_report(run_dir: Path, art: Artifacts, classes: ClassTable, band_names:
             metrics["class_names"]))
         if metrics.get("roc"):
             written.append(_plot_roc(metrics, classes, plot_dir / "roc.png"))
-    history = _history(run_dir / "logs" / "metrics.csv")
+    history = history_curves(read_history(run_dir / HISTORY_FILE))  # whatever the logger
     if history:
         written.append(plots.plot_training_curves(history, plot_dir / "training_curves.png"))
     path = _write_html(run_dir, written, metrics)

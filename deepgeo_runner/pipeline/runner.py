@@ -37,6 +37,8 @@ from deepgeo_runner.pipeline.chips import (
     split_class_counts,
     target_lut,
 )
+from deepgeo_runner.pipeline.instantiators import instantiate as _instantiate
+from deepgeo_runner.pipeline.instantiators import instantiate_callbacks, instantiate_logger
 from deepgeo_runner.pipeline.labels import rasterize_labels
 from deepgeo_runner.pipeline.prepare import PreparedScene, load_prepared, prepare_scene
 from deepgeo_runner.provenance import write_provenance
@@ -640,20 +642,6 @@ def _chips(cfg, cache_dir: Path, art: Artifacts, classes: ClassTable, split_map,
     art.cache_keys["chips"], art.reused["chips"] = key, reused
 
 
-def _instantiate(node: DictConfig, group: str, **kwargs: Any) -> Any:
-    """hydra's instantiate, with the underlying cause in the message instead of buried."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as exc:
-        cause = exc.__cause__ or exc
-        raise ConfigError(
-            f"{group}: cannot build '{node.get('_target_')}': {type(cause).__name__}: {cause}"
-        ) from exc
-
-
 def _build_module(cfg, classes: ClassTable, in_channels: int, meta: dict, chips_dir: Path | None = None):
     """The LightningModule around the configured network (torch imported only now).
 
@@ -823,21 +811,15 @@ def _fit_test(cfg, run_dir: Path, art: Artifacts, module, datamodule, stages: li
     :class:`~deepgeo_runner.lit.guards.SignalStop`, told the Trainer so that a signal stops it
     at a batch boundary.
     """
-    from lightning.pytorch.callbacks import EarlyStopping
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from deepgeo_runner.config.validate import monitor_mode
-    from deepgeo_runner.lit.checkpoints import RunCheckpoint, SafeCheckpointIO
-    from deepgeo_runner.lit.guards import EpochSeed, SignalStop
+    from deepgeo_runner.lit.checkpoints import SafeCheckpointIO
+    from deepgeo_runner.lit.guards import SignalStop
     from deepgeo_runner.pipeline import train
 
     stop = stop or SignalStop()
-    monitor, mode = str(cfg.train.monitor), monitor_mode(cfg.train)
-    callbacks = [RunCheckpoint(run_dir / "checkpoints", monitor, mode), EpochSeed(int(cfg.seed))]
-    if cfg.train.early_stopping_patience is not None:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode,
-                                       patience=int(cfg.train.early_stopping_patience)))
-    logger = _instantiate(cfg.logger, "logger") if cfg.logger else False
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))  # conf/callbacks/: checkpoints, seeds, history
+    logger = instantiate_logger(cfg.get("logger"))
     trainer = _instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
                            default_root_dir=str(run_dir), use_distributed_sampler=not shard_here,
                            plugins=[SafeCheckpointIO()])

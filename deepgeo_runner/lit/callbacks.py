@@ -1,0 +1,83 @@
+"""Callbacks of the ``callbacks`` config group (``conf/callbacks/``) that Lightning does not have.
+
+The group lists every callback of the Trainer by ``_target_``: the checkpoints
+(:class:`~deepgeo_runner.lit.checkpoints.RunCheckpoint`), the per-epoch seeds
+(:class:`~deepgeo_runner.lit.guards.EpochSeed`), the history below and early stopping. A new
+callback goes in this module (or any importable one) and gets an entry in that YAML.
+
+* :class:`TrainingHistory`: ``logs/history.csv``, the curves the report draws, whatever the logger.
+* :func:`early_stopping`: Lightning's ``EarlyStopping``, or nothing while the patience is null.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping
+
+from deepgeo_runner.history import HISTORY_FILE, Row, read_history, write_history
+
+
+class TrainingHistory(pl.Callback):
+    """One row per epoch — epoch, step and every epoch-level score logged — in a small CSV file.
+
+    The file is rewritten whole (atomically) at the end of every training epoch, by rank 0. A
+    resumed run keeps the rows of the epochs its checkpoint completed and drops later ones (an
+    epoch cut short by a kill runs again), so its history equals an uninterrupted run's; a new
+    run starts a new file. Step-level values (``*_step``) are left out; ``train_loss_epoch`` is
+    written as ``train_loss``; the ``val_*`` scores only for epochs that validated
+    (``trainer.check_val_every_n_epoch``), as Lightning keeps the last ones in its metrics.
+
+    Args:
+        path: the file; None: ``logs/history.csv`` under the Trainer's ``default_root_dir``
+            (the run directory).
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.rows: list[Row] = []
+        self._validated = False
+
+    def file(self, trainer: pl.Trainer) -> Path:
+        """Where the history goes for ``trainer``."""
+        return self.path if self.path is not None else Path(trainer.default_root_dir) / HISTORY_FILE
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # the loops are restored by now (not yet at on_fit_start): the epochs the resumed checkpoint completed
+        done = trainer.current_epoch
+        self.rows = [row for row in read_history(self.file(trainer)) if row["epoch"] < done] if done else []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validated = False
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validated = self._validated or not trainer.sanity_checking
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        row: Row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        metrics = trainer.callback_metrics
+        for key in sorted(metrics):
+            value = metrics[key]
+            if (key.endswith("_step") or (key.startswith("val_") and not self._validated)
+                    or not isinstance(value, torch.Tensor | float | int)):
+                continue
+            if isinstance(value, torch.Tensor):
+                if value.numel() != 1:
+                    continue
+                value = value.item()
+            row[key.removesuffix("_epoch")] = float(value)
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
+        if trainer.is_global_zero:
+            write_history(self.file(trainer), self.rows)
+
+
+def early_stopping(monitor: str, mode: str, patience: int | None, **kwargs: Any) -> EarlyStopping | None:
+    """Lightning's ``EarlyStopping`` on ``monitor`` in direction ``mode``; None (no callback) when
+    ``patience`` is None, so that ``train.early_stopping_patience: null`` means never stop early.
+    Other keyword arguments go to ``EarlyStopping`` (``min_delta``, ``strict``, ...)."""
+    if patience is None:
+        return None
+    return EarlyStopping(monitor=monitor, mode=mode, patience=int(patience), **kwargs)

@@ -1,0 +1,89 @@
+"""The Trainer's wiring from config: every trainer, logger, callbacks and debug option builds its
+Trainer, callbacks and logger; the monitored score's direction reaches the callbacks; a bad
+callbacks entry fails with the config. In-process, no fit (under a second each)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.loggers import Logger
+
+from deepgeo_runner.config.validate import validate_config
+from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.lit.callbacks import TrainingHistory
+from deepgeo_runner.lit.checkpoints import RunCheckpoint, SafeCheckpointIO
+from deepgeo_runner.lit.guards import EpochSeed
+from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_logger
+from tests.test_config import _compose, options
+
+WIRING = ["trainer", "logger", "callbacks", "debug"]
+
+
+def build(cfg, run_dir: Path):
+    """Trainer, callbacks and logger as the runner builds them (no fit)."""
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    logger = instantiate_logger(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
+                          default_root_dir=str(run_dir), use_distributed_sampler=False,
+                          plugins=[SafeCheckpointIO()])
+    return trainer, callbacks, logger
+
+
+@pytest.mark.parametrize("trainer,logger,callbacks,debug",
+                         list(itertools.product(*(options(g) + ([None] if g == "debug" else []) for g in WIRING))))
+def test_every_wiring_option_builds_its_trainer_callbacks_and_logger(trainer, logger, callbacks, debug, tmp_path):
+    if trainer == "ddp" and not torch.cuda.is_available():
+        pytest.skip("trainer=ddp asks for every visible GPU (accelerator=gpu, devices=-1): no CUDA device here")
+    overrides = [f"trainer={trainer}", f"logger={logger}", f"callbacks={callbacks}", f"paths.output_dir={tmp_path}"]
+    cfg = _compose(overrides + ([f"debug={debug}"] if debug else []))
+    validate_config(cfg)
+    built, made, log = build(cfg, tmp_path)
+    assert [type(c) for c in made] == [RunCheckpoint, EpochSeed, TrainingHistory]  # no patience: no early stop
+    assert built.checkpoint_callback is made[0] and made[0].mode == "max" and made[0].monitor == "val_f1_macro"
+    assert made[1].seed == cfg.seed
+    assert (log is False) == (logger == "none") and (log is False or isinstance(log, Logger))
+    assert built.logger is (None if log is False else log)
+    if trainer.startswith("ddp"):
+        assert built.world_size == 2 if trainer == "ddp_cpu" else built.world_size >= 1
+    if debug == "fast":
+        assert built.max_epochs == 1 and built.limit_train_batches == 2
+
+
+@pytest.mark.parametrize("overrides, mode", [([], "max"), (["train.monitor=val_loss"], "min"),
+                                             (["train.monitor=train_loss", "train.monitor_mode=min"], "min")])
+def test_the_monitor_and_its_direction_reach_checkpoint_and_early_stopping(overrides, mode, tmp_path):
+    cfg = _compose([f"paths.output_dir={tmp_path}", "train.early_stopping_patience=3", *overrides])
+    validate_config(cfg)
+    checkpoint, _, _, stop = instantiate_callbacks(cfg.callbacks)
+    assert isinstance(stop, EarlyStopping) and stop.patience == 3
+    assert checkpoint.monitor == stop.monitor == cfg.train.monitor
+    assert checkpoint.mode == stop.mode == mode
+
+
+def test_a_callback_is_dropped_or_added_from_the_command_line(tmp_path):
+    cfg = _compose([f"paths.output_dir={tmp_path}", "callbacks.epoch_seed=null",
+                    "+callbacks.lr={_target_: lightning.pytorch.callbacks.LearningRateMonitor}"])
+    validate_config(cfg)
+    assert [type(c).__name__ for c in instantiate_callbacks(cfg.callbacks)] == [
+        "RunCheckpoint", "TrainingHistory", "LearningRateMonitor"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("+callbacks.extra=3", r"callbacks\.extra=3 is not valid.*_target_"),
+    ("+callbacks.checkpoint.monitr=val_loss", r"callbacks\.checkpoint\.monitr is not a parameter of .*RunCheckpoint"),
+    ("callbacks.history._target_=deepgeo_runner.lit.callbacks.History",
+     r"callbacks\.history\._target_='deepgeo_runner\.lit\.callbacks\.History' names nothing"),
+])
+def test_a_bad_callbacks_entry_fails_with_the_config(override, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(_compose([f"paths.output_dir={tmp_path}", override]))
+
+
+def test_a_callback_that_cannot_be_built_names_its_key(tmp_path):
+    cfg = _compose([f"paths.output_dir={tmp_path}", "callbacks.checkpoint.mode=sideways"])
+    with pytest.raises(ConfigError, match=r"callbacks\.checkpoint: cannot build '.*RunCheckpoint'.*sideways"):
+        instantiate_callbacks(cfg.callbacks)
