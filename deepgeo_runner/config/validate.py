@@ -88,7 +88,7 @@ MONITOR_MODES = ("auto", "min", "max")
 
 def monitor_mode(train: DictConfig) -> str:
     """The direction of ``train.monitor``: ``train.monitor_mode``, or for ``auto`` min for a loss, else max."""
-    mode = str(train.get("monitor_mode", "auto"))
+    mode = str(getattr(train, "monitor_mode", "auto"))
     if mode != "auto":
         return mode
     return "min" if "loss" in str(train.monitor) else "max"
@@ -115,7 +115,7 @@ def _check_train(cfg: DictConfig) -> None:
 
 def uses_datamodule(data: DictConfig) -> bool:
     """True when chips come from a LightningDataModule by ``_target_`` (data=torchgeo), not from a scene."""
-    return data.get("datamodule") is not None
+    return getattr(data, "datamodule", None) is not None  # the composed config or its typed options
 
 
 def _check_datamodule(cfg: DictConfig) -> None:
