@@ -34,7 +34,7 @@ def _compose(*overrides: str):
         (["+data.chipsize=32"], r"data\.chipsize is not a key of data\. Did you mean data\.chip_size"),
         (["+trainer.max_epoch=2"],
          r"trainer\.max_epoch is not a parameter of lightning\.pytorch\.Trainer\. Did you mean trainer\.max_epochs"),
-        (["+train.monitr=val_loss"], r"train\.monitr is not a key of train\. Did you mean train\.monitor\?"),
+        (["+train.monitr=val_loss"], r"train\.monitr is not a key of train\. Did you mean train\.monitor\b"),
         (["+predict.windw=64"], r"predict\.windw .* Did you mean predict\.window\?"),
         (["+data.split_scenes.test.imag=b.tif"], r"data\.split_scenes\.test\.imag .* Did you mean "
                                                  r"data\.split_scenes\.test\.image\?"),
