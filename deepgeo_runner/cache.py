@@ -38,6 +38,8 @@ from deepgeo_runner.errors import StageError
 
 log = logging.getLogger(__name__)
 
+CACHE_VERSION = 2  # in every stage key; bump when a stage output format changes (2: GDAL nodata, labels on image grid)
+
 COMPLETE = "_complete.json"
 STAMP = "_verified.json"
 MANIFEST_FORMAT = 2  # 1: _complete.json held the payload alone, no manifest
@@ -250,3 +252,12 @@ def cached_stage(
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("%s: built %s", stage, entry)
     return entry, key, False
+
+
+def cache_entry(cache_dir: str | Path, stage: str, payload: dict[str, Any], build: Callable[[Path], None],
+                run_stage: bool) -> tuple[Path, str, bool]:
+    """Build (or reuse) a stage's entry; when the stage is not requested, only reuse a verified one
+    (StageError naming the entry to delete and the stage to add when it is absent or damaged)."""
+    if run_stage:
+        return cached_stage(cache_dir, stage, payload, build)
+    return reuse_entry(cache_dir, stage, payload)

@@ -81,16 +81,16 @@ class OutputDirCheck(Callback):
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from deepgeo_runner.config.validate import validate_config
+    from deepgeo_runner.config.options import run_options
 
     optimizing = "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
     try:
-        validate_config(cfg)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
+        opts = run_options(cfg, run_dir)  # validated and typed: the stages read only these
         from deepgeo_runner.preflight import preflight  # writable folders, readable inputs
 
         multirun = str(HydraConfig.get().mode).endswith("MULTIRUN")
-        preflight(cfg, run_dir, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+        preflight(opts, run_dir, "hydra.sweep.dir" if multirun else "hydra.run.dir")
         if optimizing and "fit" not in cfg.stages:
             raise ConfigError(f"hparams_search maximizes each trial's best validation score ({cfg.train.monitor}): "
                               f"stages={list(cfg.stages)} must include fit.")
@@ -99,7 +99,7 @@ def _main(cfg: DictConfig) -> float | None:
             _check_search_direction(cfg, direction.lower())
         from deepgeo_runner.pipeline.runner import run  # heavy imports start here
 
-        artifacts = run(cfg, run_dir)
+        artifacts = run(opts, run_dir)
         if optimizing and artifacts.best_score is None:
             raise ConfigError(f"this trial logged no {cfg.train.monitor} (train.monitor): the search has no "
                               "objective; check that the val split has chips.")

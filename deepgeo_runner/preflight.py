@@ -14,9 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from deepgeo_runner.atomic import check_writable, remove_stale_temporaries
+from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.config.validate import uses_datamodule
 from deepgeo_runner.errors import InputDataError
 
@@ -38,29 +37,28 @@ def _paths(value: Any) -> list[Path]:
     return [Path(str(value))]
 
 
-def input_files(cfg: DictConfig) -> Iterator[tuple[str, Path, str]]:
+def input_files(cfg: RunConfig) -> Iterator[tuple[str, Path, str]]:
     """(config key, path, 'raster' or 'vector') of every input file the run will read."""
     data, pred = cfg.data, cfg.predict
     if not uses_datamodule(data):
-        for path in _paths(data.get("image")):
+        for path in _paths(data.image):
             yield "data.image", path, "raster"
-        if data.get("labels") is not None:
+        if data.labels is not None:
             yield "data.labels", Path(data.labels), _kind(data.labels)
         for key in ("split_vector", "aoi"):
-            if data.get(key) is not None:
-                yield f"data.{key}", Path(data[key]), "vector"
-        if data.get("chip_strategy") == "points" and data.get("chip_points") is not None:
+            if getattr(data, key) is not None:
+                yield f"data.{key}", Path(getattr(data, key)), "vector"
+        if data.chip_strategy == "points" and data.chip_points is not None:
             yield "data.chip_points", Path(data.chip_points), "vector"
-        scenes = data.get("split_scenes") or {}
         for split in ("val", "test"):
-            files = scenes.get(split) or {}
-            for path in _paths(files.get("image")):
+            files = getattr(data.split_scenes, split)
+            for path in _paths(files.image):
                 yield f"data.split_scenes.{split}.image", path, "raster"
-            if files.get("labels") is not None:
+            if files.labels is not None:
                 yield f"data.split_scenes.{split}.labels", Path(files.labels), _kind(files.labels)
-    for path in _paths(pred.get("image")):
+    for path in _paths(pred.image):
         yield "predict.image", path, "raster"
-    if pred.get("labels") is not None:
+    if pred.labels is not None:
         yield "predict.labels", Path(pred.labels), _kind(pred.labels)
 
 
@@ -81,7 +79,7 @@ def check_vector_readable(path: str | Path, key: str) -> None:
         ) from exc
 
 
-def check_inputs(cfg: DictConfig) -> None:
+def check_inputs(cfg: RunConfig) -> None:
     """Open every input: headers, plus the first and last block of each raster (a truncated file)."""
     from deepgeo_runner.geo.raster_io import check_raster_readable
 
@@ -94,7 +92,7 @@ def check_inputs(cfg: DictConfig) -> None:
             check_raster_readable(path, key)
         else:
             check_vector_readable(path, key)
-    if cfg.predict.get("checkpoint") is not None and ({"test", "predict"} & set(cfg.stages)):
+    if cfg.predict.checkpoint is not None and ({"test", "predict"} & set(cfg.stages)):
         from deepgeo_runner.checkpoint_path import checkpoint_file
 
         check_checkpoint_readable(checkpoint_file(cfg.predict.checkpoint))
@@ -118,19 +116,19 @@ def check_checkpoint_readable(path: str | Path, key: str = "predict.checkpoint")
         )
 
 
-def uses_cache(cfg: DictConfig) -> bool:
+def uses_cache(cfg: RunConfig) -> bool:
     """Whether the run reads or writes the stage cache (not for a datamodule, nor a checkpoint
     applied to a new scene alone)."""
     if uses_datamodule(cfg.data):
         return False
-    return not (list(cfg.stages) == ["predict"] and cfg.predict.get("image") is not None)
+    return not (list(cfg.stages) == ["predict"] and cfg.predict.image is not None)
 
 
-def preflight(cfg: DictConfig, run_dir: str | Path, run_dir_key: str = "hydra.run.dir") -> None:
+def preflight(cfg: RunConfig, run_dir: str | Path, run_dir_key: str = "hydra.run.dir") -> None:
     """Before heavy work: writable run and cache folders, no leftovers of killed runs, readable inputs.
 
     Args:
-        cfg: the composed, validated config.
+        cfg: the run's options (the validated config, typed).
         run_dir: the run directory; ``run_dir_key`` is the option that chose it, for messages.
     """
     run_dir = check_writable(run_dir, run_dir_key)

@@ -124,13 +124,13 @@ def test_reuse_without_the_stage_names_the_entry_to_delete_and_the_stage_to_add(
 
 
 def test_the_runner_entry_helper_verifies_when_it_only_reuses(tmp_path):
-    from deepgeo_runner.pipeline.runner import _entry
+    from deepgeo_runner.cache import cache_entry
 
     build = _Builder()
-    entry, _, _ = _entry(tmp_path, "chips", PAYLOAD, build, True)
+    entry, _, _ = cache_entry(tmp_path, "chips", PAYLOAD, build, True)
     _zero_bytes(entry / "train_image.npy", 4096, 64 * 1024)
     with pytest.raises(StageError, match="damaged"):
-        _entry(tmp_path, "chips", PAYLOAD, build, False)
+        cache_entry(tmp_path, "chips", PAYLOAD, build, False)
     assert build.calls == 1
 
 

@@ -325,17 +325,18 @@ def test_a_search_optimizes_the_monitor_in_its_direction():
 def test_resuming_a_checkpoint_whose_optimizer_tracked_other_weights_says_what_to_do(store, tmp_path):
     """A default U-Net run of an earlier version kept the unused encoder stage: its weights still load
     (the stage is skipped) but its optimizer state cannot continue training the smaller network."""
-    from omegaconf import OmegaConf
+    from types import SimpleNamespace
 
-    from deepgeo_runner.pipeline.runner import _resume_checkpoint
+    from deepgeo_runner.config.schema import TrainConfig
+    from deepgeo_runner.pipeline.learning import resume_checkpoint
 
     fit(store, tmp_path / "run", 1)
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     state = load_checkpoint(last)
     state["optimizer_states"][0]["param_groups"][0]["params"].append(99)  # one tensor more than the net trains
     save_checkpoint_atomic(state, last)
-    cfg = OmegaConf.create({"train": {"resume": True}})
+    opts = SimpleNamespace(train=TrainConfig(resume=True))  # the one option resuming reads
     module = SegmentationModule(tiny_net(), partial(torch.optim.AdamW), None, ["a", "b"])
     with pytest.raises(ConfigError, match=r"optimizer state of 5 weight tensors, the configured network trains 4.*"
                                           r"train\.resume=false"):
-        _resume_checkpoint(cfg, tmp_path / "run", module, None)
+        resume_checkpoint(opts, tmp_path / "run", module, None)

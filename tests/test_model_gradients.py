@@ -32,12 +32,14 @@ def _one_thread():
 
 
 def _build(option: str):
-    """The network of ``model=option`` as :func:`deepgeo_runner.pipeline.runner._build_module` makes it."""
+    """The network of ``model=option`` as :func:`deepgeo_runner.pipeline.learning.build_module` makes it."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from deepgeo_runner.config.options import run_options
     from deepgeo_runner.config.schema import register_configs
-    from deepgeo_runner.pipeline.runner import _instantiate, _model_inputs
+    from deepgeo_runner.pipeline.instantiators import instantiate
+    from deepgeo_runner.pipeline.learning import model_inputs
 
     GlobalHydra.instance().clear()
     register_configs()
@@ -48,8 +50,9 @@ def _build(option: str):
         if key in cfg.model:
             cfg.model[key] = value
     bands = 2 * 4  # two dates of four bands (a single-date network takes them as eight bands)
-    inputs = _model_inputs(cfg, bands)
-    return _instantiate(cfg.model, "model", **inputs, classes=3), bands
+    opts = run_options(cfg)
+    inputs = model_inputs(opts, bands)
+    return instantiate(opts.model, "model", **inputs, classes=3), bands
 
 
 @pytest.mark.parametrize("option", MODEL_OPTIONS)

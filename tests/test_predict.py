@@ -275,15 +275,14 @@ def _compose(*overrides: str):
 
 
 def test_runner_applies_a_checkpoint_from_the_config_alone(tmp_path, tiny_scene):
-    from deepgeo_runner.config.validate import validate_config
-    from deepgeo_runner.pipeline.runner import apply_checkpoint_stage
+    from deepgeo_runner.config.options import run_options
+    from deepgeo_runner.pipeline.predicting import apply_checkpoint_stage
 
     ckpt, _ = _make_checkpoint(tmp_path, tiny_scene)
     cfg = _compose("stages=[predict]", f"predict.checkpoint={ckpt}", f"predict.image={tiny_scene['image']}",
                    "predict.probabilities=uint8", "predict.polygons=[clearing]", "predict.min_area_ha=0",
                    f"paths.cache_dir={tmp_path / 'cache'}")
-    validate_config(cfg)
-    art = apply_checkpoint_stage(cfg, tmp_path / "run")
+    art = apply_checkpoint_stage(run_options(cfg), tmp_path / "run")
     assert art.prediction == tmp_path / "run" / "prediction.tif"
     names = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"prediction.tif", "prediction_proba.tif", "prediction_polygons.gpkg",

@@ -127,7 +127,8 @@ class PredictConfig:
     image: Any = None  # a new scene to classify (prepared with the checkpoint's stats); tiles or date → file
     labels: str | None = None  # reference labels of predict.image: scores → prediction_metrics.json
     blend: str = "hann"  # 'hann' (smooth weights) or 'center' (overlap-tile: window centres only)
-    probabilities: str = "none"  # 'none', 'float16' or 'uint8' (254 = 1.0): prediction_proba.tif
+    probabilities: str = "none"  # 'none', 'float16' or 'uint8' (value/254, 255 nodata): prediction_proba.tif,
+    #   the softmax of the blended logits
     entropy: bool = False  # also write prediction_entropy.tif (0 certain .. 1 uniform)
     tta: bool = False  # average over the 8 dihedral transforms of each window (8x compute)
     amp: bool = False  # bfloat16 autocast around the forward pass
@@ -173,9 +174,10 @@ class RunConfig:
     paths: PathsConfig = MISSING
     logger: Any = None
     callbacks: Any = None  # name → a Lightning callback's `_target_` node (conf/callbacks/)
-    stages: list[str] = field(default_factory=lambda: list(STAGES))
-    test_split: str = "test"  # the chips the test stage scores: train, val or test
-    seed: int = 42
+    stages: list[str] = field(default_factory=lambda: list(STAGES))  # the stages to run, in this order; a subset
+    #   reuses the cached outputs of the others (the data check runs before any data stage)
+    test_split: str = "test"  # the chips the test stage scores: train, val or test (e.g. to evaluate a checkpoint)
+    seed: int = 42  # seeds numpy, torch and the chip sampler: the same command gives the same metrics
     experiments: Any = None
 
 

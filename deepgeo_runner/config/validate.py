@@ -89,7 +89,7 @@ MONITOR_MODES = ("auto", "min", "max")
 
 def monitor_mode(train: DictConfig) -> str:
     """The direction of ``train.monitor``: ``train.monitor_mode``, or for ``auto`` min for a loss, else max."""
-    return monitor_direction(str(train.monitor), str(train.get("monitor_mode", "auto")))
+    return monitor_direction(str(train.monitor), str(getattr(train, "monitor_mode", "auto")))
 
 
 def _check_callbacks(callbacks: Any) -> None:
@@ -114,7 +114,7 @@ def _check_train(cfg: DictConfig) -> None:
         close = difflib.get_close_matches(str(train.monitor), MONITORED, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise _fail("train.monitor", train.monitor, f"a score the training logs, one of {list(MONITORED)}{hint}")
-    mode = train.get("monitor_mode", "auto")
+    mode = train.monitor_mode
     if mode not in MONITOR_MODES:
         raise _fail("train.monitor_mode", mode, f"one of {list(MONITOR_MODES)} (auto: min for a loss, else max)")
     is_loss = "loss" in str(train.monitor)
@@ -126,12 +126,12 @@ def _check_train(cfg: DictConfig) -> None:
 
 def uses_datamodule(data: DictConfig) -> bool:
     """True when chips come from a LightningDataModule by ``_target_`` (data=torchgeo), not from a scene."""
-    return data.get("datamodule") is not None
+    return getattr(data, "datamodule", None) is not None  # the composed config or its typed options
 
 
 def _check_datamodule(cfg: DictConfig) -> None:
     """data=torchgeo: a datamodule to build, classes and bands to size the network, fit/test only."""
-    data, name = cfg.data, cfg.data.get("name", "torchgeo")
+    data, name = cfg.data, cfg.data.name
     node = data.datamodule
     if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
         raise ConfigError(f"data.datamodule needs a '_target_' naming the class to build: give "
@@ -203,15 +203,15 @@ def _check_preprocessing(cfg: DictConfig) -> None:
         if unknown:
             raise _fail("preprocessing.keep_bands", list(keep), f"names from data.band_names {band_names}")
     NormOptions(
-        str(pre.normalization), bool(pre.get("norm_per_band", True)),
-        tuple(float(v) for v in pre.get("norm_range", [0.0, 1.0])),
-        tuple(float(v) for v in pre.get("norm_percentiles", [2.0, 98.0])),
-        float(pre.get("norm_constant", 10000.0)), int(pre.get("norm_samples", 1_000_000)),
+        str(pre.normalization), bool(pre.norm_per_band),
+        tuple(float(v) for v in pre.norm_range),
+        tuple(float(v) for v in pre.norm_percentiles),
+        float(pre.norm_constant), int(pre.norm_samples),
     ).check()
     for key in ("norm_range", "norm_percentiles"):
         if pre.get(key) is not None and len(pre[key]) != 2:
             raise _fail(f"preprocessing.{key}", list(pre[key]), "two numbers [low, high]")
-    if pre.get("window", 1024) < 64:
+    if pre.window < 64:
         raise _fail("preprocessing.window", pre.window, "at least 64 pixels (memory ∝ window²)")
     for key in ("scale", "offset"):
         value = data.get(key)
@@ -244,9 +244,9 @@ def _check_scene(data: DictConfig) -> None:
         values = list(res) if isinstance(res, ListConfig) else [res]
         if len(values) not in (1, 2) or not all(isinstance(v, int | float) and v > 0 for v in values):
             raise _fail("data.resolution", res, "a positive pixel size or [x, y] in target CRS units")
-    if data.get("resampling", "nearest") not in RESAMPLING:
+    if data.resampling not in RESAMPLING:
         raise _fail("data.resampling", data.resampling, f"one of {list(RESAMPLING)}")
-    if data.get("other_classes", "background") not in OTHER_CLASSES:
+    if data.other_classes not in OTHER_CLASSES:
         raise _fail("data.other_classes", data.other_classes, f"one of {list(OTHER_CLASSES)}")
     groups = data.get("class_groups")
     if groups is not None and not isinstance(groups, DictConfig):
@@ -411,11 +411,11 @@ def _check_predict(cfg: DictConfig) -> None:
                 "predict.checkpoint=RUN_DIR (or RUN_DIR/checkpoints/best.ckpt), or add fit to stages."
             )
         checkpoint_file(pred.checkpoint)
-    if pred.get("blend", "hann") not in ("hann", "center"):
+    if pred.blend not in ("hann", "center"):
         raise _fail("predict.blend", pred.blend, "one of ['hann', 'center']")
-    if pred.get("probabilities", "none") not in ("none", "float16", "uint8"):
+    if pred.probabilities not in ("none", "float16", "uint8"):
         raise _fail("predict.probabilities", pred.probabilities, "one of ['none', 'float16', 'uint8']")
-    if pred.get("min_area_ha", 0.0) < 0:
+    if pred.min_area_ha < 0:
         raise _fail("predict.min_area_ha", pred.min_area_ha, "a non-negative area in hectares")
     if pred.get("image") is not None:
         _check_files("predict.image", pred.image)

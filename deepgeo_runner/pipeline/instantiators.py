@@ -10,9 +10,8 @@ direction of ``train.monitor`` from the ``${monitor_mode:...}`` resolver.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
-
-from omegaconf import DictConfig
 
 from deepgeo_runner.config.schema import register_resolvers
 from deepgeo_runner.errors import ConfigError
@@ -20,7 +19,7 @@ from deepgeo_runner.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
+def instantiate(node: Mapping[str, Any], key: str, **kwargs: Any) -> Any:
     """Hydra's ``instantiate``, with the underlying cause in the message instead of buried.
 
     Raises:
@@ -39,7 +38,7 @@ def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
         ) from exc
 
 
-def instantiate_callbacks(nodes: DictConfig | None) -> list[Any]:
+def instantiate_callbacks(nodes: Mapping[str, Any] | None) -> list[Any]:
     """The callbacks of ``nodes`` (name → ``_target_`` node), in their order.
 
     A null entry (``callbacks.early_stopping=null``) is skipped, and so is an entry whose target
@@ -56,7 +55,7 @@ def instantiate_callbacks(nodes: DictConfig | None) -> list[Any]:
     return callbacks
 
 
-def instantiate_logger(node: DictConfig | None) -> Any:
+def instantiate_logger(node: Mapping[str, Any] | None) -> Any:
     """The Trainer's logger from the ``logger`` group, or False for none (``logger=none``): the
     training curves are kept by the ``history`` callback either way."""
     return instantiate(node, "logger") if node else False

@@ -22,7 +22,8 @@ from deepgeo_runner.pipeline.chips import split_class_counts
 from deepgeo_runner.report import plots
 
 if TYPE_CHECKING:
-    from deepgeo_runner.pipeline.runner import Artifacts, ClassTable
+    from deepgeo_runner.artifacts import Artifacts
+    from deepgeo_runner.classes import ClassTable
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,35 @@
+"""What a run produced so far: the paths, cache keys and timings that later stages and provenance read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepgeo_runner.pipeline.chips import ChipStore, SplitScene
+from deepgeo_runner.pipeline.prepare import PreparedScene
+
+
+@dataclass
+class Artifacts:
+    """What the stages produced so far, for the later ones and for provenance."""
+
+    image: Path | None = None
+    labels_source: Path | None = None
+    image_sources: dict[str, list[Path]] = field(default_factory=dict)  # date → rasters a built scene came from
+    band_names: list[str] = field(default_factory=list)
+    prepared: PreparedScene | None = None
+    labels: Path | None = None
+    chips: ChipStore | None = None
+    checkpoint: Path | None = None
+    metrics: dict | None = None
+    best_score: float | None = None  # best validation score (train.monitor) of the fit: a sweep's objective
+    prediction: Path | None = None
+    prepare_extras: dict[str, Any] = field(default_factory=dict)
+    split_scenes: dict[str, SplitScene] = field(default_factory=dict)  # val/test from other scenes
+    input_profile: dict[str, Any] | None = None  # the training image's bands, dtype, percentiles (drift checks)
+    cache_keys: dict[str, str] = field(default_factory=dict)
+    reused: dict[str, bool] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    status: str = "running"  # → "completed", or "interrupted" (SIGINT/SIGTERM) / "failed" during training
+    error: str | None = None  # why training stopped, when it did not complete

@@ -1,0 +1,209 @@
+"""The cached data stages from the run's options: prepare, rasterize, the split scenes, chips.
+
+Each builds (or reuses, verified) a content-addressed cache entry keyed by everything that
+shaped it; a stage not listed in ``stages`` only reuses. Where a change goes: a new option
+that changes a stage's output must enter its payload here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepgeo_runner.artifacts import Artifacts
+from deepgeo_runner.cache import CACHE_VERSION, cache_entry, file_fingerprint, hash_payload, vector_fingerprint
+from deepgeo_runner.classes import ClassTable
+from deepgeo_runner.config.schema import DataConfig, RunConfig
+from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.geo.scene import date_groups
+from deepgeo_runner.pipeline.chips import (
+    ChipPlan,
+    SplitScene,
+    build_chip_store,
+    load_chip_store,
+    target_lut,
+)
+from deepgeo_runner.pipeline.inputs import external_splits, on_analysis_grid, stack_dates
+from deepgeo_runner.pipeline.labels import rasterize_labels
+from deepgeo_runner.pipeline.prepare import load_prepared, prepare_scene
+from deepgeo_runner.pipeline.splitting import split_buffer, split_payload
+
+
+def norm_options(opts: RunConfig):
+    from deepgeo_runner.geo.normalize import NormOptions
+
+    pre = opts.preprocessing
+    return NormOptions(
+        method=str(pre.normalization), per_band=bool(pre.norm_per_band),
+        out_range=tuple(float(v) for v in pre.norm_range),
+        percentiles=tuple(float(v) for v in pre.norm_percentiles),
+        constant=float(pre.norm_constant), samples=int(pre.norm_samples),
+    )
+
+
+def prepare_extras(opts: RunConfig) -> dict[str, Any]:
+    """The optional keyword arguments of ``prepare_scene`` that the config sets."""
+    pre, data = opts.preprocessing, opts.data
+    return {
+        "expressions": pre.expressions or None,
+        "index_constants": pre.index_constants or None,
+        "keep_bands": pre.keep_bands,
+        "scale": data.scale, "offset": data.offset,
+    }
+
+
+def prepare_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_stage: bool) -> None:
+    from deepgeo_runner.geo.normalize import NormOptions
+
+    pre = opts.preprocessing
+    norm = norm_options(opts)
+    extras = prepare_extras(opts)
+    dates = stack_dates(opts.data)
+    payload = {
+        "v": CACHE_VERSION, "image": file_fingerprint(art.image), "bands": art.band_names,
+        "indices": list(pre.indices), "normalization": pre.normalization,
+        "nodata": opts.data.nodata, "nodata_rule": str(opts.data.nodata_rule),
+        "split": split_payload(opts, art),
+    }
+    if len(dates) > 1:  # keys of single-date entries stay as they were
+        payload["dates"] = dates
+    cog = bool(pre.cog)
+    if cog:
+        payload["cog"] = True
+    if norm != NormOptions(method=norm.method):  # keys of old entries stay valid for defaults
+        payload["norm"] = {"per_band": norm.per_band, "range": list(norm.out_range),
+                           "percentiles": list(norm.percentiles), "constant": norm.constant,
+                           "samples": norm.samples}
+    payload.update({k: v for k, v in extras.items() if v is not None})
+    art.prepare_extras = {k: v for k, v in extras.items() if v is not None}
+
+    def build(tmp: Path) -> None:
+        prepare_scene(art.image, tmp, art.band_names, list(pre.indices), norm,
+                      split_map == 0, opts.data.nodata, nodata_rule=str(opts.data.nodata_rule), dates=dates,
+                      window=int(pre.window), cog=cog, **extras)
+
+    entry, key, reused = cache_entry(cache_dir, "prepare", payload, build, run_stage)
+    art.prepared = load_prepared(entry)
+    art.cache_keys["prepare"], art.reused["prepare"] = key, reused
+
+
+def rasterize_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, classes: ClassTable) -> None:
+    """The training labels on the analysis grid (the image's), pixels without image data 255."""
+    nodata = {"nodata": opts.data.nodata, "nodata_rule": str(opts.data.nodata_rule)}
+    grid_key = hash_payload({"image": file_fingerprint(art.image), **nodata})
+    entry, key, reused = burn_labels(opts, cache_dir, classes, art.labels_source, art.image, grid_key, True,
+                                      **nodata)
+    art.labels = entry / "labels.tif"
+    art.cache_keys["rasterize"], art.reused["rasterize"] = key, reused
+
+
+def label_options(data: DataConfig) -> dict[str, Any]:
+    """How vector labels become class ids (rasterize_labels' keyword arguments); also stored in
+    checkpoints, so that a new scene's labels are read the way the training labels were."""
+    return {
+        "class_column": str(data.class_column),
+        "class_values": data.class_values,
+        "class_groups": data.class_groups or None,
+        "others": str(data.other_classes),
+        "all_touched": bool(data.all_touched),
+    }
+
+
+def burn_labels(opts: RunConfig, cache_dir: Path, classes: ClassTable, labels: Path, prepared: Path, grid_key: str,
+                 run_stage: bool, **nodata: Any) -> tuple[Path, str, bool]:
+    """The cached label raster of ``labels`` on the grid of ``prepared`` (cache key ``grid_key``);
+    ``nodata``: how ``prepared`` marks pixels without data, when it is a raw image."""
+    data = opts.data
+    labelling = label_options(data)
+    payload = {
+        "v": CACHE_VERSION, "labels": vector_fingerprint(labels),
+        "grid": grid_key, "column": labelling["class_column"],
+        "classes": list(data.classes), "values": labelling["class_values"], "colors": classes.colors,
+    }
+    if labelling["class_groups"] or labelling["others"] != "background" or labelling["all_touched"]:  # old keys stay
+        payload.update({"groups": labelling["class_groups"], "others": labelling["others"],
+                        "all_touched": labelling["all_touched"]})
+
+    def build(tmp: Path) -> None:
+        colors = classes.colors[1:] if classes.background_is_class else classes.colors
+        rasterize_labels(labels, prepared, tmp / "labels.tif", list(data.classes), colors, **labelling, **nodata)
+
+    return cache_entry(cache_dir, "rasterize", payload, build, run_stage)
+
+
+def prepare_split_scenes(opts: RunConfig, cache_dir: Path, art: Artifacts, classes: ClassTable,
+                          run_prepare: bool, run_rasterize: bool) -> None:
+    """Other scenes of val/test: on the analysis CRS/resolution, prepared with the TRAINING
+    scene's statistics (a held-out scene must not be normalized by its own), labels burnt
+    with the same class table; each cached under keys that chain to the training scene's."""
+    pre, data = opts.preprocessing, opts.data
+    extras = {k: v for k, v in prepare_extras(opts).items() if v is not None}
+    for split, files in external_splits(opts).items():
+        image = on_analysis_grid(opts, cache_dir, art, date_groups(files.image), crop=False, key=f"scene_{split}")
+        payload = {
+            "v": CACHE_VERSION, "image": file_fingerprint(image), "bands": art.band_names,
+            "indices": list(pre.indices), "nodata": data.nodata, "nodata_rule": str(data.nodata_rule),
+            "stats_of": art.cache_keys["prepare"], **extras,
+        }
+
+        def build(tmp: Path, image: Path = image) -> None:
+            prepare_scene(image, tmp, art.band_names, list(pre.indices), norm_options(opts), None,
+                          data.nodata, nodata_rule=str(data.nodata_rule), stats=art.prepared.stats,
+                          dates=stack_dates(data), window=int(pre.window), **extras)
+
+        entry, key, reused = cache_entry(cache_dir, "prepare", payload, build, run_prepare)
+        art.cache_keys[f"prepare_{split}"], art.reused[f"prepare_{split}"] = key, reused
+        prepared = load_prepared(entry).path
+        entry, key, reused = burn_labels(opts, cache_dir, classes, Path(files.labels), prepared, key, run_rasterize)
+        art.cache_keys[f"rasterize_{split}"], art.reused[f"rasterize_{split}"] = key, reused
+        art.split_scenes[split] = SplitScene(prepared, entry / "labels.tif", f"data.split_scenes.{split}")
+
+
+def chip_plan(opts: RunConfig, classes: ClassTable) -> ChipPlan:
+    """The chip plan of the ``data`` group, with defaults resolved."""
+    data = opts.data
+    focus = None
+    if data.oversample_class is not None:
+        if data.oversample_class not in classes.names:
+            raise ConfigError(
+                f"data.oversample_class='{data.oversample_class}' is not one of {classes.names}."
+            )
+        focus = classes.names.index(data.oversample_class)
+    return ChipPlan(
+        chip_size=int(data.chip_size), strategy=data.chip_strategy, train_chips=int(data.train_chips),
+        train_stride=data.train_stride, eval_stride=data.eval_stride,
+        min_labelled_fraction=float(data.min_valid_fraction),
+        buffer=split_buffer(data), balance_classes=bool(data.balance_classes),
+        focus_class=focus, focus_fraction=float(data.oversample_fraction),
+        points_path=data.chip_points,
+    )
+
+
+def chips_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, classes: ClassTable, split_map: np.ndarray,
+                run_stage: bool) -> None:
+    plan = chip_plan(opts, classes)
+    points = vector_fingerprint(plan.points_path) if plan.points_path else None
+    payload = {
+        "v": CACHE_VERSION, "prepare": art.cache_keys["prepare"],
+        "rasterize": art.cache_keys["rasterize"], "plan": plan.__dict__, "points": points,
+        "split": split_payload(opts, art), "background": opts.data.background,
+        "seed": int(opts.seed),  # random training windows depend on it, whatever made the split map
+    }
+    if art.prepared.stats.per_chip:
+        payload["per_chip"] = True
+    if art.split_scenes:  # their prepare/rasterize keys hash the other scenes' files
+        payload["split_scenes"] = {s: [art.cache_keys[f"prepare_{s}"], art.cache_keys[f"rasterize_{s}"]]
+                                   for s in art.split_scenes}
+
+    def build(tmp: Path) -> None:
+        build_chip_store(
+            art.prepared.path, art.labels, tmp, split_map, plan,
+            target_lut(classes.n_classes, classes.background_is_class), len(classes.names),
+            int(opts.seed), per_chip=art.prepared.stats.per_chip, split_scenes=art.split_scenes,
+        )
+
+    entry, key, reused = cache_entry(cache_dir, "chips", payload, build, run_stage)
+    art.chips = load_chip_store(entry)
+    art.cache_keys["chips"], art.reused["chips"] = key, reused

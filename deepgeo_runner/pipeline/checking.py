@@ -1,0 +1,72 @@
+"""Stage ``check`` from the run's options: gathers what :mod:`.data_check` judges (inputs and
+their CRSs, stray label values, reflectance, the image profile) and writes the report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from deepgeo_runner.artifacts import Artifacts
+from deepgeo_runner.classes import ClassTable
+from deepgeo_runner.config.schema import RunConfig
+from deepgeo_runner.geo.raster_io import Grid
+from deepgeo_runner.pipeline.cached_stages import label_options
+from deepgeo_runner.pipeline.inputs import external_splits
+from deepgeo_runner.pipeline.splitting import split_buffer
+
+log = logging.getLogger(__name__)
+
+
+def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, split_map: np.ndarray,
+                rank: int) -> None:
+    """Stage ``check``: count what each split gets, write ``data_report.json`` and print the table;
+    a class no training chip can reach stops the run here (see :mod:`.data_check`)."""
+    from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES, class_value_sets
+    from deepgeo_runner.pipeline import data_check as dc
+
+    data = opts.data
+    grid = Grid.of(art.image)
+    inputs = []
+    for date, paths in (art.image_sources or {"": [art.image]}).items():
+        for path in paths:
+            with rasterio.open(path) as src:
+                inputs.append(dc.input_record(path, src.crs, grid.crs, "image" + (f" {date}" if date else "")))
+    inputs.append(dc.input_record(art.labels_source, dc.vector_crs(art.labels_source), grid.crs, "labels"))
+    warnings = dc.reprojection_warnings(inputs)
+    nodata = data.nodata
+    if art.labels_source.suffix.lower() in RASTER_SUFFIXES:
+        labelling = label_options(data)
+        values = labelling["class_values"] or list(range(1, len(data.classes) + 1))
+        strays = dc.label_raster_strays(art.labels_source, class_value_sets(
+            list(data.classes), values, labelling["class_groups"], as_str=False))
+        if strays:
+            fate = "background (id 0)" if labelling["others"] == "background" else "ignored"
+            shown = ", ".join(f"{v:g}: {n} px" for v, n in sorted(strays.items(), key=lambda kv: -kv[1])[:8])
+            warnings.append(f"label raster '{art.labels_source}' holds values ({shown}) that are neither a class "
+                            f"value (data.class_values {values}) nor its nodata: they were read as {fate}. List them "
+                            "in data.class_values/data.class_groups, or declare them nodata (gdal_edit.py -a_nodata).")
+    reflectance = dc.reflectance_warning(art.image, list(opts.preprocessing.indices), data.scale,
+                                         data.offset, nodata, str(data.nodata_rule))
+    if reflectance:
+        warnings.append(reflectance)
+    from deepgeo_runner.pipeline.drift import input_profile
+
+    art.input_profile = input_profile(art.image, nodata, str(data.nodata_rule), art.band_names)
+    with rasterio.open(art.labels) as src:
+        labels = src.read(1)
+    report = dc.check_data(
+        labels=labels, class_names=classes.names, class_ids=classes.ids, split_map=split_map,
+        buffer=split_buffer(data), chip_size=int(data.chip_size),
+        nodata=dc.nodata_summary(art.image, nodata, str(data.nodata_rule)), inputs=inputs,
+        external_splits=list(external_splits(opts)), warnings=warnings,
+        allow_missing_classes=bool(data.allow_missing_classes),
+        split_method="polygons" if data.split_vector is not None else "class-stratified blocks",
+    )
+    report.input = art.input_profile
+    if rank == 0:
+        report.write(run_dir)
+        log.info("data check (%s):\n%s", run_dir / dc.REPORT_NAME, report.table())
+    report.raise_if_blocking()

@@ -1,0 +1,277 @@
+"""fit and test from the run's options: the network, loss and optimizer built from their
+``_target_`` nodes, the Trainer with its callbacks, resume, and signals.
+
+torch and Lightning are imported inside the functions, so that a config error never waits
+for them. Where a change goes: how a Trainer or LightningModule is assembled for a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepgeo_runner.artifacts import Artifacts
+from deepgeo_runner.atomic import write_text_atomic
+from deepgeo_runner.checkpoint_path import checkpoint_file
+from deepgeo_runner.classes import ClassTable
+from deepgeo_runner.config.schema import RunConfig
+from deepgeo_runner.errors import ConfigError, DeepGeoError, InputDataError, RunInterrupted
+from deepgeo_runner.metrics import strict_json
+from deepgeo_runner.pipeline.cached_stages import label_options
+from deepgeo_runner.pipeline.chips import split_class_counts
+from deepgeo_runner.pipeline.inputs import stack_dates
+from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_logger
+from deepgeo_runner.pipeline.predicting import predict_device, predict_stage
+from deepgeo_runner.pipeline.record import write_run_provenance
+from deepgeo_runner.ranks import global_rank
+
+log = logging.getLogger(__name__)
+
+
+def build_module(opts: RunConfig, classes: ClassTable, in_channels: int, meta: dict, chips_dir: Path | None = None):
+    """The LightningModule around the configured network (torch imported only now).
+
+    ``meta`` is what prediction needs later (stored in every checkpoint); ``chips_dir`` gives
+    the training labels' pixel counts to a loss whose class weights are computed from them.
+    """
+    import lightning.pytorch as pl
+
+    from deepgeo_runner.lit.module import SegmentationModule
+    from deepgeo_runner.ml.losses import needs_class_counts, set_class_counts
+
+    pl.seed_everything(int(opts.seed), workers=True, verbose=False)
+    inputs = model_inputs(opts, in_channels)
+    net = instantiate(opts.model, "model", **inputs, classes=len(classes.names))
+    optimizer = instantiate(opts.optimizer, "optimizer")
+    scheduler = instantiate(opts.scheduler, "scheduler") if opts.scheduler else None
+    loss = instantiate(opts.loss, "loss")
+    weights = getattr(loss, "class_weights", None)
+    if weights is not None and len(weights) != len(classes.names):
+        raise ConfigError(
+            f"loss.class_weights has {len(weights)} values for the {len(classes.names)} outputs "
+            f"{classes.names}."
+        )
+    if needs_class_counts(loss) and chips_dir is not None:
+        n = len(classes.names)
+        set_class_counts(loss, split_class_counts(chips_dir, n).get("train", np.zeros(n, dtype=np.int64)).tolist())
+    meta = {"class_names": classes.names, "class_ids": classes.ids, "class_colors": classes.colors,
+            "model": opts.model, "model_inputs": inputs, **meta}
+    if opts.train.channels_last:
+        import torch
+
+        net = net.to(memory_format=torch.channels_last)
+    return SegmentationModule(net, optimizer, scheduler, classes.names, loss=loss,
+                              inference_meta=meta, compile_net=bool(opts.train.compile))
+
+
+def model_inputs(opts: RunConfig, n_features: int) -> dict[str, int]:
+    """in_channels (and dates, for a multi-temporal network) of the configured model.
+
+    A multi-temporal network (its class has ``temporal = True``) takes the bands of one date
+    and the number of dates; the prepared stack holds the dates date-major as bands.
+    """
+    from hydra.utils import get_object
+
+    try:
+        target = get_object(opts.model["_target_"])
+    except Exception:  # reported with its cause when the model is built
+        target = None
+    if not getattr(target, "temporal", False):
+        return {"in_channels": n_features}
+    dates = len(stack_dates(opts.data)) or 1
+    if n_features % dates:
+        raise ConfigError(
+            f"model={opts.model['_target_']} is multi-temporal but the stack's {n_features} bands "
+            f"are not {dates} dates (data.dates or the keys of data.image) of equal band count."
+        )
+    return {"in_channels": n_features // dates, "dates": dates}
+
+
+def learn_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str],
+                rank: int) -> None:
+    """fit / test / predict: the stages that need torch (see :func:`learn_stages`), stopped cleanly
+    by SIGINT/SIGTERM and recorded in provenance.json when they do not complete."""
+    guarded(opts, run_dir, art, classes, learn_stages, opts, run_dir, art, classes, stages, rank)
+
+
+def guarded(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stage, *args: Any) -> None:
+    """Run ``stage(*args, stop=...)`` under :class:`~deepgeo_runner.lit.guards.SignalStop`; when it
+    is interrupted or fails on purpose (a DeepGeoError), say so in provenance.json, then re-raise."""
+    from deepgeo_runner.lit.guards import SignalStop
+
+    with SignalStop() as stop:
+        try:
+            stage(*args, stop=stop)
+        except DeepGeoError as exc:
+            art.status = "interrupted" if isinstance(exc, RunInterrupted) else "failed"
+            art.error = str(exc)
+            if global_rank() == 0:
+                try:
+                    write_run_provenance(opts, run_dir, art, classes)
+                except Exception as write_error:  # e.g. the full disk that stopped the run: keep its message
+                    log.warning("could not record the run's status in provenance.json: %s", write_error)
+            raise
+
+
+def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str], rank: int,
+                  stop=None) -> None:
+    """fit / test / predict.
+
+    After a multi-process fit/test every rank predicts its share of the scene's window rows on
+    its own device, and rank 0 assembles the one output; otherwise rank 0 predicts alone.
+    """
+    prepared = art.prepared
+    meta = {
+        "features": list(prepared.feature_names), "band_names": art.band_names,
+        "indices": list(opts.preprocessing.indices), "stats": prepared.stats.to_dict(),
+        "chip_size": int(opts.data.chip_size), "dates": list(prepared.dates), "labelling": label_options(opts.data),
+        "input_profile": art.input_profile, **art.prepare_extras,
+    }
+    module = build_module(opts, classes, prepared.n_features, meta, art.chips.path if art.chips else None)
+    checkpoint = checkpoint_file(opts.predict.checkpoint) if opts.predict.checkpoint else None
+    trainer = None
+    if {"fit", "test"} & set(stages):
+        from deepgeo_runner.lit.datamodule import ChipDataModule
+
+        datamodule = ChipDataModule(art.chips.path, int(opts.data.batch_size), int(opts.data.num_workers),
+                                    augment_plan(opts), int(opts.seed), resident=bool(opts.data.resident),
+                                    test_split=str(opts.test_split))
+        checkpoint, trainer = fit_test(opts, run_dir, art, module, datamodule, stages, checkpoint, stop=stop)
+        rank = trainer.global_rank
+    art.checkpoint = checkpoint
+    if "predict" not in stages:
+        return
+    device = str(trainer.strategy.root_device) if trainer is not None else predict_device(opts)
+    world_size = trainer.world_size if trainer is not None else 1
+    # part files meet in the run directory, which only the processes of one machine surely share
+    if world_size > 1 and trainer.num_nodes == 1 and not opts.predict.image:
+        checkpoint = trainer.strategy.broadcast(checkpoint, src=0)  # every rank loads the same weights
+        if rank == 0:  # part files of an interrupted earlier attempt must not be taken for this one's
+            for stale in run_dir.glob(".prediction.tif.parts-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        trainer.strategy.barrier("deepgeo-predict")
+        predict_stage(opts, run_dir, art, classes, module, checkpoint, device, rank=rank, world_size=world_size)
+    elif rank == 0:
+        predict_stage(opts, run_dir, art, classes, module, checkpoint, device)
+
+
+def augment_plan(opts: RunConfig):
+    """The ``augmentation`` group as the plan the datamodules apply on the device."""
+    from deepgeo_runner.lit.datamodule import AugmentPlan
+
+    aug = opts.augmentation
+    return AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std))
+
+
+def learn_datamodule_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable,
+                           stages: list[str]) -> None:
+    """fit / test on a datamodule's chips (:func:`learn_datamodule_stages`), guarded like :func:`learn_stage`."""
+    guarded(opts, run_dir, art, classes, learn_datamodule_stages, opts, run_dir, art, classes, stages)
+
+
+def learn_datamodule_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str],
+                             stop=None) -> None:
+    """fit / test on the chips of a datamodule given by ``data.datamodule["_target_"]`` (data=torchgeo).
+
+    The datamodule is used as it is (its download, splits, normalization and augmentation);
+    :class:`~deepgeo_runner.lit.torchgeo.TorchGeoAdapter` turns its batches into ours.
+    """
+    from deepgeo_runner.lit.torchgeo import TorchGeoAdapter
+
+    data = opts.data
+    meta = {"datamodule": data.datamodule["_target_"], "in_channels": int(data.in_channels),
+            "band_names": list(data.band_names), "ignore_index": data.ignore_index}
+    module = build_module(opts, classes, int(data.in_channels), meta)
+    inner = instantiate(data.datamodule, "data.datamodule")
+    datamodule = TorchGeoAdapter(inner, len(classes.names), int(data.in_channels), data.ignore_index,
+                                 augment_plan(opts), int(opts.seed))
+    checkpoint = checkpoint_file(opts.predict.checkpoint) if opts.predict.checkpoint else None
+    art.checkpoint, _ = fit_test(opts, run_dir, art, module, datamodule, stages, checkpoint,
+                                  shard_here=False, stop=stop)
+
+
+def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule, stages: list[str],
+              checkpoint: Path | None, shard_here: bool = True, stop=None):
+    """Train and/or test with Lightning; return the best checkpoint and the Trainer.
+
+    ``shard_here``: the datamodule shards by rank itself (our chip store); otherwise Lightning
+    adds its distributed sampler (a datamodule by ``_target_``). ``stop``: the run's
+    :class:`~deepgeo_runner.lit.guards.SignalStop`, told the Trainer so that a signal stops it
+    at a batch boundary.
+    """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from deepgeo_runner.lit.checkpoints import SafeCheckpointIO
+    from deepgeo_runner.lit.guards import SignalStop
+    from deepgeo_runner.pipeline import train
+
+    stop = stop or SignalStop()
+    callbacks = instantiate_callbacks(opts.callbacks)  # conf/callbacks/: checkpoints, seeds, history
+    logger = instantiate_logger(opts.logger)
+    trainer = instantiate(opts.trainer, "trainer", callbacks=callbacks, logger=logger,
+                           default_root_dir=str(run_dir), use_distributed_sampler=not shard_here,
+                           plugins=[SafeCheckpointIO()])
+    stop.trainer = trainer
+    try:
+        if "fit" in stages:
+            resume = resume_checkpoint(opts, run_dir, module, logger)
+            checkpoint = train.fit(trainer, module, datamodule, resume)
+            best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+            art.best_score = float(best) if best is not None and bool(best.isfinite()) else None
+        if stop.signum is not None:
+            raise stop.interrupted()
+        if "test" in stages:
+            if checkpoint is not None and "fit" not in stages:  # predict.checkpoint: say if it is another net
+                from deepgeo_runner.ml.checkpoint import load_checkpoint
+
+                train.load_matching_weights(module, load_checkpoint(checkpoint, key="predict.checkpoint"), checkpoint)
+            scores = train.test(trainer, module, datamodule, checkpoint)
+            scores["split"] = str(opts.test_split)
+            if trainer.global_rank == 0:
+                write_text_atomic(run_dir / "metrics.json", strict_json(scores))
+            art.metrics = scores
+        if stop.signum is not None:
+            raise stop.interrupted()
+    except SIGTERMException:  # Lightning's stop on SIGTERM (or our SIGINT, handed to it) exits 0 otherwise
+        raise stop.interrupted() from None
+    return checkpoint, trainer
+
+
+def resume_checkpoint(opts: RunConfig, run_dir: Path, module, logger) -> Path | None:
+    """``checkpoints/last.ckpt`` of this run directory when the run resumes (``train.resume``), checked
+    first: readable with weights_only, and written by the configured network (else a message saying
+    what to change, not a traceback from deep inside Lightning)."""
+    from deepgeo_runner.ml.checkpoint import load_checkpoint
+    from deepgeo_runner.pipeline import train
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not (opts.train.resume and last.is_file()):
+        return None
+    try:
+        state = load_checkpoint(last, key="checkpoint")
+    except InputDataError as exc:
+        raise InputDataError(f"{exc} This run directory cannot be resumed from it: set train.resume=false to "
+                             "train anew here (its checkpoints are replaced), or give another hydra.run.dir.") from exc
+    train.load_matching_weights(
+        module, state, last,
+        hint=(f"Relaunching into a run directory resumes its training. Set train.resume=false to train the configured "
+              f"model here from scratch (its checkpoints are replaced), or give another hydra.run.dir "
+              f"(this one is {run_dir})."))
+    saved = [len(g.get("params", [])) for o in state.get("optimizer_states") or [] for g in o.get("param_groups", [])]
+    n_params = len(list(module.parameters()))  # what configure_optimizers hands the optimizer
+    if saved and sum(saved) != n_params:
+        raise ConfigError(
+            f"checkpoint '{last}' holds the optimizer state of {sum(saved)} weight tensors, the configured network "
+            f"trains {n_params} (a checkpoint of an earlier version, "
+            "whose U-Net kept unused encoder stages, or another network): its weights apply (stages=[test,predict] "
+            "predict.checkpoint=...) but its training cannot continue. Set train.resume=false to train anew here, "
+            "or give another hydra.run.dir.")
+    epoch = int(state.get("epoch", 0))
+    if hasattr(logger, "resume_after_epoch"):
+        logger.resume_after_epoch = epoch
+    log.info("fit: resuming from %s (%d epochs done, step %d)", last, epoch + 1, int(state.get("global_step", 0)))
+    return last

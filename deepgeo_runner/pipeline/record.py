@@ -1,0 +1,57 @@
+"""The run's record: which stages run, and ``provenance.json`` (inputs and their hashes,
+cache keys, timings, status), rewritten as the run advances."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepgeo_runner.artifacts import Artifacts
+from deepgeo_runner.cache import file_fingerprint
+from deepgeo_runner.classes import ClassTable
+from deepgeo_runner.config.schema import RunConfig
+from deepgeo_runner.config.validate import DATAMODULE_STAGES, uses_datamodule
+from deepgeo_runner.geo.scene import all_tiles, date_groups
+from deepgeo_runner.pipeline.inputs import external_splits
+from deepgeo_runner.provenance import write_provenance
+
+
+def stages_to_run(opts: RunConfig) -> list[str]:
+    """The stages to run: of the whole cycle, a datamodule's chips take only fit and test (validated)."""
+    stages = list(opts.stages)
+    return [s for s in stages if s in DATAMODULE_STAGES] if uses_datamodule(opts.data) else stages
+
+
+def write_run_provenance(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable) -> None:
+    inputs = {}
+    files = [("image", art.image), ("labels", art.labels_source)]
+    for split, scene in external_splits(opts).items():
+        for date, paths in date_groups(scene.image).items():
+            key = f"split_scenes.{split}.image" + (f".{date}" if date else "")
+            files += [(key + (f"[{i}]" if len(paths) > 1 else ""), path) for i, path in enumerate(paths)]
+        files.append((f"split_scenes.{split}.labels", Path(scene.labels)))
+    for name, path in files:
+        if path is not None:
+            inputs[name] = {"path": str(path), "sha256": file_fingerprint(path)}
+    tiles = all_tiles(art.image_sources)
+    if tiles and tiles != [art.image]:  # mosaic / time stack / crop: the rasters it came from
+        inputs["image_sources"] = [
+            {"date": date or None, "path": str(p), "sha256": file_fingerprint(p)}
+            for date, paths in art.image_sources.items() for p in paths
+        ]
+    write_provenance(
+        run_dir / "provenance.json",
+        int(opts.seed),
+        {
+            "run_dir": str(run_dir.resolve()),
+            "stages": stages_to_run(opts),
+            "inputs": inputs,
+            "cache_dir": str(Path(opts.paths.cache_dir).expanduser()),
+            "cache_keys": art.cache_keys,
+            "cache_reused": art.reused,
+            "classes": {"names": classes.names, "ids": classes.ids},
+            "checkpoint": str(art.checkpoint) if art.checkpoint else None,
+            "timings_s": art.timings,
+            "status": art.status,
+            **({"error": art.error} if art.error else {}),
+        },
+    )

@@ -1,0 +1,84 @@
+"""The per-pixel train/val/test map of the analysis grid: the user's split polygons, or blocks
+dealt class by class (:func:`deepgeo_runner.geo.chips.choose_class_split`), and what shaped it
+(for the cache keys of the stages that depend on it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import rasterio
+
+from deepgeo_runner.artifacts import Artifacts
+from deepgeo_runner.cache import vector_fingerprint
+from deepgeo_runner.classes import ClassTable
+from deepgeo_runner.config.schema import DataConfig, RunConfig
+from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.geo.chips import CLASS_SPLIT_VERSION, SPLITS
+from deepgeo_runner.geo.raster_io import Grid
+from deepgeo_runner.pipeline.inputs import external_splits, local_splits
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+
+def read_split_polygons(opts: RunConfig) -> gpd.GeoDataFrame | None:
+    """The checked polygons of ``data.split_vector``, or None when the scene is split by blocks."""
+    if opts.data.split_vector is None:
+        return None
+    from deepgeo_runner.geo.split_vector import read_split_polygons
+
+    polygons = read_split_polygons(opts.data.split_vector, str(opts.data.split_column))
+    clash = sorted(set(external_splits(opts)) & set(polygons[str(opts.data.split_column)]))
+    if clash:
+        raise ConfigError(
+            f"data.split_vector '{opts.data.split_vector}' has {clash} polygons, but data.split_scenes."
+            f"{clash[0]} also gives that split: drop those polygons or that scene (one source per split)."
+        )
+    return polygons
+
+
+def split_buffer(data: DataConfig) -> int:
+    """Pixels kept between training chips and val/test: ``data.split_buffer``, default a quarter
+    chip (measured on the shared scenes: a whole chip left 16-25 % of the labelled pixels to
+    training chips, a quarter chip 44-53 %)."""
+    return int(data.split_buffer if data.split_buffer is not None else int(data.chip_size) // 4)
+
+
+def split_map_of(opts: RunConfig, art: Artifacts, classes: ClassTable,
+               polygons: gpd.GeoDataFrame | None = None) -> np.ndarray:
+    """Per-pixel split of the analysis grid: the user's polygons, else blocks dealt by class."""
+    from deepgeo_runner.geo.chips import choose_class_split
+
+    grid = Grid.of(art.image)
+    if polygons is not None:
+        from deepgeo_runner.geo.split_vector import rasterize_splits, require_splits
+
+        split_map = rasterize_splits(polygons, grid)
+        require_splits(split_map, local_splits(opts), f"data.split_vector '{opts.data.split_vector}'")
+        return split_map
+    local = local_splits(opts)  # a split from another scene gets no blocks here
+    fractions = [float(f) if s in local else 0.0 for s, f in zip(SPLITS, opts.data.split_fractions, strict=True)]
+    with rasterio.open(art.labels) as src:
+        labels = src.read(1)
+    return choose_class_split(labels, classes.ids, block_size(opts.data), fractions, int(opts.seed),
+                              split_buffer(opts.data), int(opts.data.chip_size))
+
+
+def block_size(data: DataConfig) -> int:
+    return int(data.block_size or 2 * data.chip_size)
+
+
+def split_payload(opts: RunConfig, art: Artifacts) -> dict[str, Any]:
+    """What shaped the split map, for the cache keys of the stages that depend on it."""
+    data = opts.data
+    if data.split_vector is not None:
+        payload = {"vector": vector_fingerprint(data.split_vector), "column": str(data.split_column)}
+    else:
+        payload = {"block": block_size(data), "fractions": list(data.split_fractions), "seed": int(opts.seed),
+                   "by_class": [CLASS_SPLIT_VERSION, art.cache_keys["rasterize"]], "buffer": split_buffer(data),
+                   "chip": int(data.chip_size)}
+    if external_splits(opts):
+        payload["external"] = list(external_splits(opts))
+    return payload

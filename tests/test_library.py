@@ -1,0 +1,40 @@
+"""The stages are library functions: fit and test on a chip store from Python, no config at all."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import nn
+
+from deepgeo_runner.lit.datamodule import ChipDataModule
+from deepgeo_runner.lit.module import SegmentationModule
+from deepgeo_runner.pipeline import train
+
+
+def _store(root: Path) -> Path:
+    """A chip store as the chips stage writes it: band 0 carries the class, under noise."""
+    rng = np.random.default_rng(0)
+    root.mkdir()
+    for split, n in (("train", 48), ("val", 8), ("test", 16)):
+        masks = rng.integers(0, 2, (n, 16, 16)).astype(np.uint8)
+        images = rng.normal(0, 1, (n, 3, 16, 16)).astype(np.float32)
+        images[:, 0] += 2.5 * masks
+        np.save(root / f"{split}_image.npy", images)
+        np.save(root / f"{split}_mask.npy", masks)
+    return root
+
+
+def test_fit_and_test_on_a_chip_store_without_a_config(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 1))
+    module = SegmentationModule(net, partial(torch.optim.AdamW, lr=0.02), None, ["land", "water"])
+    trainer = pl.Trainer(max_epochs=4, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(tmp_path))
+    data = ChipDataModule(_store(tmp_path / "chips"), 16, 0, "d4", 0)
+    assert train.fit(trainer, module, data) is None  # no checkpoint callback: nothing written
+    scores = train.test(trainer, module, data, None)
+    assert scores["accuracy"] > 0.85 and scores["per_class"]["water"]["f1"] > 0.8, scores
