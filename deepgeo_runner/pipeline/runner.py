@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from deepgeo_runner.artifacts import Artifacts
 from deepgeo_runner.classes import ClassTable
@@ -32,9 +32,6 @@ from deepgeo_runner.pipeline import cached_stages, checking, inputs, learning, p
 from deepgeo_runner.pipeline.record import stages_to_run, write_run_provenance
 from deepgeo_runner.ranks import global_rank
 
-if TYPE_CHECKING:
-    from omegaconf import DictConfig
-
 log = logging.getLogger(__name__)
 
 
@@ -44,8 +41,11 @@ def class_table(data: DataConfig) -> ClassTable:
                          mask_values=uses_datamodule(data))
 
 
-def run(cfg: DictConfig | RunConfig, run_dir: str | Path) -> Artifacts:
-    """Run the configured stages of the cycle; return what they produced."""
+def run(cfg: RunConfig | Any, run_dir: str | Path) -> Artifacts:
+    """Run the configured stages of the cycle; return what they produced.
+
+    ``cfg`` is the typed options, or a composed config (turned into them by :func:`run_options`).
+    """
     from deepgeo_runner.preflight import preflight
 
     run_dir = Path(run_dir)
