@@ -1,4 +1,12 @@
-"""Reading and writing rasters without ever losing the grid, the CRS or nodata."""
+"""Reading and writing rasters without ever losing the grid, the CRS or nodata.
+
+Every GeoTIFF the runner writes goes through here: :func:`write_raster` for an array in memory,
+:func:`open_raster_writer` for one written piece by piece (window by window, or top down in row
+ranges with :class:`RowAppender`), both under a temporary name renamed into place when complete,
+and :func:`rewrite_as_cog` for Cloud-Optimized copies. A change to how rasters are laid out,
+compressed, tagged or committed goes here; what is in their pixels belongs to the stage that
+computes them.
+"""
 
 from __future__ import annotations
 
@@ -259,11 +267,12 @@ class RowAppender:
 
     Rows are held until they make whole tile rows (or reach the bottom of the raster), so that
     each tile is compressed and written once; a tile written in several pieces would be
-    re-read and stored again each time. :meth:`finish` says whether every row arrived.
+    re-read and stored again each time. :meth:`finish` says whether every row arrived
+    (``what`` names the raster in that error; by default the name of the file being written).
     """
 
-    def __init__(self, dst: rasterio.io.DatasetWriter) -> None:
-        self.dst = dst
+    def __init__(self, dst: rasterio.io.DatasetWriter, what: str | None = None) -> None:
+        self.dst, self.what = dst, what or Path(dst.name).name
         self.tile_height = dst.block_shapes[0][0]
         self.pending: list[np.ndarray] = []
         self.next_row = 0
@@ -282,8 +291,9 @@ class RowAppender:
 
     def finish(self) -> None:
         """Raise unless every row of the raster was written."""
-        if self.next_row != self.dst.height:
-            raise RuntimeError(f"{Path(self.dst.name).name}: {self.next_row} of {self.dst.height} rows written")
+        received = self.next_row + sum(p.shape[1] for p in self.pending)
+        if received != self.dst.height:
+            raise RuntimeError(f"{self.what}: {received} of {self.dst.height} rows written")
 
 
 def rewrite_as_cog(path: str | Path, overview_resampling: str, **creation: Any) -> None:

@@ -146,7 +146,7 @@ def _open_outputs(outputs: SceneOutputs, grid: Grid, class_ids: Sequence[int], c
             # whole tiles even on a small scene; GDAL's default zlevel (6); no compression threads
             dst = stack.enter_context(open_raster_writer(path, grid, zlevel=6, cog=cog, tiled=True,
                                                          num_threads=None, **options))
-            writers[key] = RowAppender(dst)
+            writers[key] = RowAppender(dst, what=path.name)
         yield {key: writers[key] for key, _, _ in specs}
         for writer in writers.values():
             writer.finish()
