@@ -20,6 +20,7 @@ from affine import Affine
 
 from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.polygonize import polygonize_classes
+from deepgeo_runner.geo.raster_io import Grid, RowAppender, open_raster_writer
 from deepgeo_runner.ml.augment import dihedral
 from deepgeo_runner.ml.predict import forward_windows, predict_scene, undo_dihedral
 from tests.conftest import CRS, REPO, write_image
@@ -100,6 +101,24 @@ def test_outputs_keep_grid_crs_and_nodata_uint8_probabilities_and_cog(tmp_path):
     chosen = np.take_along_axis(p, (classes.astype(np.int64) - 1).clip(0, 2)[None], axis=0)[0]
     assert (chosen[~invalid].astype(int) >= p[:, ~invalid].max(axis=0) - 1).all()  # argmax up to rounding
     assert not list(tmp_path.glob(".*"))
+
+
+def test_rows_appended_in_any_heights_fill_the_raster_and_a_short_one_is_not_kept(tmp_path):
+    grid = Grid(rasterio.crs.CRS.from_string(CRS), Affine(10, 0, 0, 0, -10, 0), 300, 600)
+    data = np.arange(600 * 300, dtype=np.float32).reshape(1, 600, 300)
+    with open_raster_writer(tmp_path / "rows.tif", grid, 1, "float32", None) as dst:
+        rows = RowAppender(dst)
+        for start, end in [(0, 7), (7, 300), (300, 301), (301, 600)]:
+            rows.write(data[:, start:end])
+        rows.finish()
+    with rasterio.open(tmp_path / "rows.tif") as src:
+        np.testing.assert_array_equal(src.read(), data)
+    with pytest.raises(RuntimeError, match="short.tif: 599 of 600 rows"), \
+            open_raster_writer(tmp_path / "short.tif", grid, 1, "float32", None) as dst:
+        rows = RowAppender(dst, what="short.tif")
+        rows.write(data[:, :599])
+        rows.finish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.tif"]
 
 
 # --- seams of a real network ------------------------------------------------------------------

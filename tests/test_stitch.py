@@ -3,7 +3,7 @@ import pytest
 import rasterio
 import torch
 
-from deepgeo_runner.geo.stitch import blend_weights, read_padded, stride_for, window_origins
+from deepgeo_runner.geo.stitch import WindowPlan, blend_weights, read_padded, stride_for, window_origins
 from deepgeo_runner.ml.predict import predict_scene
 from tests.conftest import write_image
 
@@ -34,6 +34,26 @@ def test_stride_for_overlap():
     assert stride_for(64, 0.5) == 32 and stride_for(64, 0.0) == 64
     with pytest.raises(ValueError):
         stride_for(64, 1.0)
+
+
+@pytest.mark.parametrize("blend", ["hann", "center"])
+@pytest.mark.parametrize("height,width", [(100, 77), (20, 20), (64, 64)])
+def test_a_window_plan_finishes_every_row_once_and_weighs_every_pixel(blend, height, width):
+    plan = WindowPlan(height, width, window=24, overlap=0.5, blend=blend)
+    spans = [plan.finished(i) for i in range(len(plan.rows))]
+    assert spans[0][0] == 0 and spans[-1][1] == height
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    total = np.zeros((height, width), np.float32)
+    for i, r in enumerate(plan.rows):
+        for j, c in enumerate(plan.cols):
+            weight = plan.weight(i, j)
+            assert weight.shape == (plan.block_height(i), plan.block_width(j)) == plan.weight_kind(i, j)[4:]
+            total[r : r + weight.shape[0], c : c + weight.shape[1]] += weight
+    assert (total > 0).all()
+    if blend == "center":  # overlap-tile: every pixel from exactly one window
+        np.testing.assert_array_equal(total, 1.0)
+    with pytest.raises(ValueError, match="blend must be one of"):
+        WindowPlan(height, width, 24, 0.5, "max")
 
 
 class PointwiseNet(torch.nn.Module):

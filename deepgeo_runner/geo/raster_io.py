@@ -1,4 +1,12 @@
-"""Reading and writing rasters without ever losing the grid, the CRS or nodata."""
+"""Reading and writing rasters without ever losing the grid, the CRS or nodata.
+
+Every GeoTIFF the runner writes goes through here: :func:`write_raster` for an array in memory,
+:func:`open_raster_writer` for one written piece by piece (window by window, or top down in row
+ranges with :class:`RowAppender`), both under a temporary name renamed into place when complete,
+and :func:`rewrite_as_cog` for Cloud-Optimized copies. A change to how rasters are laid out,
+compressed, tagged or committed goes here; what is in their pixels belongs to the stage that
+computes them.
+"""
 
 from __future__ import annotations
 
@@ -196,6 +204,11 @@ def open_raster_writer(
     colormap: dict[int, tuple[int, int, int, int]] | None = None,
     zlevel: int = 1,
     cog: bool = False,
+    *,
+    tiled: bool | None = None,
+    nbits: int | None = None,
+    scale: float | None = None,
+    num_threads: str | None = "ALL_CPUS",
 ) -> Iterator[rasterio.io.DatasetWriter]:
     """A tiled, deflate-compressed GeoTIFF opened for writing window by window.
 
@@ -205,18 +218,28 @@ def open_raster_writer(
     well as 6 on imagery at a fraction of the time, which matters for cached intermediates.
     ``cog`` rewrites the finished file as a Cloud-Optimized GeoTIFF with overviews (averaged,
     or nearest for a colour-mapped class raster) before the rename.
+
+    Args:
+        tiled: 256-px tiles; by default only when the grid is at least one tile in each direction.
+        nbits: bits stored per sample (16 with float32: half floats, read back as float32).
+        scale: the scale of every band (value × scale is the quantity the band stands for).
+        num_threads: GDAL's compression threads (``None``: compress in the writing thread).
     """
     path = Path(path)
     tmp = temp_path(path)
-    tiled = grid.width >= 256 and grid.height >= 256
+    if tiled is None:
+        tiled = grid.width >= 256 and grid.height >= 256
     profile: dict[str, Any] = {
         "driver": "GTiff", "width": grid.width, "height": grid.height, "count": count,
         "dtype": np.dtype(dtype).name, "crs": grid.crs, "transform": grid.transform, "nodata": nodata,
         "compress": "deflate", "zlevel": zlevel, "tiled": tiled, "bigtiff": "IF_SAFER",
-        "num_threads": "ALL_CPUS",
     }
+    if num_threads is not None:
+        profile["num_threads"] = num_threads
     if tiled:
         profile.update(blockxsize=256, blockysize=256)
+    if nbits:
+        profile["nbits"] = nbits
     if colormap:
         profile["photometric"] = "palette"
     try:
@@ -227,14 +250,50 @@ def open_raster_writer(
                     dst.write_colormap(1, colormap)
                 for i, name in enumerate(band_names or [], start=1):
                     dst.set_band_description(i, name)
+                if scale is not None:
+                    dst.scales = (scale,) * count
                 if tags:
                     dst.update_tags(**{k: str(v) for k, v in tags.items()})
                 yield dst
             if cog:
-                rewrite_as_cog(tmp, "nearest" if colormap else "average")
+                rewrite_as_cog(tmp, "nearest" if colormap else "average", **({"NBITS": nbits} if nbits else {}))
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class RowAppender:
+    """Fills a raster opened for writing from the top down, a range of rows of any height at a time.
+
+    Rows are held until they make whole tile rows (or reach the bottom of the raster), so that
+    each tile is compressed and written once; a tile written in several pieces would be
+    re-read and stored again each time. :meth:`finish` says whether every row arrived
+    (``what`` names the raster in that error; by default the name of the file being written).
+    """
+
+    def __init__(self, dst: rasterio.io.DatasetWriter, what: str | None = None) -> None:
+        self.dst, self.what = dst, what or Path(dst.name).name
+        self.tile_height = dst.block_shapes[0][0]
+        self.pending: list[np.ndarray] = []
+        self.next_row = 0
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append (count, n, width) rows below those written so far."""
+        self.pending.append(rows)
+        held = sum(p.shape[1] for p in self.pending)
+        at_bottom = self.next_row + held == self.dst.height
+        if held >= self.tile_height or at_bottom:
+            data = np.concatenate(self.pending, axis=1) if len(self.pending) > 1 else self.pending[0]
+            n = data.shape[1] if at_bottom else (held // self.tile_height) * self.tile_height
+            self.dst.write(data[:, :n], window=Window(0, self.next_row, self.dst.width, n))
+            self.next_row += n
+            self.pending = [data[:, n:]] if n < data.shape[1] else []
+
+    def finish(self) -> None:
+        """Raise unless every row of the raster was written."""
+        received = self.next_row + sum(p.shape[1] for p in self.pending)
+        if received != self.dst.height:
+            raise RuntimeError(f"{self.what}: {received} of {self.dst.height} rows written")
 
 
 def rewrite_as_cog(path: str | Path, overview_resampling: str, **creation: Any) -> None:

@@ -6,6 +6,11 @@ Scores are accumulated with a smooth weight that vanishes towards window borders
 convolutional network sees the least context, which hides the seams between windows
 (``hann``); or each window contributes only its central ``stride`` × ``stride`` square, the
 original overlap-tile strategy (``center``), so that every pixel comes from exactly one window.
+
+:class:`WindowPlan` puts these together for one scene: the window origins along each axis, the
+weight of each window, and which image rows are final once a window row is added. A change to
+where windows go or how they are weighted goes here; running the network on them and writing
+the outputs is :mod:`deepgeo_runner.ml.predict`'s job. Numpy only: no torch, no files.
 """
 
 from __future__ import annotations
@@ -62,6 +67,52 @@ def stride_for(window: int, overlap: float) -> int:
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     return max(1, int(round(window * (1 - overlap))))
+
+
+class WindowPlan:
+    """Where the windows of a ``height`` × ``width`` scene go and how much each one weighs.
+
+    Windows form *window rows*: window row ``i`` starts at image row ``rows[i]`` and holds one
+    window per entry of ``cols``. Window rows are added in order, so the rows of the scene
+    become final one stride at a time (:meth:`finished`), which lets a prediction stream.
+    """
+
+    def __init__(self, height: int, width: int, window: int, overlap: float, blend: str) -> None:
+        if blend not in BLEND_MODES:
+            raise ValueError(f"blend must be one of {list(BLEND_MODES)}, got '{blend}'")
+        self.height, self.width, self.window = height, width, window
+        self.stride = stride_for(window, overlap)
+        self.rows = window_origins(height, window, self.stride)
+        self.cols = window_origins(width, window, self.stride)
+
+        def profiles(n: int) -> list[np.ndarray]:
+            return [blend_profile(window, self.stride, blend, i == 0, i == n - 1) for i in range(n)]
+
+        self.row_profiles, self.col_profiles = profiles(len(self.rows)), profiles(len(self.cols))
+
+    def block_height(self, i: int) -> int:
+        """Image rows that window row ``i`` covers inside the scene (fewer at the bottom edge)."""
+        return min(self.window, self.height - self.rows[i])
+
+    def block_width(self, j: int) -> int:
+        """Image columns that window column ``j`` covers inside the scene."""
+        return min(self.window, self.width - self.cols[j])
+
+    def weight_kind(self, i: int, j: int) -> tuple[bool, bool, bool, bool, int, int]:
+        """Windows of one kind have the same :meth:`weight`: a key for caching the few there are."""
+        return (i == 0, i == len(self.rows) - 1, j == 0, j == len(self.cols) - 1,
+                self.block_height(i), self.block_width(j))
+
+    def weight(self, i: int, j: int) -> np.ndarray:
+        """The 2-D float32 weight of window (``i``, ``j``), cropped to the scene."""
+        h, w = self.block_height(i), self.block_width(j)
+        return np.outer(self.row_profiles[i][:h], self.col_profiles[j][:w]).astype(np.float32)
+
+    def finished(self, i: int) -> tuple[int, int]:
+        """Image rows that no window row after ``i`` touches: final once window row ``i`` is added."""
+        start = self.rows[i]
+        end = self.height if i == len(self.rows) - 1 else self.rows[i + 1]
+        return start, end
 
 
 def read_padded(array: np.ndarray, row: int, col: int, window: int, fill: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Whole-scene prediction: overlapping windows, blended scores, georeferenced rasters, streamed.
+"""Whole-scene prediction: the network over overlapping windows, blended scores, streamed outputs.
 
 The scene is walked one *window row* at a time (windows at a constant stride, boundless at the
 far edges). The weighted logits of a window row form a *block* of ``window`` image rows; blocks
@@ -16,24 +16,27 @@ Outputs, all on exactly the input grid with nodata where the input had nodata:
 - ``prediction_entropy.tif`` (optional): Shannon entropy of those probabilities divided by
   log K (0: certain, 1: all classes equally likely), float32 with NaN as nodata.
 
-Several processes can share the work (``rank``/``world_size``): window rows are dealt out
-``rank::world_size``; each process writes its blocks to its own part file, and rank 0, once
-every part is complete, adds the blocks in scene order and writes the one set of outputs.
-The merge goes through files only, so it needs no process group.
+Several processes can share the work (``rank``/``world_size``): each predicts its share of the
+window rows into a part file and rank 0 assembles them (:mod:`deepgeo_runner.ml.predict_parts`).
+
+What lives here is the forward pass (batches of windows, test-time augmentation, autocast), the
+accumulation of blocks and the turning of blended logits into the outputs and their encodings.
+Where windows go and how they are weighted is :mod:`deepgeo_runner.geo.stitch`
+(:class:`~deepgeo_runner.geo.stitch.WindowPlan`); how a raster is written (tiles, compression,
+COG, temporary names) is :mod:`deepgeo_runner.geo.raster_io`; how ranks share a scene is
+:mod:`deepgeo_runner.ml.predict_parts`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import os
 import shutil
-import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -41,16 +44,21 @@ import torch
 from rasterio.windows import Window as RioWindow
 from tqdm.auto import tqdm
 
-from deepgeo_runner.atomic import atomic_path, output_errors, temp_path, write_text_atomic
-from deepgeo_runner.geo.raster_io import Grid, rewrite_as_cog, valid_mask
+from deepgeo_runner.geo.raster_io import Grid, RowAppender, open_raster_writer, valid_mask
 from deepgeo_runner.geo.rasterize import NODATA, class_colormap
-from deepgeo_runner.geo.stitch import BLEND_MODES, blend_profile, stride_for, window_origins
+from deepgeo_runner.geo.stitch import WindowPlan
+from deepgeo_runner.ml.predict_parts import (  # noqa: F401  (model_fingerprint: importable from here as before)
+    model_fingerprint,
+    parts_dir,
+    read_parts,
+    wait_for_parts,
+    write_part,
+)
 
 log = logging.getLogger(__name__)
 
 PROBABILITY_FORMATS = ("none", "float16", "uint8")
 PROBA_UINT8_SCALE = 254  # uint8 probabilities are round(254 p); 255 is nodata
-TILE = 256
 _VALID_CHUNK = 2048  # columns read at a time to find the nodata of finished rows
 GDAL_CACHE_MB = 64  # GDAL's block cache (5 % of RAM by default) would otherwise grow with the scene
 
@@ -105,130 +113,43 @@ def forward_windows(
         return total / 8.0
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """A short hash of the model's weights: tells one set of weights' part files from another's."""
-    digest = hashlib.blake2b(digest_size=8)
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+@contextmanager
+def _open_outputs(outputs: SceneOutputs, grid: Grid, class_ids: Sequence[int], class_names: Sequence[str],
+                  class_colors: Sequence[str], probabilities: str, cog: bool) -> Iterator[dict[str, RowAppender]]:
+    """Every output opened for writing finished rows top down, keyed ``classes``, ``proba``, ``entropy``.
 
-
-class _Plan:
-    """Window origins, blend profiles and the shape of a block, for one scene."""
-
-    def __init__(self, height: int, width: int, window: int, overlap: float, blend: str) -> None:
-        if blend not in BLEND_MODES:
-            raise ValueError(f"blend must be one of {list(BLEND_MODES)}, got '{blend}'")
-        self.height, self.width, self.window = height, width, window
-        self.stride = stride_for(window, overlap)
-        self.rows = window_origins(height, window, self.stride)
-        self.cols = window_origins(width, window, self.stride)
-
-        def profiles(n: int) -> list[np.ndarray]:
-            return [blend_profile(window, self.stride, blend, i == 0, i == n - 1) for i in range(n)]
-
-        self.row_profiles, self.col_profiles = profiles(len(self.rows)), profiles(len(self.cols))
-
-    def finished(self, i: int) -> tuple[int, int]:
-        """Image rows that no window row after ``i`` touches: final once block ``i`` is added."""
-        start = self.rows[i]
-        end = self.height if i == len(self.rows) - 1 else self.rows[i + 1]
-        return start, end
-
-
-class _RowWriter:
-    """A GeoTIFF written a band-interleaved row range at a time, in whole tile rows.
-
-    Written under a temporary name and renamed by :meth:`close`, so an interrupted prediction
-    never leaves a raster that looks complete.
+    Each is written under a temporary name (:func:`open_raster_writer`) and, when the block exits
+    without error and every row arrived, rewritten as a COG with ``cog`` and renamed into place,
+    the class map first; on any error the outputs not yet in place are removed.
     """
-
-    def __init__(self, path: Path, grid: Grid, count: int, dtype: str, nodata: float | None,
-                 band_names: Sequence[str], tags: dict | None = None, colormap: dict | None = None,
-                 nbits: int | None = None, scale: float | None = None) -> None:
-        self.path = path
-        self.categorical = colormap is not None
-        self.nbits = nbits
-        self.tmp = temp_path(path)
-        profile = {
-            "driver": "GTiff", "width": grid.width, "height": grid.height, "count": count,
-            "dtype": dtype, "crs": grid.crs, "transform": grid.transform, "nodata": nodata,
-            "compress": "deflate", "tiled": True, "blockxsize": TILE, "blockysize": TILE,
-            "BIGTIFF": "IF_SAFER",
-        }
-        if nbits:
-            profile["nbits"] = nbits
-        if colormap:
-            profile["photometric"] = "palette"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.dst = rasterio.open(self.tmp, "w", **profile)
-        if colormap:  # before the pixels: GDAL cannot change the colour model once writing
-            self.dst.write_colormap(1, colormap)
-        for i, name in enumerate(band_names, start=1):
-            self.dst.set_band_description(i, name)
-        if scale is not None:
-            self.dst.scales = (scale,) * count
-        if tags:
-            self.dst.update_tags(**{k: str(v) for k, v in tags.items()})
-        self.pending: list[np.ndarray] = []
-        self.next_row = 0
-
-    def write(self, rows: np.ndarray) -> None:
-        """Append (count, n, W) rows below those written so far."""
-        self.pending.append(rows)
-        held = sum(p.shape[1] for p in self.pending)
-        if held >= TILE or self.next_row + held == self.dst.height:
-            data = np.concatenate(self.pending, axis=1) if len(self.pending) > 1 else self.pending[0]
-            n = data.shape[1] if self.next_row + held == self.dst.height else (held // TILE) * TILE
-            self.dst.write(data[:, :n], window=RioWindow(0, self.next_row, self.dst.width, n))
-            self.next_row += n
-            self.pending = [data[:, n:]] if n < data.shape[1] else []
-
-    def close(self, cog: bool) -> Path:
-        if self.next_row != self.dst.height:
-            raise RuntimeError(f"{self.path.name}: {self.next_row} of {self.dst.height} rows written")
-        self.dst.close()
-        if cog:
-            rewrite_as_cog(self.tmp, "nearest" if self.categorical else "average",
-                           **({"NBITS": self.nbits} if self.nbits else {}))
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        if not self.dst.closed:
-            self.dst.close()
-        self.tmp.unlink(missing_ok=True)
-
-
-def _open_writers(outputs: SceneOutputs, grid: Grid, class_ids: Sequence[int], class_names: Sequence[str],
-                  class_colors: Sequence[str], probabilities: str) -> dict[str, _RowWriter]:
-    """The writers of every output; if one cannot be opened, those already opened are aborted."""
     tags = {f"class_{i}": name for i, name in zip(class_ids, class_names, strict=True)}
-    writers: dict[str, _RowWriter] = {}
-    try:
-        with output_errors(outputs.classes):
-            writers["classes"] = _RowWriter(outputs.classes, grid, 1, "uint8", NODATA, ["class"], tags,
-                                            class_colormap(class_colors, first_id=int(class_ids[0])))
-            if outputs.probabilities is not None:
-                names = [f"p_{n}" for n in class_names]
-                if probabilities == "uint8":
-                    writers["proba"] = _RowWriter(
-                        outputs.probabilities, grid, len(class_ids), "uint8", 255, names,
-                        {**tags, "encoding": f"probability = value / {PROBA_UINT8_SCALE}"},
-                        scale=1.0 / PROBA_UINT8_SCALE)
-                else:
-                    writers["proba"] = _RowWriter(outputs.probabilities, grid, len(class_ids), "float32",
-                                                  float("nan"), names, {**tags, "encoding": "half float"}, nbits=16)
-            if outputs.entropy is not None:
-                writers["entropy"] = _RowWriter(outputs.entropy, grid, 1, "float32", float("nan"), ["entropy"],
-                                                {"encoding": "entropy / log(n_classes), 0 certain .. 1 uniform"})
-    except BaseException:
-        for w in writers.values():
-            w.abort()
-        raise
-    return writers
-
+    specs: list[tuple[str, Path, dict]] = [("classes", outputs.classes, dict(
+        count=1, dtype="uint8", nodata=NODATA, band_names=["class"], tags=tags,
+        colormap=class_colormap(class_colors, first_id=int(class_ids[0]))))]
+    if outputs.probabilities is not None:
+        proba = dict(count=len(class_ids), band_names=[f"p_{n}" for n in class_names])
+        if probabilities == "uint8":
+            proba.update(dtype="uint8", nodata=255, scale=1.0 / PROBA_UINT8_SCALE,
+                         tags={**tags, "encoding": f"probability = value / {PROBA_UINT8_SCALE}"})
+        else:
+            proba.update(dtype="float32", nodata=float("nan"), nbits=16, tags={**tags, "encoding": "half float"})
+        specs.append(("proba", outputs.probabilities, proba))
+    if outputs.entropy is not None:
+        specs.append(("entropy", outputs.entropy, dict(
+            count=1, dtype="float32", nodata=float("nan"), band_names=["entropy"],
+            tags={"encoding": "entropy / log(n_classes), 0 certain .. 1 uniform"})))
+    with ExitStack() as stack:
+        writers: dict[str, RowAppender] = {}
+        # the class map is opened last, so that it is committed first and that a disk error
+        # while writing the rows is reported against it
+        for key, path, options in reversed(specs):
+            # whole tiles even on a small scene; GDAL's default zlevel (6); no compression threads
+            dst = stack.enter_context(open_raster_writer(path, grid, zlevel=6, cog=cog, tiled=True,
+                                                         num_threads=None, **options))
+            writers[key] = RowAppender(dst, what=path.name)
+        yield {key: writers[key] for key, _, _ in specs}
+        for writer in writers.values():
+            writer.finish()
 
 def _read_valid(src: rasterio.DatasetReader, start: int, end: int) -> np.ndarray:
     """Where rows [start, end) of the input hold data in every band (read in column chunks)."""
@@ -247,10 +168,19 @@ def _zeros(shape: tuple[int, ...], device: torch.device):
     return torch.zeros(shape, dtype=torch.float32, device=device)
 
 
+def _to_device(array: np.ndarray, device: torch.device):
+    """A float32 numpy array as :func:`_zeros` keeps it on ``device``."""
+    return array if device.type == "cpu" else torch.from_numpy(array.copy()).to(device)
+
+
+def _to_numpy(block) -> np.ndarray:
+    return block if isinstance(block, np.ndarray) else block.cpu().numpy()
+
+
 class _Accumulator:
     """The rolling sum of weighted logits and weights over ``window`` image rows."""
 
-    def __init__(self, plan: _Plan, n_classes: int, device: torch.device) -> None:
+    def __init__(self, plan: WindowPlan, n_classes: int, device: torch.device) -> None:
         self.plan, self.k = plan, n_classes
         self.buf = _zeros((n_classes + 1, plan.window, plan.width), device)
 
@@ -283,29 +213,24 @@ class _BlockMaker:
 
     PREFETCH = 2  # batches read ahead
 
-    def __init__(self, model: torch.nn.Module, image_path: str | Path, plan: _Plan, n_classes: int,
+    def __init__(self, model: torch.nn.Module, image_path: str | Path, plan: WindowPlan, n_classes: int,
                  batch_size: int, device: torch.device, tta: bool, amp: bool, standardize: bool) -> None:
         self.model, self.image_path, self.plan, self.k = model, image_path, plan, n_classes
         self.standardize = standardize
         self.batch_size, self.device, self.tta, self.amp = batch_size, device, tta, amp
         self._weights: dict[tuple, object] = {}
 
-    def _weight(self, i: int, j: int, h: int, w: int):
-        """The 2-D weight of window (i, j), cropped to the scene; few distinct ones, cached."""
-        plan = self.plan
-        key = (i == 0, i == len(plan.rows) - 1, j == 0, j == len(plan.cols) - 1, h, w)
+    def _weight(self, i: int, j: int):
+        """The weight of window (i, j) on the device; few distinct ones, cached."""
+        key = self.plan.weight_kind(i, j)
         if key not in self._weights:
-            weight = np.outer(plan.row_profiles[i][:h], plan.col_profiles[j][:w]).astype(np.float32)
-            if self.device.type != "cpu":
-                weight = torch.from_numpy(weight).to(self.device)
-            self._weights[key] = weight
+            self._weights[key] = _to_device(self.plan.weight(i, j), self.device)
         return self._weights[key]
 
     def _read_batch(self, src: rasterio.DatasetReader, i: int, js: range) -> np.ndarray:
         """The (B, C, window, window) input of windows ``js`` of window row ``i``."""
         plan, win = self.plan, self.plan.window
-        row = plan.rows[i]
-        h = min(win, plan.height - row)
+        row, h = plan.rows[i], plan.block_height(i)
         c0, c_end = plan.cols[js[0]], plan.cols[js[-1]] + win
         c1 = min(c_end, plan.width)
         data = src.read(window=RioWindow(c0, row, c1 - c0, h)).astype(np.float32, copy=False)
@@ -328,7 +253,7 @@ class _BlockMaker:
         """Yield ``(i, block)`` for the window rows ``rows``, in order."""
         from concurrent.futures import ThreadPoolExecutor
 
-        plan, win = self.plan, self.plan.window
+        plan = self.plan
         tasks = [(i, range(b0, min(b0 + self.batch_size, len(plan.cols))))
                  for i in rows for b0 in range(0, len(plan.cols), self.batch_size)]
         with rasterio.open(self.image_path) as src, ThreadPoolExecutor(1) as pool:
@@ -338,7 +263,7 @@ class _BlockMaker:
                 batch = pending.pop(0).result()
                 if n_task + self.PREFETCH < len(tasks):
                     pending.append(pool.submit(self._read_batch, src, *tasks[n_task + self.PREFETCH]))
-                h = min(win, plan.height - plan.rows[i])
+                h = plan.block_height(i)
                 if i != current:
                     if block is not None:
                         yield current, block
@@ -348,9 +273,8 @@ class _BlockMaker:
                 if self.device.type == "cpu":
                     logits = logits.numpy()
                 for n, j in enumerate(js):
-                    c = plan.cols[j]
-                    w = min(win, plan.width - c)
-                    weight = self._weight(i, j, h, w)
+                    c, w = plan.cols[j], plan.block_width(j)
+                    weight = self._weight(i, j)
                     block[: self.k, :, c : c + w] += logits[n, :, :h, :w] * weight
                     block[self.k, :, c : c + w] += weight
                 if bar is not None:
@@ -359,7 +283,7 @@ class _BlockMaker:
                 yield current, block
 
 
-def _finish_rows(logits, valid: np.ndarray, lut: np.ndarray, writers: dict[str, _RowWriter],
+def _finish_rows(logits, valid: np.ndarray, lut: np.ndarray, writers: dict[str, RowAppender],
                  probabilities: str) -> None:
     """Blended logits (K, n, W) of finished rows → class ids, probabilities, entropy → writers."""
     if isinstance(logits, torch.Tensor):
@@ -388,63 +312,13 @@ def _finish_rows(logits, valid: np.ndarray, lut: np.ndarray, writers: dict[str, 
         writers["entropy"].write(ent[None])
 
 
-def _part_paths(parts_dir: Path, rank: int) -> tuple[Path, Path]:
-    return parts_dir / f"part-{rank}.f32", parts_dir / f"part-{rank}.done.json"
-
-
-def _wait_for_parts(parts_dir: Path, world_size: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    missing = list(range(world_size))
-    while missing:
-        missing = [r for r in missing if not _part_paths(parts_dir, r)[1].exists()]
-        if not missing:
-            return
-        if time.monotonic() > deadline:
-            from deepgeo_runner.errors import StageError
-
-            raise StageError(
-                f"predict: ranks {missing} did not finish their share within {timeout_s:.0f} s "
-                f"(no marker in {parts_dir}); check those processes' logs."
-            )
-        time.sleep(0.2)
-
-
-def _write_blocks(src, plan, blocks, n_classes: int, device, lut, probabilities, cog: bool, writers) -> None:
-    """Accumulate blended blocks in scene order and write each finished strip to ``writers``.
-
-    The writers are committed (renamed into place) only when every block went through;
-    on any error they are aborted, so no half-written output appears.
-    """
-    try:
-        with output_errors(writers["classes"].path):  # while the temporary files still hold the space
-            acc = _Accumulator(plan, n_classes, device)
-            for i, block in blocks:
-                start, end, logits = acc.add_and_finish(i, block)
-                _finish_rows(logits, _read_valid(src, start, end), lut, writers, probabilities)
-            for w in writers.values():
-                w.close(cog)
-    except BaseException:
-        for w in writers.values():
-            w.abort()
-        raise
-
-
-def _part_blocks(parts_dir: Path, world_size: int, plan, block_shape: tuple[int, ...], device):
-    """The blocks written by every rank's part file, back in scene order."""
-    block_bytes = int(np.prod(block_shape)) * 4
-    handles = {r: open(_part_paths(parts_dir, r)[0], "rb") for r in range(world_size)}
-    try:
-        for i in range(len(plan.rows)):
-            f = handles[i % world_size]
-            f.seek((i // world_size) * block_bytes)
-            block = np.frombuffer(f.read(block_bytes), dtype=np.float32).reshape(block_shape)
-            block_h = block[:, : min(plan.window, plan.height - plan.rows[i])]
-            if device.type != "cpu":
-                block_h = torch.from_numpy(block_h.copy()).to(device)
-            yield i, block_h
-    finally:
-        for f in handles.values():
-            f.close()
+def _write_blocks(src: rasterio.DatasetReader, plan: WindowPlan, blocks: Iterable[tuple[int, Any]], n_classes: int,
+                  device: torch.device, lut: np.ndarray, probabilities: str, writers: dict[str, RowAppender]) -> None:
+    """Accumulate blended blocks in scene order and write each finished strip to ``writers``."""
+    acc = _Accumulator(plan, n_classes, device)
+    for i, block in blocks:
+        start, end, logits = acc.add_and_finish(i, block)
+        _finish_rows(logits, _read_valid(src, start, end), lut, writers, probabilities)
 
 
 @torch.no_grad()
@@ -507,7 +381,7 @@ def predict_scene(
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), rasterio.open(image_path) as src:
         src.read(1, window=RioWindow(0, 0, 1, 1))  # GDAL sizes its block cache once, at first use
         grid = Grid(src.crs, src.transform, src.width, src.height)
-        plan = _Plan(src.height, src.width, window, overlap, blend)
+        plan = WindowPlan(src.height, src.width, window, overlap, blend)
         make_block = _BlockMaker(model, image_path, plan, n_classes, batch_size, device, tta, amp,
                                  standardize_windows)
         mine = [i for i in range(len(plan.rows)) if i % world_size == rank]
@@ -516,35 +390,25 @@ def predict_scene(
                      len(mine), len(plan.rows), device)
         bar = tqdm(total=len(mine) * len(plan.cols), desc=f"predict windows (rank {rank})" if world_size > 1
                    else "predict windows", disable=not progress)
-        def assemble(blocks) -> None:
-            _write_blocks(src, plan, blocks, n_classes, device, lut, probabilities, cog,
-                          _open_writers(outputs, grid, class_ids, class_names, class_colors, probabilities))
+
+        def assemble(blocks: Iterable[tuple[int, Any]]) -> None:
+            with _open_outputs(outputs, grid, class_ids, class_names, class_colors, probabilities, cog) as writers:
+                _write_blocks(src, plan, blocks, n_classes, device, lut, probabilities, writers)
 
         if world_size == 1:
             assemble(make_block.blocks(mine, bar))
             bar.close()
             return out_path
 
-        # several processes: blocks go to this rank's part file, full height, in order
-        token = hashlib.blake2b(json.dumps([
-            str(Path(image_path).resolve()), os.stat(image_path).st_size, os.stat(image_path).st_mtime_ns,
-            window, plan.stride, blend, tta, amp, n_classes, world_size, model_fingerprint(model),
-        ]).encode(), digest_size=8).hexdigest()
-        parts_dir = out_path.parent / f".{out_path.name}.parts-{token}"
-        parts_dir.mkdir(parents=True, exist_ok=True)
-        part, marker = _part_paths(parts_dir, rank)
+        # several processes: each rank's blocks go to its part file, rank 0 assembles them all
+        folder = parts_dir(out_path, image_path, model, [window, plan.stride, blend, tta, amp, n_classes, world_size])
         block_shape = (n_classes + 1, plan.window, plan.width)
-        with atomic_path(part, what=f"rank {rank}'s share of {out_path.name}") as part_tmp, open(part_tmp, "wb") as f:
-            for _, block in make_block.blocks(mine, bar):
-                block = block if isinstance(block, np.ndarray) else block.cpu().numpy()
-                full = np.zeros(block_shape, dtype=np.float32)
-                full[:, : block.shape[1]] = block
-                f.write(full.tobytes())
+        write_part(folder, rank, mine, (_to_numpy(block) for _, block in make_block.blocks(mine, bar)),
+                   block_shape, what=f"rank {rank}'s share of {out_path.name}")
         bar.close()
-        write_text_atomic(marker, json.dumps({"rank": rank, "rows": mine, "block_shape": list(block_shape)}))
         if rank != 0:
             return out_path
-        _wait_for_parts(parts_dir, world_size, parts_timeout_s)
-        assemble(_part_blocks(parts_dir, world_size, plan, block_shape, device))
-        shutil.rmtree(parts_dir, ignore_errors=True)
+        wait_for_parts(folder, world_size, parts_timeout_s)
+        assemble((i, _to_device(block, device)) for i, block in read_parts(folder, world_size, plan, block_shape))
+        shutil.rmtree(folder, ignore_errors=True)
     return out_path
