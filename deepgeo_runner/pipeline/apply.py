@@ -140,6 +140,28 @@ def _warn_on_drift(meta: dict[str, Any], image: Path, nodata: Any) -> list[str]:
     return warnings
 
 
+def classify_like_checkpoint(
+    net: torch.nn.Module, meta: dict[str, Any], image: Any, prepared_dir: str | Path, out_path: str | Path, *,
+    window: int, overlap: float, batch_size: int, device: str, nodata: Any = None, progress: bool = True,
+    **predict_options: Any,
+):
+    """The one path that classifies a new scene: prepare it like the checkpoint's training scene
+    (into ``prepared_dir``), then predict it into ``out_path`` with the checkpoint's class table.
+
+    Used by :func:`apply_checkpoint` (a checkpoint file) and by a run's ``predict.image``.
+    Returns the prepared scene and the prediction's path.
+    """
+    from deepgeo_runner.ml.predict import predict_scene
+
+    prepared = prepare_like_checkpoint(image, prepared_dir, meta, nodata, progress)
+    prediction = predict_scene(
+        net, prepared.path, out_path, window=int(window), overlap=overlap, batch_size=batch_size,
+        class_ids=meta["class_ids"], class_names=meta["class_names"], class_colors=meta["class_colors"],
+        device=device, progress=progress, standardize_windows=prepared.stats.per_chip, **predict_options,
+    )
+    return prepared, prediction
+
+
 def apply_checkpoint(
     checkpoint: str | Path,
     image: Any,
@@ -161,19 +183,15 @@ def apply_checkpoint(
     outputs of :func:`deepgeo_runner.ml.predict.predict_scene`, to which ``predict_options`` go,
     and ``prediction_polygons.gpkg`` when ``polygons`` names classes).
     """
-    from deepgeo_runner.ml.predict import output_paths, predict_scene
+    from deepgeo_runner.ml.predict import output_paths
 
     out_dir = Path(out_dir)
     weights, meta = read_checkpoint(checkpoint)
     net = build_net(meta, weights)
-    prepared = prepare_like_checkpoint(image, out_dir / "prepared", meta, nodata, progress)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pred = predict_scene(
-        net, prepared.path, out_dir / "prediction.tif", window=int(window or meta.get("chip_size", 64)),
-        overlap=overlap, batch_size=batch_size, class_ids=meta["class_ids"], class_names=meta["class_names"],
-        class_colors=meta["class_colors"], device=device, progress=progress,
-        standardize_windows=prepared.stats.per_chip, **predict_options,
-    )
+    prepared, pred = classify_like_checkpoint(
+        net, meta, image, out_dir / "prepared", out_dir / "prediction.tif", window=window or meta.get("chip_size", 64),
+        overlap=overlap, batch_size=batch_size, device=device, nodata=nodata, progress=progress, **predict_options)
     outs = output_paths(pred, predict_options.get("probabilities", "none"),
                         bool(predict_options.get("entropy", False)))
     extra = {k: v for k, v in (("probabilities", outs.probabilities), ("entropy", outs.entropy)) if v}

@@ -82,17 +82,13 @@ def polygons_stage(opts: RunConfig, prediction: Path) -> None:
 def predict_new_scene(opts: RunConfig, run_dir: Path, net, meta: dict, device: str | None = None) -> Path:
     """``predict.image``: prepare the new scene with the checkpoint's bands, indices and
     statistics (into ``run_dir/predict_input``) and classify it into ``run_dir/prediction.tif``."""
-    from deepgeo_runner.ml.predict import predict_scene
-    from deepgeo_runner.pipeline.apply import prepare_like_checkpoint
+    from deepgeo_runner.pipeline.apply import classify_like_checkpoint
 
-    prepared = prepare_like_checkpoint(opts.predict.image, run_dir / "predict_input", meta, opts.data.nodata)
-    prediction = predict_scene(
-        net, prepared.path, run_dir / "prediction.tif",
+    prepared, prediction = classify_like_checkpoint(
+        net, meta, opts.predict.image, run_dir / "predict_input", run_dir / "prediction.tif",
         window=int(opts.predict.window or meta.get("chip_size") or opts.data.chip_size),
         overlap=float(opts.predict.overlap), batch_size=int(opts.predict.batch_size),
-        class_ids=meta["class_ids"], class_names=meta["class_names"], class_colors=meta["class_colors"],
-        device=device or predict_device(opts), standardize_windows=prepared.stats.per_chip,
-        **predict_options(opts),
+        device=device or predict_device(opts), nodata=opts.data.nodata, **predict_options(opts),
     )
     polygons_stage(opts, prediction)
     if opts.predict.labels:
