@@ -38,3 +38,18 @@ def test_fit_and_test_on_a_chip_store_without_a_config(tmp_path):
     assert train.fit(trainer, module, data) is None  # no checkpoint callback: nothing written
     scores = train.test(trainer, module, data, None)
     assert scores["accuracy"] > 0.85 and scores["per_class"]["water"]["f1"] > 0.8, scores
+
+
+def test_typed_options_check_their_ranges_for_library_callers_too():
+    import pytest
+
+    from deepgeo_runner.config.schema import DataConfig, PredictConfig
+    from deepgeo_runner.errors import ConfigError
+
+    DataConfig(name="scene", chip_size=32, split_buffer=8)  # fine
+    with pytest.raises(ConfigError, match=r"data\.chip_size=4 is not valid: expected at least 8 pixels"):
+        DataConfig(chip_size=4)
+    with pytest.raises(ConfigError, match=r"data\.split_fractions=\[0\.0, 0\.5, 0\.5\]"):
+        DataConfig(split_fractions=[0.0, 0.5, 0.5])
+    with pytest.raises(ConfigError, match=r"predict\.overlap=1\.0 is not valid"):
+        PredictConfig(overlap=1.0)

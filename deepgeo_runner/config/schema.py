@@ -14,6 +14,55 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from deepgeo_runner.errors import ConfigError
+
+
+def range_error(key: str, value: object, accepted: str) -> ConfigError:
+    """The one wording of a bad value: the key, the value and what would be accepted."""
+    return ConfigError(f"{key}={value!r} is not valid: expected {accepted}.")
+
+
+def _given(value: object) -> bool:
+    return value is not None and value != MISSING
+
+
+def check_data_ranges(data: Any) -> None:
+    """Ranges of the ``data`` keys: run on the composed config and on every :class:`DataConfig`
+    built in Python (``__post_init__``), so a library caller gets the same message."""
+    if data.chip_size < 8:
+        raise range_error("data.chip_size", data.chip_size, "at least 8 pixels")
+    if _given(data.block_size) and data.block_size < data.chip_size:
+        raise range_error("data.block_size", data.block_size, f"at least data.chip_size ({data.chip_size})")
+    fractions = list(data.split_fractions)
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or fractions[0] <= 0:
+        raise range_error("data.split_fractions", fractions,
+                          "three non-negative shares [train, val, test] with train > 0")
+    if data.train_chips < 1:
+        raise range_error("data.train_chips", data.train_chips, "a positive number of chips")
+    if not 0 <= data.min_valid_fraction <= 1:
+        raise range_error("data.min_valid_fraction", data.min_valid_fraction, "a fraction in [0, 1]")
+    if data.batch_size < 1:
+        raise range_error("data.batch_size", data.batch_size, "a positive batch size")
+    if _given(data.split_buffer) and data.split_buffer < 0:
+        raise range_error("data.split_buffer", data.split_buffer, "a non-negative number of pixels")
+    if not 0 <= data.oversample_fraction <= 1:
+        raise range_error("data.oversample_fraction", data.oversample_fraction, "a fraction in [0, 1]")
+    for key in ("train_stride", "eval_stride"):
+        value = getattr(data, key)
+        if _given(value) and value < 1:
+            raise range_error(f"data.{key}", value, "a positive stride in pixels")
+
+
+def check_predict_ranges(pred: Any) -> None:
+    """Ranges of the ``predict`` keys (composed config and :class:`PredictConfig` alike)."""
+    if not 0 <= pred.overlap < 1:
+        raise range_error("predict.overlap", pred.overlap, "a fraction in [0, 1)")
+    if _given(pred.window) and pred.window < 8:
+        raise range_error("predict.window", pred.window, "at least 8 pixels")
+    if pred.min_area_ha < 0:
+        raise range_error("predict.min_area_ha", pred.min_area_ha, "a non-negative area in hectares")
+
+
 STAGES: tuple[str, ...] = ("check", "prepare", "rasterize", "chips", "fit", "test", "predict", "report")
 
 
@@ -85,6 +134,9 @@ class DataConfig:
     in_channels: int | None = None  # data=torchgeo: bands of the datamodule's images
     ignore_index: int | None = None  # data=torchgeo: the mask value meaning "no label" (skipped)
 
+    def __post_init__(self) -> None:
+        check_data_ranges(self)
+
 
 @dataclass
 class PreprocessingConfig:
@@ -135,6 +187,9 @@ class PredictConfig:
     cog: bool = True  # write the outputs as Cloud-Optimized GeoTIFFs with overviews
     polygons: list[str] | None = None  # classes to vectorize into prediction_polygons.gpkg
     min_area_ha: float = 0.5  # polygons smaller than this (hectares) are dropped
+
+    def __post_init__(self) -> None:
+        check_predict_ranges(self)
 
 
 @dataclass

@@ -19,7 +19,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config import introspect
-from deepgeo_runner.config.schema import STAGES, RunConfig, monitor_direction
+from deepgeo_runner.config.schema import (
+    STAGES,
+    RunConfig,
+    check_data_ranges,
+    check_predict_ranges,
+    monitor_direction,
+    range_error,
+)
 from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.geo.indices import check_indices
 from deepgeo_runner.geo.normalize import METHODS
@@ -43,8 +50,7 @@ _MISSING_HINTS = {
 DATAMODULE_STAGES = ("fit", "test")  # what applies to chips that a datamodule yields ready-made
 
 
-def _fail(key: str, value: object, accepted: str) -> ConfigError:
-    return ConfigError(f"{key}={value!r} is not valid: expected {accepted}.")
+_fail = range_error  # one wording for every "key=value is not valid: expected ..." message
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -335,35 +341,15 @@ def _check_data(data: DictConfig) -> None:
     _check_class_colors(data, classes)
     if data.background not in BACKGROUND_MODES:
         raise _fail("data.background", data.background, f"one of {list(BACKGROUND_MODES)}")
-    if data.chip_size < 8:
-        raise _fail("data.chip_size", data.chip_size, "at least 8 pixels")
-    if data.block_size is not None and data.block_size < data.chip_size:
-        raise _fail("data.block_size", data.block_size, f"at least data.chip_size ({data.chip_size})")
-    fractions = list(data.split_fractions)
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or fractions[0] <= 0:
-        raise _fail("data.split_fractions", fractions, "three non-negative shares [train, val, test] with train > 0")
-    if data.train_chips < 1:
-        raise _fail("data.train_chips", data.train_chips, "a positive number of chips")
-    if not 0 <= data.min_valid_fraction <= 1:
-        raise _fail("data.min_valid_fraction", data.min_valid_fraction, "a fraction in [0, 1]")
-    if data.batch_size < 1:
-        raise _fail("data.batch_size", data.batch_size, "a positive batch size")
+    check_data_ranges(data)
     if data.chip_strategy not in ("random", "grid", "points"):
         raise _fail("data.chip_strategy", data.chip_strategy, "one of ['random', 'grid', 'points']")
     if data.chip_strategy == "points" and (data.chip_points is None or not Path(data.chip_points).exists()):
         raise _fail("data.chip_points", data.chip_points, "an existing point file when data.chip_strategy=points")
-    if data.split_buffer is not None and data.split_buffer < 0:
-        raise _fail("data.split_buffer", data.split_buffer, "a non-negative number of pixels")
     _check_nodata(data)
     _check_splits(data)
     if data.oversample_class is not None and data.oversample_class not in classes:
         raise _fail("data.oversample_class", data.oversample_class, f"one of {classes}")
-    if not 0 <= data.oversample_fraction <= 1:
-        raise _fail("data.oversample_fraction", data.oversample_fraction, "a fraction in [0, 1]")
-    if data.train_stride is not None and data.train_stride < 1:
-        raise _fail("data.train_stride", data.train_stride, "a positive stride in pixels")
-    if data.eval_stride is not None and data.eval_stride < 1:
-        raise _fail("data.eval_stride", data.eval_stride, "a positive stride in pixels")
 
 
 def _check_splits(data: DictConfig) -> None:
@@ -399,10 +385,7 @@ def _check_splits(data: DictConfig) -> None:
 
 def _check_predict(cfg: DictConfig) -> None:
     pred = cfg.predict
-    if not 0 <= pred.overlap < 1:
-        raise _fail("predict.overlap", pred.overlap, "a fraction in [0, 1)")
-    if pred.window is not None and pred.window < 8:
-        raise _fail("predict.window", pred.window, "at least 8 pixels")
+    check_predict_ranges(pred)
     needs_weights = {"test", "predict"} & set(cfg.stages)
     if needs_weights and "fit" not in cfg.stages:
         if pred.checkpoint is None:
@@ -415,8 +398,6 @@ def _check_predict(cfg: DictConfig) -> None:
         raise _fail("predict.blend", pred.blend, "one of ['hann', 'center']")
     if pred.probabilities not in ("none", "float16", "uint8"):
         raise _fail("predict.probabilities", pred.probabilities, "one of ['none', 'float16', 'uint8']")
-    if pred.min_area_ha < 0:
-        raise _fail("predict.min_area_ha", pred.min_area_ha, "a non-negative area in hectares")
     if pred.get("image") is not None:
         _check_files("predict.image", pred.image)
         if "predict" not in cfg.stages:
