@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from omegaconf import OmegaConf
 
 from deepgeo_runner.errors import InputDataError, NotWritableError
 from deepgeo_runner.preflight import RASTER_SUFFIXES, check_inputs, input_files, preflight
@@ -19,12 +18,17 @@ from deepgeo_runner.preflight import RASTER_SUFFIXES, check_inputs, input_files,
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _cfg(image, labels, cache_dir, **extra):
-    """The parts of a composed config that the checks read."""
-    data = {"name": "scene", "image": str(image) if not isinstance(image, list | dict) else image,
-            "labels": str(labels), "split_scenes": {}, "chip_strategy": "random", **extra}
-    return OmegaConf.create({"data": data, "predict": {"image": None, "labels": None},
-                             "stages": ["prepare"], "paths": {"cache_dir": str(cache_dir)}})
+def _cfg(image, labels, cache_dir, split_scenes=None, **extra):
+    """The parts of the run's typed options that the checks read."""
+    from types import SimpleNamespace
+
+    from deepgeo_runner.config.schema import DataConfig, PathsConfig, PredictConfig, SceneFiles, SplitScenesConfig
+
+    scenes = SplitScenesConfig(**{k: SceneFiles(**v) for k, v in (split_scenes or {}).items()})
+    data = DataConfig(name="scene", image=str(image) if not isinstance(image, list | dict) else image,
+                      labels=str(labels), split_scenes=scenes, **extra)
+    return SimpleNamespace(data=data, predict=PredictConfig(), stages=["prepare"],
+                           paths=PathsConfig(cache_dir=str(cache_dir), output_dir=str(cache_dir)))
 
 
 def _truncate(src: Path, dst: Path, keep: float = 0.6) -> Path:
