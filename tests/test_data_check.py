@@ -225,3 +225,11 @@ def test_the_shared_landsat5_scene_trains_every_class_with_the_defaults(tmp_path
     assert set(train) == {"forest", "cleared", "water", "fallen_dry"} and min(train.values()) > 50
     labelled = report["labelled"]["share"]
     assert labelled["train"] > 0.4 and labelled["buffer"] < 0.2  # the scene is used, not eaten by buffers
+
+
+def test_a_thin_class_on_a_large_scene_is_counted_exactly():
+    """A one-pixel river on a column the coarse grid does not sample still reaches training."""
+    labels = np.ones((2100, 2100), dtype=np.uint8)
+    labels[:, 301] = 2
+    counts = split_class_pixels(labels, [1, 2], np.zeros_like(labels, dtype=np.int8), buffer=16, chip_size=64)
+    assert counts["train"][1] == 2100 and counts["buffer"][1] == 0

@@ -67,3 +67,37 @@ def test_data_nodata_overrides_the_declared_value(tmp_path):
         assert "declared by the file" in mask_source(src) and "overrides" in mask_source(src, -1)
     assert not declared[:4, :4].any() and declared[12:, 12:].all()
     assert override[:4, :4].all() and not override[12:, 12:].any()
+
+
+def test_a_time_stack_is_judged_date_by_date():
+    """A pixel where one date is all fill is nodata, though the other date holds data there."""
+    stack = np.array([100, 120, 90, 0, 0, 0], dtype=np.uint16).reshape(6, 1, 1)
+    assert valid_mask(stack, 0).all()  # one image of six bands: some data, valid
+    assert not valid_mask(stack, 0, dates=2).any()  # two dates of three bands: date 2 missing
+    stack[3:, 0, 0] = [5, 0, 0]  # date 2 holds data in one band
+    assert valid_mask(stack, 0, dates=2).all()
+
+
+def test_any_band_keeps_the_files_mask(tmp_path):
+    data = np.full((2, 8, 8), 7, dtype=np.uint8)
+    data[0, :, 6:] = 0  # one band at nodata on the right
+    path = tmp_path / "masked.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=2, dtype="uint8", nodata=0,
+                           crs="EPSG:32722", transform=rasterio.transform.from_origin(0, 80, 10, 10)) as dst:
+            dst.write(data)
+            mask = np.full((8, 8), 255, dtype=np.uint8)
+            mask[:, :2] = 0
+            dst.write_mask(mask)
+    with rasterio.open(path) as src:
+        strict = read_valid(src, src.read(), rule="any_band")
+    assert not strict[:, :2].any() and not strict[:, 6:].any() and strict[:, 2:6].all()
+
+
+def test_one_nodata_for_a_mosaic():
+    from deepgeo_runner.errors import InputDataError
+    from deepgeo_runner.geo.nodata import one_nodata
+
+    assert one_nodata([0, 0, 0]) == 0 and one_nodata(None) is None and np.isnan(one_nodata([np.nan, np.nan]))
+    with pytest.raises(InputDataError, match=r"one value for every band"):
+        one_nodata([0, 255])

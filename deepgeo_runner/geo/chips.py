@@ -9,7 +9,6 @@ after cutting them, which lets overlapping chips leak across splits.)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ from deepgeo_runner.errors import ConfigError, StageError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 NO_SPLIT = -1  # split-map value of pixels that belong to no split (outside every split polygon)
-CLASS_SPLIT_VERSION = 1  # part of cache keys: bump when choose_class_split deals blocks differently
+CLASS_SPLIT_VERSION = 2  # part of cache keys: bump when choose_class_split deals blocks differently
 
 
 @dataclass(frozen=True)
@@ -168,36 +167,63 @@ def reachable_by_chips(area: np.ndarray, size: int) -> np.ndarray:
     return covered > 0
 
 
+def cell_class_counts(labels: np.ndarray, class_ids: Sequence[int], step: int) -> np.ndarray:
+    """(rows, cols, K) pixels of each class id in each whole ``step`` × ``step`` cell (partial
+    edge cells left out): exact class counts on a coarse grid, so thin or small classes are
+    never missed the way sampling every ``step``-th pixel would miss them."""
+    rows, cols = labels.shape[0] // step, labels.shape[1] // step
+    lut = np.full(256, len(class_ids), dtype=np.int64)
+    lut[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
+    counts = np.zeros((rows, cols, len(class_ids) + 1), dtype=np.int64)
+    cell_cols = np.repeat(np.arange(cols), step)
+    for r in range(rows):  # a band of cells at a time: bounded temporaries on Landsat scenes
+        band = labels[r * step:(r + 1) * step, : cols * step]
+        flat = np.broadcast_to(cell_cols, band.shape).ravel() * (len(class_ids) + 1) + lut[band.ravel()]
+        counts[r] = np.bincount(flat, minlength=cols * (len(class_ids) + 1)).reshape(cols, -1)
+    return counts[..., :-1]
+
+
+def whole_cells(mask: np.ndarray, step: int) -> np.ndarray:
+    """Cells of ``mask`` (cropped to whole cells) where every pixel is set: never optimistic."""
+    rows, cols = mask.shape[0] // step, mask.shape[1] // step
+    return mask[: rows * step, : cols * step].reshape(rows, step, cols, step).all(axis=(1, 3))
+
+
+def coarse_step(block_size: int, chip_size: int) -> int:
+    """The largest divisor of ``block_size`` up to ``chip_size // 8``: blocks map onto whole
+    cells, and scoring a split costs about 1/64 of the full resolution."""
+    limit = max(1, chip_size // 8)
+    return max(d for d in range(1, limit + 1) if block_size % d == 0)
+
+
 def choose_class_split(
     labels: np.ndarray, class_ids: Sequence[int], block_size: int, fractions: Sequence[float], seed: int,
     buffer: int, chip_size: int, candidates: int = 8,
 ) -> np.ndarray:
     """The best of ``candidates`` seeded class-aware block splits, judged as training will see them.
 
-    Each candidate comes from :func:`split_blocks_by_class`; it is scored on a decimated copy
-    of the labels by (classes a training chip can reach, classes in test, classes in val, the
-    smallest share of a class's pixels that training chips reach, then all of them). The
-    buffer and the chip size can strand a class's training pixels where no chip fits; this
-    picks the split that loses least to them. Deterministic for a given ``seed``.
+    Each candidate deals the blocks by :func:`assign_blocks_by_class`; it is scored by (classes
+    a training chip can reach, classes in test, classes in val, the smallest share of a class's
+    pixels that training chips reach, then all of them). The buffer and the chip size can
+    strand a class's training pixels where no chip fits; this picks the split that loses least
+    to them. Scored on whole cells of a coarse grid with exact class counts per cell, the
+    buffer and chip rounded up: never optimistic. Deterministic for a given ``seed``.
     """
     _check_split_options(fractions, block_size)
     counts = block_class_counts(labels, class_ids, block_size)
-    # scored at 1/step resolution (a divisor of the block side, so blocks map exactly): cheap on
-    # Landsat-size scenes; a coarse cell counts only when whole, and the buffer rounds up: never optimistic
-    step = math.gcd(block_size, max(1, chip_size // 8))
-    rows, cols = labels.shape[0] // step, labels.shape[1] // step
-    small = labels[: rows * step : step, : cols * step : step]
-    totals = np.array([(small == i).sum() for i in class_ids], dtype=np.float64)
+    step = coarse_step(block_size, chip_size)
+    cells = cell_class_counts(labels, class_ids, step)
+    rows, cols = cells.shape[:2]
+    totals = counts.sum(axis=0).astype(np.float64)  # exact: a class is present if any block holds it
+    per = block_size // step
     best, best_score = None, None
     for k in range(candidates):
         assignment = assign_blocks_by_class(counts, fractions, seed + 7919 * k)
         grid = assignment.reshape(-(-labels.shape[0] // block_size), -(-labels.shape[1] // block_size))
-        per = block_size // step
         coarse = np.repeat(np.repeat(grid, per, axis=0), per, axis=1)[:rows, :cols]
-        reach = [reachable_by_chips(usable_area(coarse, i, -(-buffer // step)), -(-chip_size // step))
-                 for i in range(3)]
-        train, val, test = (np.array([((small == c) & r).sum() for c in class_ids], dtype=np.float64)
-                            for r in reach)
+        train, val, test = (
+            cells[reachable_by_chips(usable_area(coarse, i, -(-buffer // step)), -(-chip_size // step))]
+            .sum(axis=0).astype(np.float64) for i in range(3))
         present = totals > 0
         share = train[present] / totals[present] if present.any() else np.zeros(1)
         score = (int((train[present] > 0).sum()), int((test[present] > 0).sum()), int((val[present] > 0).sum()),

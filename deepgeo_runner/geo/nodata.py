@@ -33,33 +33,40 @@ def per_band_nodata(nodata: NodataValue, count: int, what: str = "data.nodata") 
     return values
 
 
-def valid_mask(stack: np.ndarray, nodata: NodataValue, rule: str = "gdal") -> np.ndarray:
+def valid_mask(stack: np.ndarray, nodata: NodataValue, rule: str = "gdal", dates: int = 1) -> np.ndarray:
     """Pixels holding data: finite in every band and, by ``rule``, not nodata.
 
     ``gdal``: nodata only where every band equals its nodata value (a stretched water pixel
     with SWIR = NIR = 0 but red > 0 is valid data, as GDAL's mask says); ``any_band``: nodata
-    where any band does. A band without a nodata value never matches.
+    where any band does. A band without a nodata value never matches. With ``dates`` > 1 the
+    bands are that many date-major groups and the rule holds per date: a pixel is valid only
+    where every date holds data (a date that misses a place is nodata there, not zeros).
     """
     if rule not in NODATA_RULES:
         raise ValueError(f"nodata rule '{rule}': expected one of {list(NODATA_RULES)}")
     valid = np.all(np.isfinite(stack), axis=0) if stack.dtype.kind == "f" else np.ones(stack.shape[1:], bool)
     values = per_band_nodata(nodata, stack.shape[0])
-    matches = [stack[b] == v for b, v in enumerate(values) if v is not None and not np.isnan(v)]
-    if not matches:
-        return valid
-    if rule == "any_band":
-        return valid & ~np.any(matches, axis=0)
-    if len(matches) < stack.shape[0]:  # a band without nodata always holds data
-        return valid
-    return valid & ~np.all(matches, axis=0)
+    dates = dates if dates > 1 and stack.shape[0] % dates == 0 else 1
+    per_date = stack.shape[0] // dates
+    for d in range(dates):
+        bands = range(d * per_date, (d + 1) * per_date)
+        matches = [stack[b] == values[b] for b in bands if values[b] is not None and not np.isnan(values[b])]
+        if not matches:
+            continue
+        if rule == "any_band":
+            valid &= ~np.any(matches, axis=0)
+        elif len(matches) == per_date:  # a band without nodata always holds data
+            valid &= ~np.all(matches, axis=0)
+    return valid
 
 
 def mask_source(src: Any, nodata: NodataValue = None, rule: str = "gdal") -> str:
     """Where the validity of ``src``'s pixels comes from, in words for the data report."""
     if nodata is not None:
         return f"data.nodata={nodata} (overrides the file's {src.nodata})"
-    if rule == "gdal" and mask_band_kind(src):
-        return f"the file's {mask_band_kind(src)}"
+    if mask_band_kind(src):
+        extra = " and any band equal to its nodata" if rule == "any_band" else ""
+        return f"the file's {mask_band_kind(src)}{extra}"
     if any(v is not None for v in src.nodatavals):
         return f"nodata {src.nodata} declared by the file"
     return "none declared: only non-finite values are nodata"
@@ -79,18 +86,35 @@ def mask_band_kind(src: Any) -> str | None:
 
 def read_valid(
     src: Any, data: np.ndarray, window: Any = None,
-    nodata: NodataValue = None, rule: str = "gdal", bands: Sequence[int] | None = None,
+    nodata: NodataValue = None, rule: str = "gdal", bands: Sequence[int] | None = None, dates: int = 1,
 ) -> np.ndarray:
     """Valid pixels of ``data`` (the bands read from ``src`` over ``window``), as GDAL sees them.
 
-    ``nodata`` overrides the file's nodata values; without it, ``gdal`` uses the file's mask
-    or alpha band when it has one, else its declared nodata. ``bands`` (1-based) are the bands
-    ``data`` holds when not all of them.
+    ``nodata`` overrides the file's nodata values (and its mask); without it, the file's mask
+    or alpha band decides when it has one (under ``any_band`` combined with the per-band test),
+    else its declared nodata. ``bands`` (1-based) are the bands ``data`` holds when not all of
+    them; ``dates``: a date-major stack, judged date by date (see :func:`valid_mask`).
     """
-    if nodata is None and rule == "gdal" and mask_band_kind(src):
-        finite = np.all(np.isfinite(data), axis=0) if data.dtype.kind == "f" else True
+    finite = np.all(np.isfinite(data), axis=0) if data.dtype.kind == "f" else True
+    masked = nodata is None and mask_band_kind(src)
+    if masked and rule == "gdal":
         return (src.dataset_mask(window=window) > 0) & finite
     values = per_band_nodata(nodata, src.count) if nodata is not None else list(src.nodatavals)
     if bands is not None:
         values = [values[b - 1] for b in bands]
-    return valid_mask(data, values, rule)
+    valid = valid_mask(data, values, rule, dates if bands is None else 1)
+    if masked:  # any_band: the file's mask still removes what it masks
+        valid &= src.dataset_mask(window=window) > 0
+    return valid
+
+
+def one_nodata(nodata: NodataValue, what: str = "a mosaic, crop (data.bbox/aoi) or reprojection") -> float | None:
+    """One nodata value for ``what`` (GDAL's warper takes one per source): a per-band list only
+    when all its values agree (NaN agrees with NaN)."""
+    if nodata is None or isinstance(nodata, int | float):
+        return nodata
+    values = list(nodata)
+    if len({"nan" if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in values}) == 1:
+        return values[0]
+    raise InputDataError(f"data.nodata={values}: a per-band nodata list works on one image used as it is; "
+                         f"{what} needs one value for every band.")

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 _META_KEYS = ("features", "band_names", "indices", "stats", "class_names", "class_ids", "class_colors",
               "model")
 # extra preparation options passed on when the checkpoint records them
-_PREPARE_EXTRAS = ("expressions", "index_constants", "scale", "offset", "keep_bands", "dates")
+_PREPARE_EXTRAS = ("expressions", "index_constants", "scale", "offset", "keep_bands", "dates", "nodata_rule")
 _PRETRAINED_KEYS = ("encoder_weights", "torchgeo_weights")  # smp_model keys that fetch weights
 
 
@@ -92,6 +92,7 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
     ``image`` is a raster, a list of tiles to mosaic, or a mapping date → raster(s) stacked like
     the training dates (same number of dates; the dates themselves may differ, e.g. a later year).
     """
+    from deepgeo_runner.geo.nodata import one_nodata
     from deepgeo_runner.geo.normalize import NormStats
     from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
     from deepgeo_runner.pipeline.prepare import prepare_scene
@@ -109,8 +110,9 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
         image = tiles[0]
     else:  # a mosaic or a time stack first becomes one raster on one grid
         out_dir.mkdir(parents=True, exist_ok=True)
-        image = build_time_stack(groups, out_dir / "scene.tif", SceneOptions(nodata=nodata), progress=progress)
-    _warn_on_drift(meta, image, nodata)
+        options = SceneOptions(nodata=one_nodata(nodata, "a mosaic or a time stack (predict.image)"))
+        image = build_time_stack(groups, out_dir / "scene.tif", options, progress=progress)
+    _warn_on_drift(meta, image, nodata, len(groups) if len(groups) > 1 else 1)
     stats = NormStats.from_dict(meta["stats"])
     params = inspect.signature(prepare_scene).parameters
     extras = {k: meta[k] for k in _PREPARE_EXTRAS if meta.get(k) is not None and k in params}
@@ -126,7 +128,7 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
     return prepared
 
 
-def _warn_on_drift(meta: dict[str, Any], image: Path, nodata: Any) -> list[str]:
+def _warn_on_drift(meta: dict[str, Any], image: Path, nodata: Any, dates: int = 1) -> list[str]:
     """Warn, band by band, where the new scene differs much from the training scene (see
     :mod:`deepgeo_runner.pipeline.drift`); checkpoints without a profile are not compared."""
     from deepgeo_runner.pipeline.drift import drift_warnings, input_profile
@@ -134,7 +136,8 @@ def _warn_on_drift(meta: dict[str, Any], image: Path, nodata: Any) -> list[str]:
     trained = meta.get("input_profile")
     if not trained:
         return []
-    warnings = drift_warnings(trained, input_profile(image, nodata, band_names=trained.get("band_names")), image)
+    profile = input_profile(image, nodata, str(meta.get("nodata_rule", "gdal")), trained.get("band_names"), dates)
+    warnings = drift_warnings(trained, profile, image)
     for warning in warnings:
         log.warning("predict.image differs from the training scene: %s", warning)
     return warnings

@@ -91,7 +91,9 @@ def prepare_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, split_map: n
 
 def rasterize_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, classes: ClassTable) -> None:
     """The training labels on the analysis grid (the image's), pixels without image data 255."""
-    nodata = {"nodata": opts.data.nodata, "nodata_rule": str(opts.data.nodata_rule)}
+    nodata: dict[str, Any] = {"nodata": opts.data.nodata, "nodata_rule": str(opts.data.nodata_rule)}
+    if len(stack_dates(opts.data)) > 1:  # the rule holds date by date (keys of single dates unchanged)
+        nodata["dates"] = len(stack_dates(opts.data))
     grid_key = hash_payload({"image": file_fingerprint(art.image), **nodata})
     entry, key, reused = burn_labels(opts, cache_dir, classes, art.labels_source, art.image, grid_key, True,
                                       **nodata)

@@ -14,7 +14,7 @@ from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.pipeline.cached_stages import label_options
-from deepgeo_runner.pipeline.inputs import external_splits
+from deepgeo_runner.pipeline.inputs import external_splits, stack_dates
 from deepgeo_runner.pipeline.splitting import split_buffer
 
 log = logging.getLogger(__name__)
@@ -48,19 +48,21 @@ def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTa
             warnings.append(f"label raster '{art.labels_source}' holds values ({shown}) that are neither a class "
                             f"value (data.class_values {values}) nor its nodata: they were read as {fate}. List them "
                             "in data.class_values/data.class_groups, or declare them nodata (gdal_edit.py -a_nodata).")
-    reflectance = dc.reflectance_warning(art.image, list(opts.preprocessing.indices), data.scale,
-                                         data.offset, nodata, str(data.nodata_rule))
+    n_dates = max(len(stack_dates(data)), 1)
+    reflectance = dc.reflectance_warning(art.image, list(opts.preprocessing.indices), data.scale, data.offset,
+                                         nodata, str(data.nodata_rule), art.band_names, n_dates)
     if reflectance:
         warnings.append(reflectance)
     from deepgeo_runner.pipeline.drift import input_profile
 
-    art.input_profile = input_profile(art.image, nodata, str(data.nodata_rule), art.band_names)
+    art.input_profile = input_profile(art.image, nodata, str(data.nodata_rule), art.band_names, dates=n_dates)
     with rasterio.open(art.labels) as src:
         labels = src.read(1)
     report = dc.check_data(
         labels=labels, class_names=classes.names, class_ids=classes.ids, split_map=split_map,
         buffer=split_buffer(data), chip_size=int(data.chip_size),
-        nodata=dc.nodata_summary(art.image, nodata, str(data.nodata_rule)), inputs=inputs,
+        nodata=dc.nodata_summary(art.image, nodata, str(data.nodata_rule), dates=n_dates),
+        inputs=inputs,
         external_splits=list(external_splits(opts)), warnings=warnings,
         allow_missing_classes=bool(data.allow_missing_classes),
         split_method="polygons" if data.split_vector is not None else "class-stratified blocks",

@@ -25,7 +25,7 @@ from rasterio.enums import Resampling
 
 from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.errors import StageError
-from deepgeo_runner.geo.chips import NO_SPLIT, SPLITS, reachable_by_chips, usable_area
+from deepgeo_runner.geo.chips import NO_SPLIT, SPLITS, cell_class_counts, reachable_by_chips, usable_area, whole_cells
 from deepgeo_runner.geo.raster_io import NodataValue, iter_windows, mask_source, read_valid
 from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES
 
@@ -82,13 +82,14 @@ class DataReport:
         return "\n".join(lines)
 
 
-def nodata_summary(image: str | Path, nodata: NodataValue, rule: str, window: int = 2048) -> dict[str, Any]:
+def nodata_summary(image: str | Path, nodata: NodataValue, rule: str, window: int = 2048,
+                   dates: int = 1) -> dict[str, Any]:
     """Share of the image's pixels that are nodata, by the same rule the prepare stage uses."""
     with rasterio.open(image) as src:
         invalid = 0
         for win in iter_windows(src.height, src.width, window):
             data = src.read(window=win)
-            invalid += int((~read_valid(src, data, win, nodata, rule)).sum())
+            invalid += int((~read_valid(src, data, win, nodata, rule, dates=dates)).sum())
         total = src.width * src.height
         return {"fraction": invalid / max(total, 1), "pixels": invalid, "rule": rule,
                 "source": mask_source(src, nodata, rule)}
@@ -99,25 +100,29 @@ def split_class_pixels(
 ) -> dict[str, np.ndarray]:
     """Labelled pixels per class that the chips of each split can reach; ``buffer``: those of
     training blocks no chip can reach (the buffer, slivers narrower than a chip); ``unreachable``:
-    those of val/test blocks no chip fits (edge blocks narrower than a chip)."""
-    lut = np.full(256, len(class_ids), dtype=np.int64)
-    lut[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
+    those of val/test blocks no chip fits (edge blocks narrower than a chip).
 
-    def count(where: np.ndarray, values: np.ndarray = labels) -> np.ndarray:
-        return np.bincount(lut[values[where]], minlength=len(class_ids) + 1)[:-1]
-
+    Large scenes are judged on whole cells of a coarse grid with exact class counts per cell
+    (a thin river or a few small patches are never sampled away), the chip rounded up: a class
+    is never reported reachable where chips cannot go.
+    """
     step = 1
     while labels.size / step**2 > REACH_EXACT_MAX_PX:
         step *= 2
-    small, size = labels[::step, ::step], max(1, chip_size // step)
+    cells = cell_class_counts(labels, class_ids, step)
+    lut = np.full(256, len(class_ids), dtype=np.int64)
+    lut[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
+
+    def count(where: np.ndarray) -> np.ndarray:
+        return np.bincount(lut[labels[where]], minlength=len(class_ids) + 1)[:-1]
+
     out: dict[str, np.ndarray] = {}
     for split_id, split in enumerate(SPLITS):
         in_split = count(split_map == split_id)
-        reach = reachable_by_chips(usable_area(split_map, split_id, buffer)[::step, ::step], size)
-        out[split] = np.minimum(count(reach, small) * step * step, in_split)
-        lost = in_split - out[split]
+        reach = reachable_by_chips(whole_cells(usable_area(split_map, split_id, buffer), step), -(-chip_size // step))
+        out[split] = np.minimum(cells[reach].sum(axis=0), in_split)
         key = "buffer" if split == "train" else "unreachable"
-        out[key] = out.get(key, np.zeros_like(lost)) + lost
+        out[key] = out.get(key, np.zeros_like(in_split)) + in_split - out[split]
     out["none"] = count(split_map == NO_SPLIT)
     return out
 
@@ -146,10 +151,18 @@ def _is_number(value: Any) -> bool:
     return True
 
 
+NOT_REFLECTANCE = ("thermal", "tir", "tirs1", "tirs2", "bt")  # band roles measured in kelvin, not reflectance
+
+
 def reflectance_warning(
     image: str | Path, indices: Sequence[str], scale: Any, offset: Any, nodata: NodataValue, rule: str,
+    band_names: Sequence[str] = (), dates: int = 1,
 ) -> str | None:
-    """A warning when indices are asked of values that do not look like surface reflectance."""
+    """A warning when indices are asked of values that do not look like surface reflectance.
+
+    ``scale``/``offset`` and ``band_names`` describe the bands of one date (repeated for each
+    date of a stack); thermal bands are left out of the judgement.
+    """
     if not indices:
         return None
     with rasterio.open(image) as src:
@@ -157,11 +170,13 @@ def reflectance_warning(
         shape = (src.count, max(1, src.height // factor), max(1, src.width // factor))
         data = src.read(out_shape=shape, resampling=Resampling.nearest).astype(np.float64)
         dtype = src.dtypes[0]
-        valid = read_valid(src, data, None, nodata, rule) if factor == 1 else _valid_small(src, data, nodata, rule)
-    per_band = np.ones(data.shape[0])
-    scale_v = np.broadcast_to(np.asarray(scale if scale is not None else 1.0, dtype=np.float64), per_band.shape)
-    offset_v = np.broadcast_to(np.asarray(offset if offset is not None else 0.0, dtype=np.float64), per_band.shape)
-    values = data[:, valid] * scale_v[:, None] + offset_v[:, None]
+        valid = _valid_small(src, data, nodata, rule, dates)
+    per_date = data.shape[0] // max(dates, 1)
+    scale_v = _per_date_band(scale, 1.0, per_date, data.shape[0])
+    offset_v = _per_date_band(offset, 0.0, per_date, data.shape[0])
+    names = list(band_names) * max(dates, 1) if len(band_names) == per_date else [""] * data.shape[0]
+    keep = np.array([name.lower() not in NOT_REFLECTANCE for name in names])
+    values = data[keep][:, valid] * scale_v[keep, None] + offset_v[keep, None]
     if values.size == 0:
         return None
     high = float(np.percentile(values, 99))
@@ -173,14 +188,24 @@ def reflectance_warning(
             "contrast-stretched imagery (ratios such as NDVI survive a linear stretch, EVI2 and others do not).")
 
 
-def _valid_small(src, data: np.ndarray, nodata: NodataValue, rule: str) -> np.ndarray:
-    """The valid mask of a decimated read (the dataset mask read at the same size)."""
+def _per_date_band(value: Any, default: float, per_date: int, count: int) -> np.ndarray:
+    """One number, or one per band of a date, as one value per band of the whole stack."""
+    values = np.atleast_1d(np.asarray(value if value is not None else default, dtype=np.float64))
+    if values.size == per_date and count % per_date == 0:
+        return np.tile(values, count // per_date)
+    return np.broadcast_to(values[:1] if values.size != count else values, (count,)).astype(np.float64)
+
+
+def _valid_small(src, data: np.ndarray, nodata: NodataValue, rule: str, dates: int = 1) -> np.ndarray:
+    """The valid mask of a (possibly decimated) read: the dataset mask read at the same size."""
     from deepgeo_runner.geo.nodata import mask_band_kind, valid_mask
 
-    if nodata is None and rule == "gdal" and mask_band_kind(src):
-        return src.dataset_mask(out_shape=data.shape[1:], resampling=Resampling.nearest) > 0
+    masked = nodata is None and mask_band_kind(src)
+    mask = src.dataset_mask(out_shape=data.shape[1:], resampling=Resampling.nearest) > 0 if masked else True
+    if masked and rule == "gdal":
+        return mask & np.all(np.isfinite(data), axis=0)
     values = nodata if nodata is not None else list(src.nodatavals)
-    return valid_mask(data, values, rule)
+    return valid_mask(data, values, rule, dates) & mask
 
 
 def check_data(

@@ -23,7 +23,7 @@ DRIFT_LIMIT = 0.5  # a median moved by more than half the training p2-p98 range 
 
 
 def input_profile(image: str | Path, nodata: NodataValue = None, rule: str = "gdal",
-                  band_names: Sequence[str] | None = None) -> dict[str, Any]:
+                  band_names: Sequence[str] | None = None, dates: int = 1) -> dict[str, Any]:
     """Band count, dtype and per-band 2/50/98th percentiles of the valid pixels (decimated read)."""
     with rasterio.open(image) as src:
         factor = max(1, int(np.ceil(np.sqrt(src.width * src.height / PROFILE_PIXELS))))
@@ -32,7 +32,7 @@ def input_profile(image: str | Path, nodata: NodataValue = None, rule: str = "gd
         if nodata is None and rule == "gdal" and mask_band_kind(src):
             valid = src.dataset_mask(out_shape=shape[1:], resampling=Resampling.nearest) > 0
         else:
-            valid = valid_mask(data, nodata if nodata is not None else list(src.nodatavals), rule)
+            valid = valid_mask(data, nodata if nodata is not None else list(src.nodatavals), rule, dates)
         dtype, count = src.dtypes[0], src.count
     values = data[:, valid].astype(np.float64)
     names = list(band_names) if band_names and len(band_names) == count else [f"band{i + 1}" for i in range(count)]

@@ -17,7 +17,7 @@ import rasterio
 from deepgeo_runner.artifacts import Artifacts
 from deepgeo_runner.cache import CACHE_VERSION, cache_entry, file_fingerprint, vector_fingerprint
 from deepgeo_runner.config.schema import DataConfig, RunConfig, SceneFiles
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.errors import InputDataError
 from deepgeo_runner.geo.chips import SPLITS
 from deepgeo_runner.geo.scene import all_tiles, date_groups
 
@@ -96,13 +96,9 @@ def on_analysis_grid(opts: RunConfig, cache_dir: Path, art: Artifacts, groups: d
 
 def scene_nodata(data: DataConfig) -> float | None:
     """One nodata value for a mosaic, crop or reprojection (GDAL's warper takes one per source)."""
-    nodata = data.nodata
-    if not isinstance(nodata, list):
-        return nodata
-    if len(set(nodata)) == 1:
-        return nodata[0]
-    raise ConfigError(f"data.nodata={nodata}: a per-band nodata list works on one image used as it is; "
-                      "a mosaic, crop (data.bbox/aoi) or reprojection needs one value for every band.")
+    from deepgeo_runner.geo.nodata import one_nodata
+
+    return one_nodata(data.nodata)
 
 
 def check_split_scenes(opts: RunConfig, art: Artifacts) -> None:

@@ -34,6 +34,7 @@ def rasterize_labels(
     progress: bool = True,
     nodata: NodataValue = None,
     nodata_rule: str = "gdal",
+    dates: int = 1,
 ) -> Path:
     """Write ``labels.tif``: 0 background, 1..N classes, 255 where the image has no data.
 
@@ -65,7 +66,7 @@ def rasterize_labels(
             quiet = not progress or len(windows) < 4
             for win in tqdm(windows, desc="rasterize", unit="window", disable=quiet):
                 ids = source.burn(win)
-                ids[~read_valid(src, src.read(window=win), win, nodata, nodata_rule)] = NODATA
+                ids[~read_valid(src, src.read(window=win), win, nodata, nodata_rule, dates=dates)] = NODATA
                 counts += np.bincount(ids.ravel(), minlength=256)
                 dst.write(ids, 1, window=win)
     for class_id, name in enumerate(classes, start=1):

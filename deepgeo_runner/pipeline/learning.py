@@ -129,7 +129,7 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         "features": list(prepared.feature_names), "band_names": art.band_names,
         "indices": list(opts.preprocessing.indices), "stats": prepared.stats.to_dict(),
         "chip_size": int(opts.data.chip_size), "dates": list(prepared.dates), "labelling": label_options(opts.data),
-        "input_profile": art.input_profile, **art.prepare_extras,
+        "input_profile": art.input_profile, "nodata_rule": str(opts.data.nodata_rule), **art.prepare_extras,
     }
     module = build_module(opts, classes, prepared.n_features, meta, art.chips.path if art.chips else None)
     checkpoint = checkpoint_file(opts.predict.checkpoint) if opts.predict.checkpoint else None

@@ -93,7 +93,7 @@ class _Features:
     def __call__(self, src: rasterio.io.DatasetReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
         with reading(src.name, "image"):
             raw = src.read(window=window)
-        valid = read_valid(src, raw, window, self.nodata, self.nodata_rule)
+        valid = read_valid(src, raw, window, self.nodata, self.nodata_rule, dates=self.dates)
         n = len(self.names)
         out = np.empty((self.per_date * self.dates,) + valid.shape, dtype=np.float32)
         for d in range(self.dates):
