@@ -9,6 +9,10 @@ from __future__ import annotations
 import colorsys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+
+# ``data.background``: pixels outside every labelled class are ignored, or learned as class 0
+Background = StrEnum("Background", [("ignore", "ignore"), ("class", "class")])
 
 DEFAULT_PALETTE = ["#1b7837", "#d6604d", "#2166ac", "#fdb863", "#8073ac", "#35978f",
                    "#e08214", "#b2abd2", "#c51b7d", "#7fbc41"]

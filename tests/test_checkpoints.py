@@ -300,7 +300,6 @@ def test_the_monitor_direction_is_known(overrides, mode):
     (["train.monitor=val_loss", "train.monitor_mode=max"],
      r"keep the checkpoint of the highest loss.*monitor_mode=min"),
     (["train.monitor=val_f1"], r"train\.monitor='val_f1'.*did you mean val_f1_macro"),
-    (["train.monitor_mode=up"], r"train\.monitor_mode='up'.*auto"),
 ])
 def test_a_wrong_monitor_fails_with_the_config(overrides, message):
     from deepgeo_runner.config.validate import validate_config

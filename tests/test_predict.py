@@ -312,8 +312,6 @@ def test_runner_applies_a_checkpoint_from_the_config_alone(tmp_path, tiny_scene)
 
 @pytest.mark.parametrize("override,match", [
     ("predict.image=/nonexistent/new.tif", "predict.image"),
-    ("predict.blend=gaussian", "predict.blend"),
-    ("predict.probabilities=float64", "predict.probabilities"),
     ("predict.min_area_ha=-1", "predict.min_area_ha"),
 ])
 def test_predict_config_errors_name_the_key(tmp_path, override, match):

@@ -9,12 +9,26 @@ well under a second and long before torch is imported. Third-party ``_target_`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from deepgeo_runner.classes import Background
 from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.geo.choices import ChipStrategy, OtherClasses, Resampling, Split
+from deepgeo_runner.geo.nodata import NodataRule
+from deepgeo_runner.geo.stitch import Blend
+from deepgeo_runner.ml.choices import Augmentation, D4Op, ProbabilityFormat
+
+
+class MonitorMode(StrEnum):
+    """Which way ``train.monitor`` improves; ``auto``: min for a loss (a name with 'loss'), else max."""
+
+    auto = "auto"
+    min = "min"
+    max = "max"
 
 
 def range_error(key: str, value: object, accepted: str) -> ConfigError:
@@ -95,9 +109,9 @@ class DataConfig:
     class_colors: list[str] | None = None  # '#rrggbb' per class, for maps and colour tables
     band_names: list[str] = field(default_factory=list)  # role of each band: blue, red, nir...
     dates: list[str] = field(default_factory=list)  # dates of a multi-date stack (date-major bands)
-    background: str = "ignore"  # pixels outside every labelled class: 'ignore' or 'class'
+    background: Background = Background.ignore  # pixels outside every labelled class: 'ignore' or 'class'
     nodata: Any = None  # nodata of the image (one value, or one per band), overriding the file's
-    nodata_rule: str = "gdal"  # 'gdal': nodata where every band is (or the file's mask); 'any_band': any band
+    nodata_rule: NodataRule = NodataRule.gdal  # gdal: nodata where every band is (or the file's mask); any_band
     allow_missing_classes: bool = False  # train although a class has no training pixel (else the check stops)
     chip_size: int = 64
     block_size: int | None = None  # side of the split blocks in pixels; default 2 chips
@@ -105,7 +119,7 @@ class DataConfig:
     train_chips: int = 400  # random training chips drawn inside the training blocks
     eval_stride: int | None = None  # stride of the val/test grid chips; default chip_size
     min_valid_fraction: float = 0.05  # chips with fewer labelled pixels are dropped
-    chip_strategy: str = "random"  # training chips: 'random', 'grid' or 'points'
+    chip_strategy: ChipStrategy = ChipStrategy.random  # training chips: 'random', 'grid' or 'points'
     train_stride: int | None = None  # stride of grid training chips; default chip_size
     chip_points: str | None = None  # point file of chip centres (chip_strategy=points)
     split_buffer: int | None = None  # px between training chips and val/test; default chip_size // 4
@@ -126,9 +140,9 @@ class DataConfig:
     aoi: str | None = None  # crop to the polygons of this vector file (outside → nodata)
     crs: str | None = None  # reproject to this CRS, e.g. EPSG:32722; null keeps the image's
     resolution: Any = None  # target pixel size (one number or [x, y]); null keeps the image's
-    resampling: str = "nearest"  # nearest, bilinear, cubic, average or mode
+    resampling: Resampling = Resampling.nearest  # nearest, bilinear, cubic, average or mode
     class_groups: Any = None  # (a mapping) class → source classes merged into it
-    other_classes: str = "background"  # labelled features of no class of interest: background or ignore
+    other_classes: OtherClasses = OtherClasses.background  # labelled features of no class of interest
     all_touched: bool = False  # burn every pixel a polygon touches, not only centres inside
     datamodule: Any = None  # data=torchgeo: a LightningDataModule by _target_ (fit/test only)
     in_channels: int | None = None  # data=torchgeo: bands of the datamodule's images
@@ -160,9 +174,9 @@ class PreprocessingConfig:
 class AugmentationConfig:
     """Train-time augmentation, applied per sample on the device."""
 
-    name: str = "none"  # 'none', 'd4' (random per sample) or 'd4_expand' (deterministic copies)
-    expand_ops: list[str] = field(
-        default_factory=lambda: ["rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose"]
+    name: Augmentation = Augmentation.none  # 'none', 'd4' (random per sample) or 'd4_expand' (deterministic copies)
+    expand_ops: list[D4Op] = field(
+        default_factory=lambda: [D4Op.rot90, D4Op.rot180, D4Op.rot270, D4Op.flip_h, D4Op.flip_v, D4Op.transpose]
     )  # d4_expand: each op adds a transformed copy of every training chip
     brightness: float = 0.0  # max per-sample offset added to the normalized bands
     noise_std: float = 0.0  # std of per-pixel Gaussian noise on the normalized bands
@@ -178,9 +192,9 @@ class PredictConfig:
     checkpoint: str | None = None  # for stages without 'fit': the weights to use
     image: Any = None  # a new scene to classify (prepared with the checkpoint's stats); tiles or date → file
     labels: str | None = None  # reference labels of predict.image: scores → prediction_metrics.json
-    blend: str = "hann"  # 'hann' (smooth weights) or 'center' (overlap-tile: window centres only)
-    probabilities: str = "none"  # 'none', 'float16' or 'uint8' (value/254, 255 nodata): prediction_proba.tif,
-    #   the softmax of the blended logits
+    blend: Blend = Blend.hann  # 'hann' (smooth weights) or 'center' (overlap-tile: window centres only)
+    probabilities: ProbabilityFormat = ProbabilityFormat.none  # float16 or uint8 (value/254, 255 nodata):
+    #   prediction_proba.tif, the softmax of the blended logits
     entropy: bool = False  # also write prediction_entropy.tif (0 certain .. 1 uniform)
     tta: bool = False  # average over the 8 dihedral transforms of each window (8x compute)
     amp: bool = False  # bfloat16 autocast around the forward pass
@@ -197,7 +211,7 @@ class TrainConfig:
     """Training behaviour around the Trainer: checkpoints, resume, early stopping, speed."""
 
     monitor: str = "val_f1_macro"  # the score that picks best.ckpt and stops early
-    monitor_mode: str = "auto"  # 'max', 'min', or 'auto': min for a loss (a name with 'loss'), else max
+    monitor_mode: MonitorMode = MonitorMode.auto  # max, min, or auto: min for a loss (a name with 'loss')
     early_stopping_patience: int | None = None  # epochs without improvement before stopping
     resume: bool = True  # continue from checkpoints/last.ckpt when the run dir holds one
     compile: bool = False  # torch.compile the network
@@ -231,7 +245,7 @@ class RunConfig:
     callbacks: Any = None  # name → a Lightning callback's `_target_` node (conf/callbacks/)
     stages: list[str] = field(default_factory=lambda: list(STAGES))  # the stages to run, in this order; a subset
     #   reuses the cached outputs of the others (the data check runs before any data stage)
-    test_split: str = "test"  # the chips the test stage scores: train, val or test (e.g. to evaluate a checkpoint)
+    test_split: Split = Split.test  # the chips the test stage scores (e.g. val, to evaluate a checkpoint)
     seed: int = 42  # seeds numpy, torch and the chip sampler: the same command gives the same metrics
     experiments: Any = None
 

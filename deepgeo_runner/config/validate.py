@@ -31,11 +31,6 @@ from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.geo.indices import check_indices
 from deepgeo_runner.geo.normalize import METHODS
 
-AUGMENTATIONS = ("none", "d4", "d4_expand")
-D4_NAMES = ("identity", "rot90", "rot180", "rot270", "transpose", "flip_v", "antitranspose", "flip_h")
-BACKGROUND_MODES = ("ignore", "class")
-RESAMPLING = ("nearest", "bilinear", "cubic", "average", "mode")  # as geo.scene.RESAMPLING
-OTHER_CLASSES = ("background", "ignore")  # as geo.rasterize.OTHERS (not imported: geopandas is slow)
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 _MISSING_HINTS = {
@@ -61,8 +56,6 @@ def validate_config(cfg: DictConfig) -> None:
         hint = _MISSING_HINTS.get(key, "a value")
         raise ConfigError(f"{key} is required (data={cfg.data.get('name', '?')}): give {hint}.")
     _check_stages(cfg)
-    if cfg.test_split not in ("train", "val", "test"):
-        raise _fail("test_split", cfg.test_split, "one of ['train', 'val', 'test']")
     if uses_datamodule(cfg.data):
         _check_datamodule(cfg)
     else:
@@ -70,11 +63,6 @@ def validate_config(cfg: DictConfig) -> None:
         if cfg.preprocessing.normalization not in METHODS:
             raise _fail("preprocessing.normalization", cfg.preprocessing.normalization, f"one of {list(METHODS)}")
         _check_preprocessing(cfg)
-    if cfg.augmentation.name not in AUGMENTATIONS:
-        raise _fail("augmentation.name", cfg.augmentation.name, f"one of {list(AUGMENTATIONS)}")
-    bad_ops = [op for op in cfg.augmentation.expand_ops if op not in D4_NAMES]
-    if bad_ops:
-        raise _fail("augmentation.expand_ops", list(cfg.augmentation.expand_ops), f"names from {list(D4_NAMES)}")
     if cfg.augmentation.brightness < 0 or cfg.augmentation.noise_std < 0:
         raise _fail("augmentation.brightness/noise_std",
                     (cfg.augmentation.brightness, cfg.augmentation.noise_std), "non-negative strengths")
@@ -90,7 +78,6 @@ def validate_config(cfg: DictConfig) -> None:
 
 
 MONITORED = ("val_f1_macro", "val_iou_macro", "val_accuracy", "val_loss", "train_loss")  # logged by lit.module
-MONITOR_MODES = ("auto", "min", "max")
 
 
 def monitor_mode(train: DictConfig) -> str:
@@ -120,9 +107,7 @@ def _check_train(cfg: DictConfig) -> None:
         close = difflib.get_close_matches(str(train.monitor), MONITORED, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise _fail("train.monitor", train.monitor, f"a score the training logs, one of {list(MONITORED)}{hint}")
-    mode = train.monitor_mode
-    if mode not in MONITOR_MODES:
-        raise _fail("train.monitor_mode", mode, f"one of {list(MONITOR_MODES)} (auto: min for a loss, else max)")
+    mode = train.monitor_mode  # its values are checked as the config is composed (schema.MonitorMode)
     is_loss = "loss" in str(train.monitor)
     if monitor_mode(train) != ("min" if is_loss else "max"):
         worst = "highest loss" if is_loss else f"lowest {train.monitor}"
@@ -250,10 +235,6 @@ def _check_scene(data: DictConfig) -> None:
         values = list(res) if isinstance(res, ListConfig) else [res]
         if len(values) not in (1, 2) or not all(isinstance(v, int | float) and v > 0 for v in values):
             raise _fail("data.resolution", res, "a positive pixel size or [x, y] in target CRS units")
-    if data.resampling not in RESAMPLING:
-        raise _fail("data.resampling", data.resampling, f"one of {list(RESAMPLING)}")
-    if data.other_classes not in OTHER_CLASSES:
-        raise _fail("data.other_classes", data.other_classes, f"one of {list(OTHER_CLASSES)}")
     groups = data.get("class_groups")
     if groups is not None and not isinstance(groups, DictConfig):
         raise _fail("data.class_groups", groups, "a mapping, e.g. {deforestation: [clearcut, degradation]}")
@@ -269,10 +250,6 @@ def _check_scene(data: DictConfig) -> None:
 
 
 def _check_nodata(data: DictConfig) -> None:
-    from deepgeo_runner.geo.nodata import NODATA_RULES  # numpy only: the check stays fast
-
-    if data.nodata_rule not in NODATA_RULES:
-        raise _fail("data.nodata_rule", data.nodata_rule, f"one of {list(NODATA_RULES)}")
     values = list(data.nodata) if isinstance(data.nodata, ListConfig) else [data.nodata]
     for value in values:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
@@ -339,8 +316,6 @@ def _check_data(data: DictConfig) -> None:
     if data.class_values is not None and len(data.class_values) != len(classes):
         raise _fail("data.class_values", list(data.class_values), f"{len(classes)} values, one per class")
     _check_class_colors(data, classes)
-    if data.background not in BACKGROUND_MODES:
-        raise _fail("data.background", data.background, f"one of {list(BACKGROUND_MODES)}")
     check_data_ranges(data)
     if data.chip_strategy not in ("random", "grid", "points"):
         raise _fail("data.chip_strategy", data.chip_strategy, "one of ['random', 'grid', 'points']")
@@ -394,10 +369,6 @@ def _check_predict(cfg: DictConfig) -> None:
                 "predict.checkpoint=RUN_DIR (or RUN_DIR/checkpoints/best.ckpt), or add fit to stages."
             )
         checkpoint_file(pred.checkpoint)
-    if pred.blend not in ("hann", "center"):
-        raise _fail("predict.blend", pred.blend, "one of ['hann', 'center']")
-    if pred.probabilities not in ("none", "float16", "uint8"):
-        raise _fail("predict.probabilities", pred.probabilities, "one of ['none', 'float16', 'uint8']")
     if pred.get("image") is not None:
         _check_files("predict.image", pred.image)
         if "predict" not in cfg.stages:

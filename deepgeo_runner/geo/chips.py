@@ -16,8 +16,9 @@ import numpy as np
 from scipy import ndimage
 
 from deepgeo_runner.errors import ConfigError, StageError
+from deepgeo_runner.geo.choices import Split
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+SPLITS: tuple[str, ...] = tuple(s.value for s in Split)
 NO_SPLIT = -1  # split-map value of pixels that belong to no split (outside every split polygon)
 CLASS_SPLIT_VERSION = 2  # part of cache keys: bump when choose_class_split deals blocks differently
 

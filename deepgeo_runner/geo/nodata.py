@@ -7,13 +7,22 @@ the functions taking ``src`` use a rasterio dataset's own mask API.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
 from deepgeo_runner.errors import InputDataError
 
-NODATA_RULES: tuple[str, ...] = ("gdal", "any_band")
+
+class NodataRule(StrEnum):
+    """``data.nodata_rule``: see :data:`NODATA_RULES`."""
+
+    gdal = "gdal"
+    any_band = "any_band"
+
+
+NODATA_RULES: tuple[str, ...] = tuple(r.value for r in NodataRule)
 """How a pixel's nodata is decided: ``gdal`` (the default) follows GDAL's dataset mask: a mask
 band (internal, sidecar ``.msk``) or an alpha band when the file has one, else nodata only where
 EVERY band equals its nodata value; ``any_band`` marks a pixel nodata when any one band does

@@ -24,6 +24,7 @@ from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window
 
 from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.geo.choices import OtherClasses
 from deepgeo_runner.geo.raster_io import Grid, reading
 
 BACKGROUND = 0
@@ -32,7 +33,7 @@ VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb", ".gml", ".kml")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 
 
-OTHERS = ("background", "ignore")
+OTHERS = tuple(o.value for o in OtherClasses)
 
 
 def _match_values(classes: Sequence[str], class_values: Sequence[int] | None) -> list:

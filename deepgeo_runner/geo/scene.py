@@ -34,9 +34,10 @@ from rasterio.windows import bounds as window_bounds
 from tqdm.auto import tqdm
 
 from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.geo.choices import Resampling as ResamplingChoice
 from deepgeo_runner.geo.raster_io import Grid, iter_windows, open_raster_writer, reading, valid_mask
 
-RESAMPLING = ("nearest", "bilinear", "cubic", "average", "mode")
+RESAMPLING = tuple(r.value for r in ResamplingChoice)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ the outputs is :mod:`deepgeo_runner.ml.predict`'s job. Numpy only: no torch, no 
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import numpy as np
 
 
@@ -36,7 +38,14 @@ def blend_weights(window: int, floor: float = 1e-3) -> np.ndarray:
     return np.maximum(np.outer(ramp, ramp), floor).astype(np.float32)
 
 
-BLEND_MODES = ("hann", "center")
+class Blend(StrEnum):
+    """How overlapping windows are blended (``predict.blend``)."""
+
+    hann = "hann"
+    center = "center"
+
+
+BLEND_MODES = tuple(b.value for b in Blend)
 
 
 def blend_profile(

@@ -19,9 +19,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepgeo_runner.lit.guards import epoch_seed
 from deepgeo_runner.ml.augment import EXPAND_DEFAULT, op_index, photometric, random_dihedral
+from deepgeo_runner.ml.choices import Augmentation  # noqa: E402
 from deepgeo_runner.ml.datasets import BatchReader, ChipDataset, EpochBatchSampler, ExpandedDataset, ShardedSampler
 
-AUGMENTATIONS = ("none", "d4", "d4_expand")
+AUGMENTATIONS = tuple(a.value for a in Augmentation)
 
 
 @dataclass(frozen=True)

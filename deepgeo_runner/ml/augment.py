@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import torch
 
+from deepgeo_runner.ml.choices import D4Op
+
 D4_SIZE = 8
 # Names of the D4 elements as indexed by :func:`dihedral` (rotations are counter-clockwise).
-D4_OPS: dict[str, int] = {
-    "identity": 0, "rot90": 1, "rot180": 2, "rot270": 3,
-    "transpose": 4, "flip_v": 5, "antitranspose": 6, "flip_h": 7,
-}
+D4_OPS: dict[str, int] = {op.value: i for i, op in enumerate(D4Op)}
 # The paper's expansion: each op adds a full transformed copy (1 + 6 = ×7).
 EXPAND_DEFAULT = ("rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose")
 

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from deepgeo_runner.geo.raster_io import Grid, RowAppender, open_raster_writer, valid_mask
 from deepgeo_runner.geo.rasterize import NODATA, class_colormap
 from deepgeo_runner.geo.stitch import WindowPlan
+from deepgeo_runner.ml.choices import ProbabilityFormat
 from deepgeo_runner.ml.predict_parts import (  # noqa: F401  (model_fingerprint: importable from here as before)
     model_fingerprint,
     parts_dir,
@@ -57,7 +58,7 @@ from deepgeo_runner.ml.predict_parts import (  # noqa: F401  (model_fingerprint:
 
 log = logging.getLogger(__name__)
 
-PROBABILITY_FORMATS = ("none", "float16", "uint8")
+PROBABILITY_FORMATS = tuple(f.value for f in ProbabilityFormat)
 PROBA_UINT8_SCALE = 254  # uint8 probabilities are round(254 p); 255 is nodata
 _VALID_CHUNK = 2048  # columns read at a time to find the nodata of finished rows
 GDAL_CACHE_MB = 64  # GDAL's block cache (5 % of RAM by default) would otherwise grow with the scene

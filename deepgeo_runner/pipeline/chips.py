@@ -36,6 +36,7 @@ from deepgeo_runner.geo.chips import (
     require_chips,
     usable_area,
 )
+from deepgeo_runner.geo.choices import ChipStrategy
 from deepgeo_runner.geo.normalize import standardize_chips
 from deepgeo_runner.geo.raster_io import valid_mask
 
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 IGNORE = 255
 
 
-STRATEGIES = ("random", "grid", "points")
+STRATEGIES = tuple(s.value for s in ChipStrategy)
 
 
 @dataclass(frozen=True)
