@@ -20,7 +20,7 @@ from deepgeo_runner.geo.choices import Split
 
 SPLITS: tuple[str, ...] = tuple(s.value for s in Split)
 NO_SPLIT = -1  # split-map value of pixels that belong to no split (outside every split polygon)
-CLASS_SPLIT_VERSION = 2  # part of cache keys: bump when choose_class_split deals blocks differently
+CLASS_SPLIT_VERSION = 3  # part of cache keys: bump when choose_class_split deals blocks differently
 
 
 @dataclass(frozen=True)
@@ -147,18 +147,23 @@ def _block_map(assignment: np.ndarray, shape: tuple[int, int], block_size: int) 
     return np.repeat(np.repeat(grid, block_size, axis=0), block_size, axis=1)[:height, :width]
 
 
-def reachable_by_chips(area: np.ndarray, size: int) -> np.ndarray:
+def reachable_by_chips(area: np.ndarray, size: int, stride: int = 1, labelled: np.ndarray | None = None,
+                       need: int = 0) -> np.ndarray:
     """Pixels of ``area`` that some ``size``-px window lying wholly inside ``area`` covers:
-    what a training chip can actually reach (thin slivers between buffers cannot hold one)."""
+    what a chip can actually reach (thin slivers between buffers cannot hold one). ``stride``:
+    windows start only at multiples of it (the val/test grid chips); 1 for random chips.
+    ``labelled`` (labelled pixels per cell of ``area``) and ``need``: a window must hold at
+    least that many labelled pixels, as the chips stage keeps only such windows."""
     height, width = area.shape
     if size > height or size > width:
         return np.zeros_like(area, dtype=bool)
-    rows, cols = np.arange(height - size + 1), np.arange(width - size + 1)
+    rows, cols = np.arange(0, height - size + 1, stride), np.arange(0, width - size + 1, stride)
     table = _integral(area)
-    fits = (table[rows[:, None] + size, cols[None, :] + size] - table[rows[:, None], cols[None, :] + size]
-            - table[rows[:, None] + size, cols[None, :]] + table[rows[:, None], cols[None, :]]) == size * size
+    fits = _window_sums(table, rows[:, None], cols[None, :], size) == size * size
+    if labelled is not None:
+        fits &= _window_sums(_integral(labelled), rows[:, None], cols[None, :], size) >= max(need, 1)
     starts = np.zeros((height, width), dtype=bool)
-    starts[: height - size + 1, : width - size + 1] = fits
+    starts[np.ix_(rows, cols)] = fits
     # a pixel is covered when a fitting window starts within the size × size box above-left of it
     table = _integral(starts)
     r, c = np.arange(height), np.arange(width)
@@ -199,7 +204,8 @@ def coarse_step(block_size: int, chip_size: int) -> int:
 
 def choose_class_split(
     labels: np.ndarray, class_ids: Sequence[int], block_size: int, fractions: Sequence[float], seed: int,
-    buffer: int, chip_size: int, candidates: int = 8,
+    buffer: int, chip_size: int, candidates: int = 8, eval_stride: int | None = None,
+    min_labelled_fraction: float = 0.0,
 ) -> np.ndarray:
     """The best of ``candidates`` seeded class-aware block splits, judged as training will see them.
 
@@ -217,14 +223,17 @@ def choose_class_split(
     rows, cols = cells.shape[:2]
     totals = counts.sum(axis=0).astype(np.float64)  # exact: a class is present if any block holds it
     per = block_size // step
+    grid_stride = max(1, round((eval_stride or chip_size) / step))  # val/test chips: a grid from the origin
+    labelled, need = cells.sum(axis=-1), int(np.ceil(min_labelled_fraction * chip_size * chip_size))
     best, best_score = None, None
     for k in range(candidates):
         assignment = assign_blocks_by_class(counts, fractions, seed + 7919 * k)
         grid = assignment.reshape(-(-labels.shape[0] // block_size), -(-labels.shape[1] // block_size))
         coarse = np.repeat(np.repeat(grid, per, axis=0), per, axis=1)[:rows, :cols]
         train, val, test = (
-            cells[reachable_by_chips(usable_area(coarse, i, -(-buffer // step)), -(-chip_size // step))]
-            .sum(axis=0).astype(np.float64) for i in range(3))
+            cells[reachable_by_chips(usable_area(coarse, i, -(-buffer // step)), -(-chip_size // step),
+                                     1 if i == 0 else grid_stride, labelled, need)].sum(axis=0).astype(np.float64)
+            for i in range(3))
         present = totals > 0
         share = train[present] / totals[present] if present.any() else np.zeros(1)
         score = (int((train[present] > 0).sum()), int((test[present] > 0).sum()), int((val[present] > 0).sum()),

@@ -66,6 +66,7 @@ def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTa
         external_splits=list(external_splits(opts)), warnings=warnings,
         allow_missing_classes=bool(data.allow_missing_classes),
         split_method="polygons" if data.split_vector is not None else "class-stratified blocks",
+        eval_stride=data.eval_stride, min_labelled_fraction=float(data.min_valid_fraction),
     )
     report.input = art.input_profile
     if rank == 0:

@@ -97,6 +97,7 @@ def nodata_summary(image: str | Path, nodata: NodataValue, rule: str, window: in
 
 def split_class_pixels(
     labels: np.ndarray, class_ids: Sequence[int], split_map: np.ndarray, buffer: int, chip_size: int,
+    eval_stride: int | None = None, min_labelled_fraction: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Labelled pixels per class that the chips of each split can reach; ``buffer``: those of
     training blocks no chip can reach (the buffer, slivers narrower than a chip); ``unreachable``:
@@ -116,10 +117,13 @@ def split_class_pixels(
     def count(where: np.ndarray) -> np.ndarray:
         return np.bincount(lut[labels[where]], minlength=len(class_ids) + 1)[:-1]
 
+    labelled, need = cells.sum(axis=-1), int(np.ceil(min_labelled_fraction * chip_size * chip_size))
     out: dict[str, np.ndarray] = {}
     for split_id, split in enumerate(SPLITS):
         in_split = count(split_map == split_id)
-        reach = reachable_by_chips(whole_cells(usable_area(split_map, split_id, buffer), step), -(-chip_size // step))
+        stride = 1 if split == "train" else max(1, round((eval_stride or chip_size) / step))  # val/test: a grid
+        reach = reachable_by_chips(whole_cells(usable_area(split_map, split_id, buffer), step), -(-chip_size // step),
+                                   stride, labelled, need)
         out[split] = np.minimum(cells[reach].sum(axis=0), in_split)
         key = "buffer" if split == "train" else "unreachable"
         out[key] = out.get(key, np.zeros_like(in_split)) + in_split - out[split]
@@ -222,13 +226,15 @@ def check_data(
     warnings: Sequence[str] = (),
     allow_missing_classes: bool = False,
     split_method: str = "blocks",
+    eval_stride: int | None = None,
+    min_labelled_fraction: float = 0.0,
 ) -> DataReport:
     """Count what each split gets and turn every gap into a warning (or, for training, an error).
 
     A class no training chip can reach (or with no labelled pixel at all) sets ``error``
     (see :meth:`DataReport.raise_if_blocking`), unless ``allow_missing_classes`` makes it a warning.
     """
-    counts = split_class_pixels(labels, class_ids, split_map, buffer, chip_size)
+    counts = split_class_pixels(labels, class_ids, split_map, buffer, chip_size, eval_stride, min_labelled_fraction)
     total = sum(int(v.sum()) for v in counts.values())
     splits: dict[str, dict[str, Any]] = {}
     for split in (*SPLITS, "buffer", "unreachable"):

@@ -63,7 +63,8 @@ def split_map_of(opts: RunConfig, art: Artifacts, classes: ClassTable,
     with rasterio.open(art.labels) as src:
         labels = src.read(1)
     return choose_class_split(labels, classes.ids, block_size(opts.data), fractions, int(opts.seed),
-                              split_buffer(opts.data), int(opts.data.chip_size))
+                              split_buffer(opts.data), int(opts.data.chip_size), eval_stride=opts.data.eval_stride,
+                              min_labelled_fraction=float(opts.data.min_valid_fraction))
 
 
 def block_size(data: DataConfig) -> int:
@@ -78,7 +79,8 @@ def split_payload(opts: RunConfig, art: Artifacts) -> dict[str, Any]:
     else:
         payload = {"block": block_size(data), "fractions": list(data.split_fractions), "seed": int(opts.seed),
                    "by_class": [CLASS_SPLIT_VERSION, art.cache_keys["rasterize"]], "buffer": split_buffer(data),
-                   "chip": int(data.chip_size)}
+                   "chip": int(data.chip_size), "eval_stride": data.eval_stride,
+                   "min_labelled": float(data.min_valid_fraction)}
     if external_splits(opts):
         payload["external"] = list(external_splits(opts))
     return payload
