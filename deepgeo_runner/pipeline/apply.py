@@ -143,6 +143,25 @@ def _warn_on_drift(meta: dict[str, Any], image: Path, nodata: Any, dates: int = 
     return warnings
 
 
+def classify_prepared(
+    net: torch.nn.Module, prepared: Any, out_path: str | Path, classes: dict[str, Any], *, window: int,
+    overlap: float, batch_size: int, device: str, progress: bool = True, rank: int = 0, world_size: int = 1,
+    **predict_options: Any,
+) -> Path:
+    """The one call of :func:`~deepgeo_runner.ml.predict.predict_scene` for a prepared scene (a
+    run's own, or a new one prepared like the checkpoint's): ``classes`` holds ``class_ids``,
+    ``class_names`` and ``class_colors`` (a checkpoint's metadata has them); per-chip
+    standardization follows the scene's statistics. ``rank``/``world_size`` share the rows out."""
+    from deepgeo_runner.ml.predict import predict_scene
+
+    return predict_scene(
+        net, prepared.path, out_path, window=int(window), overlap=overlap, batch_size=batch_size,
+        class_ids=classes["class_ids"], class_names=classes["class_names"], class_colors=classes["class_colors"],
+        device=device, progress=progress, standardize_windows=prepared.stats.per_chip, rank=rank,
+        world_size=world_size, **predict_options,
+    )
+
+
 def classify_like_checkpoint(
     net: torch.nn.Module, meta: dict[str, Any], image: Any, prepared_dir: str | Path, out_path: str | Path, *,
     window: int, overlap: float, batch_size: int, device: str, nodata: Any = None, progress: bool = True,
@@ -154,14 +173,9 @@ def classify_like_checkpoint(
     Used by :func:`apply_checkpoint` (a checkpoint file) and by a run's ``predict.image``.
     Returns the prepared scene and the prediction's path.
     """
-    from deepgeo_runner.ml.predict import predict_scene
-
     prepared = prepare_like_checkpoint(image, prepared_dir, meta, nodata, progress)
-    prediction = predict_scene(
-        net, prepared.path, out_path, window=int(window), overlap=overlap, batch_size=batch_size,
-        class_ids=meta["class_ids"], class_names=meta["class_names"], class_colors=meta["class_colors"],
-        device=device, progress=progress, standardize_windows=prepared.stats.per_chip, **predict_options,
-    )
+    prediction = classify_prepared(net, prepared, out_path, meta, window=window, overlap=overlap,
+                                   batch_size=batch_size, device=device, progress=progress, **predict_options)
     return prepared, prediction
 
 

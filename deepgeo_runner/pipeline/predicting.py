@@ -31,8 +31,8 @@ def predict_stage(
     By default rank 0 alone does it. Called on every rank with ``rank``/``world_size``, the
     window rows are shared out and rank 0 assembles the one output (part files, no collective).
     """
-    from deepgeo_runner.ml.predict import predict_scene
     from deepgeo_runner.pipeline import train
+    from deepgeo_runner.pipeline.apply import classify_prepared
 
     meta = train.load_weights(module, checkpoint) if checkpoint is not None else {}
     if hasattr(module.net, "output_crop") and hasattr(module.net, "mirror_pad"):
@@ -42,13 +42,11 @@ def predict_stage(
             return
         art.prediction = predict_new_scene(opts, run_dir, module.net, meta or module.inference_meta, device)
         return
-    stats = art.prepared.stats
-    art.prediction = predict_scene(
-        module.net, art.prepared.path, run_dir / "prediction.tif",
+    table = {"class_ids": classes.ids, "class_names": classes.names, "class_colors": classes.colors}
+    art.prediction = classify_prepared(
+        module.net, art.prepared, run_dir / "prediction.tif", table,
         window=int(opts.predict.window or opts.data.chip_size), overlap=float(opts.predict.overlap),
-        batch_size=int(opts.predict.batch_size), class_ids=classes.ids,
-        class_names=classes.names, class_colors=classes.colors, device=device,
-        standardize_windows=stats.per_chip, rank=rank, world_size=world_size,
+        batch_size=int(opts.predict.batch_size), device=device, rank=rank, world_size=world_size,
         **predict_options(opts),
     )
     if rank == 0:
