@@ -75,12 +75,19 @@ def _check_split_options(fractions: Sequence[float], block_size: int) -> np.ndar
     return np.asarray(fractions, dtype=np.float64) / float(sum(fractions))
 
 
+def class_lut(class_ids: Sequence[int]) -> np.ndarray:
+    """uint8 label id → column of ``class_ids`` (``len(class_ids)`` for every other id): the
+    index for per-class bincounts, whose last column is then dropped."""
+    lut = np.full(256, len(class_ids), dtype=np.int64)
+    lut[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
+    return lut
+
+
 def block_class_counts(labels: np.ndarray, class_ids: Sequence[int], block_size: int) -> np.ndarray:
     """(n_blocks, K) pixels of each class id in each block, blocks numbered row-major."""
     height, width = labels.shape
     n_cols = -(-width // block_size)
-    lut = np.full(256, len(class_ids), dtype=np.int64)  # other values: a discarded column
-    lut[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
+    lut = class_lut(class_ids)
     n_blocks = -(-height // block_size) * n_cols
     counts = np.zeros((n_blocks, len(class_ids) + 1), dtype=np.int64)
     block_cols = np.arange(width) // block_size
@@ -127,19 +134,6 @@ def assign_blocks_by_class(counts: np.ndarray, fractions: Sequence[float], seed:
     return assignment
 
 
-def split_blocks_by_class(
-    labels: np.ndarray, class_ids: Sequence[int], block_size: int, fractions: Sequence[float], seed: int
-) -> np.ndarray:
-    """Per-pixel split map (H, W) int8 of blocks dealt by :func:`assign_blocks_by_class`.
-
-    ``labels`` holds class ids on the analysis grid; ``class_ids`` the ids that count (the
-    classes of interest, and background when it is learned as a class).
-    """
-    _check_split_options(fractions, block_size)
-    counts = block_class_counts(labels, class_ids, block_size)
-    return _block_map(assign_blocks_by_class(counts, fractions, seed), labels.shape, block_size)
-
-
 def _block_map(assignment: np.ndarray, shape: tuple[int, int], block_size: int) -> np.ndarray:
     """The per-pixel (H, W) map of a per-block assignment (blocks row-major)."""
     height, width = shape
@@ -178,8 +172,7 @@ def cell_class_counts(labels: np.ndarray, class_ids: Sequence[int], step: int) -
     edge cells left out): exact class counts on a coarse grid, so thin or small classes are
     never missed the way sampling every ``step``-th pixel would miss them."""
     rows, cols = labels.shape[0] // step, labels.shape[1] // step
-    lut = np.full(256, len(class_ids), dtype=np.int64)
-    lut[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
+    lut = class_lut(class_ids)
     counts = np.zeros((rows, cols, len(class_ids) + 1), dtype=np.int64)
     cell_cols = np.repeat(np.arange(cols), step)
     for r in range(rows):  # a band of cells at a time: bounded temporaries on Landsat scenes
@@ -241,32 +234,6 @@ def choose_class_split(
         if best_score is None or score > best_score:
             best, best_score = assignment, score
     return _block_map(best, labels.shape, block_size)
-
-
-def split_usage(
-    labels: np.ndarray, class_ids: Sequence[int], split_map: np.ndarray, buffer: int
-) -> dict[str, np.ndarray]:
-    """Labelled pixels of each class id that each split can use, and those the buffer takes.
-
-    ``train`` counts only the training pixels a chip may cover (outside the buffer), so the
-    report says what training can really see; ``buffer`` the training pixels given up to keep
-    training chips away from val/test; ``none`` labelled pixels of no split (outside split
-    polygons).
-    """
-    lut = np.full(256, len(class_ids), dtype=np.int64)
-    lut[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
-
-    def count(where: np.ndarray) -> np.ndarray:
-        return np.bincount(lut[labels[where]], minlength=len(class_ids) + 1)[:-1]
-
-    train_area = usable_area(split_map, 0, buffer)
-    return {
-        "train": count(train_area),
-        "val": count(split_map == 1),
-        "test": count(split_map == 2),
-        "buffer": count((split_map == 0) & ~train_area),
-        "none": count(split_map == NO_SPLIT),
-    }
 
 
 def usable_area(split_map: np.ndarray, split_id: int, buffer: int) -> np.ndarray:

@@ -25,7 +25,15 @@ from rasterio.enums import Resampling
 
 from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.errors import StageError
-from deepgeo_runner.geo.chips import NO_SPLIT, SPLITS, cell_class_counts, reachable_by_chips, usable_area, whole_cells
+from deepgeo_runner.geo.chips import (
+    NO_SPLIT,
+    SPLITS,
+    cell_class_counts,
+    class_lut,
+    reachable_by_chips,
+    usable_area,
+    whole_cells,
+)
 from deepgeo_runner.geo.raster_io import NodataValue, iter_windows, mask_source, read_valid
 from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES
 
@@ -111,8 +119,7 @@ def split_class_pixels(
     while labels.size / step**2 > REACH_EXACT_MAX_PX:
         step *= 2
     cells = cell_class_counts(labels, class_ids, step)
-    lut = np.full(256, len(class_ids), dtype=np.int64)
-    lut[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
+    lut = class_lut(class_ids)
 
     def count(where: np.ndarray) -> np.ndarray:
         return np.bincount(lut[labels[where]], minlength=len(class_ids) + 1)[:-1]
