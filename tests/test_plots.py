@@ -10,8 +10,8 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from deepgeo_runner.classes import class_palette
 from deepgeo_runner.report.plots import (
-    default_class_colors,
     plot_class_map,
     plot_composite,
     plot_confusion_matrix,
@@ -65,7 +65,7 @@ def test_class_map_with_ignore_and_background(tmp_path: Path):
     path = tmp_path / "plots" / "reference.png"  # parent folder is created
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = plot_class_map(classes, path, NAMES, default_class_colors(3), "Reference labels")
+        out = plot_class_map(classes, path, NAMES, class_palette(3), "Reference labels")
     assert_png(path, out)
 
 
@@ -132,11 +132,12 @@ def test_existing_file_is_replaced(tmp_path: Path):
 
 
 @pytest.mark.parametrize("n", [0, 1, 10, 20, 40, 50])
-def test_default_class_colors_are_distinct_hex(n: int):
-    colors = default_class_colors(n)
+def test_the_class_palette_is_distinct_hex(n: int):
+    colors = class_palette(n)
     assert len(colors) == n and len(set(colors)) == n
     assert all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in colors)
-    assert default_class_colors(n) == colors  # deterministic
+    assert not {"#000000", "#d9d9d9", "#888888"} & set(colors)  # never background, nodata or unlabelled grey
+    assert class_palette(n) == colors  # deterministic
 
 
 def test_chip_map_and_class_distribution(tmp_path):

@@ -11,21 +11,19 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from colorsys import hsv_to_rgb
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import to_hex, to_rgb
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from deepgeo_runner.atomic import atomic_path
+from deepgeo_runner.classes import class_palette
 
 __all__ = [
-    "default_class_colors",
     "plot_chip_map",
     "plot_class_distribution",
     "plot_feature_histograms",
@@ -97,42 +95,6 @@ def _format_share(share: float) -> str:
     if share < 0.001:
         return "<0.1 %"
     return f"{100 * share:.1f} %"
-
-
-# --------------------------------------------------------------------------------------------
-# palette
-
-
-def default_class_colors(n: int) -> list[str]:
-    """A deterministic qualitative palette of ``n`` distinct ``'#rrggbb'`` colours.
-
-    Built from tab10 / tab20 / tab20b / tab20c with their greys removed, so no class can be
-    mistaken for the grey of nodata or the black of background. Beyond 40 colours, further
-    ones are generated on a golden-angle hue walk (still distinct, less pleasant).
-    """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    greys = {"#7f7f7f", "#c7c7c7", "#636363", "#969696", "#bdbdbd", "#d9d9d9"}
-    tab20 = [to_hex(c) for c in colormaps["tab20"].colors]
-    sources = (
-        tab20[0::2]  # the tab10 colours
-        + tab20[1::2]  # their light companions
-        + [to_hex(c) for c in colormaps["tab20b"].colors]
-        + [to_hex(c) for c in colormaps["tab20c"].colors]
-    )
-    palette: list[str] = []
-    for colour in sources:
-        if colour not in greys and colour not in palette:
-            palette.append(colour)
-    i = 0
-    while len(palette) < n:
-        hue = (i * 0.618033988749895) % 1.0
-        sat, val = (0.65, 0.85) if i % 2 == 0 else (0.45, 0.6)
-        colour = to_hex(hsv_to_rgb(hue, sat, val))
-        if colour not in palette and colour not in greys:
-            palette.append(colour)
-        i += 1
-    return palette[:n]
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,7 +343,7 @@ def plot_roc_curves(
     fig = _new_figure(6.8, 5.2)
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], linestyle=":", color="#888888", linewidth=1.0, label="chance (AUC 0.5)")
-    fallback = default_class_colors(len(curves))
+    fallback = class_palette(len(curves))
     for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
         colour = class_colors.get(name, fallback[i])
         if auc is None:
