@@ -126,6 +126,29 @@ def open_image(path: str | Path, nodata: float | None = None) -> xr.DataArray:
     return image
 
 
+SAMPLE_PIXELS = 1_000_000  # a decimated read for whole-scene statistics: well under a second on Landsat scenes
+
+
+def read_sample(path: str | Path, nodata: NodataValue = None, rule: str = "gdal", dates: int = 1,
+                max_pixels: int = SAMPLE_PIXELS) -> tuple[np.ndarray, np.ndarray, str]:
+    """Every band of ``path`` read decimated (nearest) to about ``max_pixels``, its valid pixels
+    by the rule the stages use (:func:`read_valid`: the file's mask at the same size, or the
+    nodata values), and its dtype: what the data check and the drift profile summarize."""
+    from rasterio.enums import Resampling
+
+    with rasterio.open(path) as src:
+        factor = max(1, int(np.ceil(np.sqrt(src.width * src.height / max_pixels))))
+        shape = (src.count, max(1, src.height // factor), max(1, src.width // factor))
+        data = src.read(out_shape=shape, resampling=Resampling.nearest)
+        masked = nodata is None and mask_band_kind(src)
+        mask = src.dataset_mask(out_shape=shape[1:], resampling=Resampling.nearest) > 0 if masked else True
+        if masked and rule == "gdal":
+            valid = mask & np.all(np.isfinite(data), axis=0)
+        else:
+            valid = valid_mask(data, nodata if nodata is not None else list(src.nodatavals), rule, dates) & mask
+        return data, valid, src.dtypes[0]
+
+
 def write_raster(
     path: str | Path,
     data: np.ndarray,

@@ -48,14 +48,16 @@ def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTa
             warnings.append(f"label raster '{art.labels_source}' holds values ({shown}) that are neither a class "
                             f"value (data.class_values {values}) nor its nodata: they were read as {fate}. List them "
                             "in data.class_values/data.class_groups, or declare them nodata (gdal_edit.py -a_nodata).")
+    from deepgeo_runner.geo.raster_io import read_sample
+    from deepgeo_runner.pipeline.drift import profile_of_sample
+
     n_dates = max(len(stack_dates(data)), 1)
-    reflectance = dc.reflectance_warning(art.image, list(opts.preprocessing.indices), data.scale, data.offset,
-                                         nodata, str(data.nodata_rule), art.band_names, n_dates)
+    sample = read_sample(art.image, nodata, str(data.nodata_rule), n_dates)  # one read: reflectance and profile
+    reflectance = dc.reflectance_warning(sample, list(opts.preprocessing.indices), data.scale, data.offset,
+                                         art.band_names, n_dates)
     if reflectance:
         warnings.append(reflectance)
-    from deepgeo_runner.pipeline.drift import input_profile
-
-    art.input_profile = input_profile(art.image, nodata, str(data.nodata_rule), art.band_names, dates=n_dates)
+    art.input_profile = profile_of_sample(sample, art.band_names)
     with rasterio.open(art.labels) as src:
         labels = src.read(1)
     report = dc.check_data(

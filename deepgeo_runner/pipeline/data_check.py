@@ -36,6 +36,7 @@ from deepgeo_runner.geo.chips import (
 )
 from deepgeo_runner.geo.raster_io import NodataValue, iter_windows, mask_source, read_valid
 from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES
+from deepgeo_runner.pipeline.prepare import per_band_values
 
 log = logging.getLogger(__name__)
 
@@ -166,28 +167,25 @@ NOT_REFLECTANCE = ("thermal", "tir", "tirs1", "tirs2", "bt")  # band roles measu
 
 
 def reflectance_warning(
-    image: str | Path, indices: Sequence[str], scale: Any, offset: Any, nodata: NodataValue, rule: str,
+    sample: tuple[np.ndarray, np.ndarray, str], indices: Sequence[str], scale: Any, offset: Any,
     band_names: Sequence[str] = (), dates: int = 1,
 ) -> str | None:
     """A warning when indices are asked of values that do not look like surface reflectance.
 
+    ``sample`` is the image's :func:`~deepgeo_runner.geo.raster_io.read_sample`;
     ``scale``/``offset`` and ``band_names`` describe the bands of one date (repeated for each
     date of a stack); thermal bands are left out of the judgement.
     """
     if not indices:
         return None
-    with rasterio.open(image) as src:
-        factor = max(1, int(np.ceil(np.sqrt(src.width * src.height / 1_000_000))))
-        shape = (src.count, max(1, src.height // factor), max(1, src.width // factor))
-        data = src.read(out_shape=shape, resampling=Resampling.nearest).astype(np.float64)
-        dtype = src.dtypes[0]
-        valid = _valid_small(src, data, nodata, rule, dates)
-    per_date = data.shape[0] // max(dates, 1)
-    scale_v = _per_date_band(scale, 1.0, per_date, data.shape[0])
-    offset_v = _per_date_band(offset, 0.0, per_date, data.shape[0])
-    names = list(band_names) * max(dates, 1) if len(band_names) == per_date else [""] * data.shape[0]
+    data, valid, dtype = sample
+    dates = max(dates, 1)
+    per_date = data.shape[0] // dates
+    scale_v = np.tile(per_band_values(scale, per_date, "data.scale", 1.0), dates).astype(np.float64)
+    offset_v = np.tile(per_band_values(offset, per_date, "data.offset", 0.0), dates).astype(np.float64)
+    names = list(band_names) * dates if len(band_names) == per_date else [""] * data.shape[0]
     keep = np.array([name.lower() not in NOT_REFLECTANCE for name in names])
-    values = data[keep][:, valid] * scale_v[keep, None] + offset_v[keep, None]
+    values = data[keep][:, valid].astype(np.float64) * scale_v[keep, None] + offset_v[keep, None]
     if values.size == 0:
         return None
     high = float(np.percentile(values, 99))
@@ -197,26 +195,6 @@ def reflectance_warning(
             f"(99th percentile, dtype {dtype}{', after data.scale/offset' if scale is not None else ''}): "
             "set data.scale/data.offset to convert digital numbers, or drop preprocessing.indices for "
             "contrast-stretched imagery (ratios such as NDVI survive a linear stretch, EVI2 and others do not).")
-
-
-def _per_date_band(value: Any, default: float, per_date: int, count: int) -> np.ndarray:
-    """One number, or one per band of a date, as one value per band of the whole stack."""
-    values = np.atleast_1d(np.asarray(value if value is not None else default, dtype=np.float64))
-    if values.size == per_date and count % per_date == 0:
-        return np.tile(values, count // per_date)
-    return np.broadcast_to(values[:1] if values.size != count else values, (count,)).astype(np.float64)
-
-
-def _valid_small(src, data: np.ndarray, nodata: NodataValue, rule: str, dates: int = 1) -> np.ndarray:
-    """The valid mask of a (possibly decimated) read: the dataset mask read at the same size."""
-    from deepgeo_runner.geo.nodata import mask_band_kind, valid_mask
-
-    masked = nodata is None and mask_band_kind(src)
-    mask = src.dataset_mask(out_shape=data.shape[1:], resampling=Resampling.nearest) > 0 if masked else True
-    if masked and rule == "gdal":
-        return mask & np.all(np.isfinite(data), axis=0)
-    values = nodata if nodata is not None else list(src.nodatavals)
-    return valid_mask(data, values, rule, dates) & mask
 
 
 def check_data(

@@ -13,27 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-from rasterio.enums import Resampling
 
-from deepgeo_runner.geo.nodata import NodataValue, mask_band_kind, valid_mask
+from deepgeo_runner.geo.raster_io import NodataValue, read_sample
 
-PROFILE_PIXELS = 1_000_000  # a decimated read: a profile costs well under a second on Landsat scenes
 DRIFT_LIMIT = 0.5  # a median moved by more than half the training p2-p98 range is a warning
 
 
 def input_profile(image: str | Path, nodata: NodataValue = None, rule: str = "gdal",
                   band_names: Sequence[str] | None = None, dates: int = 1) -> dict[str, Any]:
     """Band count, dtype and per-band 2/50/98th percentiles of the valid pixels (decimated read)."""
-    with rasterio.open(image) as src:
-        factor = max(1, int(np.ceil(np.sqrt(src.width * src.height / PROFILE_PIXELS))))
-        shape = (src.count, max(1, src.height // factor), max(1, src.width // factor))
-        data = src.read(out_shape=shape, resampling=Resampling.nearest)
-        if nodata is None and rule == "gdal" and mask_band_kind(src):
-            valid = src.dataset_mask(out_shape=shape[1:], resampling=Resampling.nearest) > 0
-        else:
-            valid = valid_mask(data, nodata if nodata is not None else list(src.nodatavals), rule, dates)
-        dtype, count = src.dtypes[0], src.count
+    return profile_of_sample(read_sample(image, nodata, rule, dates), band_names)
+
+
+def profile_of_sample(sample: tuple[np.ndarray, np.ndarray, str],
+                      band_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """The profile of a :func:`~deepgeo_runner.geo.raster_io.read_sample` (one read serves the
+    data check's reflectance test and this profile)."""
+    data, valid, dtype = sample
+    count = data.shape[0]
     values = data[:, valid].astype(np.float64)
     names = list(band_names) if band_names and len(band_names) == count else [f"band{i + 1}" for i in range(count)]
     if values.shape[1] == 0:

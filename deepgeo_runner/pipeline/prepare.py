@@ -57,7 +57,8 @@ class PreparedScene:
         return len(self.feature_names)
 
 
-def _per_band(value: float | Sequence[float] | None, n: int, key: str, default: float) -> np.ndarray:
+def per_band_values(value: float | Sequence[float] | None, n: int, key: str, default: float) -> np.ndarray:
+    """One number, or one per band, as one float32 per band of ``n`` (``data.scale``/``data.offset``)."""
     if value is None:
         return np.full(n, default, dtype=np.float32)
     arr = np.atleast_1d(np.asarray(value, dtype=np.float32))
@@ -208,7 +209,7 @@ def prepare_scene(
         features = _Features(
             names, [names.index(b) for b in keep], specs,
             nodata,
-            _per_band(scale, n_bands, "data.scale", 1.0), _per_band(offset, n_bands, "data.offset", 0.0),
+            per_band_values(scale, n_bands, "data.scale", 1.0), per_band_values(offset, n_bands, "data.offset", 0.0),
             n_dates, nodata_rule,
         )
         feature_names = feature_stack_names(tuple(keep) + tuple(index_names), dates)
