@@ -39,16 +39,21 @@ def test_per_band_nodata_and_bands_without_nodata():
         valid_mask(data, [0, 0])
 
 
-def test_the_files_internal_mask_decides_when_it_has_one(tmp_path):
-    data = np.full((2, 8, 8), 7, dtype=np.uint8)
-    path = tmp_path / "masked.tif"
+def _internally_masked(path, data: np.ndarray, masked_cols: int, nodata: float | None = None):
+    """A GeoTIFF with an internal mask band hiding its first ``masked_cols`` columns."""
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=2, dtype="uint8",
-                           crs="EPSG:32722", transform=rasterio.transform.from_origin(0, 80, 10, 10)) as dst:
+        with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                           dtype=data.dtype, nodata=nodata, crs="EPSG:32722",
+                           transform=rasterio.transform.from_origin(0, 80, 10, 10)) as dst:
             dst.write(data)
-            mask = np.full((8, 8), 255, dtype=np.uint8)
-            mask[:, :3] = 0
+            mask = np.full(data.shape[1:], 255, dtype=np.uint8)
+            mask[:, :masked_cols] = 0
             dst.write_mask(mask)
+    return path
+
+
+def test_the_files_internal_mask_decides_when_it_has_one(tmp_path):
+    path = _internally_masked(tmp_path / "masked.tif", np.full((2, 8, 8), 7, dtype=np.uint8), 3)
     with rasterio.open(path) as src:
         got = read_valid(src, src.read())
         assert "mask band" in mask_source(src)
@@ -81,14 +86,7 @@ def test_a_time_stack_is_judged_date_by_date():
 def test_any_band_keeps_the_files_mask(tmp_path):
     data = np.full((2, 8, 8), 7, dtype=np.uint8)
     data[0, :, 6:] = 0  # one band at nodata on the right
-    path = tmp_path / "masked.tif"
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=2, dtype="uint8", nodata=0,
-                           crs="EPSG:32722", transform=rasterio.transform.from_origin(0, 80, 10, 10)) as dst:
-            dst.write(data)
-            mask = np.full((8, 8), 255, dtype=np.uint8)
-            mask[:, :2] = 0
-            dst.write_mask(mask)
+    path = _internally_masked(tmp_path / "masked.tif", data, 2, nodata=0)
     with rasterio.open(path) as src:
         strict = read_valid(src, src.read(), rule="any_band")
     assert not strict[:, :2].any() and not strict[:, 6:].any() and strict[:, 2:6].all()
