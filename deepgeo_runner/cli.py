@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,14 @@ def debugging() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-def _exit_with(exc: DeepGeoError) -> None:
+def _exit_with(exc: DeepGeoError, cleanup: Callable[[], None] | None = None) -> None:
     if debugging():
+        if cleanup is not None:
+            cleanup()
         raise exc
     log.error("%s", exc)
+    if cleanup is not None:
+        cleanup()
     sys.exit(getattr(exc, "exit_code", 2))  # 2, or 128 + the signal that interrupted the run
 
 
@@ -84,8 +89,9 @@ def _main(cfg: DictConfig) -> float | None:
     from deepgeo_runner.config.options import run_options
 
     optimizing = "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    started = False
     try:
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
         opts = run_options(cfg, run_dir)  # validated and typed: the stages read only these
         from deepgeo_runner.preflight import preflight  # writable folders, readable inputs
 
@@ -99,12 +105,15 @@ def _main(cfg: DictConfig) -> float | None:
             _check_search_direction(cfg, direction.lower())
         from deepgeo_runner.pipeline.runner import run  # heavy imports start here
 
+        started = True
         artifacts = run(opts, run_dir)
         if optimizing and artifacts.best_score is None:
             raise ConfigError(f"this trial logged no {cfg.train.monitor} (train.monitor): the search has no "
                               "objective; check that the val split has chips.")
     except DeepGeoError as exc:
-        _exit_with(exc)
+        unstarted = not started and not str(HydraConfig.get().mode).endswith("MULTIRUN")
+        log_name = f"{HydraConfig.get().job.name}.log"
+        _exit_with(exc, (lambda: _discard_unstarted_run(run_dir, log_name)) if unstarted else None)
     metrics = artifacts.metrics or {}
     if metrics:
         log.info("test accuracy %.4f, F1 macro %.4f, IoU macro %.4f",
@@ -114,6 +123,24 @@ def _main(cfg: DictConfig) -> float | None:
     if artifacts.best_score is not None:
         log.info("best %s %.4f", cfg.train.monitor, artifacts.best_score)
     return artifacts.best_score
+
+
+def _discard_unstarted_run(run_dir: Path, log_name: str) -> None:
+    """Remove the folder of a run refused before it started (a config or input error).
+
+    Hydra creates the run directory before the task runs; left behind with only Hydra's own
+    files, it would look like a real run in ``runs/``. A folder holding anything else (an earlier
+    run's outputs) is kept. The error is printed on the console either way.
+    """
+    import shutil
+
+    hydra_files = {".hydra", log_name}
+    try:
+        if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= hydra_files:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            log.info("the run did not start: its folder %s was removed", run_dir)
+    except OSError:
+        pass
 
 
 def _check_search_direction(cfg: DictConfig, direction: str) -> None:

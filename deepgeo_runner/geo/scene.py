@@ -31,8 +31,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform, transform_bounds
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
-from tqdm.auto import tqdm
 
+from deepgeo_runner.console import progress as progress_bar
 from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.choices import Resampling as ResamplingChoice
 from deepgeo_runner.geo.raster_io import Grid, iter_windows, open_raster_writer, reading, valid_mask
@@ -291,7 +291,7 @@ def build_time_stack(
             names = [f"{date}_{b}" for date in groups for b in band]
         windows = iter_windows(grid.height, grid.width, window)
         with open_raster_writer(out_path, grid, per_date * len(groups), dtype, fill, names) as dst:
-            for win in tqdm(windows, desc="scene: mosaic/crop/warp/stack", unit="window",
+            for win in progress_bar(windows, desc="scene: mosaic/crop/warp/stack", unit="window",
                             disable=not progress or len(windows) < 4):
                 out = np.concatenate([r.read(win) for r in readers]) if len(readers) > 1 else readers[0].read(win)
                 if aoi is not None:

@@ -7,6 +7,7 @@ callback goes in this module (or any importable one) and gets an entry in that Y
 
 * :class:`TrainingHistory`: ``logs/history.csv``, the curves the report draws, whatever the logger.
 * :func:`early_stopping`: Lightning's ``EarlyStopping``, or nothing while the patience is null.
+* :class:`ProgressLines`: periodic progress lines in place of the bar when not on a terminal.
 """
 
 from __future__ import annotations
@@ -81,3 +82,53 @@ def early_stopping(monitor: str, mode: str, patience: int | None, **kwargs: Any)
     if patience is None:
         return None
     return EarlyStopping(monitor=monitor, mode=mode, patience=int(patience), **kwargs)
+
+
+class ProgressLines(pl.Callback):
+    """Training progress as plain log lines when nobody watches a terminal (nohup, batch jobs, CI).
+
+    On a terminal Lightning's bar shows progress and this callback stays silent; elsewhere the
+    runner turns the bar off (its carriage returns make one unreadable line in a log file) and
+    this logs the epoch, the batches done, the loss and the time left every ``every_s`` seconds,
+    and one line per finished epoch with its scores.
+    """
+
+    def __init__(self, every_s: float = 30.0) -> None:
+        self.every_s = every_s
+        self._bar = None
+
+    def _active(self, trainer: pl.Trainer) -> bool:
+        from deepgeo_runner.console import interactive
+
+        return trainer.is_global_zero and not interactive()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._active(trainer):
+            return
+        from deepgeo_runner.console import ProgressLines as Lines
+
+        total = trainer.num_training_batches
+        epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        self._bar = Lines(total=int(total) if total != float("inf") else None,
+                          desc=f"epoch {trainer.current_epoch + 1}{epochs}", unit="batches", every_s=self.every_s)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self._bar is not None:
+            self._bar.update()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._bar is None or trainer.sanity_checking:
+            return
+        import logging
+
+        scores = {k: float(v) for k, v in trainer.callback_metrics.items()
+                  if torch.is_tensor(v) and v.numel() == 1 and not k.endswith("_step")}
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(scores.items()))
+        logging.getLogger("deepgeo_runner.progress").info("%s done: %s", self._bar.desc, shown or "no scores")
+        self._bar.closed = True
+        self._bar = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._bar is not None and trainer.val_dataloaders is None:  # no validation: say the epoch ended
+            self.on_validation_end(trainer, pl_module)

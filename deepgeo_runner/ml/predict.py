@@ -42,8 +42,8 @@ import numpy as np
 import rasterio
 import torch
 from rasterio.windows import Window as RioWindow
-from tqdm.auto import tqdm
 
+from deepgeo_runner.console import progress as progress_bar
 from deepgeo_runner.geo.raster_io import Grid, RowAppender, open_raster_writer, valid_mask
 from deepgeo_runner.geo.rasterize import NODATA, class_colormap
 from deepgeo_runner.geo.stitch import WindowPlan
@@ -250,7 +250,7 @@ class _BlockMaker:
             batch = batch.astype(np.float32, copy=False)
         return batch
 
-    def blocks(self, rows: Sequence[int], bar: tqdm | None = None):
+    def blocks(self, rows: Sequence[int], bar: Any | None = None):
         """Yield ``(i, block)`` for the window rows ``rows``, in order."""
         from concurrent.futures import ThreadPoolExecutor
 
@@ -389,7 +389,7 @@ def predict_scene(
         if world_size > 1:
             log.info("predict: rank %d of %d classifies %d of %d window rows on %s", rank, world_size,
                      len(mine), len(plan.rows), device)
-        bar = tqdm(total=len(mine) * len(plan.cols), desc=f"predict windows (rank {rank})" if world_size > 1
+        bar = progress_bar(total=len(mine) * len(plan.cols), desc=f"predict windows (rank {rank})" if world_size > 1
                    else "predict windows", disable=not progress)
 
         def assemble(blocks: Iterable[tuple[int, Any]]) -> None:

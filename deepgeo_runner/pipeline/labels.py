@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from tqdm.auto import tqdm
 
+from deepgeo_runner.console import progress as progress_bar
 from deepgeo_runner.geo.raster_io import Grid, NodataValue, iter_windows, open_raster_writer, read_valid
 from deepgeo_runner.geo.rasterize import NODATA, LabelSource, class_colormap
 
@@ -64,7 +64,7 @@ def rasterize_labels(
         with open_raster_writer(out_path, grid, 1, "uint8", NODATA, ["class"], tags,
                                 class_colormap(class_colors)) as dst:
             quiet = not progress or len(windows) < 4
-            for win in tqdm(windows, desc="rasterize", unit="window", disable=quiet):
+            for win in progress_bar(windows, desc="rasterize", unit="window", disable=quiet):
                 ids = source.burn(win)
                 ids[~read_valid(src, src.read(window=win), win, nodata, nodata_rule, dates=dates)] = NODATA
                 counts += np.bincount(ids.ravel(), minlength=256)

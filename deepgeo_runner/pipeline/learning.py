@@ -19,6 +19,7 @@ from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import RunConfig
+from deepgeo_runner.console import interactive, tidy_third_party_logging
 from deepgeo_runner.errors import ConfigError, DeepGeoError, InputDataError, RunInterrupted
 from deepgeo_runner.metrics import strict_json
 from deepgeo_runner.pipeline.cached_stages import label_options
@@ -212,9 +213,11 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     stop = stop or SignalStop()
     callbacks = instantiate_callbacks(opts.callbacks)  # conf/callbacks/: checkpoints, seeds, history
     logger = instantiate_logger(opts.logger)
+    tidy_third_party_logging()  # Lightning is imported by now: its lines once, without advertisements
+    quiet_bar = {} if interactive() else {"enable_progress_bar": False}  # callbacks.progress_lines logs instead
     trainer = instantiate(opts.trainer, "trainer", callbacks=callbacks, logger=logger,
                            default_root_dir=str(run_dir), use_distributed_sampler=not shard_here,
-                           plugins=[SafeCheckpointIO()])
+                           plugins=[SafeCheckpointIO()], **quiet_bar)
     stop.trainer = trainer
     try:
         if "fit" in stages:

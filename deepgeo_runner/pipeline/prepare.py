@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.windows import Window
-from tqdm.auto import tqdm
 
 from deepgeo_runner.atomic import write_text_atomic
+from deepgeo_runner.console import progress as progress_bar
 from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.indices import IndexSpec, check_indices, feature_index_names, finish_index
 from deepgeo_runner.geo.normalize import (
@@ -221,7 +221,7 @@ def prepare_scene(
             acc = None
             if needs_fit(options.method):
                 acc = new_accumulator(len(feature_names), options)
-                for win in tqdm(windows, desc="prepare: statistics", unit="window",
+                for win in progress_bar(windows, desc="prepare: statistics", unit="window",
                                 disable=not progress or len(windows) < 4):
                     fit = _fit_mask(fit_area, win)
                     if fit is not None and not fit.any():
@@ -243,7 +243,7 @@ def prepare_scene(
         tags = {"normalization": stats.method, "per_chip": stats.per_chip}
         with open_raster_writer(out_dir / "prepared.tif", grid, len(feature_names), "float32",
                                 PREPARED_NODATA, feature_names, tags, cog=cog) as dst:
-            for win in tqdm(windows, desc="prepare: writing", unit="window",
+            for win in progress_bar(windows, desc="prepare: writing", unit="window",
                             disable=not progress or len(windows) < 4):
                 stack, valid = cached if cached is not None else features(src, win)
                 out = apply_stats(stack, stats)

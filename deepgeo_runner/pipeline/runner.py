@@ -28,6 +28,7 @@ from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.options import run_options
 from deepgeo_runner.config.schema import DataConfig, RunConfig
 from deepgeo_runner.config.validate import uses_datamodule
+from deepgeo_runner.console import tidy_third_party_logging
 from deepgeo_runner.pipeline import cached_stages, checking, inputs, learning, predicting, splitting
 from deepgeo_runner.pipeline.record import stages_to_run, write_run_provenance
 from deepgeo_runner.ranks import global_rank
@@ -49,6 +50,7 @@ def run(cfg: RunConfig | Any, run_dir: str | Path) -> Artifacts:
     from deepgeo_runner.preflight import preflight
 
     run_dir = Path(run_dir)
+    tidy_third_party_logging()
     opts = run_options(cfg, run_dir)
     preflight(opts, run_dir)  # writable run/cache folders, leftovers of killed runs removed, inputs opened
     rank = global_rank()
