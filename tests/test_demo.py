@@ -107,7 +107,7 @@ def test_existing_files_are_reused_not_rewritten(tmp_path):
     again = make_demo_scene(tmp_path, size=128)
     assert again == first
     assert {p: p.stat().st_mtime_ns for p in (again.image, again.labels)} == stamps
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo_oli.tif", "demo_prodes.gpkg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo_oli.tif", "demo_prodes.gpkg", "demo_reference.tif"]
 
 
 def test_too_small_a_scene_is_refused(tmp_path):
@@ -127,7 +127,7 @@ def test_processes_generating_at_once_leave_one_good_scene(tmp_path):
     with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
         results = list(pool.map(_generate_into, [str(tmp_path)] * 2))
     assert results[0] == results[1] == _generate_into(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo_oli.tif", "demo_prodes.gpkg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo_oli.tif", "demo_prodes.gpkg", "demo_reference.tif"]
 
 
 def test_vector_ground_truth_contract(pixels):
@@ -201,3 +201,20 @@ def test_one_band_threshold_is_not_enough_but_bands_and_context_are(pixels):
     predicted = 1 + np.argmin(((x[:, None, :] - centroids[None]) ** 2).sum(axis=-1), axis=1)
     assert (predicted == y).mean() >= 0.9
     assert (predicted == y).mean() > red_accuracy
+
+
+def test_the_reference_layer_is_the_truth_as_class_ids_and_agrees_with_the_labels(scene, pixels):
+    """``demo_reference.tif``: every pixel of the scene labelled (what an analyst would say), on the
+    image's grid, and the labelled polygons agree with it where they lie."""
+    from deepgeo_runner.geo.demo import REFERENCE_NODATA, demo_truth, reference_ids
+
+    with rasterio.open(scene.reference) as ref, rasterio.open(scene.image) as img:
+        assert (ref.crs, ref.transform, ref.shape) == (img.crs, img.transform, img.shape)
+        assert ref.nodata == REFERENCE_NODATA and ref.tags()["CLASSES"] == "forest,deforestation,water"
+        ids = ref.read(1)
+    assert set(np.unique(ids)) == {1, 2, 3}  # wall to wall: no pixel without a reference class
+    assert np.array_equal(ids, reference_ids(demo_truth(SIZE, 0)))
+    labels = pixels["labels"]
+    labelled = labels > 0
+    agree = (labels[labelled] == ids[labelled]).mean()
+    assert agree > 0.95, agree  # polygons are drawn from the same truth (edges differ by rasterization)

@@ -42,6 +42,8 @@ from deepgeo_runner.atomic import atomic_path, remove_stale_temporaries
 
 IMAGE_NAME = "demo_oli.tif"
 LABELS_NAME = "demo_prodes.gpkg"
+REFERENCE_NAME = "demo_reference.tif"  # the wall-to-wall truth as class ids: a reference layer for `assess`
+REFERENCE_NODATA = 255
 LAYER_NAME = "prodes"
 CRS = "EPSG:32722"  # WGS 84 / UTM zone 22S, eastern Pará
 PIXEL = 30.0
@@ -76,6 +78,7 @@ class DemoScene:
 
     image: Path  # GeoTIFF
     labels: Path  # GeoPackage
+    reference: Path  # GeoTIFF of class ids 1..3 over the whole scene (what an analyst would label)
     band_names: tuple[str, ...]  # ("blue","green","red","nir","swir1","swir2")
     classes: tuple[str, ...]  # ("forest","deforestation","water")
 
@@ -88,21 +91,24 @@ def make_demo_scene(out_dir: Path | str, size: int = 512, seed: int = 0) -> Demo
     never sees a half-written file.
 
     Args:
-        out_dir: folder of ``demo_oli.tif`` and ``demo_prodes.gpkg`` (created if needed).
+        out_dir: folder of ``demo_oli.tif``, ``demo_prodes.gpkg`` and ``demo_reference.tif``
+            (created if needed).
         size: side of the square scene in pixels (30 m), 64 or more.
         seed: seed of every random draw; the same (size, seed) gives the same scene.
 
     Returns:
-        The paths of the two files with the band and class names.
+        The paths of the three files with the band and class names.
     """
     out_dir = Path(out_dir)
-    scene = DemoScene(out_dir / IMAGE_NAME, out_dir / LABELS_NAME, BAND_NAMES, CLASSES)
-    if scene.image.is_file() and scene.labels.is_file():
+    scene = DemoScene(out_dir / IMAGE_NAME, out_dir / LABELS_NAME, out_dir / REFERENCE_NAME, BAND_NAMES, CLASSES)
+    if scene.image.is_file() and scene.labels.is_file() and scene.reference.is_file():
         return scene
     if int(size) < 64:
         raise ValueError(f"make_demo_scene: size={size} is too small; use 64 or more (e.g. 512).")
-    image, labels = _generate(int(size), int(seed))
+    image, labels, truth = _generate(int(size), int(seed))
     remove_stale_temporaries(out_dir)
+    with atomic_path(scene.reference, keep_suffix=True, what="demo scene") as tmp_reference:
+        _write_reference(tmp_reference, truth)
     with atomic_path(scene.labels, keep_suffix=True, what="demo scene") as tmp_labels:
         _write_labels(tmp_labels, labels)
     with atomic_path(scene.image, keep_suffix=True, what="demo scene") as tmp_image:
@@ -688,8 +694,8 @@ def _render(lay: _Layout, obj: np.ndarray, truth: np.ndarray, rng: np.random.Gen
     return bands
 
 
-def _generate(size: int, seed: int) -> tuple[np.ndarray, gpd.GeoDataFrame]:
-    """The image array and the labelled polygons for one (size, seed)."""
+def _generate(size: int, seed: int) -> tuple[np.ndarray, gpd.GeoDataFrame, np.ndarray]:
+    """The image array, the labelled polygons and the land-cover truth for one (size, seed)."""
     rng = np.random.default_rng(seed)
     lay, obj, truth = _layout(size, rng)
     image = _render(lay, obj, truth, rng)
@@ -701,7 +707,7 @@ def _generate(size: int, seed: int) -> tuple[np.ndarray, gpd.GeoDataFrame]:
         geometry=[_to_map(g) for _, g in lay.labels],
         crs=CRS,
     )
-    return image, labels
+    return image, labels, truth
 
 
 def demo_truth(size: int = 512, seed: int = 0) -> np.ndarray:
@@ -739,3 +745,29 @@ def _write_image(path: Path, image: np.ndarray, seed: int) -> None:
 
 def _write_labels(path: Path, labels: gpd.GeoDataFrame) -> None:
     labels.to_file(path, driver="GPKG", layer=LAYER_NAME)
+
+
+# Truth code → class id of the reference layer: roads are cleared forest (deforestation); a
+# clearing regrowing (capoeira) keeps its truth code DEFORESTATION, as PRODES keeps it mapped.
+_REFERENCE_IDS = {FOREST: 1, DEFORESTATION: 2, WATER: 3, REGROWTH: 2, ROAD: 2}
+
+
+def reference_ids(truth: np.ndarray) -> np.ndarray:
+    """Class ids 1..3 (forest, deforestation, water) of every pixel of the truth map."""
+    lut = np.full(256, REFERENCE_NODATA, dtype=np.uint8)
+    for code, class_id in _REFERENCE_IDS.items():
+        lut[code] = class_id
+    return lut[truth]
+
+
+def _write_reference(path: Path, truth: np.ndarray) -> None:
+    """The truth as a class-id GeoTIFF on the image grid, like a reference map a team would hold."""
+    size = truth.shape[0]
+    profile = {"driver": "GTiff", "width": size, "height": size, "count": 1, "dtype": "uint8", "crs": CRS,
+               "transform": TRANSFORM, "nodata": REFERENCE_NODATA, "compress": "deflate"}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(reference_ids(truth), 1)
+        dst.set_band_description(1, "class")
+        dst.update_tags(CLASSES=",".join(CLASSES),
+                        DESCRIPTION="deepgeo-runner demo: the land-cover truth behind the scene, class ids "
+                                    + ", ".join(f"{i} {c}" for i, c in enumerate(CLASSES, start=1)))
