@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from enum import StrEnum
 
 import numpy as np
 
+from deepgeo_runner.assess.choices import Allocation
 
-class Allocation(StrEnum):
-    """How the total sample size is shared among the strata (``assess.allocation``)."""
-
-    proportional = "proportional"  # n_h ∝ stratum size: efficient for overall accuracy, starves rare classes
-    equal = "equal"  # the same n_h everywhere: best for user's accuracies, poor for area
-    min_per_stratum = "min_per_stratum"  # at least assess.min_per_stratum each, the rest proportional
+__all__ = ["Allocation", "allocate", "sample_size", "select_ordinals"]
 
 
 def sample_size(weights: Sequence[float], users_accuracy: Sequence[float], target_se: float) -> int:
