@@ -112,9 +112,13 @@ class MapLayers:
                 _tally(block.strata[block.valid], row_ha, strata)
         strata = strata if self.strata_path is not None else classes
         s, c = sorted(strata), sorted(classes)
-        return Census(s, np.array([strata[v][0] for v in s], dtype=np.int64),
-                      np.array([strata[v][1] for v in s]), c,
-                      np.array([classes[v][0] for v in c], dtype=np.int64), np.array([classes[v][1] for v in c]))
+        s_pixels = np.array([strata[v][0] for v in s], dtype=np.int64)
+        c_pixels = np.array([classes[v][0] for v in c], dtype=np.int64)
+        if self.area.constant:  # count × area: no summation error
+            s_area, c_area = s_pixels * self.area.row_ha[0], c_pixels * self.area.row_ha[0]
+        else:
+            s_area, c_area = np.array([strata[v][1] for v in s]), np.array([classes[v][1] for v in c])
+        return Census(s, s_pixels, s_area, c, c_pixels, c_area)
 
     def pixels_of(self, strata: list[int], ordinals: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Rows and columns of the chosen pixels: ``ordinals[h]`` counts the population pixels of
