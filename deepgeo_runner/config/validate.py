@@ -62,10 +62,12 @@ def validate_config(cfg: DictConfig) -> None:
     if uses_datamodule(cfg.data):
         _check_datamodule(cfg)
     else:
-        _check_data(cfg.data, files=not assess_only(cfg))
-        if cfg.preprocessing.normalization not in METHODS:
+        scene = not assess_only(cfg)  # stages=[assess]: an existing map, no scene to read or prepare
+        _check_data(cfg.data, files=scene)
+        if scene and cfg.preprocessing.normalization not in METHODS:
             raise _fail("preprocessing.normalization", cfg.preprocessing.normalization, f"one of {list(METHODS)}")
-        _check_preprocessing(cfg)
+        if scene:
+            _check_preprocessing(cfg)
     if cfg.augmentation.brightness < 0 or cfg.augmentation.noise_std < 0:
         raise _fail("augmentation.brightness/noise_std",
                     (cfg.augmentation.brightness, cfg.augmentation.noise_std), "non-negative strengths")

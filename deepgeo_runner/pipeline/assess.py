@@ -235,6 +235,7 @@ def _analyse(units: _Units, labelled: np.ndarray, census: Census, class_order: l
             "sample_points_reference": int(result.counts[:, k].sum()),
         }
     sizes = sample.stratum_sizes
+    design.setdefault("sample_size", int(sizes.sum()))
     design["strata_sizes"] = {
         stratum_names[v]: {"pixels": int(census.stratum_pixels[h]), "area_ha": float(census.stratum_area_ha[h]),
                            "weight": float(census.stratum_area_ha[h] / total), "sample": int(sizes[h])}
