@@ -335,9 +335,14 @@ def test_labelled_sample_errors_name_the_rows(small_map, tmp_path):
     sample.to_file(tmp_path / "typo.gpkg")
     with pytest.raises(InputDataError, match=r"5: 'defforestation'.*one of \['deforestation'"):
         assess_map(path, tmp_path, AssessConfig(sample=str(tmp_path / "typo.gpkg")), data, 0)
+    sample["ref_class"] = sample["map_class"]
+    sample.loc[0, "stratum"] = "nonforest" if sample.loc[0, "stratum"] != "nonforest" else "forest"
+    sample.to_file(tmp_path / "strata.gpkg")
+    with pytest.raises(InputDataError, match=r"at points \['1'\] the stratum differs.*assess.strata"):
+        assess_map(path, tmp_path, AssessConfig(sample=str(tmp_path / "strata.gpkg")), data, 0)
     # the CSV twin, labelled in a spreadsheet, is read as well as the GeoPackage
     table = sample.drop(columns="geometry")
-    table["ref_class"] = table["map_class"]
+    table["ref_class"] = table["stratum"] = table["map_class"]
     table.to_csv(tmp_path / "labelled.csv", index=False)
     out = assess_map(path, tmp_path, AssessConfig(sample=str(tmp_path / "labelled.csv")), data, 0)
     assert json.loads(Path(out).read_text())["overall_accuracy"]["estimate"] == pytest.approx(1.0)

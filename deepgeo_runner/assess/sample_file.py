@@ -69,6 +69,7 @@ class LabelledSample:
     cols: np.ndarray
     ref_class: list[str]
     map_class: list[str] | None  # as the file says, to check it against the map
+    stratum: list[str] | None  # as the file says, to check it against the strata
 
 
 def _text(values: pd.Series) -> list[str]:
@@ -120,7 +121,8 @@ def read_labels(path: str | Path, grid: Grid, key: str = "assess.sample") -> Lab
         raise InputDataError(f"{key}='{path}': {len(empty)} of {len(refs)} points have no ref_class (point_id "
                              f"{_listing(empty)}): label every point, or delete those you cannot label.")
     map_class = _text(table["map_class"]) if "map_class" in table.columns else None
-    return LabelledSample(ids, rows, cols, refs, map_class)
+    stratum = _text(table["stratum"]) if "stratum" in table.columns else None
+    return LabelledSample(ids, rows, cols, refs, map_class, stratum)
 
 
 def _listing(ids: Sequence[str], limit: int = 12) -> str:

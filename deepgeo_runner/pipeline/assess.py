@@ -91,7 +91,7 @@ def assess_map(map_path: str | Path, out_dir: str | Path, options: AssessConfig,
     design: dict[str, Any] = {"map": str(map_path), "strata": str(options.strata or "map classes"),
                               **layers.area.describe(), "total_area_ha": census.total_area_ha}
     if options.sample:
-        units = _read_sample(options, layers, map_names, classes)
+        units = _read_sample(options, layers, map_names, stratum_names, classes)
         design.update({"labels": f"labelled sample {options.sample}"})
     else:
         units, planned = _draw_sample(options, layers, census, stratum_names, seed)
@@ -158,7 +158,7 @@ def _draw_sample(options: AssessConfig, layers: MapLayers, census: Census, strat
 
 
 def _read_sample(options: AssessConfig, layers: MapLayers, map_names: dict[int, str],
-                 classes: ClassTable) -> _Units:
+                 stratum_names: dict[int, str], classes: ClassTable) -> _Units:
     """The analyst's labelled sample, placed on the map and checked against it."""
     key = "assess.sample"
     labelled = read_labels(options.sample, layers.grid, key)
@@ -173,6 +173,13 @@ def _read_sample(options: AssessConfig, layers: MapLayers, map_names: dict[int, 
         if wrong:
             raise InputDataError(f"{key}='{options.sample}': at points {wrong[:12]} the map's class differs from the "
                                  f"file's map_class: the sample was drawn from another map than assess.map.")
+    if labelled.stratum is not None:
+        wrong = [labelled.point_id[i] for i, (v, said) in enumerate(zip(strata, labelled.stratum, strict=True))
+                 if said and said != stratum_names.get(int(v))]
+        if wrong:
+            raise InputDataError(f"{key}='{options.sample}': at points {wrong[:12]} the stratum differs from the "
+                                 f"file's stratum column: analyse the sample with the strata it was drawn from "
+                                 f"(assess.strata={options.strata or 'null: the map classes'} now).")
     known = list(dict.fromkeys(list(map_names.values()) + list(classes.names)))
     unknown = [(pid, r) for pid, r in zip(labelled.point_id, labelled.ref_class, strict=True) if r not in known]
     if unknown:
