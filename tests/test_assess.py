@@ -313,11 +313,16 @@ def test_reference_layer_labels_the_sample_like_the_training_labels(small_map, t
     sample = gpd.read_file(tmp_path / SAMPLE_FILE)
     rows = ((grid.transform.f - sample.geometry.y) / 30).astype(int)
     cols = ((sample.geometry.x - grid.transform.c) / 30).astype(int)
+    # the population is where the reference has a class (background is ignored): every point is labelled
     expected = np.where(rows < 60, "deforestation", np.where(cols < 45, "forest", None))
-    labelled = sample["ref_class"].notna()
-    assert (sample.loc[labelled, "ref_class"].to_numpy() == expected[labelled.to_numpy()]).all()
-    assert result["design"]["unlabelled_points"] == int((~labelled).sum()) > 0  # background: no reference class
-    assert "nonforest" in result["per_class"] and result["per_class"]["nonforest"]["producers_accuracy"] is None
+    assert (sample["ref_class"].to_numpy() == expected).all() and result["design"]["unlabelled_points"] == 0
+    domain = np.zeros(values.shape, dtype=bool)
+    domain[:60, 5:] = True
+    domain[60:, 5:45] = True
+    for value, name in ((1, "deforestation"), (2, "forest"), (3, "nonforest")):
+        assert result["per_class"][name]["mapped_area_ha"] == pytest.approx(0.09 * ((values == value) & domain).sum())
+    assert result["per_class"]["nonforest"]["producers_accuracy"] is None  # never the reference class
+    assert result["design"]["total_area_ha"] == pytest.approx(0.09 * domain.sum())
 
 
 def test_labelled_sample_errors_name_the_rows(small_map, tmp_path):

@@ -2,13 +2,14 @@
 
 A map of a whole Landsat scene is read in full-width row blocks, so memory stays bounded and
 pixels keep their row-major order (the order the design's ordinals count in). A pixel belongs to
-the population when both the map and the strata have data there (GDAL's mask of each). Strata on
-another grid than the map are resampled onto it (nearest) on the fly.
+the population when both the map and the strata have data there (GDAL's mask of each), and, where
+a ``domain`` is given (e.g. where a reference layer has a class), inside it. Strata on another grid
+than the map are resampled onto it (nearest) on the fly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,10 @@ class Census:
 class MapLayers:
     """The class map and (optionally) a strata raster on its grid, open for block reads."""
 
-    def __init__(self, map_path: str | Path, strata_path: str | Path | None = None) -> None:
+    def __init__(self, map_path: str | Path, strata_path: str | Path | None = None,
+                 domain: Callable[[Window], np.ndarray] | None = None) -> None:
+        """``domain(window)``: a boolean array, True where a pixel of that window belongs to the population."""
+        self.domain = domain
         self.map_path = Path(map_path)
         self.strata_path = Path(strata_path) if strata_path is not None else None
         self.grid = Grid.of(self.map_path)
@@ -98,6 +102,8 @@ class MapLayers:
                 else:
                     strata = strata_src.read(1, window=win)
                     valid &= strata_src.read_masks(1, window=win) > 0
+                if self.domain is not None:
+                    valid &= self.domain(win)
                 yield Block(row0, values, strata, valid)
 
     def census(self) -> Census:
@@ -152,6 +158,8 @@ class MapLayers:
                 else:
                     strata[i] = strata_src.read(1, window=win)[0, 0]
                     valid[i] &= strata_src.read_masks(1, window=win)[0, 0] > 0
+                if self.domain is not None:
+                    valid[i] &= bool(self.domain(win)[0, 0])
         return map_values, strata, valid
 
 

@@ -80,7 +80,8 @@ def assess_map(map_path: str | Path, out_dir: str | Path, options: AssessConfig,
     """
     map_path, out_dir = Path(map_path), Path(out_dir)
     classes = classes or ClassTable.of(data.classes, data.class_colors, data.background == "class")
-    layers = MapLayers(map_path, options.strata)
+    reference = _ReferenceLabels(options.reference, map_path, data) if options.reference else None
+    layers = MapLayers(map_path, options.strata, reference.labelled if reference else None)
     census = layers.census()
     if not census.strata:
         raise InputDataError(f"assess.map '{map_path}' has no pixel with data (inside assess.strata).")
@@ -96,21 +97,22 @@ def assess_map(map_path: str | Path, out_dir: str | Path, options: AssessConfig,
     else:
         units, planned = _draw_sample(options, layers, census, stratum_names, seed)
         design.update(planned)
-        if options.reference:
-            units.ref_names = _reference_names(options.reference, layers, units, data)
+        if reference is not None:
+            units.ref_names = reference.names_at(units.rows, units.cols)
             design["labels"] = f"reference layer {options.reference}"
+            design["population"] = "map pixels where the reference layer has a class"
         table = sample_table(layers.grid, units.rows, units.cols, [stratum_names[v] for v in units.strata],
                              [map_names[v] for v in units.map_values], layers.area.row_ha[units.rows],
-                             units.ref_names if options.reference else None)
+                             units.ref_names if reference is not None else None)
         gpkg, csv = write_sample(table, out_dir / SAMPLE_FILE)
-        if not options.reference:
+        if reference is None:
             log.info("assess: %d sample points in %s (and %s): fill ref_class (QGIS: toggle editing), then run "
                      "stages=[assess] assess.map=%s assess.sample=%s", len(units.rows), gpkg, csv.name, map_path, gpkg)
             return None
     labelled = np.array([r is not None for r in units.ref_names], dtype=bool)
     if not labelled.all():
-        log.warning("assess: %d of %d sample points have no reference class (outside the reference layer's data, "
-                    "or its background) and are left out", int((~labelled).sum()), len(labelled))
+        log.warning("assess: %d of %d sample points have no reference class and are left out",
+                    int((~labelled).sum()), len(labelled))
     design["unlabelled_points"] = int((~labelled).sum())
     class_order = list(dict.fromkeys([map_names[v] for v in census.map_values]
                                      + [r for r in units.ref_names if r is not None]))
@@ -189,19 +191,34 @@ def _read_sample(options: AssessConfig, layers: MapLayers, map_names: dict[int, 
     return _Units(labelled.rows, labelled.cols, strata, map_values, list(labelled.ref_class))
 
 
-def _reference_names(reference: str, layers: MapLayers, units: _Units, data: DataConfig) -> list[str | None]:
-    """The reference class of each point, from a layer read like the training labels (its pixel's
-    label as rasterize would burn it); None where the layer has no class there."""
-    source = LabelSource(reference, layers.grid, data.class_column, data.classes, data.class_values,
-                         data.all_touched, data.class_groups, str(data.other_classes))
-    names: dict[int, str] = dict(enumerate(data.classes, start=1))
-    if str(data.background) == "class":
-        names[BACKGROUND] = "background"
-    out: list[str | None] = []
-    for r, c in zip(units.rows.tolist(), units.cols.tolist(), strict=True):
-        value = int(source.burn(Window(c, r, 1, 1))[0, 0])
-        out.append(names.get(value) if value != NODATA else None)
-    return out
+class _ReferenceLabels:
+    """A reference layer read like the training labels (each pixel's label as rasterize burns it).
+
+    Where it has no class (its nodata, or outside its polygons with ``data.background=ignore``) no
+    reference class is known: those pixels are left out of the population, so the estimates refer
+    to the area the reference covers rather than to a sample thinned where it is silent.
+    """
+
+    def __init__(self, reference: str, map_path: Path, data: DataConfig) -> None:
+        from deepgeo_runner.geo.raster_io import Grid
+
+        self.source = LabelSource(reference, Grid.of(map_path), data.class_column, data.classes, data.class_values,
+                                  data.all_touched, data.class_groups, str(data.other_classes))
+        self.names: dict[int, str] = dict(enumerate(data.classes, start=1))
+        if str(data.background) == "class":
+            self.names[BACKGROUND] = "background"
+        self.lut = np.zeros(256, dtype=bool)
+        self.lut[list(self.names)] = True
+
+    def labelled(self, window: Window) -> np.ndarray:
+        """True where the layer gives a class in ``window``."""
+        return self.lut[self.source.burn(window)]
+
+    def names_at(self, rows: np.ndarray, cols: np.ndarray) -> list[str | None]:
+        """The reference class name at each pixel (None where it has none)."""
+        values = [int(self.source.burn(Window(c, r, 1, 1))[0, 0])
+                  for r, c in zip(rows.tolist(), cols.tolist(), strict=True)]
+        return [self.names.get(v) if v != NODATA else None for v in values]
 
 
 def _analyse(units: _Units, labelled: np.ndarray, census: Census, class_order: list[str],
