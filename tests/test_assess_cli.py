@@ -110,3 +110,24 @@ def test_cli_assesses_an_existing_map_then_reads_the_labelled_sample_back(map_an
     again = json.loads((second / "assessment.json").read_text())
     assert again["per_class"] == result["per_class"]
     assert again["overall_accuracy"] == result["overall_accuracy"]
+
+
+@pytest.mark.slow
+def test_the_whole_cycle_ends_with_the_assessment_of_its_own_prediction(tmp_path):
+    """Default stages + assess.reference: train (debug=fast), predict, assess against the labels, report."""
+    from deepgeo_runner.geo.demo import make_demo_scene
+
+    demo = make_demo_scene(tmp_path / "demo", size=256)
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "deepgeo_runner.cli", "debug=fast", "trainer=cpu", f"data.image={demo.image}",
+           f"data.labels={demo.labels}", f"assess.reference={demo.labels}", "assess.sample_size=120",
+           "assess.min_per_stratum=20", f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"deepgeo failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert provenance["stages"][-3:] == ["predict", "assess", "report"] and "assess" in provenance["timings_s"]
+    result = json.loads((run_dir / "assessment.json").read_text())
+    assert result["design"]["map"] == str(run_dir / "prediction.tif")
+    assert result["design"]["sample_size"] == 120 and result["design"]["unlabelled_points"] == 0
+    assert set(result["per_class"]) <= {"forest", "deforestation", "water"}
+    assert "Map accuracy and area" in (run_dir / "report.html").read_text()
