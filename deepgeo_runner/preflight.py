@@ -60,6 +60,19 @@ def input_files(cfg: RunConfig) -> Iterator[tuple[str, Path, str]]:
         yield "predict.image", path, "raster"
     if pred.labels is not None:
         yield "predict.labels", Path(pred.labels), _kind(pred.labels)
+    yield from _assess_files(cfg)
+
+
+def _assess_files(cfg: RunConfig) -> Iterator[tuple[str, Path, str]]:
+    """The assess stage's inputs (a CSV sample is read, and checked, by the stage itself)."""
+    assess = cfg.assess
+    for key in ("map", "strata"):
+        if getattr(assess, key) is not None:
+            yield f"assess.{key}", Path(getattr(assess, key)), "raster"
+    if assess.reference is not None:
+        yield "assess.reference", Path(assess.reference), _kind(assess.reference)
+    if assess.sample is not None and Path(assess.sample).suffix.lower() not in (".csv", ".txt"):
+        yield "assess.sample", Path(assess.sample), "vector"
 
 
 def _kind(labels: Any) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from deepgeo_runner.assess.choices import Allocation
 from deepgeo_runner.classes import Background
 from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.geo.choices import ChipStrategy, OtherClasses, Resampling, Split
@@ -77,7 +78,39 @@ def check_predict_ranges(pred: Any) -> None:
         raise range_error("predict.min_area_ha", pred.min_area_ha, "a non-negative area in hectares")
 
 
-STAGES: tuple[str, ...] = ("check", "prepare", "rasterize", "chips", "fit", "test", "predict", "report")
+STAGES: tuple[str, ...] = ("check", "prepare", "rasterize", "chips", "fit", "test", "predict", "assess", "report")
+DEFAULT_STAGES: tuple[str, ...] = tuple(s for s in STAGES if s != "assess")  # assess: see run_stages
+
+
+def run_stages(stages: Any, assess: Any) -> list[str]:
+    """The stages a run goes through: ``stages`` as given, except that the default cycle gains
+    ``assess`` (before ``report``) when ``assess.reference`` or ``assess.sample`` says what to
+    assess the map against. An explicit list is taken as it is."""
+    stages = [str(s) for s in stages]
+    wanted = _given(getattr(assess, "reference", None)) or _given(getattr(assess, "sample", None))
+    if stages == list(DEFAULT_STAGES) and wanted:
+        stages.insert(stages.index("report"), "assess")
+    return stages
+
+
+def check_assess_ranges(assess: Any) -> None:
+    """Ranges of the ``assess`` keys (composed config and :class:`AssessConfig` alike)."""
+    if not 0 < assess.target_se < 0.5:
+        raise range_error("assess.target_se", assess.target_se, "a standard error of overall accuracy in (0, 0.5), "
+                          "e.g. 0.01")
+    ua = assess.users_accuracy
+    values = list(ua.values()) if hasattr(ua, "values") else [ua]
+    if not values or not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < 1 for v in values):
+        raise range_error("assess.users_accuracy", ua, "a user's accuracy in (0, 1) for every stratum, or a mapping "
+                          "class → accuracy, e.g. {deforestation: 0.7, forest: 0.9}")
+    if assess.min_per_stratum < 2:
+        raise range_error("assess.min_per_stratum", assess.min_per_stratum, "at least 2 units (a variance needs two)")
+    if _given(assess.sample_size) and assess.sample_size < 2:
+        raise range_error("assess.sample_size", assess.sample_size, "a total of at least 2 units, or null")
+    if _given(assess.reference) and _given(assess.sample):
+        raise ConfigError(f"assess.reference={assess.reference!r} and assess.sample={assess.sample!r} are both set: "
+                          "the reference classes come either from a reference layer or from a labelled sample; "
+                          "unset one.")
 
 
 @dataclass
@@ -207,6 +240,25 @@ class PredictConfig:
 
 
 @dataclass
+class AssessConfig:
+    """Stage ``assess``: map accuracy and error-adjusted area from a stratified random sample
+    (Olofsson et al. 2014; Stehman 2014). Writes assessment_sample.gpkg/.csv and assessment.json."""
+
+    map: str | None = None  # the class map to assess; default the run's prediction.tif
+    strata: str | None = None  # a raster of integer strata on the map's area; default the map classes
+    reference: str | None = None  # labels the sample automatically: vector or label raster, read like data.labels
+    sample: str | None = None  # a labelled sample to analyse: assessment_sample.gpkg/.csv with ref_class filled
+    target_se: float = 0.01  # standard error of overall accuracy the sample size aims at (Olofsson eq. 13)
+    users_accuracy: Any = 0.8  # conjectured user's accuracy: one value or {class (or stratum): value}
+    allocation: Allocation = Allocation.min_per_stratum  # proportional, equal, or min_per_stratum (the rest prop.)
+    min_per_stratum: int = 50  # min_per_stratum: units in every stratum at least (or all its pixels)
+    sample_size: int | None = None  # total units, overriding the size from target_se
+
+    def __post_init__(self) -> None:
+        check_assess_ranges(self)
+
+
+@dataclass
 class TrainConfig:
     """Training behaviour around the Trainer: checkpoints, resume, early stopping, speed."""
 
@@ -240,11 +292,13 @@ class RunConfig:
     loss: Any = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    assess: AssessConfig = field(default_factory=AssessConfig)
     paths: PathsConfig = MISSING
     logger: Any = None
     callbacks: Any = None  # name → a Lightning callback's `_target_` node (conf/callbacks/)
-    stages: list[str] = field(default_factory=lambda: list(STAGES))  # the stages to run, in this order; a subset
-    #   reuses the cached outputs of the others (the data check runs before any data stage)
+    stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))  # the stages to run, in this order; a
+    #   subset reuses the cached outputs of the others (the data check runs before any data stage); 'assess' joins
+    #   the default list when assess.reference or assess.sample is set; stages=[assess] assesses an existing map
     test_split: Split = Split.test  # the chips the test stage scores (e.g. val, to evaluate a checkpoint)
     seed: int = 42  # seeds numpy, torch and the chip sampler: the same command gives the same metrics
     experiments: Any = None

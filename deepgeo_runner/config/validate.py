@@ -20,12 +20,15 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config import introspect
 from deepgeo_runner.config.schema import (
+    DEFAULT_STAGES,
     STAGES,
     RunConfig,
+    check_assess_ranges,
     check_data_ranges,
     check_predict_ranges,
     monitor_direction,
     range_error,
+    run_stages,
 )
 from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.geo.indices import check_indices
@@ -59,10 +62,12 @@ def validate_config(cfg: DictConfig) -> None:
     if uses_datamodule(cfg.data):
         _check_datamodule(cfg)
     else:
-        _check_data(cfg.data)
-        if cfg.preprocessing.normalization not in METHODS:
+        scene = not assess_only(cfg)  # stages=[assess]: an existing map, no scene to read or prepare
+        _check_data(cfg.data, files=scene)
+        if scene and cfg.preprocessing.normalization not in METHODS:
             raise _fail("preprocessing.normalization", cfg.preprocessing.normalization, f"one of {list(METHODS)}")
-        _check_preprocessing(cfg)
+        if scene:
+            _check_preprocessing(cfg)
     if cfg.augmentation.brightness < 0 or cfg.augmentation.noise_std < 0:
         raise _fail("augmentation.brightness/noise_std",
                     (cfg.augmentation.brightness, cfg.augmentation.noise_std), "non-negative strengths")
@@ -71,6 +76,7 @@ def validate_config(cfg: DictConfig) -> None:
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"{group}: needs a '_target_' naming the class to build (see conf/{group}/).")
     _check_predict(cfg)
+    _check_assess(cfg)
     check_targets(cfg)
     check_smp_names(cfg.model)
     _check_train(cfg)
@@ -132,7 +138,7 @@ def _check_datamodule(cfg: DictConfig) -> None:
         raise ConfigError(f"data.datamodule._target_='{node._target_}': no module '{package}' is installed "
                           f"(pip install {package}), or add its folder to PYTHONPATH.")
     other = [s for s in cfg.stages if s not in DATAMODULE_STAGES]
-    if other and list(cfg.stages) != list(STAGES):  # the whole cycle (the default) runs what applies
+    if other and list(cfg.stages) != list(DEFAULT_STAGES):  # the whole cycle (the default) runs what applies
         raise ConfigError(
             f"stages {other} do not apply to data={name}: a datamodule yields ready-made chips, so there is "
             "no scene to prepare, rasterize, chip, predict or report on. Use stages=[fit,test] (or "
@@ -297,8 +303,8 @@ def _check_dates(data: DictConfig) -> None:
         raise _fail("data.dates", dates, f"empty or the keys of data.image in the same order {keys}")
 
 
-def _check_data(data: DictConfig) -> None:
-    if data.name != "demo" or data.image is not None:
+def _check_data(data: DictConfig, files: bool = True) -> None:
+    if files and (data.name != "demo" or data.image is not None):
         for key in ("image", "labels"):
             value = data.get(key)
             if value is None:
@@ -384,6 +390,42 @@ def _check_predict(cfg: DictConfig) -> None:
         unknown = [c for c in polygons if c not in known]
         if unknown and pred.get("image") is None:  # a checkpoint's classes are checked when read
             raise _fail("predict.polygons", list(polygons), f"class names from {known}")
+
+
+ASSESS_ONLY = {"assess", "report"}  # stages that need a class map, not the scene
+
+
+def assess_only(cfg: DictConfig) -> bool:
+    """``stages=[assess]`` (or with report): an existing map is assessed; no scene is read."""
+    return set(run_stages(cfg.stages, cfg.get("assess"))) <= ASSESS_ONLY
+
+
+def _check_assess(cfg: DictConfig) -> None:
+    """The assess stage's files and ranges, and a map to assess, when the stage runs."""
+    assess = cfg.assess
+    stages = run_stages(cfg.stages, assess)
+    if "assess" not in stages:
+        return
+    check_assess_ranges(assess)
+    for key in ("map", "strata", "reference", "sample"):
+        if assess.get(key) is not None:
+            _check_files(f"assess.{key}", assess[key])
+    if assess.get("map") is None and "predict" not in stages and not _run_prediction_exists(cfg):
+        raise ConfigError(
+            f"stages={stages} assess a class map without predicting one: give assess.map=MAP.tif (e.g. a "
+            "run's prediction.tif), or add predict to stages."
+        )
+    ua = assess.users_accuracy
+    if isinstance(ua, DictConfig) and not all(isinstance(k, str) for k in ua):
+        raise _fail("assess.users_accuracy", OmegaConf.to_container(ua), "a mapping class name → accuracy")
+
+
+def _run_prediction_exists(cfg: DictConfig) -> bool:
+    """Whether the run directory already holds prediction.tif (a run repeated in its own folder)."""
+    try:
+        return (Path(str(cfg.paths.output_dir)) / "prediction.tif").is_file()
+    except Exception:  # noqa: BLE001 - output_dir interpolates Hydra's runtime, absent outside a Hydra run
+        return False
 
 
 # ------------------------------------------------------------------------------ names and keys

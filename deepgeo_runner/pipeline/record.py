@@ -8,7 +8,7 @@ from pathlib import Path
 from deepgeo_runner.artifacts import Artifacts
 from deepgeo_runner.cache import file_fingerprint
 from deepgeo_runner.classes import ClassTable
-from deepgeo_runner.config.schema import RunConfig
+from deepgeo_runner.config.schema import RunConfig, run_stages
 from deepgeo_runner.config.validate import DATAMODULE_STAGES, uses_datamodule
 from deepgeo_runner.geo.scene import all_tiles, date_groups
 from deepgeo_runner.pipeline.inputs import external_splits
@@ -16,8 +16,9 @@ from deepgeo_runner.provenance import write_provenance
 
 
 def stages_to_run(opts: RunConfig) -> list[str]:
-    """The stages to run: of the whole cycle, a datamodule's chips take only fit and test (validated)."""
-    stages = list(opts.stages)
+    """The stages to run: of the whole cycle, a datamodule's chips take only fit and test (validated);
+    the default cycle assesses the map when assess.reference or assess.sample is set."""
+    stages = run_stages(opts.stages, opts.assess)
     return [s for s in stages if s in DATAMODULE_STAGES] if uses_datamodule(opts.data) else stages
 
 

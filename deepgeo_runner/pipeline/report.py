@@ -88,7 +88,9 @@ def write_report(run_dir: Path, art: Artifacts, classes: ClassTable, band_names:
     history = history_curves(read_history(run_dir / HISTORY_FILE))  # whatever the logger
     if history:
         written.append(plots.plot_training_curves(history, plot_dir / "training_curves.png"))
-    path = _write_html(run_dir, written, metrics)
+    assessment, assessment_html = _assessment(run_dir, classes, plot_dir)
+    written += assessment
+    path = _write_html(run_dir, written, metrics, assessment_html)
     log.info("report: %d plots and %s", len(written), path)
     return path
 
@@ -142,7 +144,42 @@ def _plot_roc(metrics: dict, classes: ClassTable, path: Path) -> Path:
     return plots.plot_roc_curves(curves, path, dict(zip(classes.names, classes.colors, strict=False)))
 
 
-def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None) -> Path:
+def _assessment(run_dir: Path, classes: ClassTable, plot_dir: Path) -> tuple[list[Path], str]:
+    """The assess stage's table and area plot, when the run holds assessment.json."""
+    path = run_dir / "assessment.json"
+    if not path.is_file():
+        return [], ""
+    from deepgeo_runner.report.assessment_plots import plot_assessment_area
+
+    result = json.loads(path.read_text())
+    per_class = result["per_class"]
+    plot = plot_assessment_area(per_class, plot_dir / "assessment_area.png",
+                                dict(zip(classes.names, classes.colors, strict=False)))
+
+    def fmt(value: float | None, digits: int = 3) -> str:
+        return "n/a" if value is None else f"{value:,.{digits}f}"
+
+    def interval(pair: list | None, digits: int = 3) -> str:
+        return "n/a" if pair is None else f"[{fmt(pair[0], digits)}, {fmt(pair[1], digits)}]"
+
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{fmt(v['mapped_area_ha'], 0)}</td><td>{fmt(v['area_ha'], 0)}</td>"
+        f"<td>{interval(v['area_ci95_ha'], 0)}</td><td>{fmt(v['users_accuracy'])}</td>"
+        f"<td>{interval(v['users_accuracy_ci95'])}</td><td>{fmt(v['producers_accuracy'])}</td>"
+        f"<td>{interval(v['producers_accuracy_ci95'])}</td></tr>"
+        for name, v in per_class.items())
+    oa = result["overall_accuracy"]
+    design = result["design"]
+    table = (f"<h2>Map accuracy and area (sample-based)</h2><p>Overall accuracy {fmt(oa['estimate'])} "
+             f"(95 % interval {interval(oa['ci95'])}); {sum(s['sample'] for s in design['strata_sizes'].values())} "
+             f"sample points, strata: {html.escape(str(design['strata']))}; labels: "
+             f"{html.escape(str(design.get('labels')))}.</p><table><tr><th>class</th><th>mapped ha</th>"
+             "<th>adjusted ha</th><th>95 % interval ha</th><th>user's acc.</th><th>95 % interval</th>"
+             f"<th>producer's acc.</th><th>95 % interval</th></tr>{rows}</table>")
+    return [plot], table
+
+
+def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None, extra: str = "") -> Path:
     rows = ""
     if metrics is not None:
         head = "".join(
@@ -171,7 +208,7 @@ def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None) -> 
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:640px}figure{display:inline-block}"
         "</style></head><body><h1>deepgeo-runner report</h1>"
-        f"<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>{_data_check_html(run_dir)}{rows}{figures}"
+        f"<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>{_data_check_html(run_dir)}{rows}{extra}{figures}"
         "</body></html>"
     )
     return write_text_atomic(run_dir / "report.html", page)

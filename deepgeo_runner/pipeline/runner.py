@@ -13,6 +13,7 @@ Where a change goes (the house):
 - the data check: ``pipeline/data_check.py`` (numbers) and ``pipeline/checking.py`` (gathering);
 - prepare/rasterize/chips and their cache keys: ``pipeline/cached_stages.py``;
 - fit/test and the Trainer: ``pipeline/learning.py``; prediction: ``pipeline/predicting.py``;
+- accuracy and area of the map from a sample: ``pipeline/assess.py`` (numbers: ``assess/``);
 - provenance: ``pipeline/record.py``; the numeric core: ``geo/``, ``ml/``, ``metrics.py``.
 """
 
@@ -27,9 +28,9 @@ from deepgeo_runner.artifacts import Artifacts
 from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.options import run_options
 from deepgeo_runner.config.schema import DataConfig, RunConfig
-from deepgeo_runner.config.validate import uses_datamodule
+from deepgeo_runner.config.validate import ASSESS_ONLY, uses_datamodule
 from deepgeo_runner.console import tidy_third_party_logging
-from deepgeo_runner.pipeline import cached_stages, checking, inputs, learning, predicting, splitting
+from deepgeo_runner.pipeline import assess, cached_stages, checking, inputs, learning, predicting, splitting
 from deepgeo_runner.pipeline.record import stages_to_run, write_run_provenance
 from deepgeo_runner.ranks import global_rank
 
@@ -80,6 +81,16 @@ def run(cfg: RunConfig | Any, run_dir: str | Path) -> Artifacts:
             art.status = "completed"
             write_run_provenance(opts, run_dir, art, classes)
         return art
+    if set(stages) <= ASSESS_ONLY:  # an existing class map assessed: no scene, no training
+        if rank == 0:
+            timed("assess", assess.assess_stage, opts, run_dir, art, classes)
+            if "report" in stages:
+                from deepgeo_runner.pipeline.report import write_report
+
+                timed("report", write_report, run_dir, art, classes, opts.data.band_names)
+            art.status = "completed"
+            write_run_provenance(opts, run_dir, art, classes)
+        return art
     split_polygons = splitting.read_split_polygons(opts)  # a bad split file fails before any raster work
     timed("inputs", inputs.resolve_inputs, opts, cache_dir, art)
     inputs.check_split_scenes(opts, art)
@@ -100,6 +111,8 @@ def run(cfg: RunConfig | Any, run_dir: str | Path) -> Artifacts:
         timed("chips", cached_stages.chips_stage, opts, cache_dir, art, classes, split_map, "chips" in stages)
     if {"fit", "test", "predict"} & set(stages):
         timed("fit_test_predict", learning.learn_stage, opts, run_dir, art, classes, stages, rank)
+    if rank == 0 and "assess" in stages:
+        timed("assess", assess.assess_stage, opts, run_dir, art, classes)
     if rank == 0 and "report" in stages:
         from deepgeo_runner.pipeline.report import write_report
 
