@@ -69,7 +69,7 @@ def _assess_files(cfg: RunConfig) -> Iterator[tuple[str, Path, str]]:
     for key in ("map", "strata"):
         if getattr(assess, key) is not None:
             yield f"assess.{key}", Path(getattr(assess, key)), "raster"
-    if assess.reference is not None:
+    if assess.reference is not None and assess.reference != "demo":  # 'demo': generated with the demo scene
         yield "assess.reference", Path(assess.reference), _kind(assess.reference)
     if assess.sample is not None and Path(assess.sample).suffix.lower() not in (".csv", ".txt"):
         yield "assess.sample", Path(assess.sample), "vector"

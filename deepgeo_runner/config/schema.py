@@ -246,7 +246,8 @@ class AssessConfig:
 
     map: str | None = None  # the class map to assess; default the run's prediction.tif
     strata: str | None = None  # a raster of integer strata on the map's area; default the map classes
-    reference: str | None = None  # labels the sample automatically: vector or label raster, read like data.labels
+    reference: str | None = None  # labels the sample automatically: vector or label raster, read like data.labels;
+    #   'demo' (with data=demo): the demo scene's wall-to-wall truth (demo_reference.tif)
     sample: str | None = None  # a labelled sample to analyse: assessment_sample.gpkg/.csv with ref_class filled
     target_se: float = 0.01  # standard error of overall accuracy the sample size aims at (Olofsson eq. 13)
     users_accuracy: Any = 0.8  # conjectured user's accuracy: one value or {class (or stratum): value}

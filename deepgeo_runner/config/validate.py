@@ -407,8 +407,12 @@ def _check_assess(cfg: DictConfig) -> None:
     if "assess" not in stages:
         return
     check_assess_ranges(assess)
+    if assess.get("reference") == "demo":  # the demo's truth, generated with the demo scene
+        if cfg.data.name != "demo" or cfg.data.get("image") is not None:
+            raise _fail("assess.reference", "demo", "a reference layer file: 'demo' is the built-in demo scene's "
+                        "truth, for data=demo only")
     for key in ("map", "strata", "reference", "sample"):
-        if assess.get(key) is not None:
+        if assess.get(key) is not None and not (key == "reference" and assess[key] == "demo"):
             _check_files(f"assess.{key}", assess[key])
     if assess.get("map") is None and "predict" not in stages and not _run_prediction_exists(cfg):
         raise ConfigError(

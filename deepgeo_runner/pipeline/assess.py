@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_FILE = "assessment_sample.gpkg"
 RESULT_FILE = "assessment.json"
+DEMO_REFERENCE = "demo"  # assess.reference=demo (with data=demo): the demo scene's wall-to-wall truth
 _CLASS_TAG = re.compile(r"^class_(\d+)$")
 
 
@@ -46,7 +47,15 @@ def assess_stage(opts: RunConfig, run_dir: Path, art: Any, classes: ClassTable) 
     map_path = Path(opts.assess.map) if opts.assess.map else (art.prediction or run_dir / "prediction.tif")
     if not Path(map_path).is_file():
         raise InputDataError(f"assess: no class map at '{map_path}': give assess.map=MAP.tif, or run predict first.")
-    return assess_map(map_path, run_dir, opts.assess, opts.data, int(opts.seed), classes)
+    options = opts.assess
+    if options.reference == DEMO_REFERENCE:  # the demo's truth, generated beside the demo scene
+        from dataclasses import replace
+
+        from deepgeo_runner.pipeline.inputs import demo_reference
+
+        reference = demo_reference(Path(opts.paths.cache_dir).expanduser(), opts.data)
+        options = replace(options, reference=str(reference))
+    return assess_map(map_path, run_dir, options, opts.data, int(opts.seed), classes)
 
 
 def value_names(path: Path, fallback: ClassTable | None = None) -> dict[int, str]:

@@ -24,13 +24,24 @@ from deepgeo_runner.geo.scene import all_tiles, date_groups
 log = logging.getLogger(__name__)
 
 
+def demo_dir(cache_dir: Path, data: DataConfig) -> Path:
+    """Where the demo scene of ``data.demo_size`` is generated (once) in the cache."""
+    return Path(cache_dir) / "demo" / f"v{CACHE_VERSION}-{data.demo_size}"
+
+
+def demo_reference(cache_dir: Path, data: DataConfig) -> Path:
+    """The demo scene's wall-to-wall reference layer (``assess.reference=demo``), generated if needed."""
+    from deepgeo_runner.geo.demo import make_demo_scene
+
+    return make_demo_scene(demo_dir(cache_dir, data), size=int(data.demo_size), seed=0).reference
+
+
 def resolve_inputs(opts: RunConfig, cache_dir: Path, art: Artifacts) -> None:
     data = opts.data
     if data.name == "demo" and data.image is None:
         from deepgeo_runner.geo.demo import make_demo_scene
 
-        demo_dir = cache_dir / "demo" / f"v{CACHE_VERSION}-{data.demo_size}"
-        scene = make_demo_scene(demo_dir, size=int(data.demo_size), seed=0)
+        scene = make_demo_scene(demo_dir(cache_dir, data), size=int(data.demo_size), seed=0)
         art.image, art.labels_source = scene.image, scene.labels
         art.band_names = list(data.band_names) or list(scene.band_names)
     else:
