@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from scipy import ndimage
@@ -198,7 +199,7 @@ def coarse_step(block_size: int, chip_size: int) -> int:
 def choose_class_split(
     labels: np.ndarray, class_ids: Sequence[int], block_size: int, fractions: Sequence[float], seed: int,
     buffer: int, chip_size: int, candidates: int = 8, eval_stride: int | None = None,
-    min_labelled_fraction: float = 0.0,
+    min_labelled_fraction: float = 0.0, folds: int | None = None, fold: int = 0,
 ) -> np.ndarray:
     """The best of ``candidates`` seeded class-aware block splits, judged as training will see them.
 
@@ -208,9 +209,20 @@ def choose_class_split(
     strand a class's training pixels where no chip fits; this picks the split that loses least
     to them. Scored on whole cells of a coarse grid with exact class counts per cell, the
     buffer and chip rounded up: never optimistic. Deterministic for a given ``seed``.
+
+    ``folds``: spatial k-fold (:mod:`deepgeo_runner.geo.folds`): the labelled blocks are dealt
+    into ``folds`` class-stratified groups (by ``seed`` alone), test is group ``fold``, and the
+    candidates differ only in how val is dealt from the other blocks.
     """
     _check_split_options(fractions, block_size)
     counts = block_class_counts(labels, class_ids, block_size)
+    deal = partial(assign_blocks_by_class, counts, fractions)
+    if folds is not None:
+        from deepgeo_runner.geo.folds import choose_groups, fold_split, require_groups
+
+        groups = choose_groups(counts, folds, seed)
+        require_groups(groups, folds, "labelled blocks", "data.block_size")
+        deal = partial(fold_split, counts, groups, fold, fractions)
     step = coarse_step(block_size, chip_size)
     cells = cell_class_counts(labels, class_ids, step)
     rows, cols = cells.shape[:2]
@@ -220,7 +232,7 @@ def choose_class_split(
     labelled, need = cells.sum(axis=-1), int(np.ceil(min_labelled_fraction * chip_size * chip_size))
     best, best_score = None, None
     for k in range(candidates):
-        assignment = assign_blocks_by_class(counts, fractions, seed + 7919 * k)
+        assignment = deal(seed + 7919 * k)
         grid = assignment.reshape(-(-labels.shape[0] // block_size), -(-labels.shape[1] // block_size))
         coarse = np.repeat(np.repeat(grid, per, axis=0), per, axis=1)[:rows, :cols]
         train, val, test = (
