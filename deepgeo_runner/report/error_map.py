@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 OUTSIDE, OTHER, CORRECT, OMISSION, COMMISSION = 0, 1, 2, 3, 4
-CODE_NAMES = {OTHER: "other classes, both agree", CORRECT: "correct", OMISSION: "omission",
+CODE_NAMES = {OTHER: "neither map nor reference is the class", CORRECT: "correct", OMISSION: "omission",
               COMMISSION: "commission"}
 
 
