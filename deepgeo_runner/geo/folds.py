@@ -10,7 +10,7 @@ train; the training chips then keep the usual buffer from val/test.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -58,15 +58,28 @@ def group_balance(counts: np.ndarray, assignment: np.ndarray, groups: int) -> tu
     return int((per[:, present] > 0).sum()), -round(worst, 4)
 
 
-def choose_groups(counts: np.ndarray, groups: int, seed: int, candidates: int = 8) -> np.ndarray:
-    """The best balanced of ``candidates`` seeded :func:`deal_groups` (by :func:`group_balance`):
-    depends on ``seed`` only, so every fold of a study sees the same groups."""
+def choose_groups(counts: np.ndarray, groups: int, seed: int, candidates: int = 8,
+                  reach: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """The best of ``candidates`` seeded :func:`deal_groups`: depends on ``seed`` only, so every
+    fold of a study sees the same groups.
+
+    ``reach``: group assignment → (K groups, classes) labelled pixels that test chips can reach
+    in each group; candidates are then judged first by the (group, class) pairs reached and the
+    smallest reached share of a class in a group, as the test stage will see them (a class's
+    pixels in edge blocks narrower than a chip count for nothing), then by :func:`group_balance`.
+    """
     if groups < 2:
         raise ValueError(f"k-fold needs at least 2 groups, got {groups}")
+    totals = counts.sum(axis=0).astype(np.float64)
+    present = totals > 0
     best, best_score = None, None
     for c in range(candidates):
         assignment = deal_groups(counts, groups, seed + 104729 * c)
         score = group_balance(counts, assignment, groups)
+        if reach is not None:
+            reached = reach(assignment)[:, present]
+            share = reached / totals[present]
+            score = (int((reached > 0).sum()), round(float(share.min()), 3), *score)
         if best_score is None or score > best_score:
             best, best_score = assignment, score
     return best
