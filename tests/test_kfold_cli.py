@@ -38,7 +38,7 @@ def test_one_fold_runs_the_cycle_with_intervals_pr_curves_and_error_map(tmp_path
     for name in ("pr_curves.png", "error_map.png", "roc.png"):
         assert (run_dir / "plots" / name).is_file(), name
     page = (run_dir / "report.html").read_text()
-    assert "95 % CI" in page and "<th>AP</th>" in page and "error_map.png" in page
+    assert "95 % CI" in page and "<th>AP</th>" in page and "error_map.png" in page and "fold 1 of 3" in page
     labelled = json.loads((run_dir / "data_report.json").read_text())["labelled"]
     assert (labelled["fold"], labelled["folds"]) == (1, 3) and "fold 1 of 3" in labelled["split_method"]
 

@@ -261,6 +261,12 @@ def _data_check_html(run_dir: Path) -> str:
             for v in splits.values()) + "</tr>" for n in names)
     nodata = report["nodata"]
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in report.get("warnings", []))
-    return (f"<h2>Data check</h2><table><tr><th>class</th>{head}</tr>{body}</table>"
+    return (f"<h2>Data check</h2>{_split_line(report)}<table><tr><th>class</th>{head}</tr>{body}</table>"
             f"<p>nodata: {100 * nodata['fraction']:.1f} % of the image ({html.escape(nodata['rule'])} rule; "
             f"{html.escape(nodata['source'])})</p>" + (f"<ul>{warnings}</ul>" if warnings else ""))
+
+
+def _split_line(report: dict) -> str:
+    """How the split was made, with the fold of a k-fold run (``split: ..., fold 1 of 3``)."""
+    method = report.get("labelled", {}).get("split_method")
+    return f"<p>split: {html.escape(method)}</p>" if method else ""
