@@ -162,6 +162,61 @@ def add_roc_scores(
     return out
 
 
+def pr_from_histograms(
+    positives: np.ndarray, negatives: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, float | None]]:
+    """One-vs-rest precision–recall curves and average precision from the ROC's score histograms.
+
+    Thresholds are the bin edges from high to low, as for :func:`roc_from_histograms`; the
+    curve has a point per threshold that predicts anything. Average precision is the step sum
+    ``Σ (R_j − R_{j−1}) P_j`` (no interpolation), which equals scikit-learn's
+    ``average_precision_score`` on the scores quantized to the bins. Unlike the AUC, it depends
+    on the class's prevalence: a classifier without skill scores about the prevalence.
+
+    Returns:
+        Per class ``(recall, precision, ap)``; ``ap`` is None (and the curve empty) for a
+        class with no positives, where precision–recall is undefined.
+    """
+    pos = np.asarray(positives, dtype=np.float64)
+    neg = np.asarray(negatives, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape != neg.shape:
+        raise ValueError(f"histograms must both be (classes, bins), got {pos.shape} and {neg.shape}")
+    curves: list[tuple[np.ndarray, np.ndarray, float | None]] = []
+    for p, n in zip(pos, neg, strict=True):
+        n_pos = p.sum()
+        if n_pos == 0:
+            curves.append((np.zeros(0), np.zeros(0), None))
+            continue
+        tp, fp = np.cumsum(p[::-1]), np.cumsum(n[::-1])
+        keep = (tp + fp) > 0
+        recall = tp[keep] / n_pos
+        precision = tp[keep] / (tp[keep] + fp[keep])
+        recall[-1] = 1.0  # exact end point despite rounding in the running sums
+        ap = float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+        curves.append((recall, precision, ap))
+    return curves
+
+
+def add_pr_scores(
+    scores: dict, positives: np.ndarray, negatives: np.ndarray, max_points: int = 257
+) -> dict:
+    """``scores`` with per-class ``ap`` (average precision), ``ap_macro`` and the ``pr`` curves
+    (``recall``/``precision`` lists per class) added; existing keys are untouched."""
+    names = list(scores["class_names"])
+    curves = pr_from_histograms(positives, negatives)
+    if len(curves) != len(names):
+        raise ValueError(f"{len(curves)} score histograms do not match {len(names)} classes")
+    out = {**scores, "per_class": {name: dict(v) for name, v in scores["per_class"].items()}, "pr": {}}
+    for name, (recall, precision, ap) in zip(names, curves, strict=True):
+        out["per_class"][name]["ap"] = ap
+        if recall.size:
+            recall, precision = thin_curve(recall, precision, max_points)
+        out["pr"][name] = {"recall": np.round(recall, 6).tolist(), "precision": np.round(precision, 6).tolist()}
+    defined = [ap for _, _, ap in curves if ap is not None]
+    out["ap_macro"] = float(np.mean(defined)) if defined else None
+    return out
+
+
 def strict_json(scores: object, indent: int | None = 2) -> str:
     """``scores`` as strict JSON: NaN and ±inf become null, numpy numbers plain ones.
 

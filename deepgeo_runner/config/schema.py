@@ -66,6 +66,21 @@ def check_data_ranges(data: Any) -> None:
         value = getattr(data, key)
         if _given(value) and value < 1:
             raise range_error(f"data.{key}", value, "a positive stride in pixels")
+    _check_folds(data)
+
+
+def _check_folds(data: Any) -> None:
+    """``data.folds`` (K ≥ 2, or null: one split) and ``data.fold`` (0..K-1, only with folds)."""
+    folds, fold = getattr(data, "folds", None), getattr(data, "fold", None)
+    if not _given(folds):
+        if _given(fold):
+            raise ConfigError(f"data.fold={fold!r} needs data.folds: give the number of folds K too, e.g. "
+                              f"data.folds=5 data.fold={fold} (or drop data.fold for the single split).")
+        return
+    if folds < 2:
+        raise range_error("data.folds", folds, "at least 2 folds (or null for the single train/val/test split)")
+    if _given(fold) and not 0 <= fold < folds:
+        raise range_error("data.fold", fold, f"a fold index in 0..{folds - 1} (data.folds={folds})")
 
 
 def check_predict_ranges(pred: Any) -> None:
@@ -160,6 +175,8 @@ class DataConfig:
     split_vector: str | None = None  # polygons naming their split (train/val/test); replaces the blocks
     split_column: str = "split"  # column of split_vector holding 'train', 'val' or 'test'
     split_scenes: SplitScenesConfig = field(default_factory=SplitScenesConfig)  # val/test from other scenes
+    folds: int | None = None  # spatial k-fold: K class-stratified groups of blocks (or split polygons); null: one split
+    fold: int | None = None  # with folds: this run's fold 0..K-1 (test = group i, val dealt from the rest); default 0
     oversample_class: str | None = None  # a class that a share of training chips must contain
     oversample_fraction: float = 0.5  # that share
     resident: bool = False  # keep the chip store in device memory and gather batches there

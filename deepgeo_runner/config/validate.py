@@ -362,6 +362,11 @@ def _check_splits(data: DictConfig) -> None:
                 f"with as many dates as data.image ({len(data.image) if isinstance(data.image, DictConfig) else 1})"
                 ", or a single raster when data.image is one."
             )
+    if data.get("folds") is not None and (scenes.get("test") or {}).get("image") is not None:
+        raise ConfigError(
+            f"data.folds={data.folds} deals the test areas from the training scene, but data.split_scenes.test "
+            "gives the test split from another scene: drop one of them (k-fold needs the test split on this scene)."
+        )
 
 
 def _check_predict(cfg: DictConfig) -> None:

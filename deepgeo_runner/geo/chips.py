@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from scipy import ndimage
@@ -198,7 +199,7 @@ def coarse_step(block_size: int, chip_size: int) -> int:
 def choose_class_split(
     labels: np.ndarray, class_ids: Sequence[int], block_size: int, fractions: Sequence[float], seed: int,
     buffer: int, chip_size: int, candidates: int = 8, eval_stride: int | None = None,
-    min_labelled_fraction: float = 0.0,
+    min_labelled_fraction: float = 0.0, folds: int | None = None, fold: int = 0,
 ) -> np.ndarray:
     """The best of ``candidates`` seeded class-aware block splits, judged as training will see them.
 
@@ -208,23 +209,43 @@ def choose_class_split(
     strand a class's training pixels where no chip fits; this picks the split that loses least
     to them. Scored on whole cells of a coarse grid with exact class counts per cell, the
     buffer and chip rounded up: never optimistic. Deterministic for a given ``seed``.
+
+    ``folds``: spatial k-fold (:mod:`deepgeo_runner.geo.folds`): the labelled blocks are dealt
+    into ``folds`` class-stratified groups (by ``seed`` alone), test is group ``fold``, and the
+    candidates differ only in how val is dealt from the other blocks.
     """
     _check_split_options(fractions, block_size)
     counts = block_class_counts(labels, class_ids, block_size)
+    deal = partial(assign_blocks_by_class, counts, fractions)
     step = coarse_step(block_size, chip_size)
     cells = cell_class_counts(labels, class_ids, step)
     rows, cols = cells.shape[:2]
-    totals = counts.sum(axis=0).astype(np.float64)  # exact: a class is present if any block holds it
     per = block_size // step
     grid_stride = max(1, round((eval_stride or chip_size) / step))  # val/test chips: a grid from the origin
     labelled, need = cells.sum(axis=-1), int(np.ceil(min_labelled_fraction * chip_size * chip_size))
+    n_grid = (-(-labels.shape[0] // block_size), -(-labels.shape[1] // block_size))
+
+    def coarse(assignment: np.ndarray) -> np.ndarray:
+        return np.repeat(np.repeat(assignment.reshape(n_grid), per, axis=0), per, axis=1)[:rows, :cols]
+
+    if folds is not None:
+        from deepgeo_runner.geo.folds import choose_groups, fold_split, require_groups
+
+        def test_reach(groups: np.ndarray) -> np.ndarray:  # what each group's test chips would reach
+            where = coarse(groups)
+            return np.stack([cells[reachable_by_chips(where == g, -(-chip_size // step), grid_stride, labelled, need)]
+                             .sum(axis=0) for g in range(folds)])
+
+        groups = choose_groups(counts, folds, seed, reach=test_reach)
+        require_groups(groups, folds, "labelled blocks", "data.block_size")
+        deal = partial(fold_split, counts, groups, fold, fractions)
+    totals = counts.sum(axis=0).astype(np.float64)  # exact: a class is present if any block holds it
     best, best_score = None, None
     for k in range(candidates):
-        assignment = assign_blocks_by_class(counts, fractions, seed + 7919 * k)
-        grid = assignment.reshape(-(-labels.shape[0] // block_size), -(-labels.shape[1] // block_size))
-        coarse = np.repeat(np.repeat(grid, per, axis=0), per, axis=1)[:rows, :cols]
+        assignment = deal(seed + 7919 * k)
+        split_cells = coarse(assignment)
         train, val, test = (
-            cells[reachable_by_chips(usable_area(coarse, i, -(-buffer // step)), -(-chip_size // step),
+            cells[reachable_by_chips(usable_area(split_cells, i, -(-buffer // step)), -(-chip_size // step),
                                      1 if i == 0 else grid_stride, labelled, need)].sum(axis=0).astype(np.float64)
             for i in range(3))
         present = totals > 0

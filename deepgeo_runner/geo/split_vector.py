@@ -87,3 +87,16 @@ def require_splits(split_map: np.ndarray, needed: Sequence[str], source: str) ->
             f"{list(needed)} needs at least one polygon overlapping the scene (check the file's CRS and "
             "extent against the image, e.g. in QGIS)."
         )
+
+
+def rasterize_units(polygons: gpd.GeoDataFrame, grid: Grid) -> np.ndarray:
+    """Each polygon's number (1..n, file order) on ``grid``, 0 outside them all: the units that
+    k-fold cross-validation deals (their split column is not used). A pixel belongs to a polygon
+    when its centre does; where polygons overlap, the later one in the file wins."""
+    layer = polygons.to_crs(grid.crs)
+    geoms = layer.geometry.make_valid().to_numpy()
+    units = np.zeros(grid.shape, dtype=np.int32)
+    shapes = [(g, i + 1) for i, g in enumerate(geoms) if not g.is_empty]
+    if shapes:
+        rasterio.features.rasterize(shapes, out=units, transform=grid.transform, dtype=np.int32)
+    return units

@@ -119,6 +119,11 @@ class ChipDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_split, shuffle=False)
 
+    def test_chip_count(self) -> int | None:
+        """Chips of the scored split (their ``index`` runs 0..n-1): the size of the per-chip scores."""
+        chips = self.datasets.get(self.test_split)
+        return len(chips) if chips is not None else None
+
     def _gather(self, batch: dict[str, Any]) -> dict[str, Any]:
         split, index = batch["split"], batch["index"]
         if split not in self._on_device:

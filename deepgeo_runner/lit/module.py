@@ -10,8 +10,8 @@ import lightning.pytorch as pl
 import torch
 
 from deepgeo_runner.errors import TrainingDiverged
-from deepgeo_runner.lit.scores import ConfusionState, ScoreHistograms
-from deepgeo_runner.metrics import add_roc_scores, scores_from_confusion
+from deepgeo_runner.lit.scores import ConfusionState, ScoreHistograms, per_sample_confusion
+from deepgeo_runner.metrics import add_pr_scores, add_roc_scores, scores_from_confusion
 from deepgeo_runner.ml.checkpoint import plain_metadata
 from deepgeo_runner.ml.losses import CrossEntropyLoss
 from deepgeo_runner.ml.models import align_target
@@ -61,6 +61,8 @@ class SegmentationModule(pl.LightningModule):
         self.test_state = ConfusionState(len(class_names), ignore_index)
         self.test_histograms = ScoreHistograms(len(class_names), ignore_index)
         self.test_scores: dict | None = None
+        self._chip_confusion: torch.Tensor | None = None  # (n test chips, K * K), by chips.json index
+        self.test_chip_confusion: Any = None  # (n, K, K) numpy after the test epoch: the bootstrap's units
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self._forward_net(image)
@@ -130,22 +132,43 @@ class SegmentationModule(pl.LightningModule):
             prog_bar=True, sync_dist=False,  # already reduced across ranks by torchmetrics
         )
 
+    def on_test_epoch_start(self) -> None:
+        count = getattr(getattr(self.trainer, "datamodule", None), "test_chip_count", None)
+        n = count() if callable(count) else None
+        k = len(self.class_names)
+        self._chip_confusion = torch.zeros(n, k * k, dtype=torch.long, device=self.device) if n else None
+        self.test_chip_confusion = None
+
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits, target = self._logits_and_target(batch)
         self.test_state.update(logits, target)
         self.test_histograms.update(logits, target)
+        if self._chip_confusion is not None and isinstance(batch.get("index"), torch.Tensor):
+            per_chip = per_sample_confusion(logits, target, len(self.class_names), self.ignore_index)
+            self._chip_confusion.index_add_(0, batch["index"].to(self._chip_confusion.device), per_chip)
 
     def on_test_epoch_end(self) -> None:
         histograms = self.test_histograms.compute()
         self.test_histograms.reset()
-        self.test_scores = add_roc_scores(
-            self._scores(self.test_state),
-            histograms["positives"].cpu().numpy(), histograms["negatives"].cpu().numpy(),
-        )
+        positives, negatives = histograms["positives"].cpu().numpy(), histograms["negatives"].cpu().numpy()
+        self.test_scores = add_pr_scores(add_roc_scores(self._scores(self.test_state), positives, negatives),
+                                         positives, negatives)
+        self._gather_chip_confusion()
         self.log_dict(
             {"test_accuracy": self.test_scores["accuracy"], "test_f1_macro": self.test_scores["f1_macro"]},
             sync_dist=False,
         )
+
+    def _gather_chip_confusion(self) -> None:
+        """Sum the per-chip matrices across ranks (each rank scored its own chips) into numpy."""
+        chips = self._chip_confusion
+        if chips is None:
+            return
+        if self._trainer is not None and self.trainer.world_size > 1:
+            chips = self.trainer.strategy.reduce(chips, reduce_op="sum")
+        k = len(self.class_names)
+        self.test_chip_confusion = chips.cpu().numpy().reshape(-1, k, k)
+        self._chip_confusion = None
 
     def _scores(self, state: ConfusionState) -> dict:
         totals = state.compute()

@@ -77,3 +77,14 @@ class ScoreHistograms(Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         return {"positives": self.counts[1], "negatives": self.counts[0]}
+
+
+def per_sample_confusion(logits: torch.Tensor, target: torch.Tensor, num_classes: int,
+                         ignore_index: int = 255) -> torch.Tensor:
+    """(B, K * K) confusion counts of each sample of the batch (rows reference): the chips'
+    own matrices, which the block bootstrap sums per block."""
+    batch, k = target.shape[0], num_classes
+    valid = target != ignore_index
+    sample = torch.arange(batch, device=target.device).view(-1, *([1] * (target.dim() - 1))).expand_as(target)
+    codes = sample[valid] * (k * k) + target[valid] * k + logits.argmax(dim=1)[valid]
+    return torch.bincount(codes, minlength=batch * k * k).view(batch, k * k)

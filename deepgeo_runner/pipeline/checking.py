@@ -15,7 +15,7 @@ from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.pipeline.cached_stages import label_options
 from deepgeo_runner.pipeline.inputs import external_splits, stack_dates
-from deepgeo_runner.pipeline.splitting import split_buffer
+from deepgeo_runner.pipeline.splitting import fold_of, split_buffer, split_method
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,13 @@ def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTa
         inputs=inputs,
         external_splits=list(external_splits(opts)), warnings=warnings,
         allow_missing_classes=bool(data.allow_missing_classes),
-        split_method="polygons" if data.split_vector is not None else "class-stratified blocks",
+        split_method=split_method(data),
         eval_stride=data.eval_stride, min_labelled_fraction=float(data.min_valid_fraction),
     )
     report.input = art.input_profile
+    folds, fold = fold_of(data)
+    if folds is not None:
+        report.labelled["fold"], report.labelled["folds"] = fold, folds
     if rank == 0:
         report.write(run_dir)
         log.info("data check (%s):\n%s", run_dir / dc.REPORT_NAME, report.table())

@@ -81,6 +81,8 @@ class DataReport:
             lines.append(f"{name:<{width}} " + " ".join(
                 f"{self.splits[c]['class_pixels'].get(name, 0) if not self.splits[c].get('external') else '(scene)':>9}"
                 for c in cols))
+        if self.labelled.get("split_method"):
+            lines.insert(0, f"split: {self.labelled['split_method']}")
         shares = self.labelled.get("share", {})
         lines.append("share of labelled pixels: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in shares.items()))
         lines.append(f"nodata: {100 * self.nodata['fraction']:.1f} % of the image ({self.nodata['rule']} rule; "

@@ -233,6 +233,7 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
 
                 train.load_matching_weights(module, load_checkpoint(checkpoint, key="predict.checkpoint"), checkpoint)
             scores = train.test(trainer, module, datamodule, checkpoint)
+            scores = with_intervals(opts, art, module, scores)
             scores["split"] = str(opts.test_split)
             if trainer.global_rank == 0:
                 write_text_atomic(run_dir / "metrics.json", strict_json(scores))
@@ -242,6 +243,19 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     except SIGTERMException:  # Lightning's stop on SIGTERM (or our SIGINT, handed to it) exits 0 otherwise
         raise stop.interrupted() from None
     return checkpoint, trainer
+
+
+def with_intervals(opts: RunConfig, art: Artifacts, module, scores: dict) -> dict:
+    """``scores`` with block-bootstrap 95 % intervals (``ci95``) when the test chips came from our
+    chip store (their blocks are known); unchanged otherwise."""
+    chips = getattr(module, "test_chip_confusion", None)
+    if chips is None or art.chips is None:
+        return scores
+    from deepgeo_runner.pipeline.intervals import add_block_intervals
+    from deepgeo_runner.pipeline.splitting import block_size
+
+    return add_block_intervals(scores, chips, art.chips.path, str(opts.test_split), block_size(opts.data),
+                               int(opts.seed))
 
 
 def resume_checkpoint(opts: RunConfig, run_dir: Path, module, logger) -> Path | None:

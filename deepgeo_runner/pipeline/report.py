@@ -85,6 +85,10 @@ def write_report(run_dir: Path, art: Artifacts, classes: ClassTable, band_names:
             metrics["class_names"]))
         if metrics.get("roc"):
             written.append(_plot_roc(metrics, classes, plot_dir / "roc.png"))
+        if metrics.get("pr"):
+            written.append(_plot_pr(metrics, classes, plot_dir / "pr_curves.png"))
+    if art.labels is not None and art.prediction is not None:
+        written.append(_plot_errors(art, classes, metrics, plot_dir / "error_map.png"))
     history = history_curves(read_history(run_dir / HISTORY_FILE))  # whatever the logger
     if history:
         written.append(plots.plot_training_curves(history, plot_dir / "training_curves.png"))
@@ -179,25 +183,85 @@ def _assessment(run_dir: Path, classes: ClassTable, plot_dir: Path) -> tuple[lis
     return [plot], table
 
 
+def _plot_pr(metrics: dict, classes: ClassTable, path: Path) -> Path:
+    """Precision–recall curves from metrics.json, each class's prevalence (its share of the
+    labelled test pixels) as the no-skill level."""
+    support = {name: v.get("support", 0) for name, v in metrics["per_class"].items()}
+    total = max(sum(support.values()), 1)
+    curves = {name: (pr["recall"], pr["precision"], metrics["per_class"][name].get("ap"))
+              for name, pr in metrics["pr"].items()}
+    return plots.plot_pr_curves(curves, path, dict(zip(classes.names, classes.colors, strict=False)),
+                                {name: n / total for name, n in support.items()})
+
+
+def _scored_area(art: Artifacts, split: str, shape: tuple[int, int], factor: int) -> np.ndarray | None:
+    """Pixels (on the decimated grid) inside the scored split's chips of this scene, or None."""
+    if art.chips is None or not (art.chips.path / "chips.json").exists():
+        return None
+    records = json.loads((art.chips.path / "chips.json").read_text())["chips"]
+    area = np.zeros(shape, dtype=bool)
+    for r in records:
+        if r["split"] == split and r.get("scene", "data.image") == "data.image":
+            area[r["row"] // factor:-(-(r["row"] + r["size"]) // factor),
+                 r["col"] // factor:-(-(r["col"] + r["size"]) // factor)] = True
+    return area if area.any() else None
+
+
+def _plot_errors(art: Artifacts, classes: ClassTable, metrics: dict | None, path: Path) -> Path:
+    """Correct / omission / commission of each class where the test chips lie (every labelled
+    pixel when there are none), decimated like the other maps."""
+    from deepgeo_runner.report.error_map import error_codes
+
+    reference, _ = _read_small(art.labels, Resampling.nearest)
+    predicted, _ = _read_small(art.prediction, Resampling.nearest)
+    shape = reference.shape[1:]
+    with rasterio.open(art.labels) as src:  # the factor of _read_small
+        factor = max(1, int(np.ceil(max(src.width, src.height) / MAX_SIDE)))
+    split = (metrics or {}).get("split", "test")
+    area = _scored_area(art, split, shape, factor)
+    where = f"{split} area" if area is not None else "all labelled pixels"
+    codes = {name: error_codes(reference[0], predicted[0], cid, classes.ids, area)
+             for name, cid in zip(classes.names, classes.ids, strict=True)}
+    return plots.plot_error_map(codes, path, title=f"Errors per class ({where})")
+
+
+def _interval_text(ci: list[float] | None) -> str:
+    """'[lo, hi]' of a 95 % interval, or '' when there is none."""
+    return "" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _interval_note(metrics: dict) -> str:
+    """The line under the scores saying how their intervals were made."""
+    method = metrics.get("ci95_method")
+    return f"<p>95 % intervals: {html.escape(method)}.</p>" if method else ""
+
+
 def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None, extra: str = "") -> Path:
     rows = ""
     if metrics is not None:
+        ci = metrics.get("ci95") or {}
         head = "".join(
-            f"<tr><th>{k}</th><td>{metrics[k]:.4f}</td></tr>"
-            for k in ("accuracy", "kappa", "f1_macro", "iou_macro", "auc_macro", "cross_entropy")
+            f"<tr><th>{k}</th><td>{metrics[k]:.4f}</td><td>{_interval_text(ci.get(k))}</td></tr>"
+            for k in ("accuracy", "kappa", "f1_macro", "iou_macro", "auc_macro", "ap_macro", "cross_entropy")
             if metrics.get(k) is not None
         )
-        with_auc = "auc_macro" in metrics
+        with_auc, with_ap = "auc_macro" in metrics, "ap_macro" in metrics
+        per_ci = ci.get("per_class", {})
         per_class = "".join(
             f"<tr><td>{html.escape(name)}</td>"
-            + "".join(f"<td>{_format_auc(v[m])}</td>" for m in ("precision", "recall", "f1", "iou"))
+            + "".join(f"<td>{_format_auc(v[m])}</td>" for m in ("precision", "recall", "f1"))
+            + (f"<td>{_interval_text(per_ci.get(name, {}).get('f1'))}</td>" if ci else "")
+            + f"<td>{_format_auc(v['iou'])}</td>"
             + (f"<td>{_format_auc(v.get('auc'))}</td>" if with_auc else "")
+            + (f"<td>{_format_auc(v.get('ap'))}</td>" if with_ap else "")
             + f"<td>{v['support']}</td></tr>"
             for name, v in metrics["per_class"].items()
         )
-        auc_head = "<th>AUC</th>" if with_auc else ""
-        rows = (f"<h2>Test split</h2><table>{head}</table><h2>Per class</h2><table><tr><th>class</th>"
-                f"<th>precision</th><th>recall</th><th>F1</th><th>IoU</th>{auc_head}<th>pixels</th></tr>"
+        auc_head = ("<th>AUC</th>" if with_auc else "") + ("<th>AP</th>" if with_ap else "")
+        ci_head = "<th>F1 95 % CI</th>" if ci else ""
+        rows = (f"<h2>Test split</h2><table><tr><th>score</th><th>value</th><th>95 % CI</th></tr>{head}</table>"
+                f"{_interval_note(metrics)}<h2>Per class</h2><table><tr><th>class</th>"
+                f"<th>precision</th><th>recall</th><th>F1</th>{ci_head}<th>IoU</th>{auc_head}<th>pixels</th></tr>"
                 f"{per_class}</table>")
     figures = "".join(
         f'<figure><img src="plots/{p.name}" alt="{p.stem}"><figcaption>{p.stem}</figcaption></figure>'
@@ -234,6 +298,12 @@ def _data_check_html(run_dir: Path) -> str:
             for v in splits.values()) + "</tr>" for n in names)
     nodata = report["nodata"]
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in report.get("warnings", []))
-    return (f"<h2>Data check</h2><table><tr><th>class</th>{head}</tr>{body}</table>"
+    return (f"<h2>Data check</h2>{_split_line(report)}<table><tr><th>class</th>{head}</tr>{body}</table>"
             f"<p>nodata: {100 * nodata['fraction']:.1f} % of the image ({html.escape(nodata['rule'])} rule; "
             f"{html.escape(nodata['source'])})</p>" + (f"<ul>{warnings}</ul>" if warnings else ""))
+
+
+def _split_line(report: dict) -> str:
+    """How the split was made, with the fold of a k-fold run (``split: ..., fold 1 of 3``)."""
+    method = report.get("labelled", {}).get("split_method")
+    return f"<p>split: {html.escape(method)}</p>" if method else ""

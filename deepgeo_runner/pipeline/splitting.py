@@ -52,19 +52,41 @@ def split_map_of(opts: RunConfig, art: Artifacts, classes: ClassTable,
     from deepgeo_runner.geo.chips import choose_class_split
 
     grid = Grid.of(art.image)
-    if polygons is not None:
+    folds, fold = fold_of(opts.data)
+    local = local_splits(opts)  # a split from another scene gets no blocks here
+    fractions = [float(f) if s in local else 0.0 for s, f in zip(SPLITS, opts.data.split_fractions, strict=True)]
+    if polygons is not None and folds is None:
         from deepgeo_runner.geo.split_vector import rasterize_splits, require_splits
 
         split_map = rasterize_splits(polygons, grid)
-        require_splits(split_map, local_splits(opts), f"data.split_vector '{opts.data.split_vector}'")
+        require_splits(split_map, local, f"data.split_vector '{opts.data.split_vector}'")
         return split_map
-    local = local_splits(opts)  # a split from another scene gets no blocks here
-    fractions = [float(f) if s in local else 0.0 for s, f in zip(SPLITS, opts.data.split_fractions, strict=True)]
     with rasterio.open(art.labels) as src:
         labels = src.read(1)
+    if polygons is not None:  # k-fold over the user's polygons: each polygon is one unit, its split column unused
+        from deepgeo_runner.geo.chips import NO_SPLIT
+        from deepgeo_runner.geo.folds import polygon_fold_map
+        from deepgeo_runner.geo.split_vector import rasterize_units
+
+        return polygon_fold_map(rasterize_units(polygons, grid), labels, classes.ids, len(polygons), folds, fold,
+                                fractions, int(opts.seed), NO_SPLIT)
     return choose_class_split(labels, classes.ids, block_size(opts.data), fractions, int(opts.seed),
                               split_buffer(opts.data), int(opts.data.chip_size), eval_stride=opts.data.eval_stride,
-                              min_labelled_fraction=float(opts.data.min_valid_fraction))
+                              min_labelled_fraction=float(opts.data.min_valid_fraction), folds=folds, fold=fold)
+
+
+def fold_of(data: DataConfig) -> tuple[int | None, int]:
+    """(K, i) of a k-fold run (``data.folds``, ``data.fold`` default 0), or (None, 0) for the single split."""
+    if data.folds is None:
+        return None, 0
+    return int(data.folds), int(data.fold or 0)
+
+
+def split_method(data: DataConfig) -> str:
+    """How the split map was made, for the data check's table and report."""
+    method = "polygons" if data.split_vector is not None else "class-stratified blocks"
+    folds, fold = fold_of(data)
+    return method if folds is None else f"{method}, fold {fold} of {folds} (folds 0..{folds - 1})"
 
 
 def block_size(data: DataConfig) -> int:
@@ -83,4 +105,10 @@ def split_payload(opts: RunConfig, art: Artifacts) -> dict[str, Any]:
                    "min_labelled": float(data.min_valid_fraction)}
     if external_splits(opts):
         payload["external"] = list(external_splits(opts))
+    folds, fold = fold_of(data)
+    if folds is not None:  # keys of single-split entries stay as they were
+        from deepgeo_runner.geo.folds import FOLD_VERSION
+
+        payload["folds"] = {"k": folds, "fold": fold, "v": FOLD_VERSION, "fractions": list(data.split_fractions),
+                            "seed": int(opts.seed), "rasterize": art.cache_keys["rasterize"]}
     return payload

@@ -30,6 +30,8 @@ __all__ = [
     "plot_class_map",
     "plot_composite",
     "plot_confusion_matrix",
+    "plot_error_map",
+    "plot_pr_curves",
     "plot_roc_curves",
     "plot_training_curves",
 ]
@@ -359,6 +361,86 @@ def plot_roc_curves(
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=9, frameon=False)
     ax.set_title(title, fontsize=12)
+    return _save_atomic(fig, path)
+
+
+def plot_pr_curves(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float], float | None]],
+    path: str | os.PathLike,
+    class_colors: Mapping[str, str],
+    prevalence: Mapping[str, float] | None = None,
+    title: str = "Precision–recall, one class vs the rest (test split)",
+) -> Path:
+    """One precision–recall curve per class in its class colour, average precision in the legend.
+
+    ``curves`` maps a class name to ``(recall, precision, ap)``; ``prevalence`` (a class's share
+    of the labelled pixels: the AP of a classifier without skill) is drawn as a dotted level.
+    A class whose AP is undefined (no pixel of it) is listed as "n/a".
+    """
+    fig = _new_figure(6.8, 5.2)
+    ax = fig.add_subplot()
+    fallback = class_palette(len(curves))
+    for i, (name, (recall, precision, ap)) in enumerate(curves.items()):
+        colour = class_colors.get(name, fallback[i])
+        if ap is None:
+            ax.plot([], [], color=colour, linewidth=1.8, label=f"{name} (AP n/a)")
+            continue
+        ax.step(np.asarray(recall, dtype=np.float64), np.asarray(precision, dtype=np.float64), where="pre",
+                color=colour, linewidth=1.8, label=f"{name} (AP {ap:.3f})")
+        if prevalence and name in prevalence:
+            ax.axhline(prevalence[name], color=colour, linestyle=":", linewidth=1.0)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("Recall")
+    ax.set_ylabel("Precision")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=9, frameon=False,
+              title="dotted: prevalence (no skill)" if prevalence else None, title_fontsize=8)
+    ax.set_title(title, fontsize=12)
+    return _save_atomic(fig, path)
+
+
+ERROR_COLORS = {0: NODATA_COLOR, 1: "#f4f4f4", 2: "#1a9850", 3: "#e66101", 4: "#5e3c99"}  # outside, other,
+#   correct (green), omission (orange), commission (purple): distinguishable with the common colour blindnesses
+
+
+def plot_error_map(
+    codes: Mapping[str, np.ndarray],
+    path: str | os.PathLike,
+    title: str = "Errors per class (test area)",
+) -> Path:
+    """One panel per class of its error codes (:mod:`deepgeo_runner.report.error_map`): correct,
+    omission, commission, agreement on other classes, and no reference (grey); the shares of
+    omission (1 − recall) and commission (1 − precision) in each panel's title."""
+    from deepgeo_runner.report.error_map import CODE_NAMES, error_counts
+
+    names = list(codes)
+    if not names:
+        raise ValueError("no class to draw")
+    height, width = next(iter(codes.values())).shape
+    step = _decimation_step(height, width)
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    w, h = _map_figsize(height, width)
+    scale = 1.0 if cols == 1 else 0.55
+    fig = _new_figure(w * scale * cols, h * scale * rows + 0.4)
+    palette = np.array([to_rgb(ERROR_COLORS[c]) for c in range(5)], dtype=np.float32)
+    for i, name in enumerate(names):
+        arr = np.asarray(codes[name])
+        n = error_counts(arr)
+        omission = n["omission"] / max(n["correct"] + n["omission"], 1)
+        commission = n["commission"] / max(n["correct"] + n["commission"], 1)
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(palette[np.clip(arr[::step, ::step], 0, 4)], interpolation="nearest")
+        ax.set_title(f"{name}: omission {_format_share(omission)}, commission {_format_share(commission)}",
+                     fontsize=9)
+        ax.set_axis_off()
+    handles = [Patch(facecolor=ERROR_COLORS[c], edgecolor="#666666", linewidth=0.5, label=CODE_NAMES[c])
+               for c in (2, 3, 4, 1)]
+    handles.append(Patch(facecolor=NODATA_COLOR, edgecolor="#666666", linewidth=0.5, label="no reference"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=12)
     return _save_atomic(fig, path)
 
 
