@@ -88,7 +88,8 @@ def write_report(run_dir: Path, art: Artifacts, classes: ClassTable, band_names:
     history = history_curves(read_history(run_dir / HISTORY_FILE))  # whatever the logger
     if history:
         written.append(plots.plot_training_curves(history, plot_dir / "training_curves.png"))
-    path = _write_html(run_dir, written, metrics)
+    status = "completed" if art.status == "running" else art.status  # report is the last stage: all others ran
+    path = _write_html(run_dir, written, metrics, _identity_html(run_dir, status))
     log.info("report: %d plots and %s", len(written), path)
     return path
 
@@ -142,7 +143,19 @@ def _plot_roc(metrics: dict, classes: ClassTable, path: Path) -> Path:
     return plots.plot_roc_curves(curves, path, dict(zip(classes.names, classes.colors, strict=False)))
 
 
-def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None) -> Path:
+def _identity_html(run_dir: Path, status: str) -> str:
+    """Which run this is: its overrides, data, model, seed, code version and status (tells a sweep's reports apart)."""
+    from deepgeo_runner.compare.runs import read_run
+
+    run = read_run(run_dir)
+    rows = (("overrides", " ".join(run.overrides) or "(none: the defaults)"), ("data", run.data),
+            ("model", run.model), ("seed", run.seed), ("code version", run.code_version), ("status", status))
+    body = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v if v is not None else 'n/a'))}</td></tr>"
+                   for k, v in rows)
+    return f"<table class='identity'>{body}</table>"
+
+
+def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None, identity: str = "") -> Path:
     rows = ""
     if metrics is not None:
         head = "".join(
@@ -170,8 +183,9 @@ def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None) -> 
         "<!doctype html><html><head><meta charset='utf-8'><title>deepgeo-runner report</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:640px}figure{display:inline-block}"
-        "</style></head><body><h1>deepgeo-runner report</h1>"
-        f"<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>{_data_check_html(run_dir)}{rows}{figures}"
+        ".identity th{text-align:left}</style></head><body><h1>deepgeo-runner report</h1>"
+        f"{identity}<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>{_data_check_html(run_dir)}{rows}"
+        f"{figures}"
         "</body></html>"
     )
     return write_text_atomic(run_dir / "report.html", page)
