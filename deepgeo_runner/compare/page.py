@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
 from deepgeo_runner.compare.runs import METRIC_KEYS, RunRecord
@@ -25,6 +26,8 @@ STYLE = """
 body{font-family:sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin-bottom:1.5em}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}
+small{white-space:normal}
+td.over{white-space:normal;max-width:36em}
 td.text,th.text{text-align:left}
 table.sortable th{cursor:pointer;background:#f3f3f3}
 table.sortable th.asc::after{content:" \\25B2"}
@@ -79,6 +82,14 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def _shorten(overrides: str) -> str:
+    """Overrides to read: long numbers (a search's learning rates) to 4 significant digits."""
+    def number(match: re.Match) -> str:
+        return f"{float(match.group(0)):.4g}"
+
+    return re.sub(r"(?<![\w.])\d+\.\d{5,}(?:e-?\d+)?|\d\.\d+e-?\d+", number, overrides)
+
+
 def _short_model(model: str | None) -> str:
     """``pkg.models.smp_model (Unet, resnet18)`` → ``smp_model (Unet, resnet18)``."""
     if not model:
@@ -102,8 +113,9 @@ def _runs_table(c: Comparison, common: list[str]) -> str:
     monitors = sorted({r.monitor for r in c.runs if r.monitor})
     best_head = f"best {monitors[0]}" if len(monitors) == 1 else "best validation score"
     head = ("<tr><th class='text'>run</th><th class='text'>status</th><th class='text'>overrides</th>"
-            "<th>seed</th><th class='text'>model</th>" + "".join(f"<th>{_esc(m)}</th>" for m in metrics)
-            + f"<th>{_esc(best_head)}</th><th>best epoch</th><th>wall time (s)</th></tr>")
+            + "".join(f"<th>{_esc(m)}</th>" for m in metrics)
+            + f"<th>{_esc(best_head)}</th><th>best epoch</th><th>wall time (s)</th><th>seed</th>"
+            "<th class='text'>model</th></tr>")
     rows = []
     for run in c.runs:
         name = _esc(c.name(run))
@@ -113,15 +125,19 @@ def _runs_table(c: Comparison, common: list[str]) -> str:
         css = "winner" if c.is_winner(run) else ("bad" if run.status not in ("completed",) else "")
         status = _esc(run.status) + (" (best trial)" if c.is_winner(run) else "")
         title = f" title='{_esc(run.error)}'" if run.error else ""
+        if run.error:  # why it stopped, shortened (the whole message is the cell's tooltip)
+            short = run.error if len(run.error) <= 100 else run.error[:97] + "..."
+            status += f"<br><small>{_esc(short)}</small>"
         model = _short_model(run.model)
         rows.append(
             f"<tr class='{css}'><td class='text' data-v='{name}'>{folder}</td>"
-            f"<td class='text'{title}>{status}</td><td class='text'><code>{_esc(own)}</code></td>"
-            f"{_num(run.seed, 0) if run.seed is not None else _num(None)}"
-            f"<td class='text' title='{_esc(run.model or '')}'>{_esc(model)}</td>"
+            f"<td class='text'{title}>{status}</td>"
+            f"<td class='text over' title='{_esc(own)}'><code>{_esc(_shorten(own))}</code></td>"
             + "".join(_num(run.metrics.get(m)) for m in metrics)
             + _num(run.best_score) + (_num(run.best_epoch, 0) if run.best_epoch is not None else _num(None))
-            + (_num(run.wall_s, 1) if run.wall_s is not None else _num(None)) + "</tr>")
+            + (_num(run.wall_s, 1) if run.wall_s is not None else _num(None))
+            + (_num(run.seed, 0) if run.seed is not None else _num(None))
+            + f"<td class='text' title='{_esc(run.model or '')}'>{_esc(model)}</td></tr>")
     return f"<table class='sortable' id='runs'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -150,7 +166,7 @@ def _search_html(c: Comparison) -> str:
     s = c.search
     if s is None:
         return ""
-    params = ", ".join(f"{_esc(k)}={_esc(v)}" for k, v in s.best_params.items())
+    params = _esc(_shorten(", ".join(f"{k}={v}" for k, v in s.best_params.items())))
     if s.folder is not None:
         name = _esc(c.name(next(r for r in c.runs if r.path == s.folder)))
         where = f"folder <b>{name}</b>" + (f" (trial {s.trial})" if s.trial is not None else "")

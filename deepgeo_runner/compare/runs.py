@@ -22,7 +22,7 @@ from deepgeo_runner.history import HISTORY_FILE, read_history
 
 METRIC_KEYS = ("accuracy", "kappa", "f1_macro", "iou_macro", "auc_macro", "cross_entropy")
 RUN_MARKERS = (Path(".hydra") / "overrides.yaml", Path("provenance.json"), Path("metrics.json"))
-NOT_STARTED = "not started"  # a folder Hydra made but whose run wrote no provenance.json
+NOT_STARTED = "failed before start"  # a folder Hydra made whose run wrote no provenance.json (a config error)
 
 
 @dataclass
@@ -117,6 +117,19 @@ def best_of_history(path: Path, monitor: str, mode: str) -> tuple[float | None, 
     return float(best[monitor]), int(best["epoch"])
 
 
+def last_error(path: Path) -> str | None:
+    """The last ERROR line of the job's log (``<job name>.log``): why a run stopped before provenance.json."""
+    for log_file in sorted(path.glob("*.log")):
+        try:
+            lines = log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        errors = [line.split("[ERROR] - ", 1)[-1] for line in lines if "[ERROR]" in line]
+        if errors:
+            return errors[-1].strip()
+    return None
+
+
 def read_run(path: str | Path) -> RunRecord:
     """The record of one run directory; never raises for a missing or damaged file."""
     path = Path(path)
@@ -147,6 +160,8 @@ def read_run(path: str | Path) -> RunRecord:
         timings = provenance.get("timings_s")
         if isinstance(timings, dict) and timings:
             rec.wall_s = round(sum(v for v in map(_finite, timings.values()) if v is not None), 2)
+    elif rec.error is None:
+        rec.error = last_error(path)
     metrics = _load(path / "metrics.json", json.loads)
     if isinstance(metrics, dict):
         rec.metrics = {k: v for k in METRIC_KEYS if (v := _finite(metrics.get(k))) is not None}

@@ -131,7 +131,7 @@ def summary_csv(c: Comparison) -> str:
     """One row per run, then mean / ci95_low / ci95_high rows per repeated setting."""
     metrics = c.metric_names()
     columns = ["row", "run", "status", "overrides", "runs", "seed", "model", "data", "code_version",
-               *metrics, "monitor", "best_score", "best_epoch", "wall_s", "report"]
+               *metrics, "monitor", "best_score", "best_epoch", "wall_s", "report", "error"]
     if c.search is not None:
         columns.append("best_trial")
     out = io.StringIO(newline="")
