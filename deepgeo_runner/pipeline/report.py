@@ -148,7 +148,8 @@ def _identity_html(run_dir: Path, status: str) -> str:
     from deepgeo_runner.compare.runs import read_run
 
     run = read_run(run_dir)
-    rows = (("overrides", " ".join(run.overrides) or "(none: the defaults)"), ("data", run.data),
+    overrides = " ".join(run.overrides) or ("(none: the defaults)" if (run_dir / ".hydra").is_dir() else None)
+    rows = (("overrides", overrides), ("data", run.data),
             ("model", run.model), ("seed", run.seed), ("code version", run.code_version), ("status", status))
     body = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v if v is not None else 'n/a'))}</td></tr>"
                    for k, v in rows)
