@@ -197,3 +197,25 @@ def test_write_summary_into_a_new_folder(tmp_path):
     run = make_run(tmp_path / "r", ["seed=1"], scores(0.8, 0.9))
     paths = write_summary(compare([run], tmp_path / "deep" / "out"))
     assert [p.name for p in paths] == ["summary.csv", "summary.json", "summary.html"]
+
+
+def test_a_resumed_search_numbers_its_jobs_after_the_stored_trials(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    from types import SimpleNamespace
+
+    from deepgeo_runner.sweeper import prepare_resume
+
+    sweep = tmp_path / "new" / "sweep"  # not there yet: the database's folder must be made first
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    sampler = optuna.samplers.RandomSampler(seed=1)
+    impl = SimpleNamespace(storage=storage, study_name="s", sweep_dir=str(sweep), sampler=sampler, job_idx=0)
+    prepare_resume(impl)
+    assert impl.job_idx == 0 and sweep.is_dir()
+    study = optuna.create_study(study_name="s", storage=storage, load_if_exists=True)
+    for value in (0.1, 0.2, 0.3):
+        study.tell(study.ask(), value)
+    (sweep / "0").mkdir()
+    first_draw = optuna.samplers.RandomSampler(seed=1)._rng.uniform()
+    prepare_resume(impl)
+    assert impl.job_idx == 3  # trials 0-2 are stored: the next job is folder 3, trial 3
+    assert sampler._rng.uniform() != first_draw  # reseeded: a resumed search does not redraw the first points

@@ -138,3 +138,14 @@ def test_an_optuna_search_names_its_winner_and_a_relaunch_resumes_its_study(tmp_
     best = max(second["runs"], key=lambda r: r["best_score"])
     assert second["search"]["folder"] == best["run"]
     assert f"came from folder <b>{best['run']}</b>" in (sweep / "summary.html").read_text()
+
+
+def test_a_job_that_fails_on_its_config_is_listed_with_its_error(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, "-m", "deepgeo_runner.cli", "-m", *FAST, "stages=[prepare]",
+                           "data.chip_size=32,-1", f"hydra.sweep.dir={sweep}", f"paths.cache_dir={tmp_path / 'c'}"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 2  # the config error ends the sweep ...
+    runs = _summary(sweep)["runs"]  # ... and the summary is still written, with both jobs
+    assert [(r["run"], r["status"]) for r in runs] == [("0", "completed"), ("1", "failed before start")]
+    assert "data.chip_size=-1" in runs[1]["error"]
