@@ -82,6 +82,54 @@ class OutputDirCheck(Callback):
         self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
 
 
+class SweepSummary(Callback):
+    """Hydra callback: every multirun leaves ``summary.csv/.json/.html`` in its sweep directory.
+
+    Rewritten after each job (a long sweep can be watched; a sweep that dies keeps what ran) and
+    at the end (with an Optuna search's winner). A job that ends the whole process (a config error
+    exits with status 2) still gets its summary, at exit. The summary never fails the sweep: a
+    problem writing it is logged. Registered in ``conf/hydra/default.yaml``.
+    """
+
+    def __init__(self) -> None:
+        self._sweep_dir: Path | None = None
+        self._pending = False
+
+    def _write(self) -> None:
+        if self._sweep_dir is None:
+            return
+        try:
+            from deepgeo_runner.compare import summarize_sweep
+
+            comparison = summarize_sweep(self._sweep_dir)
+            log.info("sweep summary of %d runs: %s", len(comparison.runs), self._sweep_dir / "summary.html")
+        except Exception as exc:  # noqa: BLE001 - a summary must never fail the runs it describes
+            log.warning("could not write the sweep summary in %s: %s", self._sweep_dir, exc)
+
+    def _at_exit(self) -> None:
+        if self._pending:
+            self._write()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import atexit
+
+        self._sweep_dir = Path(str(config.hydra.sweep.dir))
+        self._pending = True
+        atexit.register(self._at_exit)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra_cfg = HydraConfig.get()
+        if str(hydra_cfg.mode).endswith("MULTIRUN"):  # also in a launcher's worker process
+            self._sweep_dir = Path(str(hydra_cfg.sweep.dir))
+            self._write()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._pending = False
+        self._write()
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig

@@ -94,7 +94,8 @@ def write_report(run_dir: Path, art: Artifacts, classes: ClassTable, band_names:
         written.append(plots.plot_training_curves(history, plot_dir / "training_curves.png"))
     assessment, assessment_html = _assessment(run_dir, classes, plot_dir)
     written += assessment
-    path = _write_html(run_dir, written, metrics, assessment_html)
+    status = "completed" if art.status == "running" else art.status  # report is the last stage: all others ran
+    path = _write_html(run_dir, written, metrics, assessment_html, _identity_html(run_dir, status))
     log.info("report: %d plots and %s", len(written), path)
     return path
 
@@ -236,7 +237,21 @@ def _interval_note(metrics: dict) -> str:
     return f"<p>95 % intervals: {html.escape(method)}.</p>" if method else ""
 
 
-def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None, extra: str = "") -> Path:
+def _identity_html(run_dir: Path, status: str) -> str:
+    """Which run this is: its overrides, data, model, seed, code version and status (tells a sweep's reports apart)."""
+    from deepgeo_runner.compare.runs import read_run
+
+    run = read_run(run_dir)
+    overrides = " ".join(run.overrides) or ("(none: the defaults)" if (run_dir / ".hydra").is_dir() else None)
+    rows = (("overrides", overrides), ("data", run.data),
+            ("model", run.model), ("seed", run.seed), ("code version", run.code_version), ("status", status))
+    body = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v if v is not None else 'n/a'))}</td></tr>"
+                   for k, v in rows)
+    return f"<table class='identity'>{body}</table>"
+
+
+def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None, extra: str = "",
+                identity: str = "") -> Path:
     rows = ""
     if metrics is not None:
         ci = metrics.get("ci95") or {}
@@ -271,8 +286,9 @@ def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None, ext
         "<!doctype html><html><head><meta charset='utf-8'><title>deepgeo-runner report</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:640px}figure{display:inline-block}"
-        "</style></head><body><h1>deepgeo-runner report</h1>"
-        f"<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>{_data_check_html(run_dir)}{rows}{extra}{figures}"
+        ".identity th{text-align:left}</style></head><body><h1>deepgeo-runner report</h1>"
+        f"{identity}<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>{_data_check_html(run_dir)}{rows}"
+        f"{extra}{figures}"
         "</body></html>"
     )
     return write_text_atomic(run_dir / "report.html", page)

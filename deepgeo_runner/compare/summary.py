@@ -1,0 +1,144 @@
+"""The comparison of a set of runs as files: ``summary.csv``, ``summary.json`` and ``summary.html``.
+
+One row per run (its folder, overrides, status, key metrics, best validation score, wall time,
+report), then, for each setting repeated over folds or seeds, the mean and 95 % interval rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepgeo_runner.atomic import write_text_atomic
+from deepgeo_runner.compare.aggregate import Group, aggregate
+from deepgeo_runner.compare.runs import METRIC_KEYS, RunRecord, read_run, sweep_runs
+from deepgeo_runner.compare.search import SearchResult, search_result
+
+SUMMARY_NAMES = ("summary.csv", "summary.json", "summary.html")
+
+
+@dataclass
+class Comparison:
+    """Runs, their repeated-setting groups and (for a search) the winner, relative to ``out_dir``."""
+
+    out_dir: Path
+    runs: list[RunRecord]
+    groups: list[Group] = field(default_factory=list)
+    search: SearchResult | None = None
+
+    def name(self, run: RunRecord) -> str:
+        """The run's folder as the summary names it: relative to the summary's folder when inside it."""
+        return _relative(run.path, self.out_dir)
+
+    def link(self, run: RunRecord) -> str | None:
+        """The relative path from the summary to the run's report.html, if it has one."""
+        return _relative(run.report, self.out_dir) if run.report is not None else None
+
+    def metric_names(self) -> list[str]:
+        """Key metrics first (in METRIC_KEYS order), then per-class scores as they appear."""
+        present = {k for r in self.runs for k in r.metrics}
+        return [k for k in METRIC_KEYS if k in present] + sorted(present - set(METRIC_KEYS))
+
+    def is_winner(self, run: RunRecord) -> bool:
+        return self.search is not None and self.search.folder is not None and self.search.folder == run.path
+
+
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def compare(run_dirs: Sequence[Path], out_dir: Path, sweep_dir: Path | None = None) -> Comparison:
+    """Read the runs, group repeated settings and find a search's winner (in ``sweep_dir``)."""
+    runs = [read_run(p) for p in run_dirs]
+    comparison = Comparison(Path(out_dir), runs, aggregate(runs))
+    if sweep_dir is not None:
+        comparison.search = search_result(Path(sweep_dir), runs)
+    return comparison
+
+
+def summarize_sweep(sweep_dir: Path) -> Comparison:
+    """The summary a multirun leaves in its sweep directory (summary.csv/.json/.html)."""
+    sweep_dir = Path(sweep_dir)
+    comparison = compare(sweep_runs(sweep_dir), sweep_dir, sweep_dir)
+    write_summary(comparison)
+    return comparison
+
+
+def write_summary(comparison: Comparison) -> list[Path]:
+    """Write the three summary files into ``comparison.out_dir``."""
+    from deepgeo_runner.compare.page import summary_html
+
+    out = comparison.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    return [
+        write_text_atomic(out / "summary.csv", summary_csv(comparison), what="the runs' summary"),
+        write_text_atomic(out / "summary.json", json.dumps(summary_record(comparison), indent=2, default=str),
+                          what="the runs' summary"),
+        write_text_atomic(out / "summary.html", summary_html(comparison), what="the runs' summary"),
+    ]
+
+
+def _run_record(c: Comparison, run: RunRecord) -> dict[str, Any]:
+    record = {
+        "row": "run", "run": c.name(run), "status": run.status, "overrides": run.overrides,
+        "seed": run.seed, "model": run.model, "data": run.data, "code_version": run.code_version,
+        "monitor": run.monitor, "best_score": run.best_score, "best_epoch": run.best_epoch,
+        "wall_s": run.wall_s, "report": c.link(run), **run.metrics,
+    }
+    if run.error:
+        record["error"] = run.error
+    if c.search is not None:
+        record["best_trial"] = c.is_winner(run)
+    return record
+
+
+def _group_records(group: Group) -> list[dict[str, Any]]:
+    """A mean, a ci95_low and a ci95_high row for the group's metrics."""
+    rows = []
+    for row, part in (("mean", "mean"), ("ci95_low", "low"), ("ci95_high", "high")):
+        rows.append({"row": row, "overrides": list(group.overrides), "runs": len(group.runs),
+                     **{k: getattr(iv, part) for k, iv in group.intervals.items()}})
+    return rows
+
+
+def summary_record(c: Comparison) -> dict[str, Any]:
+    """What summary.json holds: the runs, the repeated settings with intervals, the search's winner."""
+    record: dict[str, Any] = {
+        "runs": [_run_record(c, r) for r in c.runs],
+        "groups": [
+            {"overrides": list(g.overrides), "runs": [c.name(r) for r in g.runs],
+             "intervals": {k: {"mean": iv.mean, "ci95": [iv.low, iv.high], "n": iv.n}
+                           for k, iv in g.intervals.items()}}
+            for g in c.groups
+        ],
+        "confidence": 0.95,
+    }
+    if c.search is not None:
+        s = c.search
+        record["search"] = {"best_params": s.best_params, "best_value": s.best_value, "trial": s.trial,
+                            "folder": _relative(s.folder, c.out_dir) if s.folder else None, "n_trials": s.n_trials,
+                            "states": s.states}
+    return record
+
+
+def summary_csv(c: Comparison) -> str:
+    """One row per run, then mean / ci95_low / ci95_high rows per repeated setting."""
+    metrics = c.metric_names()
+    columns = ["row", "run", "status", "overrides", "runs", "seed", "model", "data", "code_version",
+               *metrics, "monitor", "best_score", "best_epoch", "wall_s", "report", "error"]
+    if c.search is not None:
+        columns.append("best_trial")
+    out = io.StringIO(newline="")
+    table = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    table.writeheader()
+    rows = [_run_record(c, r) for r in c.runs] + [row for g in c.groups for row in _group_records(g)]
+    for row in rows:
+        row["overrides"] = " ".join(row.get("overrides") or [])
+        table.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+    return out.getvalue()

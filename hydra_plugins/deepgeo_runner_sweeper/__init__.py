@@ -1,0 +1,1 @@
+"""deepgeo-runner's Hydra plugins (Hydra takes sweepers only from the ``hydra_plugins`` namespace package)."""
