@@ -391,7 +391,9 @@ def _check_predict(cfg: DictConfig) -> None:
             )
         checkpoint_file(pred.checkpoint)
     if pred.get("image") is not None:
-        _check_files("predict.image", pred.image)
+        from deepgeo_runner.scenes import check_scene_files
+
+        check_scene_files(pred.image)  # a list or a glob is several scenes (deepgeo_runner/scenes.py)
         if "predict" not in cfg.stages:
             raise ConfigError("predict.image is set but 'predict' is not among stages: add it, "
                               "e.g. stages=[predict] predict.checkpoint=RUN/checkpoints/best.ckpt.")
