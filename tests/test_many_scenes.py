@@ -3,6 +3,8 @@ finished scenes skipped on relaunch, a bad scene refused before any is predicted
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import subprocess
@@ -14,7 +16,15 @@ import pytest
 import rasterio
 
 from deepgeo_runner.errors import ConfigError, InputDataError
-from deepgeo_runner.scenes import RECORD, check_scene_files, predict_scenes, scene_names, scene_sources
+from deepgeo_runner.scenes import (
+    RECORD,
+    check_scene_files,
+    finished,
+    predict_scenes,
+    scene_identity,
+    scene_names,
+    scene_sources,
+)
 from tests.conftest import REPO, write_image, write_tile
 
 
@@ -80,7 +90,7 @@ def two_scenes(tmp_path, tiny_scene) -> tuple[Path, Path, Path]:
 
 
 @pytest.mark.slow
-def test_two_scenes_write_both_outputs_and_a_relaunch_skips_both(tmp_path, two_scenes):
+def test_two_scenes_write_both_outputs_and_a_relaunch_skips_both(tmp_path, two_scenes, caplog):
     ckpt, first, second = two_scenes
     run_dir = tmp_path / "run"
     log = _deepgeo(run_dir, ckpt, f"[{first},{second}]", "predict.probabilities=uint8")
@@ -106,8 +116,11 @@ def test_two_scenes_write_both_outputs_and_a_relaunch_skips_both(tmp_path, two_s
     assert (outputs["LT05_224064"].parent / "prediction_proba.tif").is_file()
     assert outputs["LT05_224063"].stat().st_mtime_ns == mtimes[outputs["LT05_224063"]]
 
-    log = _deepgeo(run_dir, ckpt, f"{first.parent}/*.tif", "predict.probabilities=float16")  # other options
-    assert "skipping" not in log and "predicting LT05_224063 again: its options changed" in log
+    scene = predict_scenes(f"{first.parent}/*.tif", run_dir)[0]
+    options = {**json.loads((scene.out_dir / RECORD).read_text())["options"], "probabilities": "float16"}
+    with caplog.at_level(logging.INFO, logger="deepgeo_runner.scenes"):
+        assert not finished(scene, scene_identity(scene, ckpt, options))  # other options: predicted again
+    assert "predicting LT05_224063 again: its options changed" in caplog.text
 
 
 def test_a_bad_scene_fails_before_any_scene_is_predicted(tmp_path, two_scenes):
