@@ -85,9 +85,9 @@ def _main(cfg: DictConfig) -> float | None:
 
     optimizing = "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
     try:
-        from deepgeo_runner.launch import check_shared_run_dir
+        from deepgeo_runner.launch import check_launch
 
-        check_shared_run_dir(HydraConfig.get())  # torchrun/srun: every process names the same run directory
+        check_launch(HydraConfig.get(), cfg.trainer)  # torchrun/srun/multirun: how the processes were started
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         opts = run_options(cfg, run_dir)  # validated and typed: the stages read only these
         from deepgeo_runner.preflight import preflight  # writable folders, readable inputs

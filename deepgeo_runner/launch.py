@@ -10,6 +10,7 @@ name its directory.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -24,6 +25,42 @@ def outside_launcher() -> str | None:
     if int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1:  # set inside an srun step only
         return "srun"
     return None
+
+
+def check_launch(hydra_cfg: Any, trainer: Any) -> None:
+    """The checks of this module, before anything is read or written."""
+    check_shared_run_dir(hydra_cfg)
+    check_multirun_processes(hydra_cfg, trainer)
+
+
+def lightning_starts_processes(trainer: Any) -> bool:
+    """True when Lightning itself starts ranks > 0 by running the command line again (DDP's
+    subprocess launcher): a ddp strategy on several devices, not under torchrun or srun."""
+    strategy = trainer.get("strategy", "auto")
+    name = str(strategy.get("_target_", "") if hasattr(strategy, "get") else strategy).lower()
+    devices = trainer.get("devices", 1)
+    several = trainer.get("num_nodes", 1) != 1 or not (devices == 1 or (isinstance(devices, Sequence)
+                                                                         and not isinstance(devices, str)
+                                                                         and len(devices) == 1))
+    return "ddp" in name and not any(s in name for s in ("spawn", "fork", "notebook")) and several \
+        and outside_launcher() is None
+
+
+def check_multirun_processes(hydra_cfg: Any, trainer: Any) -> None:
+    """A multirun through Hydra's basic (or joblib) launcher cannot train with Lightning-started DDP ranks."""
+    if not str(hydra_cfg.mode).endswith("MULTIRUN") or "LOCAL_RANK" in os.environ:
+        return
+    launcher = str(hydra_cfg.launcher.get("_target_", ""))
+    if "submitit" in launcher.lower() or not lightning_starts_processes(trainer):
+        return
+    raise ConfigError(
+        f"a multirun (-m) through {launcher.rsplit('.', 1)[-1]} cannot train with trainer.strategy="
+        f"{trainer.get('strategy')} on trainer.devices={trainer.get('devices')} (trainer.num_nodes="
+        f"{trainer.get('num_nodes', 1)}): Lightning starts the ranks > 0 by running this command line again, "
+        "-m included, so each would start the whole sweep again (facebookresearch/hydra#2070). Run each job "
+        "as its own command (deepgeo trainer=ddp ...), or use launcher=slurm, where each job is its own srun "
+        "with one task per device."
+    )
 
 
 def check_shared_run_dir(hydra_cfg: Any) -> None:

@@ -103,3 +103,40 @@ def test_processes_started_by_torchrun_must_name_their_run_directory(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "hydra.run.dir=runs/${now:" in proc.stdout + proc.stderr
     assert "torchrun started this run's processes separately" in proc.stdout + proc.stderr
+
+
+def test_launcher_slurm_asks_slurm_for_the_trainer_s_nodes_and_devices(tmp_path):
+    """Through the command line: the sbatch script that launcher=slurm submits (a stand-in sbatch
+    keeps it and refuses the job) asks for trainer.num_nodes nodes of trainer.devices tasks and GPUs."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                        reason="launcher=slurm needs hydra-submitit-launcher: pip install 'deepgeo-runner[slurm]'")
+    bin_dir, kept = tmp_path / "bin", tmp_path / "kept.sh"
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text(f'#!/bin/sh\ncp "$1" {kept}\necho "sbatch: error: no cluster here" >&2\nexit 1\n')
+    sbatch.chmod(0o755)
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit looks for it before submitting
+    (bin_dir / "srun").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "deepgeo_runner.cli", "-m", "launcher=slurm", "trainer=ddp",
+                           "trainer.num_nodes=2", "trainer.devices=4", "hydra.launcher.partition=gpu",
+                           "hydra.launcher.timeout_min=90", "model=unet,fcn8s",
+                           f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode != 0 and "no cluster here" in proc.stderr, proc.stderr[-3000:]
+    script = kept.read_text()
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4",
+                 "#SBATCH --partition=gpu", "#SBATCH --time=90", "#SBATCH --array=0-1%2",
+                 "#SBATCH --job-name=deepgeo"):
+        assert line in script, (line, script)
+    assert "srun" in script and "submitit.core._submit" in script
+
+
+def test_a_multirun_cannot_train_with_ddp_ranks_that_lightning_starts(tmp_path):
+    """hydra#2070: Lightning would start ranks > 0 by running `deepgeo -m ...` again."""
+    proc = subprocess.run([sys.executable, "-m", "deepgeo_runner.cli", "-m", "trainer=ddp_cpu", "seed=1,2",
+                           f"hydra.sweep.dir={tmp_path / 'sweep'}", f"paths.cache_dir={tmp_path}"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cannot train with trainer.strategy=ddp on trainer.devices=2" in proc.stdout + proc.stderr
+    assert "launcher=slurm" in proc.stdout + proc.stderr
