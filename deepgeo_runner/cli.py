@@ -85,9 +85,7 @@ def _main(cfg: DictConfig) -> float | None:
 
     optimizing = "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
     try:
-        from deepgeo_runner.launch import check_launch
-
-        check_launch(HydraConfig.get(), cfg.trainer)  # torchrun/srun/multirun: how the processes were started
+        _check_launch(cfg)  # torchrun/srun/multirun: how this run's processes were started
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         opts = run_options(cfg, run_dir)  # validated and typed: the stages read only these
         from deepgeo_runner.preflight import preflight  # writable folders, readable inputs
@@ -117,6 +115,19 @@ def _main(cfg: DictConfig) -> float | None:
     if artifacts.best_score is not None:
         log.info("best %s %.4f", cfg.train.monitor, artifacts.best_score)
     return artifacts.best_score
+
+
+def _check_launch(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from deepgeo_runner.launch import check_launch
+
+    hydra_cfg = HydraConfig.get()
+    check_launch(multirun=str(hydra_cfg.mode).endswith("MULTIRUN"),
+                 run_dir_template=str(OmegaConf.to_container(hydra_cfg.run, resolve=False).get("dir")),
+                 launcher=str(hydra_cfg.launcher.get("_target_", "")),
+                 trainer=OmegaConf.to_container(cfg.trainer, resolve=True), stages=list(cfg.stages))
 
 
 def _check_search_direction(cfg: DictConfig, direction: str) -> None:

@@ -10,10 +10,8 @@ name its directory.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-from omegaconf import OmegaConf
 
 from deepgeo_runner.errors import ConfigError
 
@@ -27,31 +25,37 @@ def outside_launcher() -> str | None:
     return None
 
 
-def check_launch(hydra_cfg: Any, trainer: Any) -> None:
-    """The checks of this module, before anything is read or written."""
-    check_shared_run_dir(hydra_cfg)
-    check_multirun_processes(hydra_cfg, trainer)
+def check_launch(*, multirun: bool, run_dir_template: str, launcher: str, trainer: Mapping[str, Any],
+                 stages: Sequence[str]) -> None:
+    """How this run's processes were started fits the run, before anything is read or written.
+
+    Args:
+        multirun: Hydra's mode is MULTIRUN (``-m``).
+        run_dir_template: ``hydra.run.dir`` unresolved (``runs/${now:...}`` unless given).
+        launcher: the ``_target_`` of Hydra's launcher.
+        trainer: the ``trainer`` group; stages: the stages to run.
+    """
+    if not multirun:
+        check_shared_run_dir(run_dir_template)
+    elif {"fit", "test"} & set(stages):  # only these build a Trainer
+        check_multirun_processes(launcher, trainer)
 
 
-def lightning_starts_processes(trainer: Any) -> bool:
+def lightning_starts_processes(trainer: Mapping[str, Any]) -> bool:
     """True when Lightning itself starts ranks > 0 by running the command line again (DDP's
     subprocess launcher): a ddp strategy on several devices, not under torchrun or srun."""
     strategy = trainer.get("strategy", "auto")
-    name = str(strategy.get("_target_", "") if hasattr(strategy, "get") else strategy).lower()
+    name = str(strategy.get("_target_", "") if isinstance(strategy, Mapping) else strategy).lower()
     devices = trainer.get("devices", 1)
-    several = trainer.get("num_nodes", 1) != 1 or not (devices == 1 or (isinstance(devices, Sequence)
-                                                                         and not isinstance(devices, str)
-                                                                         and len(devices) == 1))
+    one_device = devices == 1 or (isinstance(devices, Sequence) and not isinstance(devices, str) and len(devices) == 1)
+    several = trainer.get("num_nodes", 1) != 1 or not one_device
     return "ddp" in name and not any(s in name for s in ("spawn", "fork", "notebook")) and several \
         and outside_launcher() is None
 
 
-def check_multirun_processes(hydra_cfg: Any, trainer: Any) -> None:
+def check_multirun_processes(launcher: str, trainer: Mapping[str, Any]) -> None:
     """A multirun through Hydra's basic (or joblib) launcher cannot train with Lightning-started DDP ranks."""
-    if not str(hydra_cfg.mode).endswith("MULTIRUN") or "LOCAL_RANK" in os.environ:
-        return
-    launcher = str(hydra_cfg.launcher.get("_target_", ""))
-    if "submitit" in launcher.lower() or not lightning_starts_processes(trainer):
+    if "LOCAL_RANK" in os.environ or "submitit" in launcher.lower() or not lightning_starts_processes(trainer):
         return
     raise ConfigError(
         f"a multirun (-m) through {launcher.rsplit('.', 1)[-1]} cannot train with trainer.strategy="
@@ -63,15 +67,12 @@ def check_multirun_processes(hydra_cfg: Any, trainer: Any) -> None:
     )
 
 
-def check_shared_run_dir(hydra_cfg: Any) -> None:
-    """Under torchrun or srun (a single run, not a multirun), ``hydra.run.dir`` must not depend on the clock."""
+def check_shared_run_dir(run_dir_template: str) -> None:
+    """Under torchrun or srun (a single run), ``hydra.run.dir`` must not depend on the clock."""
     launcher = outside_launcher()
-    if launcher is None or str(hydra_cfg.mode).endswith("MULTIRUN"):
-        return
-    raw = OmegaConf.to_container(hydra_cfg.run, resolve=False).get("dir")
-    if "${now:" in str(raw):
+    if launcher is not None and "${now:" in str(run_dir_template):
         raise ConfigError(
-            f"hydra.run.dir={raw} takes the time from each process's clock, but {launcher} started "
+            f"hydra.run.dir={run_dir_template} takes the time from each process's clock, but {launcher} started "
             "this run's processes separately: they could write to different folders. Give every "
             f"{launcher} process the same folder, e.g. hydra.run.dir=runs/ddp_$(date +%Y-%m-%d_%H-%M-%S)."
         )

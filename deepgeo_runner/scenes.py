@@ -14,7 +14,7 @@ when its record ``prediction_scene.json`` was written, after all its outputs (ea
 atomically), for the same checkpoint, sources and prediction options: a relaunch skips it.
 
 Only the standard library is imported at module level: the config checks use this module
-before GDAL or torch is loaded.
+before GDAL or torch is loaded. ``image`` is plain Python (str, list, dict), as the typed options hold it.
 """
 
 from __future__ import annotations
@@ -63,17 +63,6 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
-def _plain(value: Any) -> Any:
-    """An OmegaConf container as plain lists and dicts (nothing else changes)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra
-        return value
-    if isinstance(value, DictConfig | ListConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
-
-
 def _glob(pattern: str, where: str) -> list[str]:
     """The sorted matches of ``pattern``, or the pattern itself when it has no wildcard."""
     if not glob.has_magic(pattern):
@@ -94,7 +83,6 @@ def _tiles(value: Any, where: str) -> list[str]:
 
 def scene_sources(image: Any) -> list[Source]:
     """``predict.image`` as one source per scene, globs expanded (see the module's rules)."""
-    image = _plain(image)
     if image is None:
         return []
     if isinstance(image, str | Path):

@@ -393,7 +393,8 @@ def _check_predict(cfg: DictConfig) -> None:
     if pred.get("image") is not None:
         from deepgeo_runner.scenes import check_scene_files
 
-        check_scene_files(pred.image)  # a list or a glob is several scenes (deepgeo_runner/scenes.py)
+        image = OmegaConf.to_container(pred.image) if isinstance(pred.image, DictConfig | ListConfig) else pred.image
+        check_scene_files(image)  # a list or a glob is several scenes (deepgeo_runner/scenes.py)
         if "predict" not in cfg.stages:
             raise ConfigError("predict.image is set but 'predict' is not among stages: add it, "
                               "e.g. stages=[predict] predict.checkpoint=RUN/checkpoints/best.ckpt.")
