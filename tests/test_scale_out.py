@@ -140,3 +140,21 @@ def test_a_multirun_cannot_train_with_ddp_ranks_that_lightning_starts(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "cannot train with trainer.strategy=ddp on trainer.devices=2" in proc.stdout + proc.stderr
     assert "launcher=slurm" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("env,rank", [
+    ({}, 0),
+    ({"RANK": "1", "LOCAL_RANK": "0", "GROUP_RANK": "1", "WORLD_SIZE": "2"}, 1),  # torchrun, node 1
+    ({"SLURM_PROCID": "5", "SLURM_LOCALID": "1"}, 5),  # srun
+    ({"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, 1),  # a process that Lightning started
+    ({"NODE_RANK": "1"}, 1),  # the first process of machine 1 (Lightning's own launcher): not rank 0
+    ({"NODE_RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"}, 5),
+])
+def test_only_the_first_process_of_the_first_machine_is_rank_zero(monkeypatch, env, rank):
+    from deepgeo_runner.ranks import global_rank
+
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "LOCAL_WORLD_SIZE", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert global_rank() == rank
