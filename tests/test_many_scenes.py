@@ -154,3 +154,22 @@ def test_a_nested_list_is_one_mosaicked_scene_with_the_usual_names(tmp_path, tin
     with rasterio.open(art.prediction) as pred:
         assert pred.shape == (48, 48)  # both tiles
     assert (tmp_path / "run" / RECORD).is_file() and (tmp_path / "run" / "predict_input").is_dir()
+
+
+@pytest.mark.slow
+def test_under_the_submitit_launcher_each_scene_is_its_own_job(tmp_path, two_scenes):
+    """What launcher=slurm does on a cluster, with submitit's local executor: a sweep over
+    predict.image gives one job per scene, each its own folder with the usual names."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                        reason="needs hydra-submitit-launcher: pip install 'deepgeo-runner[slurm]'")
+    ckpt, first, second = two_scenes
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "deepgeo_runner.cli", "-m", "hydra/launcher=submitit_local", "stages=[predict]",
+           f"predict.checkpoint={ckpt}", f"predict.image={first},{second}", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job, scene in (("0", first), ("1", second)):
+        assert json.loads((sweep / job / RECORD).read_text())["image"] == str(scene)
+        assert (sweep / job / "prediction.tif").is_file()
+    assert list((sweep / ".submitit").iterdir())  # submitit ran the jobs
