@@ -140,6 +140,7 @@ def _main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     started = False
     try:
+        _check_launch(cfg)  # torchrun/srun/multirun: how this run's processes were started
         opts = run_options(cfg, run_dir)  # validated and typed: the stages read only these
         from deepgeo_runner.preflight import preflight  # writable folders, readable inputs
 
@@ -189,6 +190,19 @@ def _discard_unstarted_run(run_dir: Path, log_name: str) -> None:
             log.info("the run did not start: its folder %s was removed", run_dir)
     except OSError:
         pass
+
+
+def _check_launch(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from deepgeo_runner.launch import check_launch
+
+    hydra_cfg = HydraConfig.get()
+    check_launch(multirun=str(hydra_cfg.mode).endswith("MULTIRUN"),
+                 run_dir_template=str(OmegaConf.to_container(hydra_cfg.run, resolve=False).get("dir")),
+                 launcher=str(hydra_cfg.launcher.get("_target_", "")),
+                 trainer=OmegaConf.to_container(cfg.trainer, resolve=True), stages=list(cfg.stages))
 
 
 def _check_search_direction(cfg: DictConfig, direction: str) -> None:

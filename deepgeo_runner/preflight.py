@@ -18,6 +18,7 @@ from deepgeo_runner.atomic import check_writable, remove_stale_temporaries
 from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.config.validate import uses_datamodule
 from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.scenes import scene_files
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def input_files(cfg: RunConfig) -> Iterator[tuple[str, Path, str]]:
                 yield f"data.split_scenes.{split}.image", path, "raster"
             if files.labels is not None:
                 yield f"data.split_scenes.{split}.labels", Path(files.labels), _kind(files.labels)
-    for path in _paths(pred.image):
+    for path in scene_files(pred.image):  # every scene's rasters (a list or a glob is several scenes)
         yield "predict.image", path, "raster"
     if pred.labels is not None:
         yield "predict.labels", Path(pred.labels), _kind(pred.labels)

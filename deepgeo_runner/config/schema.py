@@ -240,7 +240,10 @@ class PredictConfig:
     overlap: float = 0.5  # fraction of the window shared by neighbours
     batch_size: int = 16
     checkpoint: str | None = None  # for stages without 'fit': the weights to use
-    image: Any = None  # a new scene to classify (prepared with the checkpoint's stats); tiles or date → file
+    image: Any = None  # new scene(s) to classify, prepared with the checkpoint's stats: a raster, a glob
+    #   (scenes/*.tif: each match a scene), a date → file mapping (a time stack), or a LIST OF SCENES, each a
+    #   raster, a nested list of tiles to mosaic ([[a1.tif, a2.tif]]) or a mapping; several scenes write
+    #   scenes/<name>/prediction.tif etc., and scenes finished by an earlier launch are skipped
     labels: str | None = None  # reference labels of predict.image: scores → prediction_metrics.json
     blend: Blend = Blend.hann  # 'hann' (smooth weights) or 'center' (overlap-tile: window centres only)
     probabilities: ProbabilityFormat = ProbabilityFormat.none  # float16 or uint8 (value/254, 255 nodata):

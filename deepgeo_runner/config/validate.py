@@ -75,6 +75,7 @@ def validate_config(cfg: DictConfig) -> None:
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"{group}: needs a '_target_' naming the class to build (see conf/{group}/).")
+    _check_trainer(cfg.trainer)
     _check_predict(cfg)
     _check_assess(cfg)
     check_targets(cfg)
@@ -369,6 +370,26 @@ def _check_splits(data: DictConfig) -> None:
         )
 
 
+MULTI_NODE_STRATEGIES = ("ddp", "fsdp", "deepspeed")  # Lightning strategies whose processes span machines
+
+
+def _check_trainer(trainer: DictConfig) -> None:
+    """``trainer.num_nodes``: a positive count, and several machines only with a strategy that spans them."""
+    nodes = trainer.get("num_nodes", 1)
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+        raise _fail("trainer.num_nodes", nodes, "a positive number of machines (1 for one machine)")
+    if nodes == 1:
+        return
+    strategy = trainer.get("strategy", "auto")
+    name = strategy.get("_target_", "") if isinstance(strategy, DictConfig) else str(strategy)
+    if not any(s in name.lower() for s in MULTI_NODE_STRATEGIES) or "spawn" in name.lower():
+        raise ConfigError(
+            f"trainer.num_nodes={nodes} needs a distributed strategy whose processes span machines, but "
+            f"trainer.strategy={name}: use trainer=ddp (GPUs) or trainer=ddp_cpu, or set trainer.strategy=ddp; "
+            "launch one process per device with torchrun or SLURM (see the README: Multi-GPU and multi-node)."
+        )
+
+
 def _check_predict(cfg: DictConfig) -> None:
     pred = cfg.predict
     check_predict_ranges(pred)
@@ -381,7 +402,10 @@ def _check_predict(cfg: DictConfig) -> None:
             )
         checkpoint_file(pred.checkpoint)
     if pred.get("image") is not None:
-        _check_files("predict.image", pred.image)
+        from deepgeo_runner.scenes import check_scene_files
+
+        image = OmegaConf.to_container(pred.image) if isinstance(pred.image, DictConfig | ListConfig) else pred.image
+        check_scene_files(image)  # a list or a glob is several scenes (deepgeo_runner/scenes.py)
         if "predict" not in cfg.stages:
             raise ConfigError("predict.image is set but 'predict' is not among stages: add it, "
                               "e.g. stages=[predict] predict.checkpoint=RUN/checkpoints/best.ckpt.")

@@ -5,6 +5,7 @@ checkpoint's training scene (``predict.image``), and its scores against ``predic
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,10 @@ from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import RunConfig
-from deepgeo_runner.geo.scene import all_tiles, date_groups
 from deepgeo_runner.metrics import strict_json
 from deepgeo_runner.pipeline.cached_stages import label_options
 from deepgeo_runner.pipeline.labels import rasterize_labels
+from deepgeo_runner.scenes import predict_scenes
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ def predict_stage(
     if opts.predict.image:  # prepared like the checkpoint's training scene; rank 0 alone
         if rank != 0:
             return
-        art.prediction = predict_new_scene(opts, run_dir, module.net, meta or module.inference_meta, device)
+        art.prediction = predict_new_scene(opts, run_dir, module.net, meta or module.inference_meta, device,
+                                           checkpoint)
         return
     table = {"class_ids": classes.ids, "class_names": classes.names, "class_colors": classes.colors}
     art.prediction = classify_prepared(
@@ -77,24 +79,60 @@ def polygons_stage(opts: RunConfig, prediction: Path) -> None:
                        list(opts.predict.polygons), float(opts.predict.min_area_ha))
 
 
-def predict_new_scene(opts: RunConfig, run_dir: Path, net, meta: dict, device: str | None = None) -> Path:
-    """``predict.image``: prepare the new scene with the checkpoint's bands, indices and
-    statistics (into ``run_dir/predict_input``) and classify it into ``run_dir/prediction.tif``."""
+def predict_new_scene(opts: RunConfig, run_dir: Path, net, meta: dict, device: str | None = None,
+                      checkpoint: Path | None = None) -> Path | None:
+    """``predict.image``: each scene prepared with the checkpoint's bands, indices and statistics
+    and classified into its own outputs (:mod:`deepgeo_runner.scenes`: ``run_dir`` for one scene,
+    ``run_dir/scenes/<name>/`` for several). Every scene is checked against the checkpoint before
+    the first is predicted; a scene finished by an earlier launch is skipped. Returns the
+    prediction of a single scene (None for several)."""
+    from deepgeo_runner.scenes import check_scenes_fit, finished, predict_scenes, scene_identity, write_record
+
+    scenes = predict_scenes(opts.predict.image, run_dir)
+    check_scenes_fit(scenes, meta)
+    options = {**predict_options(opts), "window": opts.predict.window, "overlap": opts.predict.overlap,
+               "polygons": opts.predict.polygons, "min_area_ha": opts.predict.min_area_ha,
+               "labels": opts.predict.labels, "nodata": opts.data.nodata}
+    for i, scene in enumerate(scenes, 1):
+        identity = scene_identity(scene, checkpoint, options)
+        if finished(scene, identity):
+            log.info("skipping %s: done (%s)", scene.name, scene.out_dir)
+            continue
+        if len(scenes) > 1:
+            log.info("predict.image scene %d/%d: %s → %s", i, len(scenes), scene.name, scene.out_dir)
+        outputs = _predict_one_scene(opts, scene.source, scene.out_dir, net, meta, device)
+        if len(scenes) > 1:  # a prepared stack per scene would fill the disk on hundreds of scenes
+            shutil.rmtree(scene.out_dir / "predict_input", ignore_errors=True)
+        write_record(scene, identity, outputs)
+    return scenes[0].out_dir / "prediction.tif" if len(scenes) == 1 else None
+
+
+def _predict_one_scene(opts: RunConfig, image: Any, out_dir: Path, net, meta: dict, device: str | None) -> list[Path]:
+    """One scene into ``out_dir``: prepared into ``predict_input/``, classified, vectorized and
+    scored as asked; returns the outputs written."""
+    from deepgeo_runner.ml.predict import output_paths
     from deepgeo_runner.pipeline.apply import classify_like_checkpoint
 
+    out_dir.mkdir(parents=True, exist_ok=True)
     prepared, prediction = classify_like_checkpoint(
-        net, meta, opts.predict.image, run_dir / "predict_input", run_dir / "prediction.tif",
+        net, meta, image, out_dir / "predict_input", out_dir / "prediction.tif",
         window=int(opts.predict.window or meta.get("chip_size") or opts.data.chip_size),
         overlap=float(opts.predict.overlap), batch_size=int(opts.predict.batch_size),
         device=device or predict_device(opts), nodata=opts.data.nodata, **predict_options(opts),
     )
     polygons_stage(opts, prediction)
+    outs = output_paths(prediction, str(opts.predict.probabilities), bool(opts.predict.entropy))
+    written = [p for p in (outs.classes, outs.probabilities, outs.entropy) if p is not None]
+    extras = ("prediction_polygons.gpkg", "prediction_totals.json") if opts.predict.polygons else ()
+    written += [prediction.with_name(name) for name in extras if prediction.with_name(name).exists()]
     if opts.predict.labels:
-        score_new_scene(opts, run_dir, prepared.path, prediction, meta)
-    return prediction
+        score_new_scene(opts, out_dir, prepared.path, prediction, meta, image)
+        written.append(out_dir / "prediction_metrics.json")
+    return written
 
 
-def score_new_scene(opts: RunConfig, run_dir: Path, prepared: Path, prediction: Path, meta: dict) -> None:
+def score_new_scene(opts: RunConfig, run_dir: Path, prepared: Path, prediction: Path, meta: dict,
+                    image: Any = None) -> None:
     """``predict.labels``: rasterize the new scene's labels with the checkpoint's classes, read
     the way its training labels were (class column, values, groups: recorded in the checkpoint),
     and score every labelled pixel of the class map into ``prediction_metrics.json``."""
@@ -107,7 +145,9 @@ def score_new_scene(opts: RunConfig, run_dir: Path, prepared: Path, prediction: 
     reference = rasterize_labels(opts.predict.labels, prepared, run_dir / "predict_input" / "labels.tif",
                                  of_interest, colors, **labelling)
     scores = score_scene(reference, prediction, ids, names)
-    scores.update(split="scene", image=opts.predict.image, labels=str(opts.predict.labels))
+    image = opts.predict.image if image is None else image
+    scores.update(split="scene", image=image if isinstance(image, str | dict | list) else str(image),
+                  labels=str(opts.predict.labels))
     write_text_atomic(run_dir / "prediction_metrics.json", strict_json(scores))
     log.info("scene %s: accuracy %.4f, F1 macro %.4f over %d labelled pixels", opts.predict.labels,
              scores["accuracy"], scores["f1_macro"], scores["pixels"])
@@ -126,9 +166,10 @@ def apply_checkpoint_stage(opts: RunConfig, run_dir: str | Path, art: Artifacts 
     art.checkpoint = checkpoint_file(opts.predict.checkpoint)
     weights, meta = read_checkpoint(art.checkpoint)
     start = time.perf_counter()
-    art.image_sources = date_groups(opts.predict.image)
-    tiles = all_tiles(art.image_sources)
-    art.image = tiles[0] if len(tiles) == 1 else None
-    art.prediction = predict_new_scene(opts, run_dir, build_net(meta, weights), meta)
+    scenes = predict_scenes(opts.predict.image, run_dir)
+    if len(scenes) == 1:  # several scenes: each one's record lists its files and their SHA-256
+        art.image_sources = scenes[0].groups
+        art.image = scenes[0].tiles[0] if len(scenes[0].tiles) == 1 else None
+    art.prediction = predict_new_scene(opts, run_dir, build_net(meta, weights), meta, checkpoint=art.checkpoint)
     art.timings["predict"] = round(time.perf_counter() - start, 2)
     return art
