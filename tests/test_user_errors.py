@@ -22,12 +22,19 @@ def _cfg(image, labels, cache_dir, split_scenes=None, **extra):
     """The parts of the run's typed options that the checks read."""
     from types import SimpleNamespace
 
-    from deepgeo_runner.config.schema import DataConfig, PathsConfig, PredictConfig, SceneFiles, SplitScenesConfig
+    from deepgeo_runner.config.schema import (
+        AssessConfig,
+        DataConfig,
+        PathsConfig,
+        PredictConfig,
+        SceneFiles,
+        SplitScenesConfig,
+    )
 
     scenes = SplitScenesConfig(**{k: SceneFiles(**v) for k, v in (split_scenes or {}).items()})
     data = DataConfig(name="scene", image=str(image) if not isinstance(image, list | dict) else image,
                       labels=str(labels), split_scenes=scenes, **extra)
-    return SimpleNamespace(data=data, predict=PredictConfig(), stages=["prepare"],
+    return SimpleNamespace(data=data, predict=PredictConfig(), assess=AssessConfig(), stages=["prepare"],
                            paths=PathsConfig(cache_dir=str(cache_dir), output_dir=str(cache_dir)))
 
 
