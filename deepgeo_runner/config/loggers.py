@@ -41,15 +41,19 @@ def check_loggers(loggers: Any) -> None:
     if not isinstance(loggers, DictConfig):
         raise range_error("logger", loggers, "a mapping name → {_target_: ...}: choose options of conf/logger/, "
                           "e.g. logger=csv or 'logger=[csv,tensorboard]'")
+    if "_target_" in loggers:
+        raise ConfigError(
+            f"logger._target_={loggers.get('_target_')!r}: `logger` maps names to loggers, it is not one "
+            "`_target_` node: choose options of conf/logger/ (logger=csv, tensorboard, mlflow, none, or several: "
+            "'logger=[csv,tensorboard]'), or add your own under a name: "
+            "+logger.mine='{_target_: lightning.pytorch.loggers.CSVLogger, save_dir: ${paths.output_dir}}'.")
     for name in loggers:
         node = loggers.get(name)
         if node is None:
             continue
         if not (isinstance(node, DictConfig) and isinstance(node.get("_target_"), str)):
-            raise range_error(f"logger.{name}", node, "a node with a '_target_' naming a Lightning logger "
-                              f"(e.g. +logger.{name}='{{_target_: lightning.pytorch.loggers.CSVLogger, save_dir: "
-                              f"${{paths.output_dir}}}}'), or null to drop it; options: logger=csv, tensorboard, "
-                              "mlflow, none, or several as 'logger=[csv,tensorboard]'")
+            raise range_error(f"logger.{name}", node, "a node with a '_target_' naming a Lightning logger, "
+                              f"or null to drop it (logger.{name}=null)")
         _check_packages(str(name), node)
 
 
