@@ -52,8 +52,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {} if not value else json.dumps(value, default=str, sort_keys=True)
     if isinstance(value, list | tuple):
-        items = [_plain(v) for v in value]
-        return items if all(isinstance(v, Scalar) for v in items) else json.dumps(items, default=str)
+        if any(isinstance(v, Mapping | list | tuple) for v in value):
+            return json.dumps(value, default=str)
+        return [_plain(v) for v in value]
     return value if isinstance(value, Scalar) else str(value)
 
 
