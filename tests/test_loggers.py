@@ -127,6 +127,16 @@ def test_a_logger_whose_package_is_missing_fails_at_config_time_with_the_pip_com
         validate_config(cfg)
 
 
+def test_another_lightning_logger_names_its_own_package(tmp_path):
+    cfg = _compose([f"paths.output_dir={tmp_path}",
+                    "+logger.wandb={_target_: lightning.pytorch.loggers.WandbLogger, project: deepgeo}"])
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(ConfigError, match=r'logger\.wandb: .*WandbLogger needs wandb, not installed here: '
+                                          r'pip install "wandb"; or drop it: logger\.wandb=null'):
+        validate_config(cfg)
+
+
 def test_an_mlflow_server_needs_no_database_packages(monkeypatch, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

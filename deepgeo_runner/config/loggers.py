@@ -26,7 +26,11 @@ TRACKING_REQUIREMENTS = {
 _NEEDS = {
     "TensorBoardLogger": [("tensorboard", ("tensorboard", "tensorboardX"))],
     "MLFlowLogger": [("mlflow", ("mlflow",))],
+    "WandbLogger": [("wandb", ("wandb",))],  # Lightning's other loggers: installed by their own names
+    "CometLogger": [("comet-ml", ("comet_ml",))],
+    "NeptuneLogger": [("neptune", ("neptune",))],
 }
+_EXTRA_HINT = " (or the packages of every logger of conf/logger/: pip install 'deepgeo-runner[tracking]')"
 _DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")  # MLflow's SQLAlchemy store
 
 
@@ -71,10 +75,10 @@ def missing_packages(node: DictConfig) -> list[str]:
 def _check_packages(name: str, node: DictConfig) -> None:
     missing = missing_packages(node)
     if missing:
-        command = "pip install " + " ".join(f'"{TRACKING_REQUIREMENTS[m]}"' for m in missing)
+        command = "pip install " + " ".join(f'"{TRACKING_REQUIREMENTS.get(m, m)}"' for m in missing)
         raise ConfigError(
-            f"logger.{name}: {node._target_} needs {', '.join(missing)}, not installed here: {command} "
-            "(or every logger's packages: pip install 'deepgeo-runner[tracking]'); or drop it: "
+            f"logger.{name}: {node._target_} needs {', '.join(missing)}, not installed here: {command}"
+            f"{_EXTRA_HINT if set(missing) <= set(TRACKING_REQUIREMENTS) else ''}; or drop it: "
             f"logger.{name}=null.")
 
 
