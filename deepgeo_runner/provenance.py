@@ -120,13 +120,14 @@ def devices() -> dict[str, Any]:
 
 def write_provenance(path: Path, seed: int, extra: dict[str, Any]) -> Path:
     """Write provenance.json atomically."""
+    code = code_version()
     record = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": sys.argv,
         "seed": seed,
         "versions": package_versions(),
-        "git_commit": git_commit(PACKAGE_DIR),
-        "code_version": code_version(),
+        "git_commit": code["git_commit"],  # also at the top, where earlier runs have it
+        "code_version": code,
         "config_schema_version": CONFIG_SCHEMA_VERSION,
         "devices": devices(),
         **_repeat_of(),
