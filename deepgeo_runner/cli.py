@@ -217,6 +217,15 @@ def _check_search_direction(cfg: DictConfig, direction: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    from deepgeo_runner.repeat import check_config_source
+
+    try:  # before Hydra: its --config-dir trap would silently run the defaults
+        check_config_source(sys.argv[1:])
+    except ConfigError as exc:
+        if debugging():
+            raise
+        print(f"Error: {exc}", file=sys.stderr)  # Hydra's logging is not set up yet
+        sys.exit(2)
     _main()
 
 

@@ -17,7 +17,8 @@ from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.lit.callbacks import TrainingHistory
 from deepgeo_runner.lit.checkpoints import RunCheckpoint, SafeCheckpointIO
 from deepgeo_runner.lit.guards import EpochSeed
-from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_logger
+from deepgeo_runner.lit.tracking import LogBestScore
+from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_loggers
 from tests.test_config import _compose, options
 
 WIRING = ["trainer", "logger", "callbacks", "debug"]
@@ -26,27 +27,37 @@ WIRING = ["trainer", "logger", "callbacks", "debug"]
 def build(cfg, run_dir: Path):
     """Trainer, callbacks and logger as the runner builds them (no fit)."""
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
-    logger = instantiate_logger(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
                           default_root_dir=str(run_dir), use_distributed_sampler=False,
                           plugins=[SafeCheckpointIO()])
-    return trainer, callbacks, logger
+    return trainer, callbacks, loggers
 
 
-@pytest.mark.parametrize("trainer,logger,callbacks,debug",
-                         list(itertools.product(*(options(g) + ([None] if g == "debug" else []) for g in WIRING))))
+def _wirings() -> list[tuple]:
+    """Every trainer × callbacks × debug option with the csv and none loggers, and each other logger
+    once (a logger does not depend on the Trainer's options; the mlflow one opens a database)."""
+    grid = [options(g) + ([None] if g == "debug" else []) for g in WIRING]
+    grid[1] = [o for o in grid[1] if o in ("csv", "none")]
+    others = [("default", o, "default", None) for o in options("logger") if o not in ("csv", "none")]
+    return list(itertools.product(*grid)) + others
+
+
+@pytest.mark.parametrize("trainer,logger,callbacks,debug", _wirings())
 def test_every_wiring_option_builds_its_trainer_callbacks_and_logger(trainer, logger, callbacks, debug, tmp_path):
     if trainer == "ddp" and not torch.cuda.is_available():
         pytest.skip("trainer=ddp asks for every visible GPU (accelerator=gpu, devices=-1): no CUDA device here")
     overrides = [f"trainer={trainer}", f"logger={logger}", f"callbacks={callbacks}", f"paths.output_dir={tmp_path}"]
+    if logger == "mlflow":  # its store, not mlflow.db in the folder the tests run from
+        overrides.append(f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
     cfg = _compose(overrides + ([f"debug={debug}"] if debug else []))
     validate_config(cfg)
-    built, made, log = build(cfg, tmp_path)
-    assert [type(c) for c in made] == [RunCheckpoint, EpochSeed, TrainingHistory]  # no patience: no early stop
+    built, made, logs = build(cfg, tmp_path)
+    assert [type(c) for c in made] == [RunCheckpoint, EpochSeed, TrainingHistory, LogBestScore]  # no early stop
     assert built.checkpoint_callback is made[0] and made[0].mode == "max" and made[0].monitor == "val_f1_macro"
     assert made[1].seed == cfg.seed
-    assert (log is False) == (logger == "none") and (log is False or isinstance(log, Logger))
-    assert built.logger is (None if log is False else log)
+    assert len(logs) == (logger != "none") and all(isinstance(log, Logger) for log in logs)
+    assert built.loggers == logs
     if trainer.startswith("ddp"):
         assert built.world_size == 2 if trainer == "ddp_cpu" else built.world_size >= 1
     if debug == "fast":
@@ -58,7 +69,7 @@ def test_every_wiring_option_builds_its_trainer_callbacks_and_logger(trainer, lo
 def test_the_monitor_and_its_direction_reach_checkpoint_and_early_stopping(overrides, mode, tmp_path):
     cfg = _compose([f"paths.output_dir={tmp_path}", "train.early_stopping_patience=3", *overrides])
     validate_config(cfg)
-    checkpoint, _, _, stop = instantiate_callbacks(cfg.callbacks)
+    checkpoint, *_, stop = instantiate_callbacks(cfg.callbacks)
     assert isinstance(stop, EarlyStopping) and stop.patience == 3
     assert checkpoint.monitor == stop.monitor == cfg.train.monitor
     assert checkpoint.mode == stop.mode == mode
@@ -69,7 +80,7 @@ def test_a_callback_is_dropped_or_added_from_the_command_line(tmp_path):
                     "+callbacks.lr={_target_: lightning.pytorch.callbacks.LearningRateMonitor}"])
     validate_config(cfg)
     assert [type(c).__name__ for c in instantiate_callbacks(cfg.callbacks)] == [
-        "RunCheckpoint", "TrainingHistory", "LearningRateMonitor"]
+        "RunCheckpoint", "TrainingHistory", "LogBestScore", "LearningRateMonitor"]
 
 
 @pytest.mark.parametrize("override, message", [

@@ -57,7 +57,7 @@ def test_required_groups_and_options_exist():
     assert {"unet", "fcn8s"} <= set(options("model"))
     assert {"d4", "none"} <= set(options("augmentation"))
     assert {"default", "cpu", "ddp", "ddp_cpu"} <= set(options("trainer"))
-    assert {"csv", "none"} <= set(options("logger"))
+    assert {"csv", "tensorboard", "mlflow", "none"} <= set(options("logger"))
     assert {"default"} <= set(options("callbacks"))
     assert {"fast"} <= set(options("debug"))
 

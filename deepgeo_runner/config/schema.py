@@ -23,6 +23,11 @@ from deepgeo_runner.geo.nodata import NodataRule
 from deepgeo_runner.geo.stitch import Blend
 from deepgeo_runner.ml.choices import Augmentation, D4Op, ProbabilityFormat
 
+# The version of this schema, written to every run's provenance.json (config_schema_version).
+# Raise it when a change makes a run's saved .hydra/config.yaml mean something else or fail to
+# compose (a key renamed or removed, a default whose meaning changed); `deepgeo-repeat` then warns.
+CONFIG_SCHEMA_VERSION = 1
+
 
 class MonitorMode(StrEnum):
     """Which way ``train.monitor`` improves; ``auto``: min for a loss (a name with 'loss'), else max."""

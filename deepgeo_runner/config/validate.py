@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config import introspect
+from deepgeo_runner.config.loggers import check_loggers
 from deepgeo_runner.config.schema import (
     DEFAULT_STAGES,
     STAGES,
@@ -78,6 +79,7 @@ def validate_config(cfg: DictConfig) -> None:
     _check_trainer(cfg.trainer)
     _check_predict(cfg)
     _check_assess(cfg)
+    check_loggers(cfg.get("logger"))  # its shape before its targets: an old `logger._target_=...` says what changed
     check_targets(cfg)
     check_smp_names(cfg.model)
     _check_train(cfg)

@@ -55,7 +55,11 @@ def instantiate_callbacks(nodes: Mapping[str, Any] | None) -> list[Any]:
     return callbacks
 
 
-def instantiate_logger(node: Mapping[str, Any] | None) -> Any:
-    """The Trainer's logger from the ``logger`` group, or False for none (``logger=none``): the
-    training curves are kept by the ``history`` callback either way."""
-    return instantiate(node, "logger") if node else False
+def instantiate_loggers(nodes: Mapping[str, Any] | None) -> list[Any]:
+    """The Trainer's loggers from the ``logger`` group (name → ``_target_`` node), in their order.
+
+    Several at once with ``'logger=[csv,tensorboard]'``; none (``logger=none``) gives an empty
+    list, for which the Trainer is given ``logger=False``: the training curves are kept by the
+    ``history`` callback either way. A null entry (``logger.csv=null``) is skipped.
+    """
+    return [instantiate(node, f"logger.{name}") for name, node in (nodes or {}).items() if node is not None]

@@ -25,7 +25,7 @@ from deepgeo_runner.metrics import strict_json
 from deepgeo_runner.pipeline.cached_stages import label_options
 from deepgeo_runner.pipeline.chips import split_class_counts
 from deepgeo_runner.pipeline.inputs import stack_dates
-from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_logger
+from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_loggers
 from deepgeo_runner.pipeline.predicting import predict_device, predict_stage
 from deepgeo_runner.pipeline.record import write_run_provenance
 from deepgeo_runner.ranks import global_rank
@@ -208,20 +208,23 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
 
     from deepgeo_runner.lit.checkpoints import SafeCheckpointIO
     from deepgeo_runner.lit.guards import SignalStop
+    from deepgeo_runner.lit.tracking import flat_hyperparameters, log_hyperparameters
     from deepgeo_runner.pipeline import train
 
     stop = stop or SignalStop()
     callbacks = instantiate_callbacks(opts.callbacks)  # conf/callbacks/: checkpoints, seeds, history
-    logger = instantiate_logger(opts.logger)
+    loggers = instantiate_loggers(opts.logger)  # conf/logger/: none, one or several
     tidy_third_party_logging()  # Lightning is imported by now: its lines once, without advertisements
     quiet_bar = {} if interactive() else {"enable_progress_bar": False}  # callbacks.progress_lines logs instead
-    trainer = instantiate(opts.trainer, "trainer", callbacks=callbacks, logger=logger,
+    # the run's options are the hyperparameters (below), not the module's (none: its parts are injected)
+    trainer = instantiate(opts.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
                            default_root_dir=str(run_dir), use_distributed_sampler=not shard_here,
-                           plugins=[SafeCheckpointIO()], **quiet_bar)
+                           plugins=[SafeCheckpointIO()], enable_autolog_hparams=False, **quiet_bar)
     stop.trainer = trainer
     try:
+        resume = resume_checkpoint(opts, run_dir, module, loggers) if "fit" in stages else None
+        log_hyperparameters(loggers, flat_hyperparameters(opts))  # after resume: the CSV logger keeps its rows
         if "fit" in stages:
-            resume = resume_checkpoint(opts, run_dir, module, logger)
             checkpoint = train.fit(trainer, module, datamodule, resume)
             best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
             art.best_score = float(best) if best is not None and bool(best.isfinite()) else None
@@ -258,7 +261,7 @@ def with_intervals(opts: RunConfig, art: Artifacts, module, scores: dict) -> dic
                                int(opts.seed))
 
 
-def resume_checkpoint(opts: RunConfig, run_dir: Path, module, logger) -> Path | None:
+def resume_checkpoint(opts: RunConfig, run_dir: Path, module, loggers: list | None = None) -> Path | None:
     """``checkpoints/last.ckpt`` of this run directory when the run resumes (``train.resume``), checked
     first: readable with weights_only, and written by the configured network (else a message saying
     what to change, not a traceback from deep inside Lightning)."""
@@ -288,7 +291,8 @@ def resume_checkpoint(opts: RunConfig, run_dir: Path, module, logger) -> Path | 
             "predict.checkpoint=...) but its training cannot continue. Set train.resume=false to train anew here, "
             "or give another hydra.run.dir.")
     epoch = int(state.get("epoch", 0))
-    if hasattr(logger, "resume_after_epoch"):
-        logger.resume_after_epoch = epoch
+    for logger in loggers or []:
+        if hasattr(logger, "resume_after_epoch"):  # HistoryCSVLogger keeps the rows of the epochs done
+            logger.resume_after_epoch = epoch
     log.info("fit: resuming from %s (%d epochs done, step %d)", last, epoch + 1, int(state.get("global_step", 0)))
     return last

@@ -1,0 +1,170 @@
+"""``deepgeo-repeat RUN_DIR [overrides...]``: run again what a finished run ran, from its directory alone.
+
+The run's ``.hydra/config.yaml`` (the composed config, its interpolations kept) becomes the
+primary config, on top of the schema and the package's Hydra settings, and ``deepgeo`` runs it:
+a new run directory (``runs/<date>_<time>``, or ``hydra.run.dir=...``) with its own ``.hydra/``
+and a ``provenance.json`` that names the run repeated (``repeat_of``). Overrides change what they
+name (``trainer.max_epochs=20``). On CPU the repeat's ``metrics.json`` equals the original's byte
+for byte when the inputs are the same files (relative paths are read from the current folder).
+
+Why not Hydra's flags: ``deepgeo --config-dir RUN/.hydra`` composes the package's own
+``config.yaml``, which comes first in the search path, so it silently runs the defaults; and
+``--config-path RUN/.hydra`` drops the schema and the package's Hydra settings. The ``deepgeo``
+command refuses both (:func:`check_config_source`) and names this one instead.
+
+Only light imports here: the ``deepgeo`` command calls :func:`check_config_source` first thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from deepgeo_runner.errors import ConfigError
+
+REPEAT_ENV = "DEEPGEO_REPEAT_OF"  # the run being repeated; also read by a process that DDP starts again
+CONFIG_NAME = "deepgeo_repeat"  # the repeated run's config in Hydra's ConfigStore
+USAGE = """usage: deepgeo-repeat RUN_DIR [overrides...]
+
+Runs again the deepgeo run saved in RUN_DIR (its .hydra/config.yaml) into a new run directory
+(runs/<date>_<time>, or hydra.run.dir=DIR). Overrides change what they name, e.g.
+  deepgeo-repeat runs/2026-01-31_12-00-00
+  deepgeo-repeat runs/2026-01-31_12-00-00 hydra.run.dir=runs/again trainer.max_epochs=20
+"""
+
+
+def run_config_file(folder: Path) -> Path | None:
+    """The saved config of the run in ``folder`` (its run directory or its ``.hydra/``), or None."""
+    for hydra_dir in (folder / ".hydra", folder):
+        if (hydra_dir / "config.yaml").is_file() and (hydra_dir / "hydra.yaml").is_file():
+            return hydra_dir / "config.yaml"
+    return None
+
+
+def run_dir_of(config_file: Path) -> Path:
+    """The run directory of a saved ``config.yaml`` (the folder above ``.hydra/``)."""
+    return config_file.parent.parent if config_file.parent.name == ".hydra" else config_file.parent
+
+
+def check_config_source(args: list[str]) -> None:
+    """Refuse Hydra's ``--config-dir``/``--config-path`` flags where they would not run what they name.
+
+    ``--config-dir DIR`` whose ``config.yaml`` would be the primary config (no other
+    ``--config-name``) is shadowed by the package's own ``config.yaml``: the defaults would run.
+    ``--config-path`` of a run's ``.hydra/`` composes without the schema and fails obscurely.
+
+    Raises:
+        ConfigError: saying what to run instead.
+    """
+    config_name = _flag(args, "--config-name", "-cn") or "config"
+    config_dir = _flag(args, "--config-dir", "-cd")
+    config_path = _flag(args, "--config-path", "-cp")
+    for flag, folder in (("--config-dir", config_dir), ("--config-path", config_path)):
+        if folder is None:
+            continue
+        run = run_config_file(Path(folder))
+        if run is not None and (flag == "--config-path" or config_name == "config"):
+            raise ConfigError(
+                f"{flag} {folder} holds the saved config of a run ({run}): {_HYDRA_FLAG_FAULT[flag]} "
+                f"To repeat that run, use: deepgeo-repeat {run_dir_of(run)} [overrides...]")
+    if config_dir is not None and config_name == "config" and (Path(config_dir) / "config.yaml").is_file():
+        raise ConfigError(
+            f"--config-dir {config_dir} holds a config.yaml, but deepgeo's own config.yaml comes first and would "
+            "run instead, silently. Give yours another name and choose it: --config-dir "
+            f"{config_dir} --config-name my_config.")
+
+
+_HYDRA_FLAG_FAULT = {
+    "--config-dir": "deepgeo's own config.yaml comes first in the search path, so this would run the defaults, "
+                    "not that run.",
+    "--config-path": "Hydra would compose it without deepgeo's schema and settings.",
+}
+
+
+def _flag(args: list[str], long: str, short: str) -> str | None:
+    """The value of a Hydra command-line flag given as ``--flag VALUE``, ``--flag=VALUE``, ``-f VALUE``."""
+    value = None
+    for i, arg in enumerate(args):
+        for name in (long, short):
+            if arg == name and i + 1 < len(args):
+                value = args[i + 1]
+            elif arg.startswith(name + "="):
+                value = arg[len(name) + 1:]
+    return value
+
+
+def schema_version_warning(run_dir: Path) -> str | None:
+    """A warning when the run recorded another config schema version than the installed one's."""
+    from deepgeo_runner.config.schema import CONFIG_SCHEMA_VERSION
+
+    provenance = run_dir / "provenance.json"
+    try:
+        recorded = json.loads(provenance.read_text()).get("config_schema_version")
+    except (OSError, ValueError) as exc:
+        return f"cannot read the config schema version of {run_dir} ({provenance}: {exc}); repeating as it is."
+    if recorded == CONFIG_SCHEMA_VERSION:
+        return None
+    was = "no config schema version (written before versions were recorded)" if recorded is None else \
+        f"config schema version {recorded}"
+    return (f"{run_dir} was run with {was}; this deepgeo-runner's is {CONFIG_SCHEMA_VERSION}: keys may have "
+            "changed meaning, so the repeat may differ from it (or fail to compose, naming the key).")
+
+
+def upgrade_saved_config(saved: DictConfig) -> DictConfig:
+    """A config saved before schema version 1 in today's form: its ``logger`` was one ``_target_``
+    node, now a mapping of names (``logger.csv``)."""
+    logger = saved.get("logger")
+    if isinstance(logger, DictConfig) and "_target_" in logger:
+        name = "csv" if str(logger._target_).endswith("CSVLogger") else "logger"
+        saved.logger = {name: logger}
+    return saved
+
+
+def register_run_config(config_file: Path) -> None:
+    """Store the run's saved config as :data:`CONFIG_NAME`, composed over the schema and the package's
+    Hydra settings (``conf/hydra/default.yaml``) exactly as ``conf/config.yaml`` composes a new run."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    saved = upgrade_saved_config(OmegaConf.load(config_file))
+    node = OmegaConf.merge({"defaults": ["run_schema", {"hydra": "default"}, "_self_"]}, saved)
+    ConfigStore.instance().store(name=CONFIG_NAME, node=node)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: ``deepgeo-repeat RUN_DIR [overrides...]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:2] == ["--config-name", CONFIG_NAME] and os.environ.get(REPEAT_ENV):
+        run_dir, overrides = Path(os.environ[REPEAT_ENV]), args[2:]  # started again by Lightning's DDP launcher
+    elif not args or args[0] in ("-h", "--help"):
+        print(USAGE, file=sys.stdout if args else sys.stderr)
+        sys.exit(0 if args else 2)
+    else:
+        run_dir, overrides = Path(args[0]), args[1:]
+        config_file = run_config_file(run_dir)
+        if config_file is None:
+            print(f"Error: {run_dir} is not the directory of a deepgeo run: it holds no .hydra/config.yaml "
+                  "(with hydra.yaml beside it).\n\n" + USAGE, file=sys.stderr)
+            sys.exit(2)
+        run_dir = run_dir_of(config_file)
+        warning = schema_version_warning(run_dir)
+        if warning:
+            print(f"Warning: {warning}", file=sys.stderr)
+    config_file = run_config_file(run_dir)
+    if config_file is None:
+        print(f"Error: {run_dir} ({REPEAT_ENV}) holds no .hydra/config.yaml.", file=sys.stderr)
+        sys.exit(2)
+    os.environ[REPEAT_ENV] = str(run_dir.resolve())
+    from deepgeo_runner import cli  # registers the schema the run's config composes over
+
+    register_run_config(config_file)
+    sys.argv = [sys.argv[0], "--config-name", CONFIG_NAME, *overrides]
+    cli.main()
+
+
+if __name__ == "__main__":
+    main()
