@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import Logger
 
 from deepgeo_runner.config.validate import validate_config
 from deepgeo_runner.errors import ConfigError
-from deepgeo_runner.lit.callbacks import TrainingHistory
+from deepgeo_runner.lit.callbacks import ProgressLines, TrainingHistory
 from deepgeo_runner.lit.checkpoints import RunCheckpoint, SafeCheckpointIO
 from deepgeo_runner.lit.guards import EpochSeed
 from deepgeo_runner.lit.tracking import LogBestScore
@@ -53,7 +53,8 @@ def test_every_wiring_option_builds_its_trainer_callbacks_and_logger(trainer, lo
     cfg = _compose(overrides + ([f"debug={debug}"] if debug else []))
     validate_config(cfg)
     built, made, logs = build(cfg, tmp_path)
-    assert [type(c) for c in made] == [RunCheckpoint, EpochSeed, TrainingHistory, LogBestScore]  # no early stop
+    assert [type(c) for c in made] == [RunCheckpoint, EpochSeed, TrainingHistory, LogBestScore,
+                                       ProgressLines]  # no early stop
     assert built.checkpoint_callback is made[0] and made[0].mode == "max" and made[0].monitor == "val_f1_macro"
     assert made[1].seed == cfg.seed
     assert len(logs) == (logger != "none") and all(isinstance(log, Logger) for log in logs)
@@ -80,7 +81,7 @@ def test_a_callback_is_dropped_or_added_from_the_command_line(tmp_path):
                     "+callbacks.lr={_target_: lightning.pytorch.callbacks.LearningRateMonitor}"])
     validate_config(cfg)
     assert [type(c).__name__ for c in instantiate_callbacks(cfg.callbacks)] == [
-        "RunCheckpoint", "TrainingHistory", "LogBestScore", "LearningRateMonitor"]
+        "RunCheckpoint", "TrainingHistory", "LogBestScore", "ProgressLines", "LearningRateMonitor"]
 
 
 @pytest.mark.parametrize("override, message", [
