@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from deepgeo_runner.assess.design import allocate, sample_size, select_ordinals
 from deepgeo_runner.assess.estimate import Assessment, Estimate, StratifiedSample, assess_sample
 from deepgeo_runner.assess.sample_file import read_labels, sample_table, write_sample
-from deepgeo_runner.assess.scan import Census, MapLayers
+from deepgeo_runner.assess.scan import Census, MapLayers, row_bands
 from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import AssessConfig, DataConfig, RunConfig
@@ -225,9 +225,10 @@ class _ReferenceLabels:
 
     def names_at(self, rows: np.ndarray, cols: np.ndarray) -> list[str | None]:
         """The reference class name at each pixel (None where it has none)."""
-        values = [int(self.source.burn(Window(c, r, 1, 1))[0, 0])
-                  for r, c in zip(rows.tolist(), cols.tolist(), strict=True)]
-        return [self.names.get(v) if v != NODATA else None for v in values]
+        values = np.full(len(rows), NODATA, dtype=np.int64)
+        for win, idx, band_cols, band_rows in row_bands(rows, cols, self.source.grid.width, self.source.grid.height):
+            values[idx] = self.source.burn(win)[band_rows, band_cols]  # one burn per band of points
+        return [self.names.get(int(v)) if v != NODATA else None for v in values]
 
 
 def _analyse(units: _Units, labelled: np.ndarray, census: Census, class_order: list[str],
