@@ -239,6 +239,13 @@ def finished(scene: Scene, identity: dict[str, Any] | None) -> bool:
     return all((scene.out_dir / name).exists() for name in done.get("outputs", []))
 
 
+def forget_record(scene: Scene) -> None:
+    """Before a scene's outputs are (re)written: its record goes first. Otherwise a redo killed
+    half-way (new prediction.tif, old record) would be skipped by a later launch whose identity
+    matches the old record, leaving outputs of other options or weights vouched for as done."""
+    (scene.out_dir / RECORD).unlink(missing_ok=True)
+
+
 def write_record(scene: Scene, identity: dict[str, Any] | None, outputs: Sequence[Path]) -> Path:
     """The scene is done: its sources (with SHA-256), checkpoint, options and outputs, written last."""
     from deepgeo_runner.atomic import write_text_atomic

@@ -360,3 +360,23 @@ def test_config_checks():
         AssessConfig(users_accuracy={"forest": 1.2})
     with pytest.raises(ConfigError, match="both set"):
         AssessConfig(reference="a.gpkg", sample="b.gpkg")
+
+
+def test_a_stratum_sampled_completely_adds_no_variance():
+    """A class of one pixel gets one unit (allocation caps at its pixels): that stratum is a census,
+    so the other strata's variances stand instead of every interval becoming undefined."""
+    from deepgeo_runner.assess.estimate import StratifiedSample, assess_sample
+
+    assert allocate(300, [5000, 4000, 1], "min_per_stratum", 50).tolist()[-1] == 1
+    m = np.array([0] * 10 + [1] * 10 + [2])
+    r = m.copy()
+    r[0], r[15] = 1, 0
+    sample = StratifiedSample(stratum=m, map_class=m, ref_class=r, unit_area=np.ones(21),
+                              stratum_pixels=np.array([100, 100, 1]))
+    result = assess_sample(sample, 3)
+    w = 100 / 201
+    assert result.overall.se == pytest.approx(np.sqrt(2 * w**2 * 0.9 * 0.1 / 9))  # Olofsson eq. 5, strata 0 and 1
+    assert [u.se for u in result.users] == pytest.approx([0.1, 0.1, 0.0])
+    one = StratifiedSample(stratum=m, map_class=m, ref_class=r, unit_area=np.ones(21),
+                           stratum_pixels=np.array([100, 100, 7]))  # one unit of 7 pixels: unknown
+    assert assess_sample(one, 3).overall.se is None

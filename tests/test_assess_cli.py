@@ -131,3 +131,13 @@ def test_the_whole_cycle_ends_with_the_assessment_of_its_own_prediction(tmp_path
     assert result["design"]["sample_size"] == 120 and result["design"]["unlabelled_points"] == 0
     assert set(result["per_class"]) <= {"forest", "deforestation", "water"}
     assert "Map accuracy and area" in (run_dir / "report.html").read_text()
+
+
+def test_report_alone_is_no_assessment():
+    """stages=[report] re-draws a run's report: it must not take the assess-only path (which
+    assesses a map nobody asked about and skips the data stages the report reads)."""
+    from deepgeo_runner.config.validate import assess_only, is_assess_only
+
+    assert not is_assess_only(["report"])
+    assert not assess_only(_compose(["stages=[report]"]))
+    assert is_assess_only(["assess"]) and is_assess_only(["assess", "report"])

@@ -219,3 +219,15 @@ def test_a_resumed_search_numbers_its_jobs_after_the_stored_trials(tmp_path):
     prepare_resume(impl)
     assert impl.job_idx == 3  # trials 0-2 are stored: the next job is folder 3, trial 3
     assert sampler._rng.uniform() != first_draw  # reseeded: a resumed search does not redraw the first points
+
+
+def test_code_version_as_provenance_writes_it_reads_as_one_short_text(tmp_path):
+    """provenance.json's code_version is a mapping: the summary and the report show it as text."""
+    run = make_run(tmp_path / "r", [], None)
+    record = json.loads((run / "provenance.json").read_text())
+    code = {"package": "0.1.0", "git_commit": "abc123+dirty", "source_sha256": "f" * 64}
+    (run / "provenance.json").write_text(json.dumps({**record, "code_version": code}))
+    assert read_run(run).code_version == "0.1.0 (git abc123+dirty)"
+    code = {"package": "0.1.0", "git_commit": None, "source_sha256": "0123456789abcdef" * 4}
+    (run / "provenance.json").write_text(json.dumps({**record, "git_commit": None, "code_version": code}))
+    assert read_run(run).code_version == "0.1.0 (source 0123456789ab)"

@@ -173,3 +173,44 @@ def test_under_the_submitit_launcher_each_scene_is_its_own_job(tmp_path, two_sce
         assert json.loads((sweep / job / RECORD).read_text())["image"] == str(scene)
         assert (sweep / job / "prediction.tif").is_file()
     assert list((sweep / ".submitit").iterdir())  # submitit ran the jobs
+
+
+def test_a_redo_killed_half_way_is_not_skipped_later(tmp_path, monkeypatch):
+    """Scene done for options X; a launch with options Y dies while rewriting it; a launch with X
+    again must predict it again: its outputs may now be Y's, whatever the old record says."""
+    from types import SimpleNamespace
+
+    from deepgeo_runner import scenes as scenes_module
+    from deepgeo_runner.pipeline import predicting
+
+    image = write_image(tmp_path / "a.tif", np.ones((1, 4, 4), "f4"))
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"weights")
+
+    def opts(probabilities: str) -> SimpleNamespace:
+        predict = SimpleNamespace(image=str(image), window=None, overlap=0.5, polygons=None, min_area_ha=0.0,
+                                  labels=None, blend="hann", probabilities=probabilities, entropy=False, tta=False,
+                                  amp=False, cog=False)
+        return SimpleNamespace(predict=predict, data=SimpleNamespace(nodata=None))
+
+    def options(o: SimpleNamespace) -> dict:
+        return {**predicting.predict_options(o), "window": None, "overlap": 0.5, "polygons": None,
+                "min_area_ha": 0.0, "labels": None, "nodata": None}
+
+    run_dir = tmp_path / "run"
+    (scene,) = predict_scenes(str(image), run_dir)
+    run_dir.mkdir()
+    (run_dir / "prediction.tif").write_bytes(b"X's map")
+    first = scene_identity(scene, ckpt, options(opts("none")))
+    scenes_module.write_record(scene, first, [run_dir / "prediction.tif"])
+    assert finished(scene, first)
+
+    def killed(*args, **kwargs):
+        (run_dir / "prediction.tif").write_bytes(b"Y's map")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scenes_module, "check_scenes_fit", lambda *a: None)
+    monkeypatch.setattr(predicting, "_predict_one_scene", killed)
+    with pytest.raises(KeyboardInterrupt):
+        predicting.predict_new_scene(opts("uint8"), run_dir, None, {}, "cpu", ckpt)
+    assert not finished(scene, first)

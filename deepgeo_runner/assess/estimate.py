@@ -16,7 +16,9 @@ geographic CRS) weigh what they cover:
 With the map classes as strata and equal pixel areas these are exactly Olofsson et al.'s
 eqs. 2, 4–7, 9 and 10 (their section 5 example comes out to the hectare). Like them, the
 variance leaves out Stehman's finite population correction (1 − n_h/N_h): it is below 0.04 % for
-pixel populations and would only shrink the intervals, so leaving it out errs on the safe side.
+pixel populations and would only shrink the intervals, so leaving it out errs on the safe side —
+except in a stratum sampled completely (a class of a handful of pixels, all drawn), which adds no
+variance at all (its correction is 0) rather than leaving every interval undefined.
 With other strata these are Stehman's estimators for strata that differ from the map classes.
 """
 
@@ -89,12 +91,13 @@ def ratio_estimate(sample: StratifiedSample, y: np.ndarray, x: np.ndarray) -> Es
     if total_x <= 0:
         return Estimate(None, None)
     ratio = float(np.sum(big_n * mean_y)) / total_x
-    if np.any(present & (n_h < 2)):
-        return Estimate(ratio, None)  # one unit in a sampled stratum: its variance is unknown
+    enumerated = n_h >= big_n  # every pixel of the stratum is in the sample: no sampling error there
+    if np.any(present & (n_h < 2) & ~enumerated):
+        return Estimate(ratio, None)  # one unit of a larger stratum: its variance is unknown
     dy, dx = y - mean_y[h], x - mean_x[h]
     spread = np.bincount(h, (dy - ratio * dx) ** 2, len(big_n))  # (n_h − 1)(s²_y + R² s²_x − 2R s_xy)
     dof = np.maximum(n_h - 1.0, 1.0)
-    terms = np.divide(big_n**2 * spread / dof, n_h, out=np.zeros_like(big_n), where=present)
+    terms = np.divide(big_n**2 * spread / dof, n_h, out=np.zeros_like(big_n), where=present & ~enumerated)
     return Estimate(ratio, float(np.sqrt(terms.sum())) / total_x)
 
 

@@ -130,6 +130,18 @@ def last_error(path: Path) -> str | None:
     return None
 
 
+def code_text(value: Any) -> str | None:
+    """A run's code version as one short text: provenance.json's ``code_version`` is a mapping
+    (package, git_commit, source_sha256; see :func:`deepgeo_runner.provenance.code_version`):
+    the package version with the commit, or with the source digest's first 12 digits without one."""
+    if isinstance(value, dict):
+        package, commit, digest = value.get("package"), value.get("git_commit"), value.get("source_sha256")
+        where = f"git {commit}" if commit else f"source {str(digest)[:12]}" if digest else None
+        text = " ".join(str(v) for v in (package, f"({where})" if package and where else where) if v)
+        return text or None
+    return str(value) if value else None
+
+
 def read_run(path: str | Path) -> RunRecord:
     """The record of one run directory; never raises for a missing or damaged file."""
     path = Path(path)
@@ -156,7 +168,7 @@ def read_run(path: str | Path) -> RunRecord:
         rec.error = provenance.get("error")
         if rec.seed is None and isinstance(provenance.get("seed"), int):
             rec.seed = provenance["seed"]
-        rec.code_version = provenance.get("code_version") or provenance.get("git_commit")
+        rec.code_version = code_text(provenance.get("code_version")) or code_text(provenance.get("git_commit"))
         timings = provenance.get("timings_s")
         if isinstance(timings, dict) and timings:
             rec.wall_s = round(sum(v for v in map(_finite, timings.values()) if v is not None), 2)

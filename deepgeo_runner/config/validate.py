@@ -428,7 +428,12 @@ ASSESS_ONLY = {"assess", "report"}  # stages that need a class map, not the scen
 
 def assess_only(cfg: DictConfig) -> bool:
     """``stages=[assess]`` (or with report): an existing map is assessed; no scene is read."""
-    return set(run_stages(cfg.stages, cfg.get("assess"))) <= ASSESS_ONLY
+    return is_assess_only(run_stages(cfg.stages, cfg.get("assess")))
+
+
+def is_assess_only(stages: list[str]) -> bool:
+    """The stages assess an existing map and nothing else (``stages=[report]`` alone is no assessment)."""
+    return "assess" in stages and set(stages) <= ASSESS_ONLY
 
 
 def _check_assess(cfg: DictConfig) -> None:

@@ -86,7 +86,14 @@ def predict_new_scene(opts: RunConfig, run_dir: Path, net, meta: dict, device: s
     ``run_dir/scenes/<name>/`` for several). Every scene is checked against the checkpoint before
     the first is predicted; a scene finished by an earlier launch is skipped. Returns the
     prediction of a single scene (None for several)."""
-    from deepgeo_runner.scenes import check_scenes_fit, finished, predict_scenes, scene_identity, write_record
+    from deepgeo_runner.scenes import (
+        check_scenes_fit,
+        finished,
+        forget_record,
+        predict_scenes,
+        scene_identity,
+        write_record,
+    )
 
     scenes = predict_scenes(opts.predict.image, run_dir)
     check_scenes_fit(scenes, meta)
@@ -100,6 +107,7 @@ def predict_new_scene(opts: RunConfig, run_dir: Path, net, meta: dict, device: s
             continue
         if len(scenes) > 1:
             log.info("predict.image scene %d/%d: %s → %s", i, len(scenes), scene.name, scene.out_dir)
+        forget_record(scene)  # an interrupted redo must not leave the old record vouching for new outputs
         outputs = _predict_one_scene(opts, scene.source, scene.out_dir, net, meta, device)
         if len(scenes) > 1:  # a prepared stack per scene would fill the disk on hundreds of scenes
             shutil.rmtree(scene.out_dir / "predict_input", ignore_errors=True)

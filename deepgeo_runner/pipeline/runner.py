@@ -28,7 +28,7 @@ from deepgeo_runner.artifacts import Artifacts
 from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.options import run_options
 from deepgeo_runner.config.schema import DataConfig, RunConfig
-from deepgeo_runner.config.validate import ASSESS_ONLY, uses_datamodule
+from deepgeo_runner.config.validate import is_assess_only, uses_datamodule
 from deepgeo_runner.console import tidy_third_party_logging
 from deepgeo_runner.pipeline import assess, cached_stages, checking, inputs, learning, predicting, splitting
 from deepgeo_runner.pipeline.record import stages_to_run, write_run_provenance
@@ -81,7 +81,7 @@ def run(cfg: RunConfig | Any, run_dir: str | Path) -> Artifacts:
             art.status = "completed"
             write_run_provenance(opts, run_dir, art, classes)
         return art
-    if set(stages) <= ASSESS_ONLY:  # an existing class map assessed: no scene, no training
+    if is_assess_only(stages):  # an existing class map assessed: no scene, no training
         if rank == 0:
             timed("assess", assess.assess_stage, opts, run_dir, art, classes)
             if "report" in stages:
