@@ -63,6 +63,7 @@ class ProgressLines:
         self.start = self.clock()
         self.last = self.start
         self.closed = False
+        self.postfix = ""  # e.g. the last loss, appended to each line
 
     def line(self) -> str:
         elapsed = self.clock() - self.start
@@ -73,7 +74,7 @@ class ProgressLines:
         text += f", {_duration(elapsed)} elapsed"
         if self.total and 0 < self.n < self.total and elapsed > 0:
             text += f", about {_duration(elapsed * (self.total - self.n) / self.n)} left"
-        return text
+        return f"{text}, {self.postfix}" if self.postfix else text
 
     def update(self, n: int = 1) -> None:
         self.n += n

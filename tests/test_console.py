@@ -105,3 +105,29 @@ def test_a_run_refused_by_its_config_leaves_no_run_folder(tmp_path):
     (run_dir / "metrics.json").write_text("{}")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 2 and (run_dir / "metrics.json").read_text() == "{}"
+
+
+def test_training_lines_carry_the_loss_and_one_line_per_epoch_with_its_scores(caplog, monkeypatch):
+    """The callback's hooks as Lightning calls them, without a terminal: periodic lines show the
+    last loss; each epoch, validated or not, ends with one line of the latest scores."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from deepgeo_runner.lit.callbacks import ProgressLines
+
+    monkeypatch.setenv(console.FORCE_ENV, "lines")
+    trainer = SimpleNamespace(is_global_zero=True, num_training_batches=3, max_epochs=2, current_epoch=0,
+                              sanity_checking=False, callback_metrics={"val_f1_macro": torch.tensor(0.5)})
+    callback = ProgressLines(every_s=0.0)  # a line at every batch
+    with caplog.at_level(logging.INFO, logger="deepgeo_runner.progress"):
+        for epoch in range(2):
+            trainer.current_epoch = epoch
+            callback.on_train_epoch_start(trainer, None)
+            for i in range(3):
+                callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(1.0 / (i + 1))}, None, i)
+            callback.on_train_epoch_end(trainer, None)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("epoch 1/2: 1/3 batches (33 %)") and lines[0].endswith("loss 1.0000")
+    assert lines[3] == "epoch 1/2 done: val_f1_macro 0.5000"
+    assert lines[-1] == "epoch 2/2 done: val_f1_macro 0.5000" and len(lines) == 8

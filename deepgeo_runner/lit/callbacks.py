@@ -115,9 +115,15 @@ class ProgressLines(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if self._bar is not None:
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if torch.is_tensor(loss) and loss.numel() == 1:
+                self._bar.postfix = f"loss {float(loss):.4f}"
             self._bar.update()
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """One line per epoch with its scores. Lightning validates at an epoch's end before this hook,
+        so the line carries that validation's scores; a mid-epoch validation (``val_check_interval``
+        < 1) or an epoch without one (``check_val_every_n_epoch``) gives the latest scores known."""
         if self._bar is None or trainer.sanity_checking:
             return
         import logging
@@ -128,7 +134,3 @@ class ProgressLines(pl.Callback):
         logging.getLogger("deepgeo_runner.progress").info("%s done: %s", self._bar.desc, shown or "no scores")
         self._bar.closed = True
         self._bar = None
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._bar is not None and trainer.val_dataloaders is None:  # no validation: say the epoch ended
-            self.on_validation_end(trainer, pl_module)
