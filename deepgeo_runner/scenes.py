@@ -220,6 +220,8 @@ def scene_identity(scene: Scene, checkpoint: Path | None, options: Mapping[str, 
         "sources": [{"date": d or None, **_stat(p)} for d, paths in scene.groups.items() for p in paths],
         "checkpoint": _stat(checkpoint),
         "options": json.loads(json.dumps(dict(options), sort_keys=True, default=str)),
+        # reference labels scored against (prediction_metrics.json): an edited file means new scores
+        "labels": _stat(Path(options["labels"])) if options.get("labels") else None,
     }
 
 

@@ -214,3 +214,19 @@ def test_a_redo_killed_half_way_is_not_skipped_later(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         predicting.predict_new_scene(opts("uint8"), run_dir, None, {}, "cpu", ckpt)
     assert not finished(scene, first)
+
+
+def test_edited_reference_labels_make_a_finished_scene_run_again(tmp_path):
+    """prediction_metrics.json scores a scene against predict.labels: a changed labels file is a new
+    identity, so a relaunch scores the scene again instead of keeping stale scores."""
+    image = write_image(tmp_path / "a.tif", np.ones((1, 4, 4), "f4"))
+    labels = tmp_path / "ref.gpkg"
+    labels.write_bytes(b"first version")
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"weights")
+    (scene,) = predict_scenes(str(image), tmp_path / "run")
+    options = {"labels": str(labels), "window": None}
+    before = scene_identity(scene, ckpt, options)
+    assert scene_identity(scene, ckpt, options) == before
+    labels.write_bytes(b"second, longer version")
+    assert scene_identity(scene, ckpt, options) != before
