@@ -99,6 +99,20 @@ def test_the_t_interval_matches_a_hand_computation():
         t_interval([0.5])
 
 
+def test_intervals_are_clipped_to_the_range_of_their_metric():
+    """Three folds near 1: t(0.975, 2) = 4.30 would carry an accuracy's interval past 1 and a
+    small loss's below 0; the summary keeps each within what the metric can be."""
+    from deepgeo_runner.compare.aggregate import metric_range
+
+    assert metric_range("accuracy") == metric_range("f1[water]") == (0.0, 1.0)
+    assert metric_range("kappa") == (-1.0, 1.0) and metric_range("cross_entropy")[0] == 0.0
+    assert metric_range("val_loss") == (0.0, math.inf)
+    near_one = t_interval([0.9958, 0.9998, 0.9997], bounds=metric_range("accuracy"))
+    assert near_one.high == 1.0 and near_one.low == pytest.approx(0.9984 - T2 * 0.0022803 / math.sqrt(3), abs=1e-4)
+    small_loss = t_interval([0.0008, 0.0011, 0.0225], bounds=metric_range("cross_entropy"))
+    assert small_loss.low == 0.0 and small_loss.high > small_loss.mean
+
+
 def test_folds_and_seeds_are_aggregated_in_the_csv_json_and_html(tmp_path):
     sweep = tmp_path / "sweep"
     for i, (f1, fold) in enumerate([(0.80, 0), (0.90, 1), (0.85, 2)]):
@@ -130,7 +144,7 @@ def test_folds_and_seeds_are_aggregated_in_the_csv_json_and_html(tmp_path):
     assert interval["n"] == 3 and interval["ci95"][1] == pytest.approx(0.85 + half)
     assert summary["groups"][1]["runs"] == ["3", "4", "5"] and "search" not in summary
     page = (sweep / "summary.html").read_text()
-    assert f"0.8500 ± {half:.4f}" in page and "href='0/report.html'" in page
+    assert f"0.8500 [{0.85 - half:.4f}, {0.85 + half:.4f}]" in page and "href='0/report.html'" in page
     assert page.count("src='data:image/png;base64,") == 6  # the confusion matrices of the runs that have one
     assert "http://" not in page and "https://" not in page  # self-contained
     assert "the loss became NaN" in page
