@@ -139,6 +139,24 @@ def thin_curve(fpr: np.ndarray, tpr: np.ndarray, max_points: int = 257) -> tuple
     return fpr, tpr
 
 
+def _with_curves(scores: dict, curves: list, axes: tuple[str, str], score: str, key: str, max_points: int) -> dict:
+    """``scores`` with each class's ``score`` (from ``curves``: per class ``(x, y, value)``), its macro
+    mean over the classes where it is defined (None when none is), and the thinned curves under
+    ``key`` as ``{axes[0]: [...], axes[1]: [...]}`` lists; existing keys are untouched."""
+    names = list(scores["class_names"])
+    if len(curves) != len(names):
+        raise ValueError(f"{len(curves)} score histograms do not match {len(names)} classes")
+    out = {**scores, "per_class": {name: dict(v) for name, v in scores["per_class"].items()}, key: {}}
+    for name, (x, y, value) in zip(names, curves, strict=True):
+        out["per_class"][name][score] = value
+        if x.size:
+            x, y = thin_curve(x, y, max_points)
+        out[key][name] = {axes[0]: np.round(x, 6).tolist(), axes[1]: np.round(y, 6).tolist()}
+    defined = [value for _, _, value in curves if value is not None]
+    out[f"{score}_macro"] = float(np.mean(defined)) if defined else None
+    return out
+
+
 def add_roc_scores(
     scores: dict, positives: np.ndarray, negatives: np.ndarray, max_points: int = 257
 ) -> dict:
@@ -148,18 +166,7 @@ def add_roc_scores(
     ``auc_macro`` averages the classes whose AUC is defined (None when none is), for the same
     reason the other macro means skip classes absent from the reference.
     """
-    names = list(scores["class_names"])
-    curves = roc_from_histograms(positives, negatives)
-    if len(curves) != len(names):
-        raise ValueError(f"{len(curves)} score histograms do not match {len(names)} classes")
-    out = {**scores, "per_class": {name: dict(v) for name, v in scores["per_class"].items()}, "roc": {}}
-    for name, (fpr, tpr, auc) in zip(names, curves, strict=True):
-        out["per_class"][name]["auc"] = auc
-        fpr, tpr = thin_curve(fpr, tpr, max_points)
-        out["roc"][name] = {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist()}
-    defined = [auc for _, _, auc in curves if auc is not None]
-    out["auc_macro"] = float(np.mean(defined)) if defined else None
-    return out
+    return _with_curves(scores, roc_from_histograms(positives, negatives), ("fpr", "tpr"), "auc", "roc", max_points)
 
 
 def pr_from_histograms(
@@ -202,19 +209,8 @@ def add_pr_scores(
 ) -> dict:
     """``scores`` with per-class ``ap`` (average precision), ``ap_macro`` and the ``pr`` curves
     (``recall``/``precision`` lists per class) added; existing keys are untouched."""
-    names = list(scores["class_names"])
-    curves = pr_from_histograms(positives, negatives)
-    if len(curves) != len(names):
-        raise ValueError(f"{len(curves)} score histograms do not match {len(names)} classes")
-    out = {**scores, "per_class": {name: dict(v) for name, v in scores["per_class"].items()}, "pr": {}}
-    for name, (recall, precision, ap) in zip(names, curves, strict=True):
-        out["per_class"][name]["ap"] = ap
-        if recall.size:
-            recall, precision = thin_curve(recall, precision, max_points)
-        out["pr"][name] = {"recall": np.round(recall, 6).tolist(), "precision": np.round(precision, 6).tolist()}
-    defined = [ap for _, _, ap in curves if ap is not None]
-    out["ap_macro"] = float(np.mean(defined)) if defined else None
-    return out
+    return _with_curves(scores, pr_from_histograms(positives, negatives), ("recall", "precision"), "ap", "pr",
+                        max_points)
 
 
 def strict_json(scores: object, indent: int | None = 2) -> str:

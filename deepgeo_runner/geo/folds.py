@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from deepgeo_runner.errors import ConfigError
-from deepgeo_runner.geo.chips import assign_blocks_by_class
+from deepgeo_runner.geo.chips import assign_blocks_by_class, deal_by_class
 
 FOLD_VERSION = 1  # part of cache keys: bump when the groups or a fold's dealing change
 
@@ -28,23 +28,11 @@ def deal_groups(counts: np.ndarray, groups: int, seed: int) -> np.ndarray:
     of it (ties: the group with fewest units, then the lowest index). Units without a labelled
     pixel get -1 (no group: they test nothing, so every fold may train on them).
     """
-    n_units, n_classes = counts.shape
-    assignment = np.full(n_units, -1, dtype=np.int64)
-    got = np.zeros((groups, n_classes), dtype=np.float64)
-    members = np.zeros(groups, dtype=np.int64)
-    totals = counts.sum(axis=0).astype(np.float64)
-    spread = (counts > 0).sum(axis=0)
-    rng = np.random.default_rng(seed)
-    for k in sorted(np.flatnonzero(totals > 0), key=lambda k: (spread[k], totals[k], k)):
-        units = np.flatnonzero((counts[:, k] > 0) & (assignment < 0))
-        rng.shuffle(units)
-        for u in units:
-            need = 1.0 / groups - got[:, k] / totals[k]
-            g = min(range(groups), key=lambda g: (-need[g], members[g], g))
-            assignment[u] = g
-            got[g] += counts[u]
-            members[g] += 1
-    return assignment
+    def pick(k: int, got: np.ndarray, members: np.ndarray, total: float) -> int:
+        need = 1.0 / groups - got[:, k] / total
+        return min(range(groups), key=lambda g: (-need[g], members[g], g))
+
+    return deal_by_class(counts, groups, seed, pick)
 
 
 def group_balance(counts: np.ndarray, assignment: np.ndarray, groups: int) -> tuple[int, float]:

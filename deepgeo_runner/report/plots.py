@@ -330,6 +330,19 @@ def plot_confusion_matrix(
 # ROC curves
 
 
+def _unit_square_axes(ax, xlabel: str, ylabel: str, title: str, legend_title: str | None = None) -> None:
+    """The frame of a curve in [0, 1]²: equal axes, grid, the legend beside the plot."""
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=9, frameon=False,
+              title=legend_title, title_fontsize=8)
+    ax.set_title(title, fontsize=12)
+
+
 def plot_roc_curves(
     curves: Mapping[str, tuple[Sequence[float], Sequence[float], float | None]],
     path: str | os.PathLike,
@@ -353,14 +366,7 @@ def plot_roc_curves(
             continue
         ax.plot(np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64), color=colour,
                 linewidth=1.8, label=f"{name} (AUC {auc:.3f})")
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
-    ax.set_xlabel("False positive rate")
-    ax.set_ylabel("True positive rate")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=9, frameon=False)
-    ax.set_title(title, fontsize=12)
+    _unit_square_axes(ax, "False positive rate", "True positive rate", title)
     return _save_atomic(fig, path)
 
 
@@ -389,15 +395,7 @@ def plot_pr_curves(
                 color=colour, linewidth=1.8, label=f"{name} (AP {ap:.3f})")
         if prevalence and name in prevalence:
             ax.axhline(prevalence[name], color=colour, linestyle=":", linewidth=1.0)
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
-    ax.set_xlabel("Recall")
-    ax.set_ylabel("Precision")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=9, frameon=False,
-              title="dotted: prevalence (no skill)" if prevalence else None, title_fontsize=8)
-    ax.set_title(title, fontsize=12)
+    _unit_square_axes(ax, "Recall", "Precision", title, "dotted: prevalence (no skill)" if prevalence else None)
     return _save_atomic(fig, path)
 
 
