@@ -244,8 +244,21 @@ def finished(scene: Scene, identity: dict[str, Any] | None) -> bool:
 def forget_record(scene: Scene) -> None:
     """Before a scene's outputs are (re)written: its record goes first. Otherwise a redo killed
     half-way (new prediction.tif, old record) would be skipped by a later launch whose identity
-    matches the old record, leaving outputs of other options or weights vouched for as done."""
-    (scene.out_dir / RECORD).unlink(missing_ok=True)
+    matches the old record, leaving outputs of other options or weights vouched for as done.
+
+    The outputs the old record lists go with it: a redo with fewer outputs (probabilities off
+    after uint8) must not leave the earlier run's prediction_proba.tif beside the new map."""
+    record = scene.out_dir / RECORD
+    try:
+        listed = json.loads(record.read_text()).get("outputs", [])
+    except (OSError, ValueError, AttributeError):
+        listed = []
+    record.unlink(missing_ok=True)
+    root = scene.out_dir.resolve()
+    for name in listed:
+        path = (scene.out_dir / str(name)).resolve()
+        if path.parent == root or root in path.parents:  # only our own files, inside the scene's folder
+            path.unlink(missing_ok=True)
 
 
 def write_record(scene: Scene, identity: dict[str, Any] | None, outputs: Sequence[Path]) -> Path:

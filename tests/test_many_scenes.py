@@ -230,3 +230,26 @@ def test_edited_reference_labels_make_a_finished_scene_run_again(tmp_path):
     assert scene_identity(scene, ckpt, options) == before
     labels.write_bytes(b"second, longer version")
     assert scene_identity(scene, ckpt, options) != before
+
+
+def test_a_redo_removes_the_outputs_of_the_earlier_prediction(tmp_path):
+    """A scene predicted again with fewer outputs keeps none of the old ones (a stale
+    prediction_proba.tif beside a new map would be read as its probabilities)."""
+    from deepgeo_runner import scenes as scenes_module
+
+    image = write_image(tmp_path / "a.tif", np.ones((1, 4, 4), "f4"))
+    (scene,) = predict_scenes(str(image), tmp_path / "run")
+    scene.out_dir.mkdir(parents=True)
+    old = [scene.out_dir / "prediction.tif", scene.out_dir / "prediction_proba.tif"]
+    for path in old:
+        path.write_bytes(b"earlier run")
+    outside = tmp_path / "keep.tif"
+    outside.write_bytes(b"not ours")
+    scenes_module.write_record(scene, {"checkpoint": None}, old)
+    record = json.loads((scene.out_dir / RECORD).read_text())
+    record["outputs"].append("../keep.tif")  # a record pointing outside its folder is not obeyed
+    (scene.out_dir / RECORD).write_text(json.dumps(record))
+    scenes_module.forget_record(scene)
+    assert not (scene.out_dir / RECORD).exists()
+    assert not any(path.exists() for path in old)
+    assert outside.read_bytes() == b"not ours"
