@@ -85,6 +85,15 @@ def cohen_kappa(confusion: np.ndarray) -> float | None:
     return float((observed - expected) / (1 - expected)) if expected < 1 else (1.0 if observed == 1 else 0.0)
 
 
+def _histograms(positives: np.ndarray, negatives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (classes, bins) count histograms of the ROC and PR curves, as float64, checked alike."""
+    pos = np.asarray(positives, dtype=np.float64)
+    neg = np.asarray(negatives, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape != neg.shape:
+        raise ValueError(f"histograms must both be (classes, bins), got {pos.shape} and {neg.shape}")
+    return pos, neg
+
+
 def roc_from_histograms(
     positives: np.ndarray, negatives: np.ndarray
 ) -> list[tuple[np.ndarray, np.ndarray, float | None]]:
@@ -103,10 +112,7 @@ def roc_from_histograms(
         Per class ``(fpr, tpr, auc)``; ``auc`` is None (and the curve the chance diagonal) for a
         class with no positives or no negatives, where the ROC is undefined.
     """
-    pos = np.asarray(positives, dtype=np.float64)
-    neg = np.asarray(negatives, dtype=np.float64)
-    if pos.ndim != 2 or pos.shape != neg.shape:
-        raise ValueError(f"histograms must both be (classes, bins), got {pos.shape} and {neg.shape}")
+    pos, neg = _histograms(positives, negatives)
     curves: list[tuple[np.ndarray, np.ndarray, float | None]] = []
     for p, n in zip(pos, neg, strict=True):
         n_pos, n_neg = p.sum(), n.sum()
@@ -184,10 +190,7 @@ def pr_from_histograms(
         Per class ``(recall, precision, ap)``; ``ap`` is None (and the curve empty) for a
         class with no positives, where precision–recall is undefined.
     """
-    pos = np.asarray(positives, dtype=np.float64)
-    neg = np.asarray(negatives, dtype=np.float64)
-    if pos.ndim != 2 or pos.shape != neg.shape:
-        raise ValueError(f"histograms must both be (classes, bins), got {pos.shape} and {neg.shape}")
+    pos, neg = _histograms(positives, negatives)
     curves: list[tuple[np.ndarray, np.ndarray, float | None]] = []
     for p, n in zip(pos, neg, strict=True):
         n_pos = p.sum()

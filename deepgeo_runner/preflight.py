@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deepgeo_runner.atomic import check_writable, remove_stale_temporaries
-from deepgeo_runner.config.schema import RunConfig
+from deepgeo_runner.config.schema import DEMO_REFERENCE, RunConfig
 from deepgeo_runner.config.validate import uses_datamodule
 from deepgeo_runner.errors import InputDataError
 from deepgeo_runner.scenes import scene_files
@@ -70,7 +70,7 @@ def _assess_files(cfg: RunConfig) -> Iterator[tuple[str, Path, str]]:
     for key in ("map", "strata"):
         if getattr(assess, key) is not None:
             yield f"assess.{key}", Path(getattr(assess, key)), "raster"
-    if assess.reference is not None and assess.reference != "demo":  # 'demo': generated with the demo scene
+    if assess.reference is not None and assess.reference != DEMO_REFERENCE:  # 'demo': generated with the demo scene
         yield "assess.reference", Path(assess.reference), _kind(assess.reference)
     if assess.sample is not None and Path(assess.sample).suffix.lower() not in (".csv", ".txt"):
         yield "assess.sample", Path(assess.sample), "vector"

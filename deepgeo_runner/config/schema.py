@@ -264,6 +264,9 @@ class PredictConfig:
         check_predict_ranges(self)
 
 
+DEMO_REFERENCE = "demo"  # assess.reference=demo (data=demo only): the demo scene's wall-to-wall truth
+
+
 @dataclass
 class AssessConfig:
     """Stage ``assess``: map accuracy and error-adjusted area from a stratified random sample

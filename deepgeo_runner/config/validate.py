@@ -22,6 +22,7 @@ from deepgeo_runner.config import introspect
 from deepgeo_runner.config.loggers import check_loggers
 from deepgeo_runner.config.schema import (
     DEFAULT_STAGES,
+    DEMO_REFERENCE,
     STAGES,
     RunConfig,
     check_assess_ranges,
@@ -443,12 +444,12 @@ def _check_assess(cfg: DictConfig) -> None:
     if "assess" not in stages:
         return
     check_assess_ranges(assess)
-    if assess.get("reference") == "demo":  # the demo's truth, generated with the demo scene
+    if assess.get("reference") == DEMO_REFERENCE:  # the demo's truth, generated with the demo scene
         if cfg.data.name != "demo" or cfg.data.get("image") is not None:
-            raise _fail("assess.reference", "demo", "a reference layer file: 'demo' is the built-in demo scene's "
-                        "truth, for data=demo only")
+            raise _fail("assess.reference", DEMO_REFERENCE, "a reference layer file: 'demo' is the built-in "
+                        "demo scene's truth, for data=demo only")
     for key in ("map", "strata", "reference", "sample"):
-        if assess.get(key) is not None and not (key == "reference" and assess[key] == "demo"):
+        if assess.get(key) is not None and not (key == "reference" and assess[key] == DEMO_REFERENCE):
             _check_files(f"assess.{key}", assess[key])
     if assess.get("map") is None and "predict" not in stages and not _run_prediction_exists(cfg):
         raise ConfigError(

@@ -29,7 +29,7 @@ from deepgeo_runner.assess.sample_file import read_labels, sample_table, write_s
 from deepgeo_runner.assess.scan import Census, MapLayers, row_bands
 from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.classes import ClassTable
-from deepgeo_runner.config.schema import AssessConfig, DataConfig, RunConfig
+from deepgeo_runner.config.schema import DEMO_REFERENCE, AssessConfig, DataConfig, RunConfig
 from deepgeo_runner.errors import InputDataError
 from deepgeo_runner.geo.rasterize import BACKGROUND, NODATA, LabelSource
 from deepgeo_runner.metrics import strict_json
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 SAMPLE_FILE = "assessment_sample.gpkg"
 RESULT_FILE = "assessment.json"
-DEMO_REFERENCE = "demo"  # assess.reference=demo (with data=demo): the demo scene's wall-to-wall truth
 _CLASS_TAG = re.compile(r"^class_(\d+)$")
 
 
