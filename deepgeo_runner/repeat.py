@@ -124,13 +124,27 @@ def upgrade_saved_config(saved: DictConfig) -> DictConfig:
     return saved
 
 
-def register_run_config(config_file: Path) -> None:
+def register_run_config(config_file: Path, overrides: list[str] | None = None) -> None:
     """Store the run's saved config as :data:`CONFIG_NAME`, composed over the schema and the package's
-    Hydra settings (``conf/hydra/default.yaml``) exactly as ``conf/config.yaml`` composes a new run."""
+    Hydra settings (``conf/hydra/default.yaml``) exactly as ``conf/config.yaml`` composes a new run.
+
+    The saved config is data: a ``_target_`` this package does not know is refused unless the user
+    names it again in ``overrides`` (:mod:`deepgeo_runner.config.saved_targets`)."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    saved = upgrade_saved_config(OmegaConf.load(config_file))
+    from deepgeo_runner.cli import config_dir
+    from deepgeo_runner.config.saved_targets import check_saved_config
+
+    try:
+        loaded = OmegaConf.load(config_file)
+    except Exception as exc:
+        raise ConfigError(f"cannot read the saved config '{config_file}': {exc}") from exc
+    raw = OmegaConf.to_container(loaded, resolve=False)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the saved config '{config_file}' is not a mapping of keys.")
+    check_saved_config(raw, f"saved config '{config_file}'", Path(config_dir()), overrides or [])
+    saved = upgrade_saved_config(loaded)
     node = OmegaConf.merge({"defaults": ["run_schema", {"hydra": "default"}, "_self_"]}, saved)
     ConfigStore.instance().store(name=CONFIG_NAME, node=node)
 
@@ -161,7 +175,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ[REPEAT_ENV] = str(run_dir.resolve())
     from deepgeo_runner import cli  # registers the schema the run's config composes over
 
-    register_run_config(config_file)
+    try:
+        register_run_config(config_file, overrides)
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(2)
     sys.argv = [sys.argv[0], "--config-name", CONFIG_NAME, *overrides]
     cli.main()
 

@@ -65,21 +65,27 @@ def read_checkpoint(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], di
     return weights, meta
 
 
-def build_net(meta: dict[str, Any], weights: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
-    """The network described by the checkpoint's model config, with ``weights`` loaded."""
-    from hydra.utils import instantiate
+def build_net(meta: dict[str, Any], weights: dict[str, torch.Tensor] | None = None,
+              trusted_target: str | None = None, source: str = "checkpoint") -> torch.nn.Module:
+    """The network described by the checkpoint's model config, with ``weights`` loaded.
 
-    # the checkpoint's weights replace any pretrained ones: do not fetch those again
-    model = {**meta["model"], **{k: None for k in _PRETRAINED_KEYS if k in meta["model"]}}
+    The description is data: its name is looked up among deepgeo's models, or must equal
+    ``trusted_target`` (the user's own config's ``model._target_``); nothing a file names is
+    instantiated (:mod:`deepgeo_runner.ml.models.registry`).
+    """
+    from deepgeo_runner.ml.models.registry import build_from_description
+
+    inputs = meta.get("model_inputs") or {"in_channels": len(meta["features"])}  # older checkpoints
+    model = meta["model"]
+    net = None
     try:
-        inputs = meta.get("model_inputs") or {"in_channels": len(meta["features"])}  # older checkpoints
-        net = instantiate(model, **inputs, classes=len(meta["class_names"]))
+        net = build_from_description(model, inputs, len(meta["class_names"]), source, trusted_target,
+                                     drop=_PRETRAINED_KEYS)  # the checkpoint's weights replace pretrained ones
+    except InputDataError:
+        raise
     except Exception as exc:
-        cause = exc.__cause__ or exc
-        raise ConfigError(
-            f"cannot rebuild the checkpoint's model '{meta['model'].get('_target_')}': "
-            f"{type(cause).__name__}: {cause}"
-        ) from exc
+        target = model.get("_target_") if isinstance(model, dict) else None
+        raise ConfigError(f"cannot rebuild the model '{target}' of {source}: {type(exc).__name__}: {exc}") from exc
     if weights is not None:
         net.load_state_dict(weights)
     return net
@@ -192,19 +198,21 @@ def apply_checkpoint(
     polygons: list[str] | None = None,
     min_area_ha: float = 0.0,
     progress: bool = True,
+    trusted_target: str | None = None,
     **predict_options: Any,
 ) -> Applied:
     """Prepare ``image`` like the checkpoint's training scene and classify it into ``out_dir``.
 
     Writes ``out_dir/prepared/prepared.tif`` and ``out_dir/prediction.tif`` (plus the optional
     outputs of :func:`deepgeo_runner.ml.predict.predict_scene`, to which ``predict_options`` go,
-    and ``prediction_polygons.gpkg`` when ``polygons`` names classes).
+    and ``prediction_polygons.gpkg`` when ``polygons`` names classes). A checkpoint of the user's
+    own network class loads only when ``trusted_target`` names that class (see :func:`build_net`).
     """
     from deepgeo_runner.ml.predict import output_paths
 
     out_dir = Path(out_dir)
     weights, meta = read_checkpoint(checkpoint)
-    net = build_net(meta, weights)
+    net = build_net(meta, weights, trusted_target, f"checkpoint '{checkpoint}'")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     prepared, pred = classify_like_checkpoint(
         net, meta, image, out_dir / "prepared", out_dir / "prediction.tif", window=window or meta.get("chip_size", 64),

@@ -178,6 +178,16 @@ def apply_checkpoint_stage(opts: RunConfig, run_dir: str | Path, art: Artifacts 
     if len(scenes) == 1:  # several scenes: each one's record lists its files and their SHA-256
         art.image_sources = scenes[0].groups
         art.image = scenes[0].tiles[0] if len(scenes[0].tiles) == 1 else None
-    art.prediction = predict_new_scene(opts, run_dir, build_net(meta, weights), meta, checkpoint=art.checkpoint)
+    art.prediction = predict_new_scene(opts, run_dir, build_net(
+        meta, weights, _own_model_target(opts), f"predict.checkpoint '{art.checkpoint}'"), meta,
+        checkpoint=art.checkpoint)
     art.timings["predict"] = round(time.perf_counter() - start, 2)
     return art
+
+
+def _own_model_target(opts: RunConfig) -> str | None:
+    """The ``model._target_`` of the user's own config: the one class outside deepgeo's models that a
+    checkpoint may name (the checkpoint alone never decides what code runs)."""
+    model = opts.model if isinstance(opts.model, dict) else {}
+    target = model.get("_target_")
+    return str(target) if target else None
