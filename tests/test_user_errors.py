@@ -217,3 +217,29 @@ def test_an_unquoted_path_hydra_cannot_read_gets_its_quoted_form(path):
     assert proc.returncode == 2, proc.stderr
     assert f"""'data.image="{path}"'""" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_raster_without_crs_is_named_before_any_stage(tiny_scene, tmp_path):
+    """It used to end in geopandas' "ValueError: Must pass either crs or epsg" during rasterize."""
+    no_crs = tmp_path / "no_crs.tif"
+    with rasterio.open(tiny_scene["image"]) as src:
+        profile, data = src.profile, src.read()
+    profile.pop("crs")
+    with rasterio.open(no_crs, "w", **profile) as dst:
+        dst.write(data)
+    with rasterio.open(no_crs) as src:
+        assert src.crs is None
+    fix = r"has no CRS .*gdal_edit\.py -a_srs EPSG:XXXX"
+    with pytest.raises(InputDataError, match=r"data\.image '.*no_crs\.tif' " + fix):
+        check_inputs(_cfg(no_crs, tiny_scene["labels"], tmp_path))
+    with pytest.raises(InputDataError, match=r"data\.labels '.*no_crs\.tif' " + fix):
+        check_inputs(_cfg(tiny_scene["image"], no_crs, tmp_path))
+    cfg = _cfg(tiny_scene["image"], tiny_scene["labels"], tmp_path)
+    cfg.predict.image = str(no_crs)  # a new scene is classified on its own grid
+    check_inputs(cfg)
+    proc = deepgeo("data=scene", f"data.image={no_crs}", f"data.labels={tiny_scene['labels']}",
+                   "data.classes=[forest,clearing]", "data.band_names=[blue,green,red,nir]",
+                   f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}")
+    assert proc.returncode == 2
+    assert f"data.image '{no_crs}' has no CRS" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
