@@ -217,10 +217,12 @@ def _check_search_direction(cfg: DictConfig, direction: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    from deepgeo_runner.config.command_line import check_overrides
     from deepgeo_runner.repeat import check_config_source
 
     try:  # before Hydra: its --config-dir trap would silently run the defaults
         check_config_source(sys.argv[1:])
+        check_overrides(sys.argv[1:], config_dir())  # a misspelt key or an unquoted path, with the fix
     except ConfigError as exc:
         if debugging():
             raise

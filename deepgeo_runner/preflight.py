@@ -104,12 +104,30 @@ def check_inputs(cfg: RunConfig) -> None:
         seen.add(path)
         if kind == "raster":
             check_raster_readable(path, key)
+            if not key.startswith("predict.image"):  # a new scene is classified on its own grid, CRS or not
+                check_raster_crs(path, key)
         else:
             check_vector_readable(path, key)
     if cfg.predict.checkpoint is not None and ({"test", "predict"} & set(cfg.stages)):
         from deepgeo_runner.checkpoint_path import checkpoint_file
 
         check_checkpoint_readable(checkpoint_file(cfg.predict.checkpoint))
+
+
+def check_raster_crs(path: str | Path, key: str) -> None:
+    """A raster the run aligns with others (labels, AOI, strata) must say where it lies: without a
+    CRS, rasterize or the reprojection fails much later inside geopandas/GDAL with a traceback."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        if src.crs is not None:
+            return
+        gcps = bool(src.gcps[0])
+    fix = (f"it is georeferenced by ground control points only: warp it onto a grid first (gdalwarp -t_srs "
+           f"EPSG:XXXX '{path}' out.tif)" if gcps else
+           f"assign the CRS it was made in (gdal_edit.py -a_srs EPSG:XXXX '{path}', or in QGIS: Raster > "
+           "Projections > Assign Projection)")
+    raise InputDataError(f"{key} '{path}' has no CRS (coordinate reference system): {fix}, then run again.")
 
 
 def check_checkpoint_readable(path: str | Path, key: str = "predict.checkpoint") -> None:

@@ -380,3 +380,26 @@ def test_a_stratum_sampled_completely_adds_no_variance():
     one = StratifiedSample(stratum=m, map_class=m, ref_class=r, unit_area=np.ones(21),
                            stratum_pixels=np.array([100, 100, 7]))  # one unit of 7 pixels: unknown
     assert assess_sample(one, 3).overall.se is None
+
+
+def test_a_perfect_sample_logs_plus_minus_zero_not_nan(tmp_path, caplog):
+    """A map that agrees with every reference point has SE 0: the log said '± nan'."""
+    import logging
+
+    from deepgeo_runner.pipeline.assess import plus_minus
+
+    values = np.repeat(np.array([1, 2], dtype=np.uint8), 30 * 20).reshape(40, 30)
+    grid = _write_map(tmp_path / "map.tif", values, ["forest", "nonforest"])
+    polygons = gpd.GeoDataFrame({"class": ["forest", "nonforest"]}, geometry=[
+        box(*(grid.transform * (0, 20)), *(grid.transform * (30, 0))),
+        box(*(grid.transform * (0, 40)), *(grid.transform * (30, 20)))], crs=grid.crs)
+    polygons.to_file(tmp_path / "reference.gpkg")
+    with caplog.at_level(logging.INFO, logger="deepgeo_runner"):
+        out = assess_map(tmp_path / "map.tif", tmp_path, AssessConfig(reference=str(tmp_path / "reference.gpkg"),
+                                                                      min_per_stratum=10),
+                         _data(["forest", "nonforest"]), 0)
+    overall = json.loads(Path(out).read_text())["overall_accuracy"]
+    assert overall["estimate"] == 1.0 and overall["se"] == 0.0
+    assert "overall accuracy 1.000 ± 0 (95 %)" in caplog.text and "nan" not in caplog.text
+    assert plus_minus(0.9, 0.01) == "0.900 ± 0.020" and plus_minus(0.0, None) == "0.000 ± n/a"
+    assert plus_minus(None, None) == "n/a"

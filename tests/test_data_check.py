@@ -233,3 +233,41 @@ def test_a_thin_class_on_a_large_scene_is_counted_exactly():
     labels[:, 301] = 2
     counts = split_class_pixels(labels, [1, 2], np.zeros_like(labels, dtype=np.int8), buffer=16, chip_size=64)
     assert counts["train"][1] == 2100 and counts["buffer"][1] == 0
+
+
+def test_an_all_nodata_image_is_named_as_such_not_as_classes_to_label(tmp_path):
+    """The report said each class 'has no labelled pixel ... label more of them'."""
+    from deepgeo_runner.pipeline.runner import run
+
+    image, labels = _stretched_scene(tmp_path)
+    write_image(image, np.zeros((3, 96, 96), dtype=np.uint8), nodata=0)
+    with pytest.raises(StageError, match=r"image '.*image\.tif' is 100 % nodata \(gdal rule; nodata 0(\.0)? "
+                                         r"declared by the file\).*data\.nodata") as caught:
+        run(_compose(_scene_overrides(image, labels, tmp_path, "stages=[check]")), tmp_path / "run")
+    assert "label more" not in str(caught.value)
+
+
+def test_an_image_smaller_than_a_chip_says_so(tmp_path):
+    from deepgeo_runner.pipeline.runner import run
+
+    image, labels = _stretched_scene(tmp_path)
+    write_image(image, np.full((3, 1, 1), 50, dtype=np.uint8), nodata=0)
+    with pytest.raises(StageError, match=r"image '.*image\.tif' is 1x1 px, smaller than data\.chip_size=16"):
+        run(_compose(_scene_overrides(image, labels, tmp_path, "stages=[check]")), tmp_path / "run")
+
+
+def test_a_split_whose_blocks_hold_no_label_says_so_not_lower_the_chip_size(tmp_path):
+    """Labels in one corner: every labelled block trains, val/test get none; the chips stage said
+    'Lower data.chip_size', which cannot help."""
+    from deepgeo_runner.pipeline.runner import run
+
+    image, labels = _stretched_scene(tmp_path)
+    corner = gpd.GeoDataFrame({"class": ["forest", "water", "bare"]}, crs=CRS, geometry=[
+        pixel_box(2, 2, 12, 30), pixel_box(12, 2, 22, 30), pixel_box(22, 2, 30, 30)])
+    corner.to_file(labels, driver="GPKG")
+    overrides = _scene_overrides(image, labels, tmp_path, "stages=[check,prepare,rasterize,chips]",
+                                 "data.block_size=32")
+    with pytest.raises(StageError, match=r"no (val|test) block holds any labelled pixel.*data\.split_fractions.*"
+                                         r"data\.block_size.*data\.folds") as caught:
+        run(_compose(overrides), tmp_path / "run")
+    assert "Lower data.chip_size" not in str(caught.value)

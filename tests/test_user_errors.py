@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +185,61 @@ def test_a_truncated_or_foreign_checkpoint_is_refused_before_any_stage(tiny_scen
     cfg.predict.checkpoint = str(tmp_path / "cut.ckpt")
     with pytest.raises(InputDataError, match=r"predict\.checkpoint '.*cut\.ckpt' is not a complete checkpoint"):
         check_inputs(cfg)
+
+
+def test_a_misspelt_key_on_the_command_line_gets_the_closest_key():
+    """Hydra says only "Key 'chip_sise' is not in struct" (exit 1); the +key= form already had a hint."""
+    proc = deepgeo("data.chip_sise=32")
+    assert proc.returncode == 2, proc.stderr
+    assert "data.chip_sise is not a key of data. Did you mean data.chip_size" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_override_keys_are_checked_down_the_schema_only():
+    from deepgeo_runner.cli import config_dir
+    from deepgeo_runner.config.command_line import check_overrides
+    from deepgeo_runner.errors import ConfigError
+
+    for args, hint in ((["-m", "seed=1,2", "data.split_scenes.tset.image=a.tif"], "data.split_scenes.test"),
+                       (["dat.chip_size=32"], "Did you mean data?"), (["~train.monitr"], "train.monitor")):
+        with pytest.raises(ConfigError, match=re.escape(hint)):
+            check_overrides(args, config_dir())
+    fine = ["-m", "experiments=amazon_landsat5", "debug=fast", "data.fold=range(3)", "hydra/launcher=basic",
+            "model.encoder=resnet18", "logger.csv=null", "data.class_groups={forest:[1,2]}", "+data.anything=1",
+            "hydra.sweeper.n_trials=3", "data.image=[a.tif,[b.tif,c.tif]]", "--cfg", "job", "data.image=/x/a b.tif"]
+    check_overrides(fine, config_dir())
+    check_overrides(["--config-dir", "/elsewhere", "their_group=x"], config_dir())  # groups we cannot see
+
+
+@pytest.mark.parametrize("path", ["/tmp/çena.tif", "/tmp/scene(1).tif"])
+def test_an_unquoted_path_hydra_cannot_read_gets_its_quoted_form(path):
+    proc = deepgeo(f"data.image={path}")
+    assert proc.returncode == 2, proc.stderr
+    assert f"""'data.image="{path}"'""" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_raster_without_crs_is_named_before_any_stage(tiny_scene, tmp_path):
+    """It used to end in geopandas' "ValueError: Must pass either crs or epsg" during rasterize."""
+    no_crs = tmp_path / "no_crs.tif"
+    with rasterio.open(tiny_scene["image"]) as src:
+        profile, data = src.profile, src.read()
+    profile.pop("crs")
+    with rasterio.open(no_crs, "w", **profile) as dst:
+        dst.write(data)
+    with rasterio.open(no_crs) as src:
+        assert src.crs is None
+    fix = r"has no CRS .*gdal_edit\.py -a_srs EPSG:XXXX"
+    with pytest.raises(InputDataError, match=r"data\.image '.*no_crs\.tif' " + fix):
+        check_inputs(_cfg(no_crs, tiny_scene["labels"], tmp_path))
+    with pytest.raises(InputDataError, match=r"data\.labels '.*no_crs\.tif' " + fix):
+        check_inputs(_cfg(tiny_scene["image"], no_crs, tmp_path))
+    cfg = _cfg(tiny_scene["image"], tiny_scene["labels"], tmp_path)
+    cfg.predict.image = str(no_crs)  # a new scene is classified on its own grid
+    check_inputs(cfg)
+    proc = deepgeo("data=scene", f"data.image={no_crs}", f"data.labels={tiny_scene['labels']}",
+                   "data.classes=[forest,clearing]", "data.band_names=[blue,green,red,nir]",
+                   f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}")
+    assert proc.returncode == 2
+    assert f"data.image '{no_crs}' has no CRS" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr

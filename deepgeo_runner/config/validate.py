@@ -477,7 +477,7 @@ SMP_MODEL_DEFAULTS = {"arch": "Unet", "encoder": "resnet18"}  # as ml.models.smp
 SMP_SET_BY_US = frozenset({"encoder_name", "encoder_weights", "in_channels", "classes"})  # smp_model passes them
 
 
-def _did_you_mean(word: str, choices: Any, prefix: str = "") -> str:
+def did_you_mean(word: str, choices: Any, prefix: str = "") -> str:
     """' Did you mean X?' with the closest of ``choices`` (difflib), or ''."""
     matches = difflib.get_close_matches(str(word), [str(c) for c in choices], n=3, cutoff=0.6)
     if not matches:
@@ -503,7 +503,7 @@ def _check_schema_keys(node: DictConfig, schema: type, prefix: str) -> None:
             continue
         if key not in fields:
             group = prefix.rstrip(".") or "the config"
-            hint = _did_you_mean(key, fields, prefix) or f" The keys of {group} are {sorted(fields)}."
+            hint = did_you_mean(key, fields, prefix) or f" The keys of {group} are {sorted(fields)}."
             raise ConfigError(f"{prefix}{key} is not a key of {group}.{hint} (A key added with +{prefix}{key}=... "
                               "would otherwise be ignored.)")
         child_type = fields[key]
@@ -553,12 +553,12 @@ def _check_target(target: str, key: str) -> None:
     if importlib.util.find_spec(package) is None:
         raise ConfigError(f"{key}='{target}': no module '{package}' is installed or on the path: pip install it, "
                           f"or add the folder holding {package} to PYTHONPATH (PYTHONPATH=folder deepgeo ...)."
-                          f"{_did_you_mean(package, ['deepgeo_runner', 'torch', 'lightning', 'torchgeo'])}")
+                          f"{did_you_mean(package, ['deepgeo_runner', 'torch', 'lightning', 'torchgeo'])}")
     if package != "deepgeo_runner":
         return  # other packages may build names at import time: their own error says it when built
     if not module or introspect.find_definition(module, name) is None:
         known = _our_targets(module)
-        raise ConfigError(f"{key}='{target}' names nothing in deepgeo-runner.{_did_you_mean(target, known)} "
+        raise ConfigError(f"{key}='{target}' names nothing in deepgeo-runner.{did_you_mean(target, known)} "
                           f"Known in {module or package}: {sorted(t.rpartition('.')[2] for t in known)}.")
 
 
@@ -591,7 +591,7 @@ def _check_target_keys(node: DictConfig, key: str, target: str) -> None:
     if unknown:
         name = unknown[0]
         listing = f" It takes {sorted(params.names)}." if len(params.names) <= 15 else ""
-        raise ConfigError(f"{key}.{name} is not a parameter of {label}.{_did_you_mean(name, params.names, key + '.')}"
+        raise ConfigError(f"{key}.{name} is not a parameter of {label}.{did_you_mean(name, params.names, key + '.')}"
                           f"{listing}")
 
 
@@ -612,7 +612,7 @@ def check_smp_names(model: DictConfig) -> None:
     archs = introspect.smp_architectures()
     if archs is not None and arch.lower() not in {a.lower() for a in archs}:
         raise ConfigError(f"model.arch={arch!r} is not a segmentation-models-pytorch architecture."
-                          f"{_did_you_mean(arch, archs)} Available: {list(archs)}.")
+                          f"{did_you_mean(arch, archs)} Available: {list(archs)}.")
     encoder = str(model.get("encoder") or SMP_MODEL_DEFAULTS["encoder"])
     if _is_timm_encoder(encoder):
         _check_timm_encoder(encoder)
@@ -623,7 +623,7 @@ def check_smp_names(model: DictConfig) -> None:
     encoders = introspect.smp_encoders_imported()
     if encoder not in encoders:
         raise ConfigError(
-            f"model.encoder={encoder!r} is not a segmentation-models-pytorch encoder.{_did_you_mean(encoder, encoders)}"
+            f"model.encoder={encoder!r} is not a segmentation-models-pytorch encoder.{did_you_mean(encoder, encoders)}"
             " Any timm model works as tu-<name> (e.g. model.encoder=tu-convnext_tiny); smp's own encoders: "
             f"{', '.join(sorted(encoders)[:12])}, ..."
         )
@@ -642,4 +642,4 @@ def _check_timm_encoder(encoder: str) -> None:
     models = introspect.timm_models_imported()
     if name not in models:
         raise ConfigError(f"model.encoder={encoder!r}: timm has no model {name!r}."
-                          f"{_did_you_mean(name, models, 'tu-')} (tu-<name> takes any name of timm.list_models()).")
+                          f"{did_you_mean(name, models, 'tu-')} (tu-<name> takes any name of timm.list_models()).")

@@ -127,9 +127,19 @@ def assess_map(map_path: str | Path, out_dir: str | Path, options: AssessConfig,
     result = _analyse(units, labelled, census, class_order, map_names, stratum_names, layers, design)
     path = write_text_atomic(out_dir / RESULT_FILE, strict_json(result))
     oa = result["overall_accuracy"]
-    log.info("assess: overall accuracy %.3f ± %.3f (95 %%), %d points; %s", oa["estimate"] or float("nan"),
-             1.96 * (oa["se"] or float("nan")), int(labelled.sum()), path)
+    log.info("assess: overall accuracy %s (95 %%), %d points; %s", plus_minus(oa["estimate"], oa["se"]),
+             int(labelled.sum()), path)
     return path
+
+
+def plus_minus(estimate: float | None, se: float | None) -> str:
+    """'0.912 ± 0.021' (the 95 % half-width), '1.000 ± 0' for a zero SE (a stratum sampled
+    completely, a perfect sample): a zero must not read as a missing value; 'n/a' where undefined."""
+    if estimate is None:
+        return "n/a"
+    if se is None:
+        return f"{estimate:.3f} ± n/a"
+    return f"{estimate:.3f} ± {1.96 * se:.3f}" if se > 0 else f"{estimate:.3f} ± 0"
 
 
 def _conjectured(options: AssessConfig, names: list[str]) -> list[float]:

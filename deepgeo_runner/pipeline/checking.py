@@ -69,6 +69,7 @@ def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTa
         allow_missing_classes=bool(data.allow_missing_classes),
         split_method=split_method(data),
         eval_stride=data.eval_stride, min_labelled_fraction=float(data.min_valid_fraction),
+        image=art.image,
     )
     report.input = art.input_profile
     folds, fold = fold_of(data)

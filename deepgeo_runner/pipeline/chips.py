@@ -267,9 +267,19 @@ def _choose_windows(
             found = grid_windows(area, labelled, size, plan.train_stride or size, plan.min_labelled_fraction)
         else:
             found = _random_train_windows(plan, area, labelled, targets, seed, n_targets)
+        if not found and not (labelled & (split_map == split_id)).any():
+            require_chips(split, found, _no_labels_hint(split))
         require_chips(split, found, hint.replace("SPLIT", split))
         windows[split] = found
     return windows
+
+
+def _no_labels_hint(split: str) -> str:
+    """Why a split got no chip when none of its blocks holds a labelled pixel: the chip size is not it."""
+    return (f"no {split} block holds any labelled pixel: the split dealt every labelled block to the other splits. "
+            f"Give {split} a larger share (data.split_fractions), cut smaller blocks to deal (data.block_size), "
+            "choose another data.seed or fold (data.folds/data.fold), label more places spread over the scene, "
+            f"or draw the {split} area yourself (data.split_vector or data.split_scenes.{split}).")
 
 
 def _random_train_windows(plan: ChipPlan, area, labelled, targets, seed: int,

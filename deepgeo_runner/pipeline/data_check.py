@@ -215,6 +215,7 @@ def check_data(
     split_method: str = "blocks",
     eval_stride: int | None = None,
     min_labelled_fraction: float = 0.0,
+    image: str | Path | None = None,
 ) -> DataReport:
     """Count what each split gets and turn every gap into a warning (or, for training, an error).
 
@@ -242,7 +243,10 @@ def check_data(
             report.warnings.append(f"classes {absent} have no {split} pixel: their {split} scores will be null "
                                    f"(more labels of them, or data.split_fractions with a larger {split} share).")
     missing = [n for n, c in zip(class_names, counts["train"], strict=True) if c == 0]
-    if missing:
+    cause = _whole_image_fault(labels.shape, chip_size, nodata, image)
+    if cause:  # the real reason no class reaches training: not the labels
+        report.error = cause
+    elif missing:
         detail = "; ".join(
             f"'{n}': " + ", ".join(f"{s} {int(counts[s][i])}" for s in ("train", "val", "test", "buffer"))
             for i, n in enumerate(class_names) if n in missing)
@@ -255,6 +259,24 @@ def check_data(
         else:
             report.error = message
     return report
+
+
+def _whole_image_fault(shape: tuple[int, ...], chip_size: int, nodata: Mapping[str, Any],
+                       image: str | Path | None) -> str | None:
+    """What makes the image itself unusable (all nodata, smaller than a chip), said as such:
+    otherwise it reads as classes that need more labels."""
+    name = f"image '{image}'" if image is not None else "the image"
+    height, width = shape[-2:]
+    if nodata.get("fraction", 0.0) >= 1.0:
+        return (f"{name} is 100 % nodata ({nodata.get('rule')} rule; {nodata.get('source')}): no pixel can be "
+                "labelled or chipped. Check that the file holds data (gdalinfo -stats), and that data.nodata and "
+                "data.nodata_rule describe its fill value and mask (a declared nodata value equal to real data "
+                "masks everything).")
+    if min(height, width) < chip_size:
+        return (f"{name} is {width}x{height} px, smaller than data.chip_size={chip_size}: no chip fits in it. "
+                f"Lower data.chip_size to at most {min(height, width)}, or give a larger image (data.bbox or "
+                "data.aoi may have cropped it).")
+    return None
 
 
 def input_record(path: str | Path, crs: Any, target_crs: Any, role: str) -> dict[str, Any]:

@@ -69,8 +69,12 @@ def rasterize_labels(
                 ids[~read_valid(src, src.read(window=win), win, nodata, nodata_rule, dates=dates)] = NODATA
                 counts += np.bincount(ids.ravel(), minlength=256)
                 dst.write(ids, 1, window=win)
+    all_nodata = counts[NODATA] == counts.sum()
+    if all_nodata:
+        log.warning("rasterize: every pixel of '%s' is nodata (%s rule): no class can be labelled", prepared,
+                    nodata_rule)
     for class_id, name in enumerate(classes, start=1):
         log.info("rasterize: %s → id %d, %d px", name, class_id, counts[class_id])
-        if counts[class_id] == 0:
+        if counts[class_id] == 0 and not all_nodata:
             log.warning("rasterize: class '%s' has no labelled pixel inside the image", name)
     return Path(out_path)
