@@ -21,19 +21,11 @@ import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from deepgeo_runner.config.location import config_dir
 from deepgeo_runner.config.schema import register_configs
 from deepgeo_runner.errors import ConfigError, DeepGeoError
 
 log = logging.getLogger("deepgeo_runner")
-
-
-def config_dir() -> str:
-    """conf/ inside an installed wheel, or the source tree's conf/ in an editable install."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"deepgeo-runner's conf/ not found next to {here}")
 
 
 register_configs()
@@ -217,8 +209,7 @@ def _check_search_direction(cfg: DictConfig, direction: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    from deepgeo_runner.config.command_line import check_overrides
-    from deepgeo_runner.repeat import check_config_source
+    from deepgeo_runner.config.command_line import check_config_source, check_overrides
 
     try:  # before Hydra: its --config-dir trap would silently run the defaults
         check_config_source(sys.argv[1:])

@@ -18,7 +18,7 @@ from deepgeo_runner.atomic import check_writable, remove_stale_temporaries
 from deepgeo_runner.config.schema import DEMO_REFERENCE, RunConfig
 from deepgeo_runner.config.validate import uses_datamodule
 from deepgeo_runner.errors import InputDataError
-from deepgeo_runner.scenes import scene_files
+from deepgeo_runner.geo.scene_sources import scene_files
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,8 @@ from typing import Any
 from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.config.schema import CONFIG_SCHEMA_VERSION
 
+REPEAT_ENV = "DEEPGEO_REPEAT_OF"  # the run deepgeo-repeat runs again; also read by a process that DDP starts again
+
 PACKAGES = (
     "deepgeo-runner", "torch", "torchvision", "lightning", "segmentation-models-pytorch",
     "torchgeo", "rasterio", "rioxarray", "geopandas", "numpy", "hydra-core", "omegaconf",
@@ -138,6 +140,4 @@ def write_provenance(path: Path, seed: int, extra: dict[str, Any]) -> Path:
 
 def _repeat_of() -> dict[str, str]:
     """``repeat_of``: the run directory that ``deepgeo-repeat`` is running again, when it is."""
-    from deepgeo_runner.repeat import REPEAT_ENV
-
     return {"repeat_of": os.environ[REPEAT_ENV]} if os.environ.get(REPEAT_ENV) else {}

@@ -1,4 +1,5 @@
-"""Tiny deterministic geo fixtures made by code: seeded, small, explicit CRS and transform."""
+"""The fixtures every test may ask for: a tiny scene made by code and the config composer.
+What tests share besides fixtures is in ``tests/helpers``."""
 
 from __future__ import annotations
 
@@ -7,38 +8,8 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
-import rasterio
-from affine import Affine
-from shapely.geometry import Polygon, box
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-CRS = "EPSG:32722"
-ORIGIN = (600_000.0, 9_600_000.0)
-PIXEL = 30.0
-
-
-def write_image(path: Path, data: np.ndarray, nodata: float | None = -9999.0, crs: str = CRS,
-                transform: Affine | None = None) -> Path:
-    transform = transform or Affine(PIXEL, 0, ORIGIN[0], 0, -PIXEL, ORIGIN[1])
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
-                       count=data.shape[0], dtype=data.dtype, crs=crs, transform=transform,
-                       nodata=nodata) as dst:
-        dst.write(data)
-    return path
-
-
-def write_tile(path: Path, data: np.ndarray, col: int, row: int, crs: str = CRS) -> Path:
-    """A nodata-0 raster on the fixture lattice whose top-left pixel is (row, col) of the fixture grid."""
-    t = Affine(PIXEL, 0, ORIGIN[0] + col * PIXEL, 0, -PIXEL, ORIGIN[1] - row * PIXEL)
-    return write_image(path, data, nodata=0, transform=t, crs=crs)
-
-
-def pixel_box(row0: int, col0: int, row1: int, col1: int) -> Polygon:
-    """A polygon covering pixel rows [row0, row1) and cols [col0, col1) of the fixture grid."""
-    x0, y0 = ORIGIN[0] + col0 * PIXEL, ORIGIN[1] - row0 * PIXEL
-    x1, y1 = ORIGIN[0] + col1 * PIXEL, ORIGIN[1] - row1 * PIXEL
-    return box(x0, y1, x1, y0)
+from tests.helpers import CRS, compose_config, pixel_box, write_image
 
 
 @pytest.fixture
@@ -72,12 +43,22 @@ def tiny_scene(tmp_path: Path) -> dict:
     return {"image": image, "labels": labels, "data": data, "band_names": ["blue", "green", "red", "nir"]}
 
 
-def shared_file(*parts: str) -> Path:
-    """A file of ../shared/data, or a clear skip when the folder is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real data not available: {path} is absent (expected at ../shared/data)")
-    return path
+@pytest.fixture
+def compose():
+    """``compose(*overrides, hydra_config=False)``: the run config as ``deepgeo OVERRIDES`` composes it,
+    the one way tests compose configs (lightning-hydra-template's ``cfg_train_global``, per call)."""
+    return compose_config
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: on a busy 2-core machine two threads contend and run many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -12,22 +12,14 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from shapely import box
 
-from deepgeo_runner.cli import config_dir
-from deepgeo_runner.config.schema import DEFAULT_STAGES, register_configs, run_stages
+from deepgeo_runner.config.schema import run_stages
+from deepgeo_runner.config.stages import DEFAULT_STAGES
 from deepgeo_runner.config.validate import validate_config
 from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.geo.raster_io import Grid, write_raster
-
-
-def _compose(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=["paths.output_dir=/tmp/nowhere", *overrides])
+from tests.helpers import deepgeo_ok
 
 
 @pytest.fixture
@@ -47,30 +39,33 @@ def map_and_reference(tmp_path) -> tuple[Path, Path]:
     return tmp_path / "map.tif", tmp_path / "reference.gpkg"
 
 
-def test_assess_joins_the_default_stages_only_when_there_is_something_to_assess_against(map_and_reference):
+def test_assess_joins_the_default_stages_only_when_there_is_something_to_assess_against(map_and_reference, compose):
     _, reference = map_and_reference
-    cfg = _compose([])
+    cfg = compose("paths.output_dir=/tmp/nowhere")
     assert "assess" not in cfg.stages and list(cfg.stages) == list(DEFAULT_STAGES)
     assert run_stages(cfg.stages, cfg.assess) == list(DEFAULT_STAGES)
-    cfg = _compose([f"assess.reference={reference}"])
+    cfg = compose("paths.output_dir=/tmp/nowhere", f"assess.reference={reference}")
     stages = run_stages(cfg.stages, cfg.assess)
     assert stages[-3:] == ["predict", "assess", "report"]
     validate_config(cfg)
-    cfg = _compose([f"assess.reference={reference}", "stages=[fit,test]"])
+    cfg = compose("paths.output_dir=/tmp/nowhere", f"assess.reference={reference}", "stages=[fit,test]")
     assert run_stages(cfg.stages, cfg.assess) == ["fit", "test"]  # an explicit list is taken as it is
 
 
-def test_assess_alone_needs_a_map_and_no_scene(map_and_reference, tiny_scene):
+def test_assess_alone_needs_a_map_and_no_scene(map_and_reference, tiny_scene, compose):
     class_map, reference = map_and_reference
     with pytest.raises(ConfigError, match=r"assess\.map=MAP\.tif"):
-        validate_config(_compose(["stages=[assess]"]))
+        validate_config(compose("paths.output_dir=/tmp/nowhere", "stages=[assess]"))
     # data=scene without data.image: an existing map is assessed, no scene is read
-    validate_config(_compose(["stages=[assess]", "data=scene", "data.classes=[forest,deforestation]",
-                              f"assess.map={class_map}", f"assess.reference={reference}"]))
+    validate_config(compose("paths.output_dir=/tmp/nowhere", "stages=[assess]", "data=scene",
+                                   "data.classes=[forest,deforestation]", f"assess.map={class_map}",
+                                   f"assess.reference={reference}"))
     with pytest.raises(ConfigError, match="assess.users_accuracy"):
-        validate_config(_compose(["stages=[assess]", f"assess.map={class_map}", "assess.users_accuracy=1.5"]))
+        validate_config(compose("paths.output_dir=/tmp/nowhere", "stages=[assess]", f"assess.map={class_map}",
+                                       "assess.users_accuracy=1.5"))
     with pytest.raises(ConfigError, match="assess.strata='nope.tif': no such file"):
-        validate_config(_compose(["stages=[assess]", f"assess.map={class_map}", "assess.strata=nope.tif"]))
+        validate_config(compose("paths.output_dir=/tmp/nowhere", "stages=[assess]", f"assess.map={class_map}",
+                                       "assess.strata=nope.tif"))
 
 
 @pytest.mark.slow
@@ -78,11 +73,9 @@ def test_cli_assesses_an_existing_map_then_reads_the_labelled_sample_back(map_an
     class_map, reference = map_and_reference
 
     def deepgeo(run_dir: Path, *overrides: str) -> None:
-        cmd = [sys.executable, "-m", "deepgeo_runner.cli", "stages=[assess,report]", f"assess.map={class_map}",
-               "assess.min_per_stratum=30", "assess.target_se=0.02", "seed=4", *overrides,
-               f"hydra.run.dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, f"deepgeo failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        deepgeo_ok("stages=[assess,report]", f"assess.map={class_map}", "assess.min_per_stratum=30",
+                   "assess.target_se=0.02", "seed=4", *overrides, f"hydra.run.dir={run_dir}",
+                   f"paths.cache_dir={tmp_path / 'cache'}", timeout=300)
 
     first = tmp_path / "auto"
     deepgeo(first, f"assess.reference={reference}")
@@ -133,11 +126,12 @@ def test_the_whole_cycle_ends_with_the_assessment_of_its_own_prediction(tmp_path
     assert "Map accuracy and area" in (run_dir / "report.html").read_text()
 
 
-def test_report_alone_is_no_assessment():
+def test_report_alone_is_no_assessment(compose):
     """stages=[report] re-draws a run's report: it must not take the assess-only path (which
     assesses a map nobody asked about and skips the data stages the report reads)."""
-    from deepgeo_runner.config.validate import assess_only, is_assess_only
+    from deepgeo_runner.config.stages import is_assess_only
+    from deepgeo_runner.config.validate import assess_only
 
     assert not is_assess_only(["report"])
-    assert not assess_only(_compose(["stages=[report]"]))
+    assert not assess_only(compose("paths.output_dir=/tmp/nowhere", "stages=[report]"))
     assert is_assess_only(["assess"]) and is_assess_only(["assess", "report"])

@@ -19,7 +19,7 @@ from deepgeo_runner.lit.checkpoints import RunCheckpoint, SafeCheckpointIO
 from deepgeo_runner.lit.guards import EpochSeed
 from deepgeo_runner.lit.tracking import LogBestScore
 from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_loggers
-from tests.test_config import _compose, options
+from tests.helpers import options
 
 WIRING = ["trainer", "logger", "callbacks", "debug"]
 
@@ -44,13 +44,14 @@ def _wirings() -> list[tuple]:
 
 
 @pytest.mark.parametrize("trainer,logger,callbacks,debug", _wirings())
-def test_every_wiring_option_builds_its_trainer_callbacks_and_logger(trainer, logger, callbacks, debug, tmp_path):
+def test_every_wiring_option_builds_its_trainer_callbacks_and_logger(trainer, logger, callbacks, debug, tmp_path,
+                                                                    compose):
     if trainer == "ddp" and not torch.cuda.is_available():
         pytest.skip("trainer=ddp asks for every visible GPU (accelerator=gpu, devices=-1): no CUDA device here")
     overrides = [f"trainer={trainer}", f"logger={logger}", f"callbacks={callbacks}", f"paths.output_dir={tmp_path}"]
     if logger == "mlflow":  # its store, not mlflow.db in the folder the tests run from
         overrides.append(f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
-    cfg = _compose(overrides + ([f"debug={debug}"] if debug else []))
+    cfg = compose(*overrides + ([f"debug={debug}"] if debug else []))
     validate_config(cfg)
     built, made, logs = build(cfg, tmp_path)
     assert [type(c) for c in made] == [RunCheckpoint, EpochSeed, TrainingHistory, LogBestScore,
@@ -67,8 +68,8 @@ def test_every_wiring_option_builds_its_trainer_callbacks_and_logger(trainer, lo
 
 @pytest.mark.parametrize("overrides, mode", [([], "max"), (["train.monitor=val_loss"], "min"),
                                              (["train.monitor=train_loss", "train.monitor_mode=min"], "min")])
-def test_the_monitor_and_its_direction_reach_checkpoint_and_early_stopping(overrides, mode, tmp_path):
-    cfg = _compose([f"paths.output_dir={tmp_path}", "train.early_stopping_patience=3", *overrides])
+def test_the_monitor_and_its_direction_reach_checkpoint_and_early_stopping(overrides, mode, tmp_path, compose):
+    cfg = compose(f"paths.output_dir={tmp_path}", "train.early_stopping_patience=3", *overrides)
     validate_config(cfg)
     checkpoint, *_, stop = instantiate_callbacks(cfg.callbacks)
     assert isinstance(stop, EarlyStopping) and stop.patience == 3
@@ -76,9 +77,9 @@ def test_the_monitor_and_its_direction_reach_checkpoint_and_early_stopping(overr
     assert checkpoint.mode == stop.mode == mode
 
 
-def test_a_callback_is_dropped_or_added_from_the_command_line(tmp_path):
-    cfg = _compose([f"paths.output_dir={tmp_path}", "callbacks.epoch_seed=null",
-                    "+callbacks.lr={_target_: lightning.pytorch.callbacks.LearningRateMonitor}"])
+def test_a_callback_is_dropped_or_added_from_the_command_line(tmp_path, compose):
+    cfg = compose(f"paths.output_dir={tmp_path}", "callbacks.epoch_seed=null",
+                         "+callbacks.lr={_target_: lightning.pytorch.callbacks.LearningRateMonitor}")
     validate_config(cfg)
     assert [type(c).__name__ for c in instantiate_callbacks(cfg.callbacks)] == [
         "RunCheckpoint", "TrainingHistory", "LogBestScore", "ProgressLines", "LearningRateMonitor"]
@@ -90,12 +91,12 @@ def test_a_callback_is_dropped_or_added_from_the_command_line(tmp_path):
     ("callbacks.history._target_=deepgeo_runner.lit.callbacks.History",
      r"callbacks\.history\._target_='deepgeo_runner\.lit\.callbacks\.History' names nothing"),
 ])
-def test_a_bad_callbacks_entry_fails_with_the_config(override, message, tmp_path):
+def test_a_bad_callbacks_entry_fails_with_the_config(override, message, tmp_path, compose):
     with pytest.raises(ConfigError, match=message):
-        validate_config(_compose([f"paths.output_dir={tmp_path}", override]))
+        validate_config(compose(f"paths.output_dir={tmp_path}", override))
 
 
-def test_a_callback_that_cannot_be_built_names_its_key(tmp_path):
-    cfg = _compose([f"paths.output_dir={tmp_path}", "callbacks.checkpoint.mode=sideways"])
+def test_a_callback_that_cannot_be_built_names_its_key(tmp_path, compose):
+    cfg = compose(f"paths.output_dir={tmp_path}", "callbacks.checkpoint.mode=sideways")
     with pytest.raises(ConfigError, match=r"callbacks\.checkpoint: cannot build '.*RunCheckpoint'.*sideways"):
         instantiate_callbacks(cfg.callbacks)

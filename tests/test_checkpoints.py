@@ -32,31 +32,12 @@ from deepgeo_runner.ml.checkpoint import load_checkpoint, plain_metadata, save_c
 from deepgeo_runner.ml.datasets import EpochBatchSampler, ShardedSampler
 from deepgeo_runner.pipeline import train
 from deepgeo_runner.pipeline.apply import read_checkpoint
+from tests.helpers.models import crafted_checkpoint
 
 CHIPS, BATCH = 32, 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-class Evil:
-    """A pickle whose unpickling creates a file: what a crafted checkpoint can do."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-
-    def __reduce__(self):
-        return (open, (str(self.target), "w"))
-
-
-def crafted_checkpoint(path: Path, target: Path) -> Path:
-    torch.save({"state_dict": {"net.w": torch.zeros(1)}, "deepgeo": {"model": Evil(target)}}, path)
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -287,11 +268,10 @@ def test_metrics_json_is_strict():
 
 @pytest.mark.parametrize("overrides, mode", [([], "max"), (["train.monitor=val_loss"], "min"),
                                              (["train.monitor=val_loss", "train.monitor_mode=min"], "min")])
-def test_the_monitor_direction_is_known(overrides, mode):
+def test_the_monitor_direction_is_known(overrides, mode, compose):
     from deepgeo_runner.config.validate import monitor_mode, validate_config
-    from tests.test_config import _compose
 
-    cfg = _compose(["paths.output_dir=/tmp/x", *overrides])
+    cfg = compose("paths.output_dir=/tmp/x", *overrides)
     validate_config(cfg)
     assert monitor_mode(cfg.train) == mode
 
@@ -301,24 +281,22 @@ def test_the_monitor_direction_is_known(overrides, mode):
      r"keep the checkpoint of the highest loss.*monitor_mode=min"),
     (["train.monitor=val_f1"], r"train\.monitor='val_f1'.*did you mean val_f1_macro"),
 ])
-def test_a_wrong_monitor_fails_with_the_config(overrides, message):
+def test_a_wrong_monitor_fails_with_the_config(overrides, message, compose):
     from deepgeo_runner.config.validate import validate_config
-    from tests.test_config import _compose
 
     with pytest.raises(ConfigError, match=message):
-        validate_config(_compose(["paths.output_dir=/tmp/x", *overrides]))
+        validate_config(compose("paths.output_dir=/tmp/x", *overrides))
 
 
-def test_a_search_optimizes_the_monitor_in_its_direction():
+def test_a_search_optimizes_the_monitor_in_its_direction(compose):
     from deepgeo_runner.cli import _check_search_direction
-    from tests.test_config import _compose
 
-    loss = _compose(["paths.output_dir=/tmp/x", "train.monitor=val_loss"])
+    loss = compose("paths.output_dir=/tmp/x", "train.monitor=val_loss")
     with pytest.raises(ConfigError, match=r"hydra\.sweeper\.direction=maximize but train\.monitor=val_loss is better "
                                           r"when lower: set hydra\.sweeper\.direction=minimize"):
         _check_search_direction(loss, "maximize")
     _check_search_direction(loss, "minimize")
-    _check_search_direction(_compose(["paths.output_dir=/tmp/x"]), "maximize")
+    _check_search_direction(compose("paths.output_dir=/tmp/x"), "maximize")
 
 
 def test_resuming_a_checkpoint_whose_optimizer_tracked_other_weights_says_what_to_do(store, tmp_path):

@@ -16,22 +16,9 @@ import numpy as np
 import pytest
 import rasterio
 
+from tests.helpers import TINY, deepgeo
+
 pytestmark = pytest.mark.slow
-
-TINY = [
-    "data.demo_size=320", "data.chip_size=32", "data.block_size=64", "data.split_buffer=16",
-    "data.train_chips=160",
-    "data.batch_size=16", "trainer.max_epochs=6", "trainer.enable_progress_bar=false",
-    "model=fcn8s", "model.width=8", "seed=3",
-]
-
-
-def deepgeo(run_dir: Path, cache_dir: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "deepgeo_runner.cli", *TINY, *overrides,
-           f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache_dir}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"deepgeo failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +200,7 @@ def test_drawn_splits_and_a_separate_test_scene_end_to_end(test_from, cache_dir,
     import geopandas as gpd
 
     from deepgeo_runner.geo.demo import make_demo_scene
-    from tests.conftest import pixel_box
+    from tests.helpers import pixel_box
 
     main = make_demo_scene(tmp_path / "main", size=192, seed=0)
     rows = [("train", pixel_box(0, 0, 192, 112)), ("val", pixel_box(0, 128, 96, 192))]

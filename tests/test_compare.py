@@ -16,7 +16,7 @@ from deepgeo_runner.compare import compare, read_run, summarize_sweep, t_interva
 from deepgeo_runner.compare.aggregate import group_key
 from deepgeo_runner.compare.cli import main as compare_main
 from deepgeo_runner.compare.search import search_result
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 # Student's t quantiles at 0.975 in closed form (no scipy): df=1 is Cauchy, tan(0.475π); df=2 solves
 # t / sqrt(2 + t²) = 0.95, i.e. t = sqrt(2 · 0.95² / (1 - 0.95²))

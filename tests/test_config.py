@@ -8,45 +8,25 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from deepgeo_runner.cli import config_dir
-from deepgeo_runner.config.schema import register_configs
 from deepgeo_runner.config.validate import validate_config
 from deepgeo_runner.errors import ConfigError
+from tests.helpers import CONF, options, scene_overrides
 
-CONF = Path(config_dir())
 GROUPS = ["data", "preprocessing", "model", "loss", "augmentation", "trainer", "logger", "callbacks", "debug",
           "hparams_search"]  # experiments: test_every_experiment_composes_and_validates
 
 
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
-def _compose(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=False)
-
-
-def _scene_overrides(tiny_scene) -> list[str]:
-    return [f"data.image={tiny_scene['image']}", f"data.labels={tiny_scene['labels']}",
-            "data.classes=[forest,clearing]", "data.band_names=[blue,green,red,nir]"]
-
-
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
-def test_every_option_composes_and_validates(group, option, tiny_scene):
+def test_every_option_composes_and_validates(group, option, tiny_scene, compose):
     overrides = [f"{group}={option}", "paths.output_dir=/tmp/x"]
     if group == "data" and option == "scene":
-        overrides += _scene_overrides(tiny_scene)
+        overrides += scene_overrides(tiny_scene)
     if group == "data" and option == "torchgeo":  # the class is only named here, never imported
         overrides += ["data.datamodule._target_=torchgeo.datamodules.LandCoverAIDataModule",
                       "data.classes=[background,building,woodland,water,road]", "data.in_channels=3"]
-    cfg = _compose(overrides)
+    cfg = compose(*overrides)
     validate_config(cfg)
     assert OmegaConf.select(cfg, "model._target_")
 
@@ -75,17 +55,17 @@ def test_required_groups_and_options_exist():
     ("train.monitor_mode=up", "auto, min, max"),
     ("test_split=holdout", "train, val, test"),
 ])
-def test_a_choice_outside_its_enum_fails_at_compose_listing_the_valid_ones(override, valid):
+def test_a_choice_outside_its_enum_fails_at_compose_listing_the_valid_ones(override, valid, compose):
     with pytest.raises(Exception) as info:  # Hydra's composition error, the cause beneath it
-        _compose([override])
+        compose(override)
     assert f"expected one of [{valid}" in f"{info.value} {info.value.__cause__}"
 
 
-def test_unknown_key_and_wrong_type_fail_at_compose():
+def test_unknown_key_and_wrong_type_fail_at_compose(compose):
     with pytest.raises(Exception, match="chipsize"):
-        _compose(["data.chipsize=64"])
+        compose("data.chipsize=64")
     with pytest.raises(Exception, match="chip_size"):
-        _compose(["data.chip_size=big"])
+        compose("data.chip_size=big")
 
 
 @pytest.mark.parametrize(
@@ -100,8 +80,8 @@ def test_unknown_key_and_wrong_type_fail_at_compose():
         (["data.split_fractions=[0.5,0.5]"], r"data.split_fractions"),
     ],
 )
-def test_validation_names_the_key(overrides, message):
-    cfg = _compose(overrides + ["paths.output_dir=/tmp/x"])
+def test_validation_names_the_key(overrides, message, compose):
+    cfg = compose(*overrides + ["paths.output_dir=/tmp/x"])
     with pytest.raises(ConfigError, match=message):
         validate_config(cfg)
 
@@ -121,9 +101,9 @@ def test_missing_file_is_reported_before_torch_is_imported(tmp_path):
 
 
 @pytest.mark.parametrize("experiment", options("experiments"))
-def test_every_experiment_composes_and_validates(experiment, monkeypatch):
+def test_every_experiment_composes_and_validates(experiment, monkeypatch, compose):
     monkeypatch.syspath_prepend(str(CONF.parent / "experiments"))  # PYTHONPATH=experiments, as the README says
-    cfg = _compose([f"experiments={experiment}", "paths.output_dir=/tmp/x"])
+    cfg = compose(f"experiments={experiment}", "paths.output_dir=/tmp/x")
     image = cfg.data.image
     if image is not None and not Path(image).exists():
         pytest.skip(f"experiment '{experiment}' reads {image}, absent here")

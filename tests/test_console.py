@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from deepgeo_runner import console
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 class FakeClock:

@@ -9,32 +9,19 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-from conftest import CRS, pixel_box, shared_file, write_image
 
 from deepgeo_runner.errors import StageError
 from deepgeo_runner.geo.chips import (
-    assign_blocks_by_class,
     block_class_counts,
     choose_class_split,
     class_balanced_windows,
     random_windows,
 )
+from deepgeo_runner.geo.dealing import assign_blocks_by_class
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.rasterize import LabelSource
 from deepgeo_runner.pipeline.data_check import split_class_pixels
-
-
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from deepgeo_runner.cli import config_dir
-    from deepgeo_runner.config.schema import register_configs
-
-    GlobalHydra.instance().clear()
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=False)
+from tests.helpers import CRS, pixel_box, shared_file, write_image
 
 
 def _sparse_labels(shape=(288, 320), seed=0) -> np.ndarray:
@@ -129,11 +116,11 @@ def _scene_overrides(image: Path, labels: Path, tmp_path: Path, *extra: str) -> 
             f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'out'}", *extra]
 
 
-def test_stretched_water_with_zero_nir_and_swir_stays_valid_and_is_learned(tmp_path):
+def test_stretched_water_with_zero_nir_and_swir_stays_valid_and_is_learned(tmp_path, compose):
     from deepgeo_runner.pipeline.runner import run
 
     image, labels = _stretched_scene(tmp_path)
-    cfg = _compose(_scene_overrides(image, labels, tmp_path, "stages=[check,prepare,rasterize,chips,fit,test]"))
+    cfg = compose(*_scene_overrides(image, labels, tmp_path, "stages=[check,prepare,rasterize,chips,fit,test]"))
     art = run(cfg, tmp_path / "run")
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert report["nodata"]["rule"] == "gdal" and report["nodata"]["fraction"] == pytest.approx(36 / 96**2)
@@ -144,7 +131,7 @@ def test_stretched_water_with_zero_nir_and_swir_stays_valid_and_is_learned(tmp_p
         ids = src.read(1)
     assert (ids == 255).sum() == 36
 
-    strict = _compose(_scene_overrides(image, labels, tmp_path, "stages=[check]", "data.nodata_rule=any_band",
+    strict = compose(*_scene_overrides(image, labels, tmp_path, "stages=[check]", "data.nodata_rule=any_band",
                                        "data.allow_missing_classes=true"))
     run(strict, tmp_path / "strict")
     report = json.loads((tmp_path / "strict" / "data_report.json").read_text())
@@ -152,7 +139,7 @@ def test_stretched_water_with_zero_nir_and_swir_stays_valid_and_is_learned(tmp_p
     assert report["nodata"]["fraction"] > 0.3
 
 
-def test_a_class_no_training_chip_can_reach_stops_the_run_before_fit(tmp_path):
+def test_a_class_no_training_chip_can_reach_stops_the_run_before_fit(tmp_path, compose):
     from deepgeo_runner.pipeline.runner import run
 
     image, labels = _stretched_scene(tmp_path)
@@ -162,20 +149,20 @@ def test_a_class_no_training_chip_can_reach_stops_the_run_before_fit(tmp_path):
     overrides = _scene_overrides(image, labels, tmp_path, "data.classes=[forest,water,bare,cloud]")
     with pytest.raises(StageError, match=r"classes \['cloud'\] have no labelled pixel .*'cloud': train 0, "
                                          r"val 0, test 0.*allow_missing_classes"):
-        run(_compose(overrides), tmp_path / "run")
+        run(compose(*overrides), tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()
     assert not (tmp_path / "cache" / "prepare").exists()  # stopped before any heavy stage
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())  # written for the user to read
     assert report["splits"]["train"]["class_pixels"]["cloud"] == 0 and "cloud" in report["error"]
 
 
-def test_check_stage_reports_labels_in_another_crs(tmp_path):
+def test_check_stage_reports_labels_in_another_crs(tmp_path, compose):
     from deepgeo_runner.pipeline.runner import run
 
     image, labels = _stretched_scene(tmp_path)
     geographic = tmp_path / "labels_4326.gpkg"
     gpd.read_file(labels).to_crs("EPSG:4326").to_file(geographic, driver="GPKG")
-    art = run(_compose(_scene_overrides(image, geographic, tmp_path, "stages=[check]")), tmp_path / "run")
+    art = run(compose(*_scene_overrides(image, geographic, tmp_path, "stages=[check]")), tmp_path / "run")
     assert art.prepared is None and art.chips is None  # only the check ran
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     labels_entry = next(r for r in report["inputs"] if r["role"] == "labels")
@@ -184,7 +171,7 @@ def test_check_stage_reports_labels_in_another_crs(tmp_path):
     assert {"train", "val", "test", "buffer"} <= set(report["splits"])
 
 
-def test_label_raster_values_outside_the_class_table_are_reported(tmp_path):
+def test_label_raster_values_outside_the_class_table_are_reported(tmp_path, compose):
     from deepgeo_runner.pipeline.runner import run
 
     image, _ = _stretched_scene(tmp_path)
@@ -192,22 +179,22 @@ def test_label_raster_values_outside_the_class_table_are_reported(tmp_path):
     ids[:, 32:64], ids[:, 64:] = 2, 3
     ids[40:50, 40:50] = -1  # an undeclared fill value
     labels = write_image(tmp_path / "labels.tif", ids[None], nodata=None)
-    run(_compose(_scene_overrides(image, labels, tmp_path, "stages=[check]")), tmp_path / "run")
+    run(compose(*_scene_overrides(image, labels, tmp_path, "stages=[check]")), tmp_path / "run")
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert any("-1: 100 px" in w and "neither a class value" in w for w in report["warnings"])
 
 
-def test_uint8_values_under_indices_get_a_reflectance_warning(tmp_path):
+def test_uint8_values_under_indices_get_a_reflectance_warning(tmp_path, compose):
     from deepgeo_runner.pipeline.runner import run
 
     image, labels = _stretched_scene(tmp_path)
-    run(_compose(_scene_overrides(image, labels, tmp_path, "stages=[check]", "preprocessing.indices=[ndvi]")),
+    run(compose(*_scene_overrides(image, labels, tmp_path, "stages=[check]", "preprocessing.indices=[ndvi]")),
         tmp_path / "run")
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert any("assume surface reflectance" in w for w in report["warnings"])
 
 
-def test_the_shared_landsat5_scene_trains_every_class_with_the_defaults(tmp_path):
+def test_the_shared_landsat5_scene_trains_every_class_with_the_defaults(tmp_path, compose):
     from deepgeo_runner.pipeline.runner import run
 
     image = shared_file("amazon_landsat5", "LT05_224063_19880814_7band.tif")
@@ -217,8 +204,8 @@ def test_the_shared_landsat5_scene_trains_every_class_with_the_defaults(tmp_path
         split_map = choose_class_split(labels, [1, 2, 3, 4], 64, [0.6, 0.2, 0.2], seed, buffer=8, chip_size=32)
         counts = split_class_pixels(labels, [1, 2, 3, 4], split_map, buffer=8, chip_size=32)
         assert (counts["train"] > 50).all() and (counts["test"] > 0).all(), (seed, counts)
-    cfg = _compose(["experiments=amazon_landsat5", "stages=[check]", f"paths.cache_dir={tmp_path / 'cache'}",
-                    f"paths.output_dir={tmp_path / 'out'}"])
+    cfg = compose("experiments=amazon_landsat5", "stages=[check]", f"paths.cache_dir={tmp_path / 'cache'}",
+                         f"paths.output_dir={tmp_path / 'out'}")
     run(cfg, tmp_path / "run")
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     train = report["splits"]["train"]["class_pixels"]
@@ -235,7 +222,7 @@ def test_a_thin_class_on_a_large_scene_is_counted_exactly():
     assert counts["train"][1] == 2100 and counts["buffer"][1] == 0
 
 
-def test_an_all_nodata_image_is_named_as_such_not_as_classes_to_label(tmp_path):
+def test_an_all_nodata_image_is_named_as_such_not_as_classes_to_label(tmp_path, compose):
     """The report said each class 'has no labelled pixel ... label more of them'."""
     from deepgeo_runner.pipeline.runner import run
 
@@ -243,20 +230,20 @@ def test_an_all_nodata_image_is_named_as_such_not_as_classes_to_label(tmp_path):
     write_image(image, np.zeros((3, 96, 96), dtype=np.uint8), nodata=0)
     with pytest.raises(StageError, match=r"image '.*image\.tif' is 100 % nodata \(gdal rule; nodata 0(\.0)? "
                                          r"declared by the file\).*data\.nodata") as caught:
-        run(_compose(_scene_overrides(image, labels, tmp_path, "stages=[check]")), tmp_path / "run")
+        run(compose(*_scene_overrides(image, labels, tmp_path, "stages=[check]")), tmp_path / "run")
     assert "label more" not in str(caught.value)
 
 
-def test_an_image_smaller_than_a_chip_says_so(tmp_path):
+def test_an_image_smaller_than_a_chip_says_so(tmp_path, compose):
     from deepgeo_runner.pipeline.runner import run
 
     image, labels = _stretched_scene(tmp_path)
     write_image(image, np.full((3, 1, 1), 50, dtype=np.uint8), nodata=0)
     with pytest.raises(StageError, match=r"image '.*image\.tif' is 1x1 px, smaller than data\.chip_size=16"):
-        run(_compose(_scene_overrides(image, labels, tmp_path, "stages=[check]")), tmp_path / "run")
+        run(compose(*_scene_overrides(image, labels, tmp_path, "stages=[check]")), tmp_path / "run")
 
 
-def test_a_split_whose_blocks_hold_no_label_says_so_not_lower_the_chip_size(tmp_path):
+def test_a_split_whose_blocks_hold_no_label_says_so_not_lower_the_chip_size(tmp_path, compose):
     """Labels in one corner: every labelled block trains, val/test get none; the chips stage said
     'Lower data.chip_size', which cannot help."""
     from deepgeo_runner.pipeline.runner import run
@@ -269,5 +256,5 @@ def test_a_split_whose_blocks_hold_no_label_says_so_not_lower_the_chip_size(tmp_
                                  "data.block_size=32")
     with pytest.raises(StageError, match=r"no (val|test) block holds any labelled pixel.*data\.split_fractions.*"
                                          r"data\.block_size.*data\.folds") as caught:
-        run(_compose(overrides), tmp_path / "run")
+        run(compose(*overrides), tmp_path / "run")
     assert "Lower data.chip_size" not in str(caught.value)

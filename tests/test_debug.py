@@ -11,8 +11,7 @@ import pytest
 
 from deepgeo_runner.config.validate import validate_config
 from deepgeo_runner.history import HISTORY_FILE, read_history
-from tests.conftest import REPO
-from tests.test_config import _compose, options
+from tests.helpers import REPO, options
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +27,14 @@ def _one_epoch_of_at_most_two_steps(run_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("experiment", options("experiments"))
-def test_every_experiment_runs_one_step_under_debug_fast(experiment, cache_dir, tmp_path, monkeypatch):
+def test_every_experiment_runs_one_step_under_debug_fast(experiment, cache_dir, tmp_path, monkeypatch, compose):
     from deepgeo_runner.pipeline.runner import run
 
     monkeypatch.syspath_prepend(str(REPO / "experiments"))  # PYTHONPATH=experiments, as the README says
     monkeypatch.chdir(REPO)  # experiments name ../shared/data from the repository root
     run_dir = tmp_path / "run"
-    cfg = _compose([f"experiments={experiment}", "debug=fast", f"paths.output_dir={run_dir}",
-                    f"paths.cache_dir={cache_dir}"])
+    cfg = compose(f"experiments={experiment}", "debug=fast", f"paths.output_dir={run_dir}",
+                         f"paths.cache_dir={cache_dir}")
     image = cfg.data.image
     if image is not None and not Path(image).exists():
         pytest.skip(f"experiment '{experiment}' reads {image}, absent here (../shared/data)")

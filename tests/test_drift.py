@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import write_image
 
 from deepgeo_runner.pipeline.drift import drift_warnings, input_profile
+from tests.helpers import write_image
 
 
 def _scene(path, scale: float, dtype: str):

@@ -128,18 +128,18 @@ def test_valid_fold_keys_pass():
     assert DataConfig(name="x", folds=5).fold is None
 
 
-def test_composed_config_checks_the_fold_keys_and_refuses_a_test_scene(tiny_scene):
+def test_composed_config_checks_the_fold_keys_and_refuses_a_test_scene(tiny_scene, compose):
     from deepgeo_runner.config.validate import validate_config
-    from tests.test_config import _compose, _scene_overrides
+    from tests.helpers import scene_overrides
 
-    base = ["data=scene", *_scene_overrides(tiny_scene), "paths.output_dir=/tmp/x"]
-    validate_config(_compose([*base, "data.folds=3", "data.fold=2"]))
+    base = ["data=scene", *scene_overrides(tiny_scene), "paths.output_dir=/tmp/x"]
+    validate_config(compose(*base, "data.folds=3", "data.fold=2"))
     with pytest.raises(ConfigError, match=r"data.fold=3 .*0\.\.2"):
-        validate_config(_compose([*base, "data.folds=3", "data.fold=3"]))
+        validate_config(compose(*base, "data.folds=3", "data.fold=3"))
     scene = [f"data.split_scenes.test.image={tiny_scene['image']}",
              f"data.split_scenes.test.labels={tiny_scene['labels']}"]
     with pytest.raises(ConfigError, match="data.split_scenes.test"):
-        validate_config(_compose([*base, *scene, "data.folds=3"]))
+        validate_config(compose(*base, *scene, "data.folds=3"))
 
 
 def test_every_fold_tests_a_rare_class_that_edge_slivers_would_hide():

@@ -10,9 +10,8 @@ import pytest
 import rasterio
 
 from deepgeo_runner.ml.predict import predict_scene
-from tests.conftest import write_image
-from tests.test_cli_e2e import deepgeo
-from tests.test_predict import CLASSES, small_cnn, smooth_image
+from tests.helpers import deepgeo, write_image
+from tests.helpers.models import CLASSES, small_cnn, smooth_image
 
 pytestmark = pytest.mark.gpu
 

@@ -59,7 +59,6 @@ def test_check_indices_names_missing_role_and_unknown_index():
 # --- user expressions, the spyndex catalogue, sensor presets -------------------------------
 
 
-
 def test_user_expression_matches_numpy_and_zero_or_nodata_give_nodata():
     bands = _bands(3)
     bands["nir"][0, 0] = bands["green"][0, 0] = 0.0  # 0 / 0

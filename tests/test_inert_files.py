@@ -10,9 +10,7 @@ such a file.
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.ml.models import FCN8s
 from deepgeo_runner.ml.models.registry import KNOWN_MODELS, build_from_description
 from deepgeo_runner.pipeline.apply import apply_checkpoint, build_net, read_checkpoint
-from tests.conftest import REPO
+from tests.helpers import REPO, run_deepgeo
 
 PACKAGE = REPO / "deepgeo_runner"
 
@@ -117,10 +115,8 @@ def test_a_users_own_network_loads_only_when_the_users_config_names_it(tmp_path,
     torch.testing.assert_close(rebuilt(x), net(x))
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=600, cwd=cwd,
-                          env=env)
+def _cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run_deepgeo(*args, module=module, cwd=cwd)
 
 
 def test_predict_on_a_new_scene_from_the_command_line_refuses_a_payload(tmp_path, tiny_scene):

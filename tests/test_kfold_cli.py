@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import rasterio
 
-from tests.conftest import REPO
-from tests.test_config import _compose
+from tests.helpers import REPO, deepgeo_ok
 
 pytestmark = pytest.mark.slow
 
 
 def deepgeo(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "deepgeo_runner.cli", *args], capture_output=True, text=True,
-                          timeout=600, cwd=REPO)
-    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
+    return deepgeo_ok(*args, cwd=REPO)
 
 
 def test_one_fold_runs_the_cycle_with_intervals_pr_curves_and_error_map(tmp_path):
@@ -58,13 +53,14 @@ def test_a_multirun_over_the_folds_tests_every_labelled_pixel_once(tmp_path):
     assert sum(tested) == int(np.isin(labels, [1, 2, 3]).sum())
 
 
-def test_folds_share_inputs_and_labels_but_not_statistics_or_chips(tmp_path):
+def test_folds_share_inputs_and_labels_but_not_statistics_or_chips(tmp_path, compose):
     from deepgeo_runner.pipeline.runner import run
 
     keys = []
     for fold in (0, 1, 0):
-        cfg = _compose(["debug=fast", "stages=[prepare,rasterize,chips]", "data.folds=3", f"data.fold={fold}",
-                        f"paths.output_dir={tmp_path / f'run{len(keys)}'}", f"paths.cache_dir={tmp_path / 'cache'}"])
+        cfg = compose("debug=fast", "stages=[prepare,rasterize,chips]", "data.folds=3", f"data.fold={fold}",
+                             f"paths.output_dir={tmp_path / f'run{len(keys)}'}",
+                             f"paths.cache_dir={tmp_path / 'cache'}")
         art = run(cfg, tmp_path / f"run{len(keys)}")
         keys.append((art.cache_keys, art.reused))
     (first, _), (second, reused), (third, again) = keys

@@ -17,8 +17,7 @@ from deepgeo_runner.config.loggers import TRACKING_REQUIREMENTS
 from deepgeo_runner.config.validate import validate_config
 from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.lit.tracking import flat_hyperparameters
-from tests.conftest import REPO
-from tests.test_config import _compose
+from tests.helpers import REPO, compose_config
 
 FIT = ["debug=fast", "stages=[prepare,rasterize,chips,fit]", "seed=5"]
 
@@ -35,7 +34,7 @@ def _fit(loggers: str, tmp_path: Path, cache_dir: Path) -> Path:
     overrides = [*FIT, f"logger={loggers}", f"paths.output_dir={run_dir}", f"paths.cache_dir={cache_dir}"]
     if "mlflow" in loggers:
         overrides.append(f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
-    cfg = _compose(overrides)
+    cfg = compose_config(*overrides)
     validate_config(cfg)
     art = run(cfg, run_dir)
     assert art.best_score is not None
@@ -119,17 +118,17 @@ def test_two_loggers_at_once_each_leave_their_files(tmp_path, cache_dir):
      r'needs sqlalchemy, alembic.*pip install "sqlalchemy>=1\.4,<2" "alembic<1\.14"'),
 ])
 def test_a_logger_whose_package_is_missing_fails_at_config_time_with_the_pip_command(
-        logger, missing, command, monkeypatch, tmp_path):
+        logger, missing, command, monkeypatch, tmp_path, compose):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a))
-    cfg = _compose([f"logger={logger}", f"paths.output_dir={tmp_path}"])
+    cfg = compose(f"logger={logger}", f"paths.output_dir={tmp_path}")
     with pytest.raises(ConfigError, match=rf"logger\.{logger}: lightning\.pytorch\.loggers\.\w+Logger .*{command}"):
         validate_config(cfg)
 
 
-def test_another_lightning_logger_names_its_own_package(tmp_path):
-    cfg = _compose([f"paths.output_dir={tmp_path}",
-                    "+logger.wandb={_target_: lightning.pytorch.loggers.WandbLogger, project: deepgeo}"])
+def test_another_lightning_logger_names_its_own_package(tmp_path, compose):
+    cfg = compose(f"paths.output_dir={tmp_path}",
+                         "+logger.wandb={_target_: lightning.pytorch.loggers.WandbLogger, project: deepgeo}")
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed here")
     with pytest.raises(ConfigError, match=r'logger\.wandb: .*WandbLogger needs wandb, not installed here: '
@@ -137,12 +136,12 @@ def test_another_lightning_logger_names_its_own_package(tmp_path):
         validate_config(cfg)
 
 
-def test_an_mlflow_server_needs_no_database_packages(monkeypatch, tmp_path):
+def test_an_mlflow_server_needs_no_database_packages(monkeypatch, tmp_path, compose):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("sqlalchemy", "alembic") else real(name, *a))
-    validate_config(_compose(["logger=mlflow", "logger.mlflow.tracking_uri=http://localhost:5000",
-                              f"paths.output_dir={tmp_path}"]))
+    validate_config(compose("logger=mlflow", "logger.mlflow.tracking_uri=http://localhost:5000",
+                                   f"paths.output_dir={tmp_path}"))
 
 
 @pytest.mark.parametrize("override, message", [
@@ -150,15 +149,15 @@ def test_an_mlflow_server_needs_no_database_packages(monkeypatch, tmp_path):
      r"`logger` maps names to loggers, it is not one `_target_` node.*\+logger\.mine="),
     ("+logger.extra=3", r"logger\.extra=3 is not valid: expected a node with a '_target_'.*logger\.extra=null"),
 ])
-def test_a_logger_entry_of_the_wrong_shape_says_the_form_expected(override, message, tmp_path):
+def test_a_logger_entry_of_the_wrong_shape_says_the_form_expected(override, message, tmp_path, compose):
     with pytest.raises(ConfigError, match=message):
-        validate_config(_compose([f"paths.output_dir={tmp_path}", override]))
+        validate_config(compose(f"paths.output_dir={tmp_path}", override))
 
 
-def test_a_logger_is_dropped_by_name(tmp_path):
+def test_a_logger_is_dropped_by_name(tmp_path, compose):
     from deepgeo_runner.pipeline.instantiators import instantiate_loggers
 
-    cfg = _compose(["logger=[csv,tensorboard]", "logger.csv=null", f"paths.output_dir={tmp_path}"])
+    cfg = compose("logger=[csv,tensorboard]", "logger.csv=null", f"paths.output_dir={tmp_path}")
     validate_config(cfg)
     assert [type(log).__name__ for log in instantiate_loggers(cfg.logger)] == ["TensorBoardLogger"]
 

@@ -16,16 +16,10 @@ import pytest
 import rasterio
 
 from deepgeo_runner.errors import ConfigError, InputDataError
-from deepgeo_runner.scenes import (
-    RECORD,
-    check_scene_files,
-    finished,
-    predict_scenes,
-    scene_identity,
-    scene_names,
-    scene_sources,
-)
-from tests.conftest import REPO, write_image, write_tile
+from deepgeo_runner.geo.scene_sources import check_scene_files, predict_scenes, scene_names, scene_sources
+from deepgeo_runner.scenes import RECORD, finished, scene_identity
+from tests.helpers import REPO, deepgeo_ok, write_image, write_tile
+from tests.helpers.models import make_checkpoint
 
 
 def test_a_flat_list_is_scenes_and_a_nested_list_is_a_mosaic(tmp_path):
@@ -68,19 +62,15 @@ def test_missing_scene_files_fail_at_config_time_naming_the_scene(tmp_path, imag
 
 
 def _deepgeo(run_dir: Path, ckpt: Path, image: str, *extra: str) -> str:
-    cmd = [sys.executable, "-m", "deepgeo_runner.cli", "stages=[predict]", f"predict.checkpoint={ckpt}",
-           f"predict.image={image}", "predict.overlap=0", f"hydra.run.dir={run_dir}", *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=run_dir.parent,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    proc = deepgeo_ok("stages=[predict]", f"predict.checkpoint={ckpt}", f"predict.image={image}", "predict.overlap=0",
+                      f"hydra.run.dir={run_dir}", *extra, cwd=run_dir.parent, timeout=300)
     return proc.stdout + proc.stderr
 
 
 @pytest.fixture
 def two_scenes(tmp_path, tiny_scene) -> tuple[Path, Path, Path]:
-    from tests.test_predict import _make_checkpoint
 
-    ckpt, _ = _make_checkpoint(tmp_path, tiny_scene)
+    ckpt, _ = make_checkpoint(tmp_path, tiny_scene)
     scenes = tmp_path / "scenes"
     scenes.mkdir()
     first = shutil.copy(tiny_scene["image"], scenes / "LT05_224063.tif")
@@ -123,32 +113,30 @@ def test_two_scenes_write_both_outputs_and_a_relaunch_skips_both(tmp_path, two_s
     assert "predicting LT05_224063 again: its options changed" in caplog.text
 
 
-def test_a_bad_scene_fails_before_any_scene_is_predicted(tmp_path, two_scenes):
+def test_a_bad_scene_fails_before_any_scene_is_predicted(tmp_path, two_scenes, compose):
     from deepgeo_runner.config.options import run_options
     from deepgeo_runner.pipeline.predicting import apply_checkpoint_stage
-    from tests.test_predict import _compose
 
     ckpt, first, _ = two_scenes
     bad = write_image(tmp_path / "scenes" / "three_bands.tif", np.ones((3, 48, 48), "f4"))
-    cfg = _compose("stages=[predict]", f"predict.checkpoint={ckpt}", f"predict.image=[{first},{bad}]",
-                   f"paths.cache_dir={tmp_path / 'cache'}")
+    cfg = compose("stages=[predict]", f"predict.checkpoint={ckpt}", f"predict.image=[{first},{bad}]",
+                         f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={REPO / 'outputs'}")
     with pytest.raises(InputDataError, match=r"predict.image scene 'three_bands': '.*three_bands.tif' has 3 bands "
                                              r"but the checkpoint was trained on 4"):
         apply_checkpoint_stage(run_options(cfg), tmp_path / "run")
     assert not list((tmp_path / "run").rglob("prediction*.tif"))
 
 
-def test_a_nested_list_is_one_mosaicked_scene_with_the_usual_names(tmp_path, tiny_scene):
+def test_a_nested_list_is_one_mosaicked_scene_with_the_usual_names(tmp_path, tiny_scene, compose):
     from deepgeo_runner.config.options import run_options
     from deepgeo_runner.pipeline.predicting import apply_checkpoint_stage
-    from tests.test_predict import _compose, _make_checkpoint
 
-    ckpt, _ = _make_checkpoint(tmp_path, tiny_scene)
+    ckpt, _ = make_checkpoint(tmp_path, tiny_scene)
     data = np.where(tiny_scene["data"] == -9999.0, 0.01, tiny_scene["data"]).astype("f4")
     left = write_tile(tmp_path / "left.tif", data[:, :, :24].copy(), col=0, row=0)
     right = write_tile(tmp_path / "right.tif", data[:, :, 24:].copy(), col=24, row=0)
-    cfg = _compose("stages=[predict]", f"predict.checkpoint={ckpt}", f"predict.image=[[{left},{right}]]",
-                   f"paths.cache_dir={tmp_path / 'cache'}")
+    cfg = compose("stages=[predict]", f"predict.checkpoint={ckpt}", f"predict.image=[[{left},{right}]]",
+                         f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={REPO / 'outputs'}")
     art = apply_checkpoint_stage(run_options(cfg), tmp_path / "run")
     assert art.prediction == tmp_path / "run" / "prediction.tif"
     with rasterio.open(art.prediction) as pred:
@@ -181,7 +169,7 @@ def test_a_redo_killed_half_way_is_not_skipped_later(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from deepgeo_runner import scenes as scenes_module
-    from deepgeo_runner.pipeline import predicting
+    from deepgeo_runner.pipeline import predicting, stage_options
 
     image = write_image(tmp_path / "a.tif", np.ones((1, 4, 4), "f4"))
     ckpt = tmp_path / "best.ckpt"
@@ -194,7 +182,7 @@ def test_a_redo_killed_half_way_is_not_skipped_later(tmp_path, monkeypatch):
         return SimpleNamespace(predict=predict, data=SimpleNamespace(nodata=None))
 
     def options(o: SimpleNamespace) -> dict:
-        return {**predicting.predict_options(o), "window": None, "overlap": 0.5, "polygons": None,
+        return {**stage_options.predict_options(o), "window": None, "overlap": 0.5, "polygons": None,
                 "min_area_ha": 0.0, "labels": None, "nodata": None}
 
     run_dir = tmp_path / "run"
@@ -209,7 +197,7 @@ def test_a_redo_killed_half_way_is_not_skipped_later(tmp_path, monkeypatch):
         (run_dir / "prediction.tif").write_bytes(b"Y's map")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(scenes_module, "check_scenes_fit", lambda *a: None)
+    monkeypatch.setattr(predicting, "check_scenes_fit", lambda *a: None)
     monkeypatch.setattr(predicting, "_predict_one_scene", killed)
     with pytest.raises(KeyboardInterrupt):
         predicting.predict_new_scene(opts("uint8"), run_dir, None, {}, "cpu", ckpt)

@@ -34,7 +34,7 @@ def test_shape_mismatch_is_an_error():
 
 def test_confusion_of_rasters_counts_labelled_pixels_once(tmp_path):
     from deepgeo_runner.pipeline.evaluate import confusion_of_rasters
-    from tests.conftest import write_image
+    from tests.helpers import write_image
 
     truth = np.array([[1, 1, 2, 2, 255], [0, 3, 3, 2, 1]], dtype=np.uint8)[None]
     guess = np.array([[1, 2, 2, 2, 1], [3, 3, 1, 255, 1]], dtype=np.uint8)[None]

@@ -23,12 +23,8 @@ SMALL = {"width": 4}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seeded(one_thread):
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
 
 
 def _build(option: str):
@@ -39,7 +35,7 @@ def _build(option: str):
     from deepgeo_runner.config.options import run_options
     from deepgeo_runner.config.schema import register_configs
     from deepgeo_runner.pipeline.instantiators import instantiate
-    from deepgeo_runner.pipeline.learning import model_inputs
+    from deepgeo_runner.pipeline.stage_options import model_inputs
 
     GlobalHydra.instance().clear()
     register_configs()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-from conftest import write_image
 
 from deepgeo_runner.geo.raster_io import mask_source, read_valid, valid_mask
+from tests.helpers import write_image
 
 
 def _stretched(h: int = 16, w: int = 16) -> np.ndarray:

@@ -9,24 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from deepgeo_runner.config.options import run_options
-from deepgeo_runner.config.schema import register_configs, run_stages
+from deepgeo_runner.config.schema import run_stages
 from deepgeo_runner.config.validate import validate_config as validate
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
-def _compose(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=False)
-
-
-def test_the_recipe_states_the_papers_settings(tmp_path):
-    cfg = _compose(["experiments=deepgeo_paper", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
+def test_the_recipe_states_the_papers_settings(tmp_path, compose):
+    cfg = compose("experiments=deepgeo_paper", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}")
     validate(cfg)
     opts = run_options(cfg, tmp_path)
     assert cfg.model._target_.endswith("FCN8s")
@@ -39,12 +30,12 @@ def test_the_recipe_states_the_papers_settings(tmp_path):
     assert run_stages(cfg.stages, cfg.assess)[-2:] == ["assess", "report"]  # the cycle ends with the assessment
 
 
-def test_the_demo_reference_is_refused_for_a_users_scene(tmp_path, tiny_scene):
+def test_the_demo_reference_is_refused_for_a_users_scene(tmp_path, tiny_scene, compose):
     from deepgeo_runner.errors import ConfigError
 
-    cfg = _compose(["experiments=deepgeo_paper", "data=scene", f"data.image={tiny_scene['image']}",
-                    f"data.labels={tiny_scene['labels']}", "data.classes=[forest,clearing]",
-                    "data.band_names=[blue,green,red,nir]", f"paths.output_dir={tmp_path}"])
+    cfg = compose("experiments=deepgeo_paper", "data=scene", f"data.image={tiny_scene['image']}",
+                         f"data.labels={tiny_scene['labels']}", "data.classes=[forest,clearing]",
+                         "data.band_names=[blue,green,red,nir]", f"paths.output_dir={tmp_path}")
     with pytest.raises(ConfigError, match="assess.reference"):
         validate(cfg)
 

@@ -23,31 +23,8 @@ from deepgeo_runner.geo.polygonize import polygonize_classes
 from deepgeo_runner.geo.raster_io import Grid, RowAppender, open_raster_writer
 from deepgeo_runner.ml.augment import dihedral
 from deepgeo_runner.ml.predict import forward_windows, predict_scene, undo_dihedral
-from tests.conftest import CRS, REPO, write_image
-
-CLASSES = dict(class_ids=[1, 2, 3], class_names=["a", "b", "c"],
-               class_colors=["#ff0000", "#00ff00", "#0000ff"])
-
-
-def small_cnn(seed: int = 0, bands: int = 2, classes: int = 3) -> torch.nn.Module:
-    """A real (zero-padded, non-symmetric) conv net with a receptive field of 13 px."""
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(bands, 8, 5, padding=2), torch.nn.Tanh(),
-        torch.nn.Conv2d(8, 8, 5, padding=2), torch.nn.Tanh(),
-        torch.nn.Conv2d(8, classes, 5, padding=2),
-    ).eval()
-
-
-def smooth_image(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
-    """Band values that vary smoothly, so that a jump in the output can only come from seams."""
-    rng = np.random.default_rng(seed)
-    c, h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    bands = [np.sin(xx / rng.uniform(5, 9) + rng.uniform(0, 6)) + np.cos(yy / rng.uniform(5, 9))
-             for _ in range(c)]
-    return np.stack(bands).astype(np.float32)
-
+from tests.helpers import CRS, REPO, write_image
+from tests.helpers.models import CLASSES, make_checkpoint, small_cnn, smooth_image
 
 # --- test-time augmentation -------------------------------------------------------------------
 
@@ -239,33 +216,10 @@ def test_polygon_areas_in_a_geographic_crs_are_measured_equal_area(tmp_path):
 
 # --- applying a checkpoint to a new scene -----------------------------------------------------
 
-def _make_checkpoint(tmp_path: Path, tiny_scene: dict) -> tuple[Path, dict]:
-    from omegaconf import OmegaConf
-
-    from deepgeo_runner.ml.models import FCN8s
-    from deepgeo_runner.pipeline.prepare import prepare_scene
-
-    prepared = prepare_scene(tiny_scene["image"], tmp_path / "train_prep", tiny_scene["band_names"],
-                             ["ndvi"], "standard", None)
-    model_cfg = {"_target_": "deepgeo_runner.ml.models.FCN8s", "width": 4}
-    torch.manual_seed(0)
-    net = FCN8s(in_channels=prepared.n_features, classes=2, width=4)
-    meta = {
-        "features": list(prepared.feature_names), "band_names": tiny_scene["band_names"],
-        "indices": ["ndvi"], "stats": prepared.stats.to_dict(), "class_names": ["forest", "clearing"],
-        "class_ids": [1, 2], "class_colors": ["#1b7837", "#d6604d"], "chip_size": 16,
-        "model": OmegaConf.to_container(OmegaConf.create(model_cfg)),
-    }
-    ckpt = tmp_path / "best.ckpt"  # what Lightning writes for SegmentationModule: weights under net.*
-    state = {f"net.{k}": v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, "deepgeo": meta}, ckpt)
-    return ckpt, {"net": net, "prepared": prepared}
-
-
 def test_apply_checkpoint_to_a_new_scene(tmp_path, tiny_scene):
     from deepgeo_runner.pipeline.apply import apply_checkpoint
 
-    ckpt, made = _make_checkpoint(tmp_path, tiny_scene)
+    ckpt, made = make_checkpoint(tmp_path, tiny_scene)
     applied = apply_checkpoint(ckpt, tiny_scene["image"], tmp_path / "run", overlap=0.5, batch_size=4,
                                progress=False, polygons=["clearing"], min_area_ha=0.0, entropy=True)
     reference = predict_scene(made["net"], made["prepared"].path, tmp_path / "ref.tif", window=16,
@@ -283,24 +237,14 @@ def test_apply_checkpoint_to_a_new_scene(tmp_path, tiny_scene):
         apply_checkpoint(bad, tiny_scene["image"], tmp_path / "run2", progress=False)
 
 
-def _compose(*overrides: str):
-    from hydra import compose, initialize_config_dir
-
-    from deepgeo_runner.config.schema import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        return compose("config", overrides=[*overrides, f"paths.output_dir={REPO / 'outputs'}"])
-
-
-def test_runner_applies_a_checkpoint_from_the_config_alone(tmp_path, tiny_scene):
+def test_runner_applies_a_checkpoint_from_the_config_alone(tmp_path, tiny_scene, compose):
     from deepgeo_runner.config.options import run_options
     from deepgeo_runner.pipeline.predicting import apply_checkpoint_stage
 
-    ckpt, _ = _make_checkpoint(tmp_path, tiny_scene)
-    cfg = _compose("stages=[predict]", f"predict.checkpoint={ckpt}", f"predict.image={tiny_scene['image']}",
-                   "predict.probabilities=uint8", "predict.polygons=[clearing]", "predict.min_area_ha=0",
-                   f"paths.cache_dir={tmp_path / 'cache'}")
+    ckpt, _ = make_checkpoint(tmp_path, tiny_scene)
+    cfg = compose("stages=[predict]", f"predict.checkpoint={ckpt}", f"predict.image={tiny_scene['image']}",
+                         "predict.probabilities=uint8", "predict.polygons=[clearing]", "predict.min_area_ha=0",
+                         f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={REPO / 'outputs'}")
     art = apply_checkpoint_stage(run_options(cfg), tmp_path / "run")
     assert art.prediction == tmp_path / "run" / "prediction.tif"
     names = {p.name for p in (tmp_path / "run").iterdir()}
@@ -314,20 +258,22 @@ def test_runner_applies_a_checkpoint_from_the_config_alone(tmp_path, tiny_scene)
     ("predict.image=/nonexistent/new.tif", "predict.image"),
     ("predict.min_area_ha=-1", "predict.min_area_ha"),
 ])
-def test_predict_config_errors_name_the_key(tmp_path, override, match):
+def test_predict_config_errors_name_the_key(tmp_path, override, match, compose):
     from deepgeo_runner.config.validate import validate_config
 
     ckpt = tmp_path / "best.ckpt"
     ckpt.write_bytes(b"x")
-    cfg = _compose("stages=[predict]", f"predict.checkpoint={ckpt}", override)
+    cfg = compose("stages=[predict]", f"predict.checkpoint={ckpt}", override,
+                         f"paths.output_dir={REPO / 'outputs'}")
     with pytest.raises(ConfigError, match=match):
         validate_config(cfg)
 
 
-def test_missing_checkpoint_is_a_config_error(tmp_path):
+def test_missing_checkpoint_is_a_config_error(tmp_path, compose):
     from deepgeo_runner.config.validate import validate_config
 
-    cfg = _compose("stages=[predict]", f"predict.checkpoint={tmp_path / 'none.ckpt'}")
+    cfg = compose("stages=[predict]", f"predict.checkpoint={tmp_path / 'none.ckpt'}",
+                         f"paths.output_dir={REPO / 'outputs'}")
     with pytest.raises(ConfigError, match="predict.checkpoint"):
         validate_config(cfg)
 

@@ -15,7 +15,7 @@ from deepgeo_runner.geo.rasterize import NODATA, read_labels
 from deepgeo_runner.geo.scene import SceneOptions, build_scene, target_grid
 from deepgeo_runner.pipeline.labels import rasterize_labels
 from deepgeo_runner.pipeline.prepare import PREPARED_NODATA, load_prepared, prepare_scene
-from tests.conftest import ORIGIN, PIXEL, pixel_box, write_image, write_tile
+from tests.helpers import ORIGIN, PIXEL, pixel_box, write_image, write_tile
 
 BANDS = ["blue", "green", "red", "nir"]
 

@@ -7,7 +7,7 @@ from deepgeo_runner.errors import InputDataError
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.rasterize import NODATA, read_labels
 from deepgeo_runner.pipeline.labels import rasterize_labels
-from tests.conftest import pixel_box, write_image
+from tests.helpers import pixel_box, write_image
 
 
 def test_vector_classes_get_ids_in_configured_order(tiny_scene):
@@ -98,7 +98,7 @@ def test_class_groups_other_classes_and_all_touched(tmp_path, tiny_scene):
     # a thin diagonal polygon: all_touched burns every pixel it crosses
     from shapely.geometry import LineString
 
-    from tests.conftest import ORIGIN, PIXEL
+    from tests.helpers import ORIGIN, PIXEL
     line = LineString([(ORIGIN[0] + 2 * PIXEL, ORIGIN[1] - 40 * PIXEL),
                        (ORIGIN[0] + 40 * PIXEL, ORIGIN[1] - 44 * PIXEL)]).buffer(1.0)
     thin = tmp_path / "thin.geojson"

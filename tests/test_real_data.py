@@ -11,7 +11,7 @@ from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.rasterize import NODATA, read_labels
 from deepgeo_runner.pipeline.labels import rasterize_labels
 from deepgeo_runner.pipeline.prepare import PREPARED_NODATA, prepare_scene
-from tests.conftest import shared_file
+from tests.helpers import shared_file
 
 AMAZON_BANDS = ["blue", "green", "red", "nir", "swir1", "thermal", "swir2"]
 AMAZON_CLASSES = ["forest", "cleared", "water", "fallen_dry"]

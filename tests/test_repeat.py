@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from deepgeo_runner.config.command_line import check_config_source
 from deepgeo_runner.config.schema import CONFIG_SCHEMA_VERSION
 from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.provenance import code_version, git_commit, source_digest
-from deepgeo_runner.repeat import check_config_source, schema_version_warning, upgrade_saved_config
-from tests.conftest import REPO
+from deepgeo_runner.repeat import schema_version_warning, upgrade_saved_config
+from tests.helpers import REPO
 
 FAST = ["debug=fast", "stages=[prepare,rasterize,chips,fit,test]"]
 

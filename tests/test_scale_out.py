@@ -11,28 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from deepgeo_runner.cli import config_dir
-from deepgeo_runner.config.schema import register_configs
 from deepgeo_runner.config.validate import validate_config
 from deepgeo_runner.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _compose(*overrides: str, hydra_config: bool = False):
-    GlobalHydra.instance().clear()
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=[*overrides, "paths.output_dir=/tmp/x"],
-                       return_hydra_config=hydra_config)
-
-
-def test_num_nodes_is_a_trainer_key_with_default_one():
-    assert _compose().trainer.num_nodes == 1
-    cfg = _compose("trainer=ddp_cpu", "trainer.num_nodes=2")  # no '+': the key exists
+def test_num_nodes_is_a_trainer_key_with_default_one(compose):
+    assert compose("paths.output_dir=/tmp/x").trainer.num_nodes == 1
+    cfg = compose("trainer=ddp_cpu", "trainer.num_nodes=2", "paths.output_dir=/tmp/x")  # no '+': the key exists
     validate_config(cfg)
     assert cfg.trainer.num_nodes == 2
 
@@ -46,9 +34,9 @@ def test_num_nodes_is_a_trainer_key_with_default_one():
         (["trainer=ddp_cpu", "trainer.num_nodes=2", "trainer.strategy=ddp_spawn"], r"trainer.strategy=ddp_spawn"),
     ],
 )
-def test_num_nodes_is_checked_at_config_time(overrides, message):
+def test_num_nodes_is_checked_at_config_time(overrides, message, compose):
     with pytest.raises(ConfigError, match=message):
-        validate_config(_compose(*overrides))
+        validate_config(compose(*overrides, "paths.output_dir=/tmp/x"))
 
 
 def _free_port() -> int:

@@ -18,7 +18,7 @@ from deepgeo_runner.geo.chips import split_blocks
 from deepgeo_runner.pipeline.chips import MAIN_SCENE, ChipPlan, SplitScene, build_chip_store, target_lut
 from deepgeo_runner.pipeline.labels import rasterize_labels
 from deepgeo_runner.pipeline.prepare import prepare_scene
-from tests.conftest import pixel_box, write_image
+from tests.helpers import compose_config, pixel_box, write_image
 
 OTHER_CRS = "EPSG:32723"  # the next UTM zone: the other scene is on another grid and CRS
 OTHER_ORIGIN = (200_000.0, 9_500_000.0)
@@ -86,27 +86,12 @@ def test_a_split_from_another_scene_fills_the_store_from_that_scene_only(tiny_sc
     np.testing.assert_allclose(test_bounds, expected, atol=5.0)  # reprojected into the main layer's CRS
 
 
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from deepgeo_runner.cli import config_dir
-    from deepgeo_runner.config.schema import register_configs
-
-    GlobalHydra.instance().clear()
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=False)
-
-
 def _cfg(tiny_scene, tmp_path: Path, *extra: str):
-    return _compose([
-        "data=scene", f"data.image={tiny_scene['image']}", f"data.labels={tiny_scene['labels']}",
-        "data.classes=[forest,clearing]", "data.band_names=[blue,green,red,nir]", "preprocessing.indices=[]",
-        "data.chip_size=8", "data.block_size=16", "data.split_buffer=0", "data.train_chips=20",
-        "stages=[prepare,rasterize,chips]", f"paths.cache_dir={tmp_path / 'cache'}",
-        f"paths.output_dir={tmp_path / 'out'}", *extra,
-    ])
+    return compose_config("data=scene", f"data.image={tiny_scene['image']}", f"data.labels={tiny_scene['labels']}",
+                          "data.classes=[forest,clearing]", "data.band_names=[blue,green,red,nir]",
+                          "preprocessing.indices=[]", "data.chip_size=8", "data.block_size=16", "data.split_buffer=0",
+                          "data.train_chips=20", "stages=[prepare,rasterize,chips]",
+                          f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'out'}", *extra)
 
 
 def test_the_runner_prepares_the_test_scene_with_the_training_statistics(tiny_scene, tmp_path):

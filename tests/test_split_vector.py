@@ -17,7 +17,7 @@ from deepgeo_runner.geo.chips import NO_SPLIT, Window, coverage
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.split_vector import rasterize_splits, read_split_polygons, require_splits
 from deepgeo_runner.pipeline.chips import ChipPlan, build_chip_store, target_lut
-from tests.conftest import CRS, ORIGIN, PIXEL, pixel_box, write_image
+from tests.helpers import CRS, ORIGIN, PIXEL, compose_config, pixel_box, write_image
 
 
 def _write_splits(path: Path, rows: list[tuple[str | None, Polygon]], crs: str | None = CRS,
@@ -167,27 +167,13 @@ def test_the_leakage_check_still_fails_the_chips_stage(tmp_path, monkeypatch):
                          target_lut(1, True), 2, seed=0)
 
 
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from deepgeo_runner.cli import config_dir
-    from deepgeo_runner.config.schema import register_configs
-
-    GlobalHydra.instance().clear()
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=False)
-
-
 def _scene_cfg(tiny_scene, tmp_path: Path, split_vector: Path, *extra: str):
-    return _compose([
-        "data=scene", f"data.image={tiny_scene['image']}", f"data.labels={tiny_scene['labels']}",
-        "data.classes=[forest,clearing]", "data.band_names=[blue,green,red,nir]", "preprocessing.indices=[]",
-        "data.chip_size=8", "data.split_buffer=2", "data.train_chips=20", f"data.split_vector={split_vector}",
-        "stages=[prepare,rasterize,chips]", f"paths.cache_dir={tmp_path / 'cache'}",
-        f"paths.output_dir={tmp_path / 'out'}", *extra,
-    ])
+    return compose_config("data=scene", f"data.image={tiny_scene['image']}", f"data.labels={tiny_scene['labels']}",
+                          "data.classes=[forest,clearing]", "data.band_names=[blue,green,red,nir]",
+                          "preprocessing.indices=[]", "data.chip_size=8", "data.split_buffer=2",
+                          "data.train_chips=20", f"data.split_vector={split_vector}",
+                          "stages=[prepare,rasterize,chips]", f"paths.cache_dir={tmp_path / 'cache'}",
+                          f"paths.output_dir={tmp_path / 'out'}", *extra)
 
 
 def _halves(tmp_path: Path, test_rows: tuple[int, int] = (24, 48), name: str = "splits.gpkg") -> Path:

@@ -5,7 +5,7 @@ import torch
 
 from deepgeo_runner.geo.stitch import WindowPlan, blend_weights, read_padded, stride_for, window_origins
 from deepgeo_runner.ml.predict import predict_scene
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 
 @pytest.mark.parametrize("length,window,stride", [(100, 32, 16), (32, 32, 16), (20, 32, 16), (97, 30, 7)])

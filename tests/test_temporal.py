@@ -28,13 +28,8 @@ TINY = {"depth": 2, "width": 4}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread: on a busy 2-core machine two threads contend and run many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seeded(one_thread):
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
 
 
 def variants() -> list[tuple[str, dict]]:

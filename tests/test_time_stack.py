@@ -16,7 +16,7 @@ import torch
 from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.scene import SceneOptions, build_time_stack, date_groups
 from deepgeo_runner.pipeline.prepare import PREPARED_NODATA, prepare_scene
-from tests.conftest import ORIGIN, pixel_box, write_tile
+from tests.helpers import ORIGIN, pixel_box, write_tile
 
 BANDS = ["green", "red", "nir"]
 
@@ -85,18 +85,8 @@ def test_indices_are_computed_per_date_and_stay_date_major(tmp_path, two_dates):
         prepare_scene(stack, tmp_path / "q", BANDS, [], "none", None, dates=["a", "b", "c", "d"])
 
 
-def _compose(tmp_path, overrides):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from deepgeo_runner.cli import config_dir
-    from deepgeo_runner.config.schema import register_configs
-
-    GlobalHydra.instance().clear()
-    register_configs()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose("config", overrides=overrides + [f"paths.cache_dir={tmp_path / 'cache'}",
-                                                        f"paths.output_dir={tmp_path / 'runs'}"])
+def _dirs(tmp_path: Path) -> list[str]:
+    return [f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'runs'}"]
 
 
 def _image_override(groups) -> str:
@@ -104,7 +94,7 @@ def _image_override(groups) -> str:
     return f"data.image={{{items}}}"
 
 
-def test_runner_stacks_dates_prepares_per_date_and_records_the_sources(tmp_path, two_dates):
+def test_runner_stacks_dates_prepares_per_date_and_records_the_sources(tmp_path, two_dates, compose):
     from deepgeo_runner.config.validate import validate_config
     from deepgeo_runner.pipeline.runner import run
 
@@ -115,7 +105,7 @@ def test_runner_stacks_dates_prepares_per_date_and_records_the_sources(tmp_path,
     base = ["data=scene", _image_override(groups), f"data.labels={labels}", "data.classes=[a,b]",
             f"data.band_names={BANDS}", "preprocessing.indices=[ndvi]", "data.chip_size=8",
             "stages=[prepare,rasterize]"]
-    art = run(_compose(tmp_path, base), tmp_path / "run")
+    art = run(compose(*base, *_dirs(tmp_path)), tmp_path / "run")
     assert art.prepared.n_features == 8 and art.prepared.dates == ("2019-07-01", "2020-07-01")
     with rasterio.open(art.image) as src, rasterio.open(art.labels) as lab:
         assert src.count == 6 and lab.shape == src.shape == (30, 50)
@@ -123,17 +113,17 @@ def test_runner_stacks_dates_prepares_per_date_and_records_the_sources(tmp_path,
     sources = provenance["inputs"]["image_sources"]
     assert [s["date"] for s in sources] == ["2019-07-01", "2020-07-01", "2020-07-01"]
     assert all(len(s["sha256"]) == 64 for s in sources)
-    again = run(_compose(tmp_path, base), tmp_path / "run2")
+    again = run(compose(*base, *_dirs(tmp_path)), tmp_path / "run2")
     assert again.reused == {"scene": True, "prepare": True, "rasterize": True}
     with pytest.raises(ConfigError, match="data.dates"):
-        validate_config(_compose(tmp_path, base + ["data.dates=[2020-07-01,2019-07-01]"]))
+        validate_config(compose(*base, "data.dates=[2020-07-01,2019-07-01]", *_dirs(tmp_path)))
     with pytest.raises(ConfigError, match=r"data.image.2020-07-01='.*nope.tif': no such file"):
-        validate_config(_compose(tmp_path, ["data=scene", f"data.labels={labels}", "data.classes=[a,b]",
-                                            f"data.image={{2019-07-01: {groups['2019-07-01'][0]}, "
-                                            f"2020-07-01: {tmp_path / 'nope.tif'}}}"]))
+        validate_config(compose("data=scene", f"data.labels={labels}", "data.classes=[a,b]",
+                                       f"data.image={{2019-07-01: {groups['2019-07-01'][0]}, "
+                                       f"2020-07-01: {tmp_path / 'nope.tif'}}}", *_dirs(tmp_path)))
 
 
-def test_a_test_scene_of_its_own_dates_is_stacked_and_prepared_like_the_training_stack(tmp_path, two_dates):
+def test_a_test_scene_of_its_own_dates_is_stacked_and_prepared_like_the_training_stack(tmp_path, two_dates, compose):
     from deepgeo_runner.config.validate import validate_config
     from deepgeo_runner.pipeline.runner import run
 
@@ -148,7 +138,7 @@ def test_a_test_scene_of_its_own_dates_is_stacked_and_prepared_like_the_training
             "data.split_buffer=0", "data.train_chips=10", "stages=[prepare,rasterize,chips]",
             _image_override(later).replace("data.image=", "data.split_scenes.test.image="),
             f"data.split_scenes.test.labels={labels}"]
-    art = run(_compose(tmp_path, base), tmp_path / "run")
+    art = run(compose(*base, *_dirs(tmp_path)), tmp_path / "run")
     with rasterio.open(art.split_scenes["test"].prepared) as src:
         assert src.count == 8 and src.descriptions[4] == "2020-07-01_green"  # named by the training dates
     records = json.loads((art.chips.path / "chips.json").read_text())["chips"]
@@ -158,7 +148,7 @@ def test_a_test_scene_of_its_own_dates_is_stacked_and_prepared_like_the_training
     single = base[:-2] + [f"data.split_scenes.test.image={later['2021-07-01'][0]}",
                           f"data.split_scenes.test.labels={labels}"]
     with pytest.raises(ConfigError, match="training scene's dates"):
-        validate_config(_compose(tmp_path, single))
+        validate_config(compose(*single, *_dirs(tmp_path)))
 
 
 @pytest.mark.slow
@@ -209,7 +199,7 @@ def test_temporal_run_then_its_checkpoint_on_another_pair_of_dates(tmp_path):
 
 
 @pytest.mark.parametrize("n_dates", [1, 2])
-def test_the_report_draws_feature_histograms_of_a_stack_of_any_number_of_dates(tmp_path, two_dates, n_dates):
+def test_the_report_draws_feature_histograms_of_a_stack_of_any_number_of_dates(tmp_path, two_dates, n_dates, compose):
     from deepgeo_runner.pipeline.runner import run
 
     _, _, groups = two_dates
@@ -217,10 +207,10 @@ def test_the_report_draws_feature_histograms_of_a_stack_of_any_number_of_dates(t
     labels = tmp_path / "gt.gpkg"
     gpd.GeoDataFrame({"class": ["a", "b"]}, geometry=[pixel_box(0, 0, 30, 25), pixel_box(0, 25, 30, 50)],
                      crs="EPSG:32722").to_file(labels)
-    cfg = _compose(tmp_path, ["data=scene", _image_override(groups), f"data.labels={labels}", "data.classes=[a,b]",
-                              f"data.band_names={BANDS}", "preprocessing.indices=[ndvi]", "data.chip_size=8",
-                              "data.block_size=8", "data.split_buffer=0", "data.train_chips=10",
-                              "stages=[prepare,rasterize,chips,report]"])
+    cfg = compose("data=scene", _image_override(groups), f"data.labels={labels}", "data.classes=[a,b]",
+                         f"data.band_names={BANDS}", "preprocessing.indices=[ndvi]", "data.chip_size=8",
+                         "data.block_size=8", "data.split_buffer=0", "data.train_chips=10",
+                         "stages=[prepare,rasterize,chips,report]", *_dirs(tmp_path))
     run(cfg, tmp_path / "run")
     plots = {p.name for p in (tmp_path / "run" / "plots").glob("*.png")}
     assert {"feature_histograms.png", "chips.png", "class_distribution.png"} <= plots

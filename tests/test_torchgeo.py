@@ -15,11 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from deepgeo_runner.cli import config_dir
-from deepgeo_runner.config.schema import register_configs
 from deepgeo_runner.config.validate import validate_config
 from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.lit.torchgeo import segmentation_batch
@@ -27,15 +23,6 @@ from deepgeo_runner.lit.torchgeo import segmentation_batch
 HELPERS = Path(__file__).resolve().parent / "helpers"
 TARGET = "tiny_torchgeo.SquaresDataModule"
 BASE = [f"data.datamodule._target_={TARGET}", "data.classes=[background,roof,water]", "data.in_channels=3"]
-
-
-def _compose(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", overrides=["data=torchgeo", "paths.output_dir=/tmp/x", *overrides])
-    GlobalHydra.instance().clear()
-    return cfg
 
 
 # --- batches: torchgeo's shapes and label conventions into ours --------------------------------
@@ -67,21 +54,21 @@ def test_batches_that_do_not_fit_the_config_say_what_to_set():
 
 # --- config: checked before torch/Lightning are needed ------------------------------------------
 
-def test_torchgeo_option_validates_and_runs_fit_and_test_of_the_default_cycle():
-    cfg = _compose(BASE)
+def test_torchgeo_option_validates_and_runs_fit_and_test_of_the_default_cycle(compose):
+    cfg = compose("data=torchgeo", "paths.output_dir=/tmp/x", *BASE)
     validate_config(cfg)  # the default (whole) cycle is accepted: fit and test are what apply
     assert cfg.data.datamodule.batch_size == cfg.data.batch_size
 
 
-def test_missing_target_names_the_key_and_an_example():
+def test_missing_target_names_the_key_and_an_example(compose):
     with pytest.raises(ConfigError, match=r"data\.datamodule\._target_ is required.*LandCoverAIDataModule"):
-        validate_config(_compose(BASE[1:]))
+        validate_config(compose("data=torchgeo", "paths.output_dir=/tmp/x", *BASE[1:]))
 
 
 @pytest.mark.parametrize("stages", ["[fit,test,predict]", "[prepare,fit]", "[report]"])
-def test_stages_that_do_not_apply_say_what_to_run(stages):
+def test_stages_that_do_not_apply_say_what_to_run(stages, compose):
     with pytest.raises(ConfigError, match=r"do not apply to data=torchgeo.*stages=\[fit,test\].*data=scene"):
-        validate_config(_compose([*BASE, f"stages={stages}"]))
+        validate_config(compose("data=torchgeo", "paths.output_dir=/tmp/x", *BASE, f"stages={stages}"))
 
 
 @pytest.mark.parametrize("override, key", [
@@ -91,16 +78,16 @@ def test_stages_that_do_not_apply_say_what_to_run(stages):
     ("data.in_channels=0", r"data\.in_channels"),
     ("data.datamodule._target_=no_such_package.DataModule", r"no module 'no_such_package'"),
 ])
-def test_options_that_cannot_work_with_a_datamodule_fail_early(override, key):
+def test_options_that_cannot_work_with_a_datamodule_fail_early(override, key, compose):
     with pytest.raises(ConfigError, match=key):
-        validate_config(_compose([*BASE, override]))
+        validate_config(compose("data=torchgeo", "paths.output_dir=/tmp/x", *BASE, override))
 
 
-def test_a_new_scene_to_classify_is_refused_with_what_to_do_instead(tmp_path):
+def test_a_new_scene_to_classify_is_refused_with_what_to_do_instead(tmp_path, compose):
     image = tmp_path / "new.tif"
     image.write_bytes(b"")
     with pytest.raises(ConfigError, match=r"predict\.image is set but data=torchgeo.*data=scene"):
-        validate_config(_compose([*BASE, f"predict.image={image}"]))
+        validate_config(compose("data=torchgeo", "paths.output_dir=/tmp/x", *BASE, f"predict.image={image}"))
 
 
 # --- end to end: the command line trains on the torchgeo datamodule -----------------------------

@@ -12,7 +12,6 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_cli_e2e import TINY
+from tests.helpers import TINY, deepgeo_command, write_image
+from tests.helpers import deepgeo as run_deepgeo_in
+from tests.helpers.models import crafted_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -28,24 +29,14 @@ BASE = [o for o in TINY if not o.startswith("trainer.max_epochs")] + [
     "trainer=cpu", "stages=[prepare,rasterize,chips,fit,test]"]
 
 
-def command(run_dir: Path, cache_dir: Path, *overrides: str, base: list[str] = BASE) -> list[str]:
-    return [sys.executable, "-m", "deepgeo_runner.cli", *base, *overrides,
-            f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache_dir}"]
-
-
 def deepgeo(run_dir: Path, cache_dir: Path, *overrides: str, rc: int = 0, base: list[str] = BASE) -> str:
-    proc = subprocess.run(command(run_dir, cache_dir, *overrides, base=base), capture_output=True, text=True,
-                          timeout=900)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == rc, f"exit {proc.returncode}, expected {rc}:\n{out[-5000:]}"
-    if rc:
-        assert "Traceback" not in out, out[-5000:]
-    return out
+    proc = run_deepgeo_in(run_dir, cache_dir, *overrides, base=base, rc=rc, timeout=900)
+    return proc.stdout + proc.stderr
 
 
 def interrupt_after_first_checkpoint(run_dir: Path, cache_dir: Path, signum: int, *overrides: str) -> str:
     """Launch a run, send ``signum`` once ``last.ckpt`` exists (the first epoch ended); its output."""
-    proc = subprocess.Popen(command(run_dir, cache_dir, *overrides), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(deepgeo_command(run_dir, cache_dir, *overrides, base=BASE), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 600
@@ -112,8 +103,6 @@ def test_a_diverging_run_stops_at_once_with_a_message(cache_dir, tmp_path):
 
 
 def test_a_crafted_checkpoint_creates_nothing_and_is_refused(cache_dir, tmp_path):
-    from tests.conftest import write_image
-    from tests.test_checkpoints import crafted_checkpoint
 
     target = tmp_path / "created_by_the_checkpoint"
     evil = crafted_checkpoint(tmp_path / "evil.ckpt", target)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,7 @@ import rasterio
 
 from deepgeo_runner.errors import InputDataError, NotWritableError
 from deepgeo_runner.preflight import RASTER_SUFFIXES, check_inputs, input_files, preflight
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, run_deepgeo
 
 
 def _cfg(image, labels, cache_dir, split_scenes=None, **extra):
@@ -56,8 +54,7 @@ def _tiled_image(path: Path) -> Path:
 
 
 def deepgeo(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deepgeo_runner.cli", *overrides], capture_output=True, text=True,
-                          timeout=300, cwd=REPO, env={**os.environ, **(env or {})})
+    return run_deepgeo(*overrides, cwd=REPO, env=env, timeout=300)
 
 
 def test_a_text_file_named_tif_is_named_with_its_key(tiny_scene, tmp_path):

@@ -9,23 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from deepgeo_runner.cli import config_dir
 from deepgeo_runner.config import introspect
-from deepgeo_runner.config.schema import register_configs
 from deepgeo_runner.config.validate import validate_config
 from deepgeo_runner.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _compose(*overrides: str):
-    GlobalHydra.instance().clear()
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=[*overrides, "paths.output_dir=/tmp/x"], return_hydra_config=False)
 
 
 @pytest.mark.parametrize(
@@ -56,8 +46,8 @@ def _compose(*overrides: str):
                                  r"optimizer\.lr\?"),
     ],
 )
-def test_a_misspelt_name_or_key_fails_naming_it_with_close_matches(overrides, message):
-    cfg = _compose(*overrides)
+def test_a_misspelt_name_or_key_fails_naming_it_with_close_matches(overrides, message, compose):
+    cfg = compose(*overrides, "paths.output_dir=/tmp/x")
     with pytest.raises(ConfigError, match=message):
         validate_config(cfg)
 
@@ -74,22 +64,22 @@ def test_a_misspelt_name_or_key_fails_naming_it_with_close_matches(overrides, me
         ["trainer=ddp_cpu"],
     ],
 )
-def test_valid_names_and_keys_pass(overrides):
-    validate_config(_compose(*overrides))
+def test_valid_names_and_keys_pass(overrides, compose):
+    validate_config(compose(*overrides, "paths.output_dir=/tmp/x"))
 
 
 @pytest.mark.parametrize("group", ["loss", "model", "trainer", "hparams_search"])
-def test_every_option_of_the_target_groups_passes(group):
+def test_every_option_of_the_target_groups_passes(group, compose):
     """Nested targets too (loss=ce_dice holds a list of losses)."""
     for option in sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml")):
-        validate_config(_compose(f"{group}={option}"))
+        validate_config(compose(f"{group}={option}", "paths.output_dir=/tmp/x"))
 
 
 def test_names_are_checked_before_data_is_read_or_torch_imported(tmp_path):
     """A valid config validates without torch; a wrong encoder fails in seconds, naming the key."""
-    code = ("import sys; from tests.test_validate_names import _compose; from deepgeo_runner.config.validate "
-            "import validate_config; validate_config(_compose('model=smp', 'model.encoder=resnet50', "
-            "'trainer.max_epochs=2')); print(sorted(m for m in ('torch', 'lightning', "
+    code = ("import sys; from tests.helpers import compose_config; from deepgeo_runner.config.validate "
+            "import validate_config; validate_config(compose_config('model=smp', 'model.encoder=resnet50', "
+            "'trainer.max_epochs=2', 'paths.output_dir=/tmp/x')); print(sorted(m for m in ('torch', 'lightning', "
             "'segmentation_models_pytorch', 'timm') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr

@@ -13,8 +13,8 @@ import html
 import re
 from pathlib import Path
 
+from deepgeo_runner.compare.comparison import Comparison
 from deepgeo_runner.compare.runs import METRIC_KEYS, RunRecord
-from deepgeo_runner.compare.summary import Comparison
 
 KEY_PLOTS = {  # plots/<name>.png drawn side by side, in this order
     "confusion_matrix": "Confusion matrix (test split)",

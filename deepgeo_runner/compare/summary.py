@@ -9,48 +9,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.compare.aggregate import Group, aggregate
-from deepgeo_runner.compare.runs import METRIC_KEYS, RunRecord, read_run, sweep_runs
-from deepgeo_runner.compare.search import SearchResult, search_result
+from deepgeo_runner.compare.comparison import Comparison, relative_path
+from deepgeo_runner.compare.page import summary_html
+from deepgeo_runner.compare.runs import RunRecord, read_run, sweep_runs
+from deepgeo_runner.compare.search import search_result
 
 SUMMARY_NAMES = ("summary.csv", "summary.json", "summary.html")
-
-
-@dataclass
-class Comparison:
-    """Runs, their repeated-setting groups and (for a search) the winner, relative to ``out_dir``."""
-
-    out_dir: Path
-    runs: list[RunRecord]
-    groups: list[Group] = field(default_factory=list)
-    search: SearchResult | None = None
-
-    def name(self, run: RunRecord) -> str:
-        """The run's folder as the summary names it: relative to the summary's folder when inside it."""
-        return _relative(run.path, self.out_dir)
-
-    def link(self, run: RunRecord) -> str | None:
-        """The relative path from the summary to the run's report.html, if it has one."""
-        return _relative(run.report, self.out_dir) if run.report is not None else None
-
-    def metric_names(self) -> list[str]:
-        """Key metrics first (in METRIC_KEYS order), then per-class scores as they appear."""
-        present = {k for r in self.runs for k in r.metrics}
-        return [k for k in METRIC_KEYS if k in present] + sorted(present - set(METRIC_KEYS))
-
-    def is_winner(self, run: RunRecord) -> bool:
-        return self.search is not None and self.search.folder is not None and self.search.folder == run.path
-
-
-def _relative(path: Path, start: Path) -> str:
-    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
 def compare(run_dirs: Sequence[Path], out_dir: Path, sweep_dir: Path | None = None) -> Comparison:
@@ -72,8 +42,6 @@ def summarize_sweep(sweep_dir: Path) -> Comparison:
 
 def write_summary(comparison: Comparison) -> list[Path]:
     """Write the three summary files into ``comparison.out_dir``."""
-    from deepgeo_runner.compare.page import summary_html
-
     out = comparison.out_dir
     out.mkdir(parents=True, exist_ok=True)
     return [
@@ -122,7 +90,7 @@ def summary_record(c: Comparison) -> dict[str, Any]:
     if c.search is not None:
         s = c.search
         record["search"] = {"best_params": s.best_params, "best_value": s.best_value, "trial": s.trial,
-                            "folder": _relative(s.folder, c.out_dir) if s.folder else None, "n_trials": s.n_trials,
+                            "folder": relative_path(s.folder, c.out_dir) if s.folder else None, "n_trials": s.n_trials,
                             "states": s.states}
     return record
 

@@ -109,3 +109,63 @@ def _unknown(parents: list[str], name: str, choices: list[str]) -> None:
     group = prefix.rstrip(".") or "the config"
     hint = did_you_mean(name, choices, prefix) or f" The keys of {group} are {sorted(choices)}."
     raise ConfigError(f"{prefix}{name} is not a key of {group}.{hint}")
+
+
+def run_config_file(folder: Path) -> Path | None:
+    """The saved config of the run in ``folder`` (its run directory or its ``.hydra/``), or None."""
+    for hydra_dir in (folder / ".hydra", folder):
+        if (hydra_dir / "config.yaml").is_file() and (hydra_dir / "hydra.yaml").is_file():
+            return hydra_dir / "config.yaml"
+    return None
+
+
+def run_dir_of(config_file: Path) -> Path:
+    """The run directory of a saved ``config.yaml`` (the folder above ``.hydra/``)."""
+    return config_file.parent.parent if config_file.parent.name == ".hydra" else config_file.parent
+
+
+def check_config_source(args: list[str]) -> None:
+    """Refuse Hydra's ``--config-dir``/``--config-path`` flags where they would not run what they name.
+
+    ``--config-dir DIR`` whose ``config.yaml`` would be the primary config (no other
+    ``--config-name``) is shadowed by the package's own ``config.yaml``: the defaults would run.
+    ``--config-path`` of a run's ``.hydra/`` composes without the schema and fails obscurely.
+
+    Raises:
+        ConfigError: saying what to run instead.
+    """
+    config_name = _flag(args, "--config-name", "-cn") or "config"
+    config_dir = _flag(args, "--config-dir", "-cd")
+    config_path = _flag(args, "--config-path", "-cp")
+    for flag, folder in (("--config-dir", config_dir), ("--config-path", config_path)):
+        if folder is None:
+            continue
+        run = run_config_file(Path(folder))
+        if run is not None and (flag == "--config-path" or config_name == "config"):
+            raise ConfigError(
+                f"{flag} {folder} holds the saved config of a run ({run}): {_HYDRA_FLAG_FAULT[flag]} "
+                f"To repeat that run, use: deepgeo-repeat {run_dir_of(run)} [overrides...]")
+    if config_dir is not None and config_name == "config" and (Path(config_dir) / "config.yaml").is_file():
+        raise ConfigError(
+            f"--config-dir {config_dir} holds a config.yaml, but deepgeo's own config.yaml comes first and would "
+            "run instead, silently. Give yours another name and choose it: --config-dir "
+            f"{config_dir} --config-name my_config.")
+
+
+_HYDRA_FLAG_FAULT = {
+    "--config-dir": "deepgeo's own config.yaml comes first in the search path, so this would run the defaults, "
+                    "not that run.",
+    "--config-path": "Hydra would compose it without deepgeo's schema and settings.",
+}
+
+
+def _flag(args: list[str], long: str, short: str) -> str | None:
+    """The value of a Hydra command-line flag given as ``--flag VALUE``, ``--flag=VALUE``, ``-f VALUE``."""
+    value = None
+    for i, arg in enumerate(args):
+        for name in (long, short):
+            if arg == name and i + 1 < len(args):
+                value = args[i + 1]
+            elif arg.startswith(name + "="):
+                value = arg[len(name) + 1:]
+    return value

@@ -17,10 +17,11 @@ from omegaconf import MISSING, OmegaConf
 
 from deepgeo_runner.assess.choices import Allocation
 from deepgeo_runner.classes import Background
+from deepgeo_runner.config.stages import DEFAULT_STAGES
 from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.geo.choices import ChipStrategy, OtherClasses, Resampling, Split
 from deepgeo_runner.geo.nodata import NodataRule
-from deepgeo_runner.geo.stitch import Blend
+from deepgeo_runner.geo.stitch import CHIP_SIZE, Blend
 from deepgeo_runner.ml.choices import Augmentation, D4Op, ProbabilityFormat
 
 # The version of this schema, written to every run's provenance.json (config_schema_version).
@@ -98,10 +99,6 @@ def check_predict_ranges(pred: Any) -> None:
         raise range_error("predict.min_area_ha", pred.min_area_ha, "a non-negative area in hectares")
 
 
-STAGES: tuple[str, ...] = ("check", "prepare", "rasterize", "chips", "fit", "test", "predict", "assess", "report")
-DEFAULT_STAGES: tuple[str, ...] = tuple(s for s in STAGES if s != "assess")  # assess: see run_stages
-
-
 def run_stages(stages: Any, assess: Any) -> list[str]:
     """The stages a run goes through: ``stages`` as given, except that the default cycle gains
     ``assess`` (before ``report``) when ``assess.reference`` or ``assess.sample`` says what to
@@ -166,7 +163,7 @@ class DataConfig:
     nodata: Any = None  # nodata of the image (one value, or one per band), overriding the file's
     nodata_rule: NodataRule = NodataRule.gdal  # gdal: nodata where every band is (or the file's mask); any_band
     allow_missing_classes: bool = False  # train although a class has no training pixel (else the check stops)
-    chip_size: int = 64
+    chip_size: int = CHIP_SIZE
     block_size: int | None = None  # side of the split blocks in pixels; default 2 chips
     split_fractions: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])
     train_chips: int = 400  # random training chips drawn inside the training blocks

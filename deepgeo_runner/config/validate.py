@@ -21,9 +21,7 @@ from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config import introspect
 from deepgeo_runner.config.loggers import check_loggers
 from deepgeo_runner.config.schema import (
-    DEFAULT_STAGES,
     DEMO_REFERENCE,
-    STAGES,
     RunConfig,
     check_assess_ranges,
     check_data_ranges,
@@ -32,6 +30,7 @@ from deepgeo_runner.config.schema import (
     range_error,
     run_stages,
 )
+from deepgeo_runner.config.stages import DATAMODULE_STAGES, DEFAULT_STAGES, STAGES, WEIGHT_STAGES, is_assess_only
 from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.geo.indices import check_indices
 from deepgeo_runner.geo.normalize import METHODS
@@ -47,7 +46,6 @@ _MISSING_HINTS = {
     "data.datamodule._target_=torchgeo.datamodules.LandCoverAIDataModule",
     "data.in_channels": "the number of bands of the datamodule's images, e.g. data.in_channels=3",
 }
-DATAMODULE_STAGES = ("fit", "test")  # what applies to chips that a datamodule yields ready-made
 
 
 _fail = range_error  # one wording for every "key=value is not valid: expected ..." message
@@ -396,7 +394,7 @@ def _check_trainer(trainer: DictConfig) -> None:
 def _check_predict(cfg: DictConfig) -> None:
     pred = cfg.predict
     check_predict_ranges(pred)
-    needs_weights = {"test", "predict"} & set(cfg.stages)
+    needs_weights = set(WEIGHT_STAGES) & set(cfg.stages)
     if needs_weights and "fit" not in cfg.stages:
         if pred.checkpoint is None:
             raise ConfigError(
@@ -405,10 +403,10 @@ def _check_predict(cfg: DictConfig) -> None:
             )
         checkpoint_file(pred.checkpoint)
     if pred.get("image") is not None:
-        from deepgeo_runner.scenes import check_scene_files
+        from deepgeo_runner.geo.scene_sources import check_scene_files
 
         image = OmegaConf.to_container(pred.image) if isinstance(pred.image, DictConfig | ListConfig) else pred.image
-        check_scene_files(image)  # a list or a glob is several scenes (deepgeo_runner/scenes.py)
+        check_scene_files(image)  # a list or a glob is several scenes (deepgeo_runner/geo/scene_sources.py)
         if "predict" not in cfg.stages:
             raise ConfigError("predict.image is set but 'predict' is not among stages: add it, "
                               "e.g. stages=[predict] predict.checkpoint=RUN/checkpoints/best.ckpt.")
@@ -424,17 +422,9 @@ def _check_predict(cfg: DictConfig) -> None:
             raise _fail("predict.polygons", list(polygons), f"class names from {known}")
 
 
-ASSESS_ONLY = {"assess", "report"}  # stages that need a class map, not the scene
-
-
 def assess_only(cfg: DictConfig) -> bool:
     """``stages=[assess]`` (or with report): an existing map is assessed; no scene is read."""
     return is_assess_only(run_stages(cfg.stages, cfg.get("assess")))
-
-
-def is_assess_only(stages: list[str]) -> bool:
-    """The stages assess an existing map and nothing else (``stages=[report]`` alone is no assessment)."""
-    return "assess" in stages and set(stages) <= ASSESS_ONLY
 
 
 def _check_assess(cfg: DictConfig) -> None:

@@ -4,7 +4,7 @@ dealt once into K class-stratified groups, then fold i tests on group i.
 The groups depend only on the seed, never on the fold, so the K test areas are disjoint and
 together cover every labelled unit: each labelled pixel is scored exactly once over the
 study. Within a fold, validation units are dealt class by class from the other groups
-(:func:`~deepgeo_runner.geo.chips.assign_blocks_by_class` with no test share), and the rest
+(:func:`~deepgeo_runner.geo.dealing.assign_blocks_by_class` with no test share), and the rest
 train; the training chips then keep the usual buffer from val/test.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from deepgeo_runner.errors import ConfigError
-from deepgeo_runner.geo.chips import assign_blocks_by_class, deal_by_class
+from deepgeo_runner.geo.dealing import assign_blocks_by_class, class_lut, deal_by_class
 
 FOLD_VERSION = 1  # part of cache keys: bump when the groups or a fold's dealing change
 
@@ -97,8 +97,6 @@ def require_groups(groups: np.ndarray, folds: int, units: str, smaller: str) -> 
 
 def unit_class_counts(units: np.ndarray, labels: np.ndarray, class_ids: Sequence[int], n_units: int) -> np.ndarray:
     """(n_units, K) labelled pixels of each class in each unit of ``units`` (1..n_units; 0 is no unit)."""
-    from deepgeo_runner.geo.chips import class_lut
-
     lut = class_lut(class_ids)
     width = len(class_ids) + 1
     flat = units.ravel().astype(np.int64) * width + lut[labels.ravel()]

@@ -19,6 +19,14 @@ from enum import StrEnum
 
 import numpy as np
 
+CHIP_SIZE = 64  # px: the side of a chip (data.chip_size) and of a prediction window when nothing says otherwise
+
+
+def prediction_window(window: int | None, trained_chip_size: int | None = None, chip_size: int = CHIP_SIZE) -> int:
+    """The side of the prediction windows: ``window`` when given, else the chip size the network was
+    trained on (a checkpoint's ``chip_size``), else ``chip_size``."""
+    return int(window or trained_chip_size or chip_size)
+
 
 def window_origins(length: int, window: int, stride: int) -> list[int]:
     """Start offsets of windows of side ``window`` covering ``[0, length)`` at a constant stride."""

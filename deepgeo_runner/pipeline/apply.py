@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.geo.stitch import prediction_window
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +216,9 @@ def apply_checkpoint(
     net = build_net(meta, weights, trusted_target, f"checkpoint '{checkpoint}'")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     prepared, pred = classify_like_checkpoint(
-        net, meta, image, out_dir / "prepared", out_dir / "prediction.tif", window=window or meta.get("chip_size", 64),
-        overlap=overlap, batch_size=batch_size, device=device, nodata=nodata, progress=progress, **predict_options)
+        net, meta, image, out_dir / "prepared", out_dir / "prediction.tif",
+        window=prediction_window(window, meta.get("chip_size")), overlap=overlap, batch_size=batch_size,
+        device=device, nodata=nodata, progress=progress, **predict_options)
     outs = output_paths(pred, predict_options.get("probabilities", "none"),
                         bool(predict_options.get("entropy", False)))
     extra = {k: v for k, v in (("probabilities", outs.probabilities), ("entropy", outs.entropy)) if v}

@@ -33,6 +33,7 @@ from deepgeo_runner.config.schema import DEMO_REFERENCE, AssessConfig, DataConfi
 from deepgeo_runner.errors import InputDataError
 from deepgeo_runner.geo.rasterize import BACKGROUND, NODATA, LabelSource
 from deepgeo_runner.metrics import strict_json
+from deepgeo_runner.pipeline.run_state import RunState
 
 log = logging.getLogger(__name__)
 
@@ -300,3 +301,8 @@ def _scaled(value: float | None, factor: float) -> float | None:
 
 def _accuracy(key: str, estimate: Estimate) -> dict[str, Any]:
     return {key: estimate.value, f"{key}_se": estimate.se, f"{key}_ci95": estimate.ci95()}
+
+
+def assess_task(run: RunState) -> None:
+    """Stage ``assess``: the map's accuracy and area from a reference sample."""
+    run.timed("assess", assess_stage, run.opts, run.run_dir, run.art, run.classes)

@@ -15,43 +15,20 @@ import numpy as np
 from deepgeo_runner.artifacts import Artifacts
 from deepgeo_runner.cache import CACHE_VERSION, cache_entry, file_fingerprint, hash_payload, vector_fingerprint
 from deepgeo_runner.classes import ClassTable
-from deepgeo_runner.config.schema import DataConfig, RunConfig
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.geo.scene import date_groups
 from deepgeo_runner.pipeline.chips import (
-    ChipPlan,
     SplitScene,
     build_chip_store,
     load_chip_store,
     target_lut,
 )
-from deepgeo_runner.pipeline.inputs import external_splits, on_analysis_grid, stack_dates
+from deepgeo_runner.pipeline.inputs import external_splits, on_analysis_grid
 from deepgeo_runner.pipeline.labels import rasterize_labels
 from deepgeo_runner.pipeline.prepare import load_prepared, prepare_scene
-from deepgeo_runner.pipeline.splitting import split_buffer, split_payload
-
-
-def norm_options(opts: RunConfig):
-    from deepgeo_runner.geo.normalize import NormOptions
-
-    pre = opts.preprocessing
-    return NormOptions(
-        method=str(pre.normalization), per_band=bool(pre.norm_per_band),
-        out_range=tuple(float(v) for v in pre.norm_range),
-        percentiles=tuple(float(v) for v in pre.norm_percentiles),
-        constant=float(pre.norm_constant), samples=int(pre.norm_samples),
-    )
-
-
-def prepare_extras(opts: RunConfig) -> dict[str, Any]:
-    """The optional keyword arguments of ``prepare_scene`` that the config sets."""
-    pre, data = opts.preprocessing, opts.data
-    return {
-        "expressions": pre.expressions or None,
-        "index_constants": pre.index_constants or None,
-        "keep_bands": pre.keep_bands,
-        "scale": data.scale, "offset": data.offset,
-    }
+from deepgeo_runner.pipeline.run_state import RunState
+from deepgeo_runner.pipeline.splitting import split_map_of, split_payload
+from deepgeo_runner.pipeline.stage_options import chip_plan, label_options, norm_options, prepare_extras, stack_dates
 
 
 def prepare_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_stage: bool) -> None:
@@ -99,18 +76,6 @@ def rasterize_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, classes: C
                                       **nodata)
     art.labels = entry / "labels.tif"
     art.cache_keys["rasterize"], art.reused["rasterize"] = key, reused
-
-
-def label_options(data: DataConfig) -> dict[str, Any]:
-    """How vector labels become class ids (rasterize_labels' keyword arguments); also stored in
-    checkpoints, so that a new scene's labels are read the way the training labels were."""
-    return {
-        "class_column": str(data.class_column),
-        "class_values": data.class_values,
-        "class_groups": data.class_groups or None,
-        "others": str(data.other_classes),
-        "all_touched": bool(data.all_touched),
-    }
 
 
 def burn_labels(opts: RunConfig, cache_dir: Path, classes: ClassTable, labels: Path, prepared: Path, grid_key: str,
@@ -163,26 +128,6 @@ def prepare_split_scenes(opts: RunConfig, cache_dir: Path, art: Artifacts, class
         art.split_scenes[split] = SplitScene(prepared, entry / "labels.tif", f"data.split_scenes.{split}")
 
 
-def chip_plan(opts: RunConfig, classes: ClassTable) -> ChipPlan:
-    """The chip plan of the ``data`` group, with defaults resolved."""
-    data = opts.data
-    focus = None
-    if data.oversample_class is not None:
-        if data.oversample_class not in classes.names:
-            raise ConfigError(
-                f"data.oversample_class='{data.oversample_class}' is not one of {classes.names}."
-            )
-        focus = classes.names.index(data.oversample_class)
-    return ChipPlan(
-        chip_size=int(data.chip_size), strategy=data.chip_strategy, train_chips=int(data.train_chips),
-        train_stride=data.train_stride, eval_stride=data.eval_stride,
-        min_labelled_fraction=float(data.min_valid_fraction),
-        buffer=split_buffer(data), balance_classes=bool(data.balance_classes),
-        focus_class=focus, focus_fraction=float(data.oversample_fraction),
-        points_path=data.chip_points,
-    )
-
-
 def chips_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, classes: ClassTable, split_map: np.ndarray,
                 run_stage: bool) -> None:
     plan = chip_plan(opts, classes)
@@ -209,3 +154,22 @@ def chips_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, classes: Class
     entry, key, reused = cache_entry(cache_dir, "chips", payload, build, run_stage)
     art.chips = load_chip_store(entry)
     art.cache_keys["chips"], art.reused["chips"] = key, reused
+
+
+def rasterize_task(run: RunState) -> None:
+    """Stage ``rasterize`` (every run of a scene: cheap, and the split needs it), then the split map."""
+    run.timed("rasterize", rasterize_stage, run.opts, run.cache_dir, run.art, run.classes)
+    run.split_map = run.timed("split", split_map_of, run.opts, run.art, run.classes, run.split_polygons)
+
+
+def prepare_task(run: RunState) -> None:
+    """Stage ``prepare`` (built when asked for, else reused), then the val/test scenes of their own."""
+    run.timed("prepare", prepare_stage, run.opts, run.cache_dir, run.art, run.split_map, run.builds("prepare"))
+    if external_splits(run.opts) and (run.runs("chips") or run.builds("prepare")):
+        run.timed("split_scenes", prepare_split_scenes, run.opts, run.cache_dir, run.art, run.classes,
+                  run.builds("prepare"), run.builds("rasterize"))
+
+
+def chips_task(run: RunState) -> None:
+    """Stage ``chips``: built when asked for, else reused."""
+    run.timed("chips", chips_stage, run.opts, run.cache_dir, run.art, run.classes, run.split_map, run.builds("chips"))

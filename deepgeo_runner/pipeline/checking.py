@@ -13,9 +13,9 @@ from deepgeo_runner.artifacts import Artifacts
 from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.geo.raster_io import Grid
-from deepgeo_runner.pipeline.cached_stages import label_options
-from deepgeo_runner.pipeline.inputs import external_splits, stack_dates
-from deepgeo_runner.pipeline.splitting import fold_of, split_buffer, split_method
+from deepgeo_runner.pipeline.inputs import external_splits
+from deepgeo_runner.pipeline.run_state import RunState
+from deepgeo_runner.pipeline.stage_options import fold_of, label_options, split_buffer, split_method, stack_dates
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +79,8 @@ def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTa
         report.write(run_dir)
         log.info("data check (%s):\n%s", run_dir / dc.REPORT_NAME, report.table())
     report.raise_if_blocking()
+
+
+def check_task(run: RunState) -> None:
+    """Stage ``check``, before any data stage of every run of a scene."""
+    run.timed("check", check_stage, run.opts, run.run_dir, run.art, run.classes, run.split_map, run.rank)

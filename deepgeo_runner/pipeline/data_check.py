@@ -29,11 +29,11 @@ from deepgeo_runner.geo.chips import (
     NO_SPLIT,
     SPLITS,
     cell_class_counts,
-    class_lut,
     reachable_by_chips,
     usable_area,
     whole_cells,
 )
+from deepgeo_runner.geo.dealing import class_lut
 from deepgeo_runner.geo.raster_io import NodataValue, iter_windows, mask_source, read_valid
 from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES
 from deepgeo_runner.pipeline.prepare import per_band_values

@@ -20,6 +20,7 @@ from deepgeo_runner.config.schema import DataConfig, RunConfig, SceneFiles
 from deepgeo_runner.errors import InputDataError
 from deepgeo_runner.geo.chips import SPLITS
 from deepgeo_runner.geo.scene import all_tiles, date_groups
+from deepgeo_runner.pipeline.stage_options import scene_nodata, stack_dates
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,6 @@ def resolve_inputs(opts: RunConfig, cache_dir: Path, art: Artifacts) -> None:
 
         with rasterio.open(art.image) as src:
             art.band_names = sensor_band_names(str(data.sensor), src.count // max(len(stack_dates(data)), 1))
-
-
-def stack_dates(data: DataConfig) -> list[str]:
-    """The dates of the stack, in band order: the keys of a ``data.image`` mapping, else ``data.dates``."""
-    if isinstance(data.image, dict):
-        return [str(d) for d in data.image.keys()]
-    return [str(d) for d in (data.dates or [])]
 
 
 def analysis_image(opts: RunConfig, cache_dir: Path, art: Artifacts) -> Path:
@@ -103,13 +97,6 @@ def on_analysis_grid(opts: RunConfig, cache_dir: Path, art: Artifacts, groups: d
     entry, cache_key, reused = cache_entry(cache_dir, "scene", payload, build, True)
     art.cache_keys[key], art.reused[key] = cache_key, reused
     return entry / "scene.tif"
-
-
-def scene_nodata(data: DataConfig) -> float | None:
-    """One nodata value for a mosaic, crop or reprojection (GDAL's warper takes one per source)."""
-    from deepgeo_runner.geo.nodata import one_nodata
-
-    return one_nodata(data.nodata)
 
 
 def check_split_scenes(opts: RunConfig, art: Artifacts) -> None:

@@ -22,12 +22,12 @@ from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.console import interactive, tidy_third_party_logging
 from deepgeo_runner.errors import ConfigError, DeepGeoError, InputDataError, RunInterrupted
 from deepgeo_runner.metrics import strict_json
-from deepgeo_runner.pipeline.cached_stages import label_options
 from deepgeo_runner.pipeline.chips import split_class_counts
-from deepgeo_runner.pipeline.inputs import stack_dates
 from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_loggers
-from deepgeo_runner.pipeline.predicting import predict_device, predict_stage
+from deepgeo_runner.pipeline.predicting import predict_stage
 from deepgeo_runner.pipeline.record import write_run_provenance
+from deepgeo_runner.pipeline.run_state import RunState
+from deepgeo_runner.pipeline.stage_options import augment_plan, block_size, label_options, model_inputs, predict_device
 from deepgeo_runner.ranks import global_rank
 
 log = logging.getLogger(__name__)
@@ -67,29 +67,6 @@ def build_module(opts: RunConfig, classes: ClassTable, in_channels: int, meta: d
         net = net.to(memory_format=torch.channels_last)
     return SegmentationModule(net, optimizer, scheduler, classes.names, loss=loss,
                               inference_meta=meta, compile_net=bool(opts.train.compile))
-
-
-def model_inputs(opts: RunConfig, n_features: int) -> dict[str, int]:
-    """in_channels (and dates, for a multi-temporal network) of the configured model.
-
-    A multi-temporal network (its class has ``temporal = True``) takes the bands of one date
-    and the number of dates; the prepared stack holds the dates date-major as bands.
-    """
-    from hydra.utils import get_object
-
-    try:
-        target = get_object(opts.model["_target_"])
-    except Exception:  # reported with its cause when the model is built
-        target = None
-    if not getattr(target, "temporal", False):
-        return {"in_channels": n_features}
-    dates = len(stack_dates(opts.data)) or 1
-    if n_features % dates:
-        raise ConfigError(
-            f"model={opts.model['_target_']} is multi-temporal but the stack's {n_features} bands "
-            f"are not {dates} dates (data.dates or the keys of data.image) of equal band count."
-        )
-    return {"in_channels": n_features // dates, "dates": dates}
 
 
 def learn_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str],
@@ -158,14 +135,6 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         predict_stage(opts, run_dir, art, classes, module, checkpoint, device, rank=rank, world_size=world_size)
     elif rank == 0:
         predict_stage(opts, run_dir, art, classes, module, checkpoint, device)
-
-
-def augment_plan(opts: RunConfig):
-    """The ``augmentation`` group as the plan the datamodules apply on the device."""
-    from deepgeo_runner.lit.datamodule import AugmentPlan
-
-    aug = opts.augmentation
-    return AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std))
 
 
 def learn_datamodule_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable,
@@ -255,7 +224,7 @@ def with_intervals(opts: RunConfig, art: Artifacts, module, scores: dict) -> dic
     if chips is None or art.chips is None:
         return scores
     from deepgeo_runner.pipeline.intervals import add_block_intervals
-    from deepgeo_runner.pipeline.splitting import block_size
+
 
     return add_block_intervals(scores, chips, art.chips.path, str(opts.test_split), block_size(opts.data),
                                int(opts.seed))
@@ -296,3 +265,8 @@ def resume_checkpoint(opts: RunConfig, run_dir: Path, module, loggers: list | No
             logger.resume_after_epoch = epoch
     log.info("fit: resuming from %s (%d epochs done, step %d)", last, epoch + 1, int(state.get("global_step", 0)))
     return last
+
+
+def learn_task(run: RunState) -> None:
+    """Stages ``fit``, ``test`` and ``predict`` of a scene, in one go: they share the module and the Trainer."""
+    run.timed("fit_test_predict", learn_stage, run.opts, run.run_dir, run.art, run.classes, run.stages, run.rank)

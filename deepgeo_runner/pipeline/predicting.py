@@ -15,10 +15,11 @@ from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import RunConfig
+from deepgeo_runner.geo.scene_sources import check_scenes_fit, predict_scenes
 from deepgeo_runner.metrics import strict_json
-from deepgeo_runner.pipeline.cached_stages import label_options
 from deepgeo_runner.pipeline.labels import rasterize_labels
-from deepgeo_runner.scenes import predict_scenes
+from deepgeo_runner.pipeline.stage_options import label_options, predict_device, predict_options, predict_window
+from deepgeo_runner.scenes import finished, forget_record, scene_identity, write_record
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +48,12 @@ def predict_stage(
     table = {"class_ids": classes.ids, "class_names": classes.names, "class_colors": classes.colors}
     art.prediction = classify_prepared(
         module.net, art.prepared, run_dir / "prediction.tif", table,
-        window=int(opts.predict.window or opts.data.chip_size), overlap=float(opts.predict.overlap),
+        window=predict_window(opts), overlap=float(opts.predict.overlap),
         batch_size=int(opts.predict.batch_size), device=device, rank=rank, world_size=world_size,
         **predict_options(opts),
     )
     if rank == 0:
         polygons_stage(opts, art.prediction)
-
-
-def predict_options(opts: RunConfig) -> dict[str, Any]:
-    """The ``predict`` keys that :func:`deepgeo_runner.ml.predict.predict_scene` takes as is."""
-    pred = opts.predict
-    return {"blend": pred.blend, "probabilities": pred.probabilities, "entropy": bool(pred.entropy),
-            "tta": bool(pred.tta), "amp": bool(pred.amp), "cog": bool(pred.cog)}
-
-
-def predict_device(opts: RunConfig) -> str:
-    """Without a Trainer: the current GPU, unless the trainer config asks for the CPU."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() and opts.trainer.get("accelerator") != "cpu" else "cpu"
 
 
 def polygons_stage(opts: RunConfig, prediction: Path) -> None:
@@ -82,19 +69,10 @@ def polygons_stage(opts: RunConfig, prediction: Path) -> None:
 def predict_new_scene(opts: RunConfig, run_dir: Path, net, meta: dict, device: str | None = None,
                       checkpoint: Path | None = None) -> Path | None:
     """``predict.image``: each scene prepared with the checkpoint's bands, indices and statistics
-    and classified into its own outputs (:mod:`deepgeo_runner.scenes`: ``run_dir`` for one scene,
+    and classified into its own outputs (:mod:`deepgeo_runner.geo.scene_sources`: ``run_dir`` for one scene,
     ``run_dir/scenes/<name>/`` for several). Every scene is checked against the checkpoint before
     the first is predicted; a scene finished by an earlier launch is skipped. Returns the
     prediction of a single scene (None for several)."""
-    from deepgeo_runner.scenes import (
-        check_scenes_fit,
-        finished,
-        forget_record,
-        predict_scenes,
-        scene_identity,
-        write_record,
-    )
-
     scenes = predict_scenes(opts.predict.image, run_dir)
     check_scenes_fit(scenes, meta)
     options = {**predict_options(opts), "window": opts.predict.window, "overlap": opts.predict.overlap,
@@ -124,7 +102,7 @@ def _predict_one_scene(opts: RunConfig, image: Any, out_dir: Path, net, meta: di
     out_dir.mkdir(parents=True, exist_ok=True)
     prepared, prediction = classify_like_checkpoint(
         net, meta, image, out_dir / "predict_input", out_dir / "prediction.tif",
-        window=int(opts.predict.window or meta.get("chip_size") or opts.data.chip_size),
+        window=predict_window(opts, meta.get("chip_size")),
         overlap=float(opts.predict.overlap), batch_size=int(opts.predict.batch_size),
         device=device or predict_device(opts), nodata=opts.data.nodata, **predict_options(opts),
     )

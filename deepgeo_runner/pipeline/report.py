@@ -24,6 +24,7 @@ from deepgeo_runner.report import plots
 if TYPE_CHECKING:
     from deepgeo_runner.artifacts import Artifacts
     from deepgeo_runner.classes import ClassTable
+    from deepgeo_runner.pipeline.run_state import RunState
 
 log = logging.getLogger(__name__)
 
@@ -323,3 +324,8 @@ def _split_line(report: dict) -> str:
     """How the split was made, with the fold of a k-fold run (``split: ..., fold 1 of 3``)."""
     method = report.get("labelled", {}).get("split_method")
     return f"<p>split: {html.escape(method)}</p>" if method else ""
+
+
+def report_task(run: RunState) -> None:
+    """Stage ``report``: report.html and its plots."""
+    run.timed("report", write_report, run.run_dir, run.art, run.classes, run.opts.data.band_names)

@@ -19,8 +19,9 @@ Where a change goes (the house):
 
 from __future__ import annotations
 
+import importlib
 import logging
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,12 @@ from deepgeo_runner.artifacts import Artifacts
 from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.options import run_options
 from deepgeo_runner.config.schema import DataConfig, RunConfig
-from deepgeo_runner.config.validate import is_assess_only, uses_datamodule
+from deepgeo_runner.config.stages import BY_NAME, STAGES, Stage, cycle, is_assess_only
+from deepgeo_runner.config.validate import uses_datamodule
 from deepgeo_runner.console import tidy_third_party_logging
-from deepgeo_runner.pipeline import assess, cached_stages, checking, inputs, learning, predicting, splitting
+from deepgeo_runner.pipeline import inputs, learning, predicting, splitting
 from deepgeo_runner.pipeline.record import stages_to_run, write_run_provenance
+from deepgeo_runner.pipeline.run_state import RunState
 from deepgeo_runner.ranks import global_rank
 
 log = logging.getLogger(__name__)
@@ -62,62 +65,51 @@ def run(cfg: RunConfig | Any, run_dir: str | Path) -> Artifacts:
     if rank == 0:
         write_run_provenance(opts, run_dir, art, classes)
 
-    def timed(name: str, fn, *args):
-        start = time.perf_counter()
-        result = fn(*args)
-        art.timings[name] = round(time.perf_counter() - start, 2)
-        return result
-
+    run = RunState(opts, run_dir, cache_dir, art, classes, stages, rank)
     if uses_datamodule(opts.data):
         log.info("data=%s: running stages %s on %s", opts.data.name, stages, opts.data.datamodule["_target_"])
-        timed("fit_test", learning.learn_datamodule_stage, opts, run_dir, art, classes, stages)
+        run.timed("fit_test", learning.learn_datamodule_stage, opts, run_dir, art, classes, stages)
         art.status = "completed"
         if rank == 0:
             write_run_provenance(opts, run_dir, art, classes)
         return art
     if stages == ["predict"] and opts.predict.image:  # a checkpoint applied to a new scene
         if rank == 0:
-            timed("predict", predicting.apply_checkpoint_stage, opts, run_dir, art)
+            run.timed("predict", predicting.apply_checkpoint_stage, opts, run_dir, art)
             art.status = "completed"
             write_run_provenance(opts, run_dir, art, classes)
         return art
     if is_assess_only(stages):  # an existing class map assessed: no scene, no training
         if rank == 0:
-            timed("assess", assess.assess_stage, opts, run_dir, art, classes)
-            if "report" in stages:
-                from deepgeo_runner.pipeline.report import write_report
-
-                timed("report", write_report, run_dir, art, classes, opts.data.band_names)
+            _run_stages(run, [BY_NAME[s] for s in STAGES if s in stages])
             art.status = "completed"
             write_run_provenance(opts, run_dir, art, classes)
         return art
-    split_polygons = splitting.read_split_polygons(opts)  # a bad split file fails before any raster work
-    timed("inputs", inputs.resolve_inputs, opts, cache_dir, art)
+    run.split_polygons = splitting.read_split_polygons(opts)  # a bad split file fails before any raster work
+    run.timed("inputs", inputs.resolve_inputs, opts, cache_dir, art)
     inputs.check_split_scenes(opts, art)
-    timed("rasterize", cached_stages.rasterize_stage, opts, cache_dir, art, classes)  # cheap; the split needs it
-    split_map = timed("split", splitting.split_map_of, opts, art, classes, split_polygons)
-    timed("check", checking.check_stage, opts, run_dir, art, classes, split_map, rank)
+    _run_stages(run, cycle(stages))
     if stages == ["check"]:
         if rank == 0:
             write_run_provenance(opts, run_dir, art, classes)
         return art
-    if set(stages) - {"check", "rasterize"}:
-        timed("prepare", cached_stages.prepare_stage, opts, cache_dir, art, split_map, "prepare" in stages)
-    needs_chips = bool({"chips", "fit", "test"} & set(stages))
-    if inputs.external_splits(opts) and (needs_chips or "prepare" in stages):
-        timed("split_scenes", cached_stages.prepare_split_scenes, opts, cache_dir, art, classes,
-              "prepare" in stages, "rasterize" in stages)
-    if needs_chips:
-        timed("chips", cached_stages.chips_stage, opts, cache_dir, art, classes, split_map, "chips" in stages)
-    if {"fit", "test", "predict"} & set(stages):
-        timed("fit_test_predict", learning.learn_stage, opts, run_dir, art, classes, stages, rank)
-    if rank == 0 and "assess" in stages:
-        timed("assess", assess.assess_stage, opts, run_dir, art, classes)
-    if rank == 0 and "report" in stages:
-        from deepgeo_runner.pipeline.report import write_report
-
-        timed("report", write_report, run_dir, art, classes, opts.data.band_names)
     art.status = "completed"
     if rank == 0:
         write_run_provenance(opts, run_dir, art, classes)
     return art
+
+
+def task_of(stage: Stage) -> Callable[[RunState], None]:
+    """The task function a row of the stage table names (``module:function`` under deepgeo_runner.pipeline)."""
+    module, name = stage.task.split(":")
+    return getattr(importlib.import_module(f"deepgeo_runner.pipeline.{module}"), name)
+
+
+def _run_stages(run: RunState, rows: list[Stage]) -> None:
+    """Each row's task once, in order (stages that share a task, like fit/test/predict, run together)."""
+    done = set()
+    for stage in rows:
+        if stage.task in done or (stage.first_rank and run.rank != 0):
+            continue
+        done.add(stage.task)
+        task_of(stage)(run)

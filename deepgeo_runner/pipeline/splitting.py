@@ -13,11 +13,12 @@ import rasterio
 from deepgeo_runner.artifacts import Artifacts
 from deepgeo_runner.cache import vector_fingerprint
 from deepgeo_runner.classes import ClassTable
-from deepgeo_runner.config.schema import DataConfig, RunConfig
+from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.geo.chips import CLASS_SPLIT_VERSION, SPLITS
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.pipeline.inputs import external_splits, local_splits
+from deepgeo_runner.pipeline.stage_options import block_size, fold_of, split_buffer
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -37,13 +38,6 @@ def read_split_polygons(opts: RunConfig) -> gpd.GeoDataFrame | None:
             f"{clash[0]} also gives that split: drop those polygons or that scene (one source per split)."
         )
     return polygons
-
-
-def split_buffer(data: DataConfig) -> int:
-    """Pixels kept between training chips and val/test: ``data.split_buffer``, default a quarter
-    chip (measured on the shared scenes: a whole chip left 16-25 % of the labelled pixels to
-    training chips, a quarter chip 44-53 %)."""
-    return int(data.split_buffer if data.split_buffer is not None else int(data.chip_size) // 4)
 
 
 def split_map_of(opts: RunConfig, art: Artifacts, classes: ClassTable,
@@ -73,24 +67,6 @@ def split_map_of(opts: RunConfig, art: Artifacts, classes: ClassTable,
     return choose_class_split(labels, classes.ids, block_size(opts.data), fractions, int(opts.seed),
                               split_buffer(opts.data), int(opts.data.chip_size), eval_stride=opts.data.eval_stride,
                               min_labelled_fraction=float(opts.data.min_valid_fraction), folds=folds, fold=fold)
-
-
-def fold_of(data: DataConfig) -> tuple[int | None, int]:
-    """(K, i) of a k-fold run (``data.folds``, ``data.fold`` default 0), or (None, 0) for the single split."""
-    if data.folds is None:
-        return None, 0
-    return int(data.folds), int(data.fold or 0)
-
-
-def split_method(data: DataConfig) -> str:
-    """How the split map was made, for the data check's table and report."""
-    method = "polygons" if data.split_vector is not None else "class-stratified blocks"
-    folds, fold = fold_of(data)
-    return method if folds is None else f"{method}, fold {fold} of {folds} (folds 0..{folds - 1})"
-
-
-def block_size(data: DataConfig) -> int:
-    return int(data.block_size or 2 * data.chip_size)
 
 
 def split_payload(opts: RunConfig, art: Artifacts) -> dict[str, Any]:

@@ -1,0 +1,160 @@
+"""The run's options as each stage takes them: the one place where the typed run config
+(:class:`~deepgeo_runner.config.schema.RunConfig`) becomes a stage's option dataclass or keyword
+arguments, and where every derived default (prediction window, split block, buffer, strides) is
+resolved, once. Stages never see the run config; the task modules call these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepgeo_runner.classes import ClassTable
+from deepgeo_runner.config.schema import DataConfig, RunConfig
+from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.geo.nodata import one_nodata
+from deepgeo_runner.geo.normalize import NormOptions
+from deepgeo_runner.geo.stitch import prediction_window
+from deepgeo_runner.pipeline.chips import ChipPlan
+
+
+def norm_options(opts: RunConfig) -> NormOptions:
+    """The ``preprocessing`` group's normalization as the prepare stage takes it."""
+    pre = opts.preprocessing
+    return NormOptions(
+        method=str(pre.normalization), per_band=bool(pre.norm_per_band),
+        out_range=tuple(float(v) for v in pre.norm_range),
+        percentiles=tuple(float(v) for v in pre.norm_percentiles),
+        constant=float(pre.norm_constant), samples=int(pre.norm_samples),
+    )
+
+
+def prepare_extras(opts: RunConfig) -> dict[str, Any]:
+    """The optional keyword arguments of ``prepare_scene`` that the config sets."""
+    pre, data = opts.preprocessing, opts.data
+    return {
+        "expressions": pre.expressions or None,
+        "index_constants": pre.index_constants or None,
+        "keep_bands": pre.keep_bands,
+        "scale": data.scale, "offset": data.offset,
+    }
+
+
+def label_options(data: DataConfig) -> dict[str, Any]:
+    """How vector labels become class ids (rasterize_labels' keyword arguments); also stored in
+    checkpoints, so that a new scene's labels are read the way the training labels were."""
+    return {
+        "class_column": str(data.class_column),
+        "class_values": data.class_values,
+        "class_groups": data.class_groups or None,
+        "others": str(data.other_classes),
+        "all_touched": bool(data.all_touched),
+    }
+
+
+def chip_plan(opts: RunConfig, classes: ClassTable) -> ChipPlan:
+    """The chip plan of the ``data`` group, with defaults resolved."""
+    data = opts.data
+    focus = None
+    if data.oversample_class is not None:
+        if data.oversample_class not in classes.names:
+            raise ConfigError(
+                f"data.oversample_class='{data.oversample_class}' is not one of {classes.names}."
+            )
+        focus = classes.names.index(data.oversample_class)
+    return ChipPlan(
+        chip_size=int(data.chip_size), strategy=data.chip_strategy, train_chips=int(data.train_chips),
+        train_stride=data.train_stride, eval_stride=data.eval_stride,
+        min_labelled_fraction=float(data.min_valid_fraction),
+        buffer=split_buffer(data), balance_classes=bool(data.balance_classes),
+        focus_class=focus, focus_fraction=float(data.oversample_fraction),
+        points_path=data.chip_points,
+    )
+
+
+def predict_options(opts: RunConfig) -> dict[str, Any]:
+    """The ``predict`` keys that :func:`deepgeo_runner.ml.predict.predict_scene` takes as is."""
+    pred = opts.predict
+    return {"blend": pred.blend, "probabilities": pred.probabilities, "entropy": bool(pred.entropy),
+            "tta": bool(pred.tta), "amp": bool(pred.amp), "cog": bool(pred.cog)}
+
+
+def predict_window(opts: RunConfig, trained_chip_size: int | None = None) -> int:
+    """The side of the prediction windows: ``predict.window``, else the chip size the checkpoint was
+    trained on (a new scene), else ``data.chip_size`` (:func:`~deepgeo_runner.geo.stitch.prediction_window`)."""
+    return prediction_window(opts.predict.window, trained_chip_size, int(opts.data.chip_size))
+
+
+def predict_device(opts: RunConfig) -> str:
+    """Without a Trainer: the current GPU, unless the trainer config asks for the CPU."""
+    import torch  # heavy: only when a scene is predicted without a Trainer
+
+    return "cuda" if torch.cuda.is_available() and opts.trainer.get("accelerator") != "cpu" else "cpu"
+
+
+def stack_dates(data: DataConfig) -> list[str]:
+    """The dates of the stack, in band order: the keys of a ``data.image`` mapping, else ``data.dates``."""
+    if isinstance(data.image, dict):
+        return [str(d) for d in data.image.keys()]
+    return [str(d) for d in (data.dates or [])]
+
+
+def scene_nodata(data: DataConfig) -> float | None:
+    """One nodata value for a mosaic, crop or reprojection (GDAL's warper takes one per source)."""
+    return one_nodata(data.nodata)
+
+
+def model_inputs(opts: RunConfig, n_features: int) -> dict[str, int]:
+    """in_channels (and dates, for a multi-temporal network) of the configured model.
+
+    A multi-temporal network (its class has ``temporal = True``) takes the bands of one date
+    and the number of dates; the prepared stack holds the dates date-major as bands.
+    """
+    from hydra.utils import get_object  # the model class named by _target_, not built
+
+    try:
+        target = get_object(opts.model["_target_"])
+    except Exception:  # reported with its cause when the model is built
+        target = None
+    if not getattr(target, "temporal", False):
+        return {"in_channels": n_features}
+    dates = len(stack_dates(opts.data)) or 1
+    if n_features % dates:
+        raise ConfigError(
+            f"model={opts.model['_target_']} is multi-temporal but the stack's {n_features} bands "
+            f"are not {dates} dates (data.dates or the keys of data.image) of equal band count."
+        )
+    return {"in_channels": n_features // dates, "dates": dates}
+
+
+def augment_plan(opts: RunConfig):
+    """The ``augmentation`` group as the plan the datamodules apply on the device."""
+    from deepgeo_runner.lit.datamodule import AugmentPlan  # heavy: imports torch and Lightning
+
+    aug = opts.augmentation
+    return AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std))
+
+
+def split_buffer(data: DataConfig) -> int:
+    """Pixels kept between training chips and val/test: ``data.split_buffer``, default a quarter
+    chip (measured on the shared scenes: a whole chip left 16-25 % of the labelled pixels to
+    training chips, a quarter chip 44-53 %)."""
+    return int(data.split_buffer if data.split_buffer is not None else int(data.chip_size) // 4)
+
+
+def fold_of(data: DataConfig) -> tuple[int | None, int]:
+    """(K, i) of a k-fold run (``data.folds``, ``data.fold`` default 0), or (None, 0) for the single split."""
+    if data.folds is None:
+        return None, 0
+    return int(data.folds), int(data.fold or 0)
+
+
+def split_method(data: DataConfig) -> str:
+    """How the split map was made, for the data check's table and report."""
+    method = "polygons" if data.split_vector is not None else "class-stratified blocks"
+    folds, fold = fold_of(data)
+    return method if folds is None else f"{method}, fold {fold} of {folds} (folds 0..{folds - 1})"
+
+
+def block_size(data: DataConfig) -> int:
+    """The side of the split's blocks: ``data.block_size``, default two chips."""
+    return int(data.block_size or 2 * data.chip_size)

@@ -1,0 +1,154 @@
+"""The house's floors (ARCHITECTURE.md), checked on the source: every ``deepgeo_runner`` import,
+those inside functions and under ``TYPE_CHECKING`` included, runs down a floor or within one,
+and no set of modules imports itself round in a circle."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+from tests.helpers import REPO
+
+PACKAGE = "deepgeo_runner"
+
+# (module or package, floor): a module's floor is that of its longest listed prefix. Lower floors
+# never import higher ones. A module that matches no row fails the test: give it a floor here.
+FLOORS: list[tuple[str, int]] = [
+    # 0 base: files, cache, console, errors, class tables, ranks
+    ("deepgeo_runner.atomic", 0), ("deepgeo_runner.cache", 0), ("deepgeo_runner.console", 0),
+    ("deepgeo_runner.errors", 0), ("deepgeo_runner.ranks", 0), ("deepgeo_runner.classes", 0),
+    ("deepgeo_runner.history", 0), ("deepgeo_runner.checkpoint_path", 0),
+    # 1 geo: rasters and vectors (numpy, rasterio, geopandas)
+    ("deepgeo_runner.geo", 1),
+    # 2 numeric libraries beside geo: torch code, map assessment, plots, scores
+    ("deepgeo_runner.ml", 2), ("deepgeo_runner.assess", 2), ("deepgeo_runner.report", 2),
+    ("deepgeo_runner.metrics", 2), ("deepgeo_runner.bootstrap", 2),
+    # 3 Lightning
+    ("deepgeo_runner.lit", 3),
+    # 4 stages: config-free stage functions
+    ("deepgeo_runner.pipeline.prepare", 4), ("deepgeo_runner.pipeline.labels", 4),
+    ("deepgeo_runner.pipeline.chips", 4), ("deepgeo_runner.pipeline.data_check", 4),
+    ("deepgeo_runner.pipeline.drift", 4), ("deepgeo_runner.pipeline.evaluate", 4),
+    ("deepgeo_runner.pipeline.intervals", 4), ("deepgeo_runner.pipeline.apply", 4),
+    ("deepgeo_runner.pipeline.train", 4),
+    # 5 config: the run's schema, its checks, the typed options
+    ("deepgeo_runner.config", 5),
+    # 6 compare: reading finished runs
+    ("deepgeo_runner.compare", 6),
+    # 7 task layer: reads the run's options, chains the stages, records the run
+    ("deepgeo_runner.pipeline", 7), ("deepgeo_runner.artifacts", 7), ("deepgeo_runner.preflight", 7),
+    ("deepgeo_runner.provenance", 7), ("deepgeo_runner.scenes", 7),
+    # 8 entry points
+    ("deepgeo_runner.cli", 8), ("deepgeo_runner.repeat", 8), ("deepgeo_runner.launch", 8),
+    ("deepgeo_runner.sweeper", 8), ("deepgeo_runner.__main__", 8), ("deepgeo_runner", 8),
+]
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in sorted((REPO / PACKAGE).rglob("*.py")):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    return modules
+
+
+def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module → the package's modules it imports anywhere in its source (the nearest existing module
+    of a dotted name: ``from deepgeo_runner.geo import chips`` is ``deepgeo_runner.geo.chips``)."""
+
+    def known(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = defaultdict(set)
+    for module, path in modules.items():
+        package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
+                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            else:
+                continue
+            for name in names:
+                target = known(name) if name.split(".")[0] == PACKAGE else None
+                if target is not None and target != module:
+                    graph[module].add(target)
+    return graph
+
+
+def floor_of(module: str) -> int | None:
+    matches = [(len(prefix), floor) for prefix, floor in FLOORS
+               if module == prefix or module.startswith(prefix + ".")]
+    return max(matches)[1] if matches else None
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+    return found
+
+
+def test_every_module_has_a_floor():
+    assert [m for m in _modules() if floor_of(m) is None] == []
+
+
+def test_no_import_runs_up_a_floor():
+    graph = _imports(_modules())
+    upward = [f"{a} ({floor_of(a)}) -> {b} ({floor_of(b)})" for a in sorted(graph) for b in sorted(graph[a])
+              if floor_of(a) is not None and floor_of(b) is not None and floor_of(b) > floor_of(a)]
+    assert upward == []
+
+
+def test_no_import_circle_even_inside_functions():
+    assert _circles(_imports(_modules())) == []
+
+
+def test_the_walk_sees_imports_inside_functions(tmp_path):
+    """The checks above are only as good as the walk: a circle closed inside a function is found."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _circles(graph) == [["a", "b", "c"]]
+    assert "deepgeo_runner.pipeline.runner" in _imports(_modules())["deepgeo_runner.cli"]  # inside main()
