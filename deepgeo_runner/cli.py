@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from deepgeo_runner.config.schema import register_configs
-from deepgeo_runner.errors import ConfigError, DeepGeoError, RunInterrupted
+from deepgeo_runner.errors import ConfigError, DeepGeoError, RunInterrupted, TrainingDiverged
 
 log = logging.getLogger("deepgeo_runner")
 
@@ -174,6 +174,12 @@ def _main(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt:  # Ctrl+C before the run's own handler was installed (composing, preflight)
         _exit_with(RunInterrupted("stopped by SIGINT before the run started; nothing was written.", 2),
                    (lambda: _discard_unstarted_run(run_dir, log_name)) if fresh and not multirun else None)
+    except TrainingDiverged as exc:
+        if not optimizing:
+            _exit_with(exc)
+        log.error("%s", exc)  # provenance.json says "failed"
+        log.warning("this trial diverged: the sweeper marks it failed and the search goes on")
+        raise  # Hydra keeps it in the job's return, the Optuna sweeper tells the study FAIL (max_failure_rate)
     except DeepGeoError as exc:
         refused = not isinstance(exc, RunInterrupted) and fresh and not multirun  # exit 2: nothing to keep
         _exit_with(exc, (lambda: _discard_unstarted_run(run_dir, log_name)) if refused else None)
