@@ -185,7 +185,8 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from deepgeo_runner.lit.checkpoints import SafeCheckpointIO
-    from deepgeo_runner.lit.tracking import flat_hyperparameters, log_hyperparameters
+    from deepgeo_runner.lit.tracking import (continue_mlflow_run, flat_hyperparameters, log_hyperparameters,
+                                             record_mlflow_run)
     from deepgeo_runner.pipeline import train
     from deepgeo_runner.signals import SignalStop
 
@@ -201,7 +202,11 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     stop.trainer = trainer
     try:
         resume = resume_checkpoint(opts, run_dir, module, loggers) if "fit" in stages else None
+        if resume is not None:
+            continue_mlflow_run(loggers, run_dir)  # one MLflow run over every attempt of this run
         log_hyperparameters(loggers, flat_hyperparameters(opts))  # after resume: the CSV logger keeps its rows
+        if trainer.global_rank == 0:
+            record_mlflow_run(loggers, run_dir)
         if "fit" in stages:
             checkpoint = train.fit(trainer, module, datamodule, resume)
             best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
