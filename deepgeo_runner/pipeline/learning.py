@@ -185,8 +185,12 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from deepgeo_runner.lit.checkpoints import SafeCheckpointIO
-    from deepgeo_runner.lit.tracking import (continue_mlflow_run, flat_hyperparameters, log_hyperparameters,
-                                             record_mlflow_run)
+    from deepgeo_runner.lit.tracking import (
+        continue_mlflow_run,
+        flat_hyperparameters,
+        log_hyperparameters,
+        record_mlflow_run,
+    )
     from deepgeo_runner.pipeline import train
     from deepgeo_runner.signals import SignalStop
 
