@@ -30,9 +30,11 @@ from deepgeo_runner.config.options import run_options
 from deepgeo_runner.config.schema import DataConfig, RunConfig
 from deepgeo_runner.config.validate import is_assess_only, uses_datamodule
 from deepgeo_runner.console import tidy_third_party_logging
+from deepgeo_runner.errors import RunInterrupted
 from deepgeo_runner.pipeline import assess, cached_stages, checking, inputs, learning, predicting, splitting
 from deepgeo_runner.pipeline.record import stages_to_run, write_run_provenance
 from deepgeo_runner.ranks import global_rank
+from deepgeo_runner.signals import SignalStop
 
 log = logging.getLogger(__name__)
 
@@ -47,50 +49,80 @@ def run(cfg: RunConfig | Any, run_dir: str | Path) -> Artifacts:
     """Run the configured stages of the cycle; return what they produced.
 
     ``cfg`` is the typed options, or a composed config (turned into them by :func:`run_options`).
+    One :class:`~deepgeo_runner.signals.SignalStop` covers the whole run, data stages included,
+    and every way it ends is recorded in provenance.json: ``completed``, ``interrupted``
+    (SIGINT/SIGTERM) or ``failed`` with the error.
     """
     from deepgeo_runner.preflight import preflight
 
     run_dir = Path(run_dir)
     tidy_third_party_logging()
     opts = run_options(cfg, run_dir)
-    preflight(opts, run_dir)  # writable run/cache folders, leftovers of killed runs removed, inputs opened
+    with SignalStop() as stop:
+        preflight(opts, run_dir)  # writable run/cache folders, leftovers of killed runs removed, inputs opened
+        art = Artifacts()
+        classes = class_table(opts.data)
+        try:
+            run_stages(opts, run_dir, art, classes, stop)
+        except BaseException as exc:
+            record_end(opts, run_dir, art, classes, exc)
+            raise
+    return art
+
+
+def record_end(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, exc: BaseException) -> None:
+    """Say in provenance.json why the run did not complete, so it never stays "running"."""
+    if isinstance(exc, SystemExit) and not exc.code:
+        return
+    interrupted = isinstance(exc, (RunInterrupted, KeyboardInterrupt))
+    art.status = "interrupted" if interrupted else "failed"
+    art.error = str(exc) or type(exc).__name__
+    if global_rank() != 0:
+        return
+    try:
+        write_run_provenance(opts, run_dir, art, classes)
+    except Exception as write_error:  # e.g. the full disk that stopped the run: keep its message
+        log.warning("could not record the run's status in provenance.json: %s", write_error)
+
+
+def run_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stop: SignalStop) -> None:
+    """The stages in their order; ``art.status`` is "completed" when they all ran."""
     rank = global_rank()
     stages = stages_to_run(opts)
-    art = Artifacts()
     cache_dir = Path(opts.paths.cache_dir).expanduser()
-    classes = class_table(opts.data)
     if rank == 0:
         write_run_provenance(opts, run_dir, art, classes)
 
-    def timed(name: str, fn, *args):
+    def timed(name: str, fn, *args, **kwargs):
         start = time.perf_counter()
-        result = fn(*args)
+        result = fn(*args, **kwargs)
         art.timings[name] = round(time.perf_counter() - start, 2)
         return result
 
     if uses_datamodule(opts.data):
         log.info("data=%s: running stages %s on %s", opts.data.name, stages, opts.data.datamodule["_target_"])
-        timed("fit_test", learning.learn_datamodule_stage, opts, run_dir, art, classes, stages)
-        art.status = "completed"
-        if rank == 0:
-            write_run_provenance(opts, run_dir, art, classes)
-        return art
-    if stages == ["predict"] and opts.predict.image:  # a checkpoint applied to a new scene
+        timed("fit_test", learning.learn_datamodule_stage, opts, run_dir, art, classes, stages, stop=stop)
+    elif stages == ["predict"] and opts.predict.image:  # a checkpoint applied to a new scene
         if rank == 0:
             timed("predict", predicting.apply_checkpoint_stage, opts, run_dir, art)
-            art.status = "completed"
-            write_run_provenance(opts, run_dir, art, classes)
-        return art
-    if is_assess_only(stages):  # an existing class map assessed: no scene, no training
+    elif is_assess_only(stages):  # an existing class map assessed: no scene, no training
         if rank == 0:
             timed("assess", assess.assess_stage, opts, run_dir, art, classes)
             if "report" in stages:
                 from deepgeo_runner.pipeline.report import write_report
 
                 timed("report", write_report, run_dir, art, classes, opts.data.band_names)
-            art.status = "completed"
-            write_run_provenance(opts, run_dir, art, classes)
-        return art
+    else:
+        scene_stages(opts, run_dir, art, classes, stages, cache_dir, timed, stop)
+    art.status = "completed"
+    if rank == 0:
+        write_run_provenance(opts, run_dir, art, classes)
+
+
+def scene_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str],
+                 cache_dir: Path, timed, stop: SignalStop) -> None:
+    """The cycle on a scene: inputs, rasterize, split, check, then what ``stages`` asks for."""
+    rank = global_rank()
     split_polygons = splitting.read_split_polygons(opts)  # a bad split file fails before any raster work
     timed("inputs", inputs.resolve_inputs, opts, cache_dir, art)
     inputs.check_split_scenes(opts, art)
@@ -98,9 +130,7 @@ def run(cfg: RunConfig | Any, run_dir: str | Path) -> Artifacts:
     split_map = timed("split", splitting.split_map_of, opts, art, classes, split_polygons)
     timed("check", checking.check_stage, opts, run_dir, art, classes, split_map, rank)
     if stages == ["check"]:
-        if rank == 0:
-            write_run_provenance(opts, run_dir, art, classes)
-        return art
+        return
     if set(stages) - {"check", "rasterize"}:
         timed("prepare", cached_stages.prepare_stage, opts, cache_dir, art, split_map, "prepare" in stages)
     needs_chips = bool({"chips", "fit", "test"} & set(stages))
@@ -110,14 +140,10 @@ def run(cfg: RunConfig | Any, run_dir: str | Path) -> Artifacts:
     if needs_chips:
         timed("chips", cached_stages.chips_stage, opts, cache_dir, art, classes, split_map, "chips" in stages)
     if {"fit", "test", "predict"} & set(stages):
-        timed("fit_test_predict", learning.learn_stage, opts, run_dir, art, classes, stages, rank)
+        timed("fit_test_predict", learning.learn_stage, opts, run_dir, art, classes, stages, rank, stop=stop)
     if rank == 0 and "assess" in stages:
         timed("assess", assess.assess_stage, opts, run_dir, art, classes)
     if rank == 0 and "report" in stages:
         from deepgeo_runner.pipeline.report import write_report
 
         timed("report", write_report, run_dir, art, classes, opts.data.band_names)
-    art.status = "completed"
-    if rank == 0:
-        write_run_provenance(opts, run_dir, art, classes)
-    return art
