@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from deepgeo_runner.config.location import config_dir
 from deepgeo_runner.config.schema import register_configs
-from deepgeo_runner.errors import ConfigError, DeepGeoError
+from deepgeo_runner.errors import ConfigError, DeepGeoError, RunInterrupted, TrainingDiverged
 
 log = logging.getLogger("deepgeo_runner")
 
@@ -43,10 +43,22 @@ def _exit_with(exc: DeepGeoError, cleanup: Callable[[], None] | None = None) -> 
         if cleanup is not None:
             cleanup()
         raise exc
-    log.error("%s", exc)
+    if isinstance(exc, RunInterrupted):  # one line where a shell shows it, also when stdout is redirected
+        print(f"deepgeo: {exc}", file=sys.stderr, flush=True)
+        _log_to_files(logging.ERROR, str(exc))
+    else:
+        log.error("%s", exc)
     if cleanup is not None:
         cleanup()
     sys.exit(getattr(exc, "exit_code", 2))  # 2, or 128 + the signal that interrupted the run
+
+
+def _log_to_files(level: int, message: str) -> None:
+    """Write ``message`` to the job's log file(s) only (the console already got it on stderr)."""
+    record = log.makeRecord(log.name, level, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers + log.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 class OutputDirCheck(Callback):
@@ -130,13 +142,14 @@ def _main(cfg: DictConfig) -> float | None:
 
     optimizing = "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    started = False
+    log_name = f"{HydraConfig.get().job.name}.log"
+    multirun = str(HydraConfig.get().mode).endswith("MULTIRUN")
+    fresh = not _outputs_in(run_dir, log_name)  # an earlier attempt's folder (a resumed run) is never removed
     try:
         _check_launch(cfg)  # torchrun/srun/multirun: how this run's processes were started
         opts = run_options(cfg, run_dir)  # validated and typed: the stages read only these
         from deepgeo_runner.preflight import preflight  # writable folders, readable inputs
 
-        multirun = str(HydraConfig.get().mode).endswith("MULTIRUN")
         preflight(opts, run_dir, "hydra.sweep.dir" if multirun else "hydra.run.dir")
         if optimizing and "fit" not in cfg.stages:
             raise ConfigError(f"hparams_search maximizes each trial's best validation score ({cfg.train.monitor}): "
@@ -146,15 +159,22 @@ def _main(cfg: DictConfig) -> float | None:
             _check_search_direction(cfg, direction.lower())
         from deepgeo_runner.pipeline.runner import run  # heavy imports start here
 
-        started = True
         artifacts = run(opts, run_dir)
         if optimizing and artifacts.best_score is None:
             raise ConfigError(f"this trial logged no {cfg.train.monitor} (train.monitor): the search has no "
                               "objective; check that the val split has chips.")
+    except KeyboardInterrupt:  # Ctrl+C before the run's own handler was installed (composing, preflight)
+        _exit_with(RunInterrupted("stopped by SIGINT before the run started; nothing was written.", 2),
+                   (lambda: _discard_unstarted_run(run_dir, log_name)) if fresh and not multirun else None)
+    except TrainingDiverged as exc:
+        if not optimizing:
+            _exit_with(exc)
+        log.error("%s", exc)  # provenance.json says "failed"
+        log.warning("this trial diverged: the sweeper marks it failed and the search goes on")
+        raise  # Hydra keeps it in the job's return, the Optuna sweeper tells the study FAIL (max_failure_rate)
     except DeepGeoError as exc:
-        unstarted = not started and not str(HydraConfig.get().mode).endswith("MULTIRUN")
-        log_name = f"{HydraConfig.get().job.name}.log"
-        _exit_with(exc, (lambda: _discard_unstarted_run(run_dir, log_name)) if unstarted else None)
+        refused = not isinstance(exc, RunInterrupted) and fresh and not multirun  # exit 2: nothing to keep
+        _exit_with(exc, (lambda: _discard_unstarted_run(run_dir, log_name)) if refused else None)
     metrics = artifacts.metrics or {}
     if metrics:
         log.info("test accuracy %.4f, F1 macro %.4f, IoU macro %.4f",
@@ -166,18 +186,29 @@ def _main(cfg: DictConfig) -> float | None:
     return artifacts.best_score
 
 
+NOTHING_PRODUCED = {".hydra", "provenance.json"}  # with the job's log: what a refused run leaves
+
+
+def _outputs_in(run_dir: Path, log_name: str) -> bool:
+    """Whether ``run_dir`` holds more than Hydra's own files: outputs of an earlier attempt."""
+    try:
+        return run_dir.is_dir() and not {p.name for p in run_dir.iterdir()} <= {".hydra", log_name}
+    except OSError:
+        return True  # unreadable: never take it for an empty stub
+
+
 def _discard_unstarted_run(run_dir: Path, log_name: str) -> None:
-    """Remove the folder of a run refused before it started (a config or input error).
+    """Remove the folder of a run refused before it produced anything (a config or input error).
 
     Hydra creates the run directory before the task runs; left behind with only Hydra's own
-    files, it would look like a real run in ``runs/``. A folder holding anything else (an earlier
-    run's outputs) is kept. The error is printed on the console either way.
+    files and the "failed" provenance.json, it would look like a real run in ``runs/``. The caller
+    passes only folders that held nothing before this attempt; one holding anything else now
+    (a data report, logs, checkpoints) is kept. The error is printed on the console either way.
     """
     import shutil
 
-    hydra_files = {".hydra", log_name}
     try:
-        if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= hydra_files:
+        if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= NOTHING_PRODUCED | {log_name}:
             shutil.rmtree(run_dir, ignore_errors=True)
             log.info("the run did not start: its folder %s was removed", run_dir)
     except OSError:

@@ -29,12 +29,16 @@ from deepgeo_runner.errors import ConfigError
 from deepgeo_runner.provenance import REPEAT_ENV
 
 CONFIG_NAME = "deepgeo_repeat"  # the repeated run's config in Hydra's ConfigStore
-USAGE = """usage: deepgeo-repeat RUN_DIR [overrides...]
+ALLOW_CHANGED = "--allow-changed-inputs"  # repeat although an input file's bytes differ from the run's
+USAGE = """usage: deepgeo-repeat RUN_DIR [--allow-changed-inputs] [overrides...]
 
 Runs again the deepgeo run saved in RUN_DIR (its .hydra/config.yaml) into a new run directory
 (runs/<date>_<time>, or hydra.run.dir=DIR). Overrides change what they name, e.g.
   deepgeo-repeat runs/2026-01-31_12-00-00
   deepgeo-repeat runs/2026-01-31_12-00-00 hydra.run.dir=runs/again trainer.max_epochs=20
+
+An input file whose SHA-256 differs from the one in RUN_DIR/provenance.json stops the repeat
+(exit status 2), naming the file and both hashes; --allow-changed-inputs repeats it anyway.
 """
 
 
@@ -53,6 +57,56 @@ def schema_version_warning(run_dir: Path) -> str | None:
         f"config schema version {recorded}"
     return (f"{run_dir} was run with {was}; this deepgeo-runner's is {CONFIG_SCHEMA_VERSION}: keys may have "
             "changed meaning, so the repeat may differ from it (or fail to compose, naming the key).")
+
+
+def recorded_inputs(record: dict) -> list[tuple[str, str, str]]:
+    """(name, path, sha256) of every input file a provenance record lists."""
+    inputs = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}
+    found = [(str(name), str(entry["path"]), str(entry["sha256"])) for name, entry in inputs.items()
+             if isinstance(entry, dict) and entry.get("path") and entry.get("sha256")]
+    for i, entry in enumerate(inputs.get("image_sources") or []):
+        if isinstance(entry, dict) and entry.get("path") and entry.get("sha256"):
+            found.append((f"image_sources[{i}]", str(entry["path"]), str(entry["sha256"])))
+    return found
+
+
+def changed_inputs(run_dir: Path) -> list[str]:
+    """Each input of the run whose file now holds other bytes, or is gone, with both hashes.
+
+    Repeating on other data gives other metrics; said before the run, not found after it.
+    Paths are read as the run recorded them (relative ones from the current folder, as the repeat reads them).
+    """
+    from deepgeo_runner.cache import file_fingerprint
+
+    try:
+        record = json.loads((run_dir / "provenance.json").read_text())
+    except (OSError, ValueError):
+        return []  # nothing recorded to compare with (schema_version_warning already says so)
+    changes = []
+    for name, path, recorded in recorded_inputs(record if isinstance(record, dict) else {}):
+        try:
+            now = file_fingerprint(path)
+        except OSError as exc:
+            now = f"unreadable ({exc.strerror or exc})"
+        if now != recorded:
+            changes.append(f"{name} '{path}': recorded sha256 {recorded}, now {now}")
+    return changes
+
+
+def check_inputs(run_dir: Path, allow_changed: bool) -> None:
+    """Stop (exit 2) when an input changed since the run, unless ``--allow-changed-inputs``; then warn."""
+    changes = changed_inputs(run_dir)
+    if not changes:
+        return
+    listing = "\n  ".join(changes)
+    if allow_changed:
+        print(f"Warning: the inputs of {run_dir} changed since it ran ({ALLOW_CHANGED}), so its metrics will "
+              f"differ:\n  {listing}", file=sys.stderr)
+        return
+    print(f"Error: the inputs of {run_dir} changed since it ran; a repeat on other data is no repeat:\n  {listing}\n"
+          f"Restore those files, or repeat anyway with: deepgeo-repeat {run_dir} {ALLOW_CHANGED} [overrides...]",
+          file=sys.stderr)
+    sys.exit(2)
 
 
 def upgrade_saved_config(saved: DictConfig) -> DictConfig:
@@ -109,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
         warning = schema_version_warning(run_dir)
         if warning:
             print(f"Warning: {warning}", file=sys.stderr)
+        allow_changed = ALLOW_CHANGED in overrides
+        overrides = [o for o in overrides if o != ALLOW_CHANGED]
+        check_inputs(run_dir, allow_changed)
     config_file = run_config_file(run_dir)
     if config_file is None:
         print(f"Error: {run_dir} ({REPEAT_ENV}) holds no .hydra/config.yaml.", file=sys.stderr)

@@ -18,7 +18,7 @@ FLOORS: list[tuple[str, int]] = [
     # 0 base: files, cache, console, errors, class tables, ranks
     ("deepgeo_runner.atomic", 0), ("deepgeo_runner.cache", 0), ("deepgeo_runner.console", 0),
     ("deepgeo_runner.errors", 0), ("deepgeo_runner.ranks", 0), ("deepgeo_runner.classes", 0),
-    ("deepgeo_runner.history", 0), ("deepgeo_runner.checkpoint_path", 0),
+    ("deepgeo_runner.history", 0), ("deepgeo_runner.checkpoint_path", 0), ("deepgeo_runner.signals", 0),
     # 1 geo: rasters and vectors (numpy, rasterio, geopandas)
     ("deepgeo_runner.geo", 1),
     # 2 numeric libraries beside geo: torch code, map assessment, plots, scores

@@ -159,7 +159,8 @@ def test_damaged_and_partial_runs_never_break_the_summary(tmp_path):
     (bare / ".hydra" / "overrides.yaml").write_text("- seed=2\n")
     (bare / "deepgeo.log").write_text("[2026-01-01][deepgeo_runner][ERROR] - data.chip_size=-1 is not valid\n")
     comparison = summarize_sweep(tmp_path)
-    assert [r.status for r in comparison.runs] == ["failed before start", "failed before start"]
+    assert [r.status for r in comparison.runs] == ["damaged", "failed before start"]  # its scores: unreadable
+    assert "metrics.json is damaged" in comparison.runs[0].error
     assert comparison.runs[1].error == "data.chip_size=-1 is not valid" and comparison.runs[0].metrics == {}
 
 
@@ -245,3 +246,22 @@ def test_code_version_as_provenance_writes_it_reads_as_one_short_text(tmp_path):
     code = {"package": "0.1.0", "git_commit": None, "source_sha256": "0123456789abcdef" * 4}
     (run / "provenance.json").write_text(json.dumps({**record, "git_commit": None, "code_version": code}))
     assert read_run(run).code_version == "0.1.0 (source 0123456789ab)"
+
+
+def test_a_damaged_metrics_file_and_a_run_without_a_metric_are_not_hidden(tmp_path):
+    sweep = tmp_path / "sweep"
+    make_run(sweep / "0", ["model=unet", "seed=1"], scores(0.80, 0.9), seed=1, job_num=0)
+    make_run(sweep / "1", ["model=unet", "seed=2"], scores(0.90, 0.9), seed=2, job_num=1)
+    make_run(sweep / "2", ["model=unet", "seed=3"], None, seed=3, job_num=2)  # completed, no metrics.json
+    damaged = make_run(sweep / "3", ["model=fcn8s"], scores(0.5, 0.5), job_num=3)
+    (damaged / "metrics.json").write_text('{"accuracy": 0.5, "f1_ma')  # cut short
+    summarize_sweep(sweep)
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    runs = {r["run"]: r for r in rows if r["row"] == "run"}
+    assert runs["3"]["status"] == "damaged" and "metrics.json is damaged" in runs["3"]["error"]
+    assert str(damaged / "metrics.json") in runs["3"]["error"]
+    mean = next(r for r in rows if r["row"] == "mean")
+    assert float(mean["f1_macro"]) == pytest.approx(0.85) and mean["runs"] == "2"  # 2 values, not 3 runs
+    assert next(r for r in rows if r["row"] == "n")["f1_macro"] == "2"
+    page = (sweep / "summary.html").read_text()
+    assert "metrics.json is damaged" in page and "(n=2)" in page

@@ -191,3 +191,19 @@ def test_flat_hyperparameters_are_plain_values_under_dotted_keys():
     assert flat_hyperparameters(Outer()) == {
         "inner.colour": "red", "inner.path": "/data/x.tif", "model._target_": "m.Net", "model.depth.a": 1,
         "model.empty": {}, "bands": ["red", "nir"], "images": '[{"date": "2020"}]', "nothing": None}
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_its_own_mlflow_run(tmp_path, cache_dir, compose):
+    """A relaunch into the same run directory resumes the fit: its curves go on in the first MLflow run."""
+    from deepgeo_runner.pipeline.runner import run
+
+    run_dir = _fit("mlflow", tmp_path, cache_dir)
+    first = _mlflow_run(tmp_path)
+    overrides = [*FIT, "logger=mlflow", f"paths.output_dir={run_dir}", f"paths.cache_dir={cache_dir}",
+                 f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", "trainer.max_epochs=2"]
+    cfg = compose(*overrides)
+    validate_config(cfg)
+    run(cfg, run_dir)
+    again = _mlflow_run(tmp_path)  # still exactly one run in the experiment
+    assert again.info.run_id == first.info.run_id

@@ -144,3 +144,26 @@ def test_a_wheel_install_records_the_package_version_and_the_source_digest_witho
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     assert installed == {"package": version, "git_commit": None, "source_sha256": source_digest()}
     assert code_version()["source_sha256"] == source_digest()
+
+
+def test_a_repeat_on_changed_inputs_stops_naming_the_file_and_both_hashes(tmp_path):
+    import hashlib
+
+    run = _fake_run(tmp_path / "run")
+    image = tmp_path / "scene.tif"
+    image.write_bytes(b"the bytes the run read")
+    recorded = hashlib.sha256(image.read_bytes()).hexdigest()
+    (run / "provenance.json").write_text(json.dumps({
+        "config_schema_version": CONFIG_SCHEMA_VERSION,
+        "inputs": {"image": {"path": str(image), "sha256": recorded}}}))
+    image.write_bytes(b"other bytes, edited since")
+    now = hashlib.sha256(image.read_bytes()).hexdigest()
+    proc = _run("deepgeo_runner.repeat", str(run), f"hydra.run.dir={tmp_path / 'again'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"image '{image}'" in proc.stderr and recorded in proc.stderr and now in proc.stderr
+    assert "--allow-changed-inputs" in proc.stderr and not (tmp_path / "again").exists()
+
+    from deepgeo_runner.repeat import changed_inputs
+
+    image.write_bytes(b"the bytes the run read")  # restored: nothing to say
+    assert changed_inputs(run) == []

@@ -51,3 +51,22 @@ def test_a_search_without_fit_has_no_objective_and_says_so(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 2
     assert "must include fit" in proc.stdout + proc.stderr
+
+
+def test_a_diverged_trial_is_marked_failed_and_the_search_goes_on(tmp_path):
+    import json
+
+    import optuna
+
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "deepgeo_runner.cli", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3",
+           "seed=3", "+hydra.sweeper.params={optimizer.lr: 'choice(1e6, 0.001)'}", "trainer.max_epochs=1",
+           f"hydra.sweep.dir={sweep}", f"paths.cache_dir={tmp_path / 'cache'}", *TINY]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    study = optuna.load_study(study_name="deepgeo", storage=f"sqlite:///{sweep}/optuna.db")
+    states = [t.state.name for t in study.trials]
+    assert len(states) == 3 and "FAIL" in states and "COMPLETE" in states, states
+    for trial in study.trials:
+        record = json.loads((sweep / str(trial.number) / "provenance.json").read_text())
+        assert record["status"] == ("failed" if trial.state.name == "FAIL" else "completed")

@@ -76,6 +76,13 @@ class Group:
     runs: list[RunRecord]
     intervals: dict[str, Interval] = field(default_factory=dict)  # metric → interval; ≥ 2 runs with the metric
 
+    def counted(self) -> str:
+        """How many runs the intervals aggregate: "3", or "2-3" when a run lacks some metric."""
+        counts = sorted({iv.n for iv in self.intervals.values()})
+        if not counts:
+            return "0"
+        return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
 
 def aggregate(runs: Sequence[RunRecord], dropped: Sequence[str] = VARYING_KEYS) -> list[Group]:
     """Groups of two or more runs, each with the interval of every metric that ≥ 2 of its runs have.

@@ -155,9 +155,12 @@ def _groups_table(c: Comparison) -> str:
             iv = group.intervals.get(name)
             cells.append("<td data-v=''></td>" if iv is None else
                          f"<td data-v='{iv.mean!r}' title='95 % interval [{iv.low:.4f}, {iv.high:.4f}], "
-                         f"n={iv.n}'>{iv.mean:.4f} [{iv.low:.4f}, {iv.high:.4f}]</td>")
+                         f"n={iv.n}'>{iv.mean:.4f} [{iv.low:.4f}, {iv.high:.4f}]"
+                         + (f" <small>(n={iv.n})</small>" if iv.n != len(group.runs) else "") + "</td>")
+        counted = group.counted()
         rows.append(f"<tr><td class='text'><code>{_esc(' '.join(group.overrides) or '(none)')}</code></td>"
-                    f"<td data-v='{len(group.runs)}'>{len(group.runs)}</td>{''.join(cells)}</tr>")
+                    f"<td data-v='{counted.split('-')[-1]}' title='{len(group.runs)} runs of this setting'>"
+                    f"{counted}</td>{''.join(cells)}</tr>")
     return ("<h2>Repeated settings: mean [95 % t-interval, clipped to the metric's range] across folds and "
             "seeds</h2>"
             f"<table class='sortable' id='groups'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>")

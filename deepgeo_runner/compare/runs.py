@@ -23,6 +23,7 @@ from deepgeo_runner.history import HISTORY_FILE, read_history
 METRIC_KEYS = ("accuracy", "kappa", "f1_macro", "iou_macro", "auc_macro", "cross_entropy")
 RUN_MARKERS = (Path(".hydra") / "overrides.yaml", Path("provenance.json"), Path("metrics.json"))
 NOT_STARTED = "failed before start"  # a folder Hydra made whose run wrote no provenance.json (a config error)
+DAMAGED = "damaged"  # a run whose metrics.json exists but cannot be read
 
 
 @dataclass
@@ -74,6 +75,23 @@ def _load(path: Path, reader) -> Any:
         return reader(path.read_text())
     except (OSError, ValueError, yaml.YAMLError):
         return None
+
+
+def read_metrics(path: Path) -> tuple[dict | None, str | None]:
+    """metrics.json parsed, or why it cannot be (None when absent: a run without a test stage)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"metrics.json is unreadable ({exc.strerror or exc}): {path}"
+    try:
+        metrics = json.loads(text)
+    except ValueError as exc:
+        return None, f"metrics.json is damaged (not JSON: {exc}): {path}"
+    if not isinstance(metrics, dict):
+        return None, f"metrics.json is damaged (a {type(metrics).__name__}, not an object of scores): {path}"
+    return metrics, None
 
 
 def _finite(value: Any) -> float | None:
@@ -174,7 +192,9 @@ def read_run(path: str | Path) -> RunRecord:
             rec.wall_s = round(sum(v for v in map(_finite, timings.values()) if v is not None), 2)
     elif rec.error is None:
         rec.error = last_error(path)
-    metrics = _load(path / "metrics.json", json.loads)
+    metrics, problem = read_metrics(path / "metrics.json")
+    if problem is not None:  # scores the run claims but cannot show: never a "completed" row with blanks
+        rec.status, rec.error = DAMAGED, problem
     if isinstance(metrics, dict):
         rec.metrics = {k: v for k in METRIC_KEYS if (v := _finite(metrics.get(k))) is not None}
         for name, scores in (metrics.get("per_class") or {}).items():

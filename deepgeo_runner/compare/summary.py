@@ -67,10 +67,11 @@ def _run_record(c: Comparison, run: RunRecord) -> dict[str, Any]:
 
 
 def _group_records(group: Group) -> list[dict[str, Any]]:
-    """A mean, a ci95_low and a ci95_high row for the group's metrics."""
+    """A mean, a ci95_low, a ci95_high and an n row (runs aggregated per metric) for the group's metrics;
+    ``runs`` counts the values aggregated, not the runs of the setting (a failed one has none)."""
     rows = []
-    for row, part in (("mean", "mean"), ("ci95_low", "low"), ("ci95_high", "high")):
-        rows.append({"row": row, "overrides": list(group.overrides), "runs": len(group.runs),
+    for row, part in (("mean", "mean"), ("ci95_low", "low"), ("ci95_high", "high"), ("n", "n")):
+        rows.append({"row": row, "overrides": list(group.overrides), "runs": group.counted(),
                      **{k: getattr(iv, part) for k, iv in group.intervals.items()}})
     return rows
 
@@ -96,7 +97,7 @@ def summary_record(c: Comparison) -> dict[str, Any]:
 
 
 def summary_csv(c: Comparison) -> str:
-    """One row per run, then mean / ci95_low / ci95_high rows per repeated setting."""
+    """One row per run, then mean / ci95_low / ci95_high / n rows per repeated setting."""
     metrics = c.metric_names()
     columns = ["row", "run", "status", "overrides", "runs", "seed", "model", "data", "code_version",
                *metrics, "monitor", "best_score", "best_epoch", "wall_s", "report", "error"]

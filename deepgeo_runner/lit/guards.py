@@ -1,25 +1,24 @@
-"""What keeps a training run honest: a clean stop on SIGINT/SIGTERM, and per-epoch random state
-that a resumed run reproduces exactly.
+"""What keeps a training run honest: per-epoch random state that a resumed run reproduces exactly.
+
+The clean stop on SIGINT/SIGTERM covers the whole run: :class:`~deepgeo_runner.signals.SignalStop`
+(re-exported here for older imports).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import signal
-import threading
-from types import FrameType
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from deepgeo_runner.errors import RunInterrupted
+from deepgeo_runner.signals import STOP_SIGNALS, SignalStop
 
 log = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+__all__ = ["STOP_SIGNALS", "EpochSeed", "SignalStop", "epoch_seed"]
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -49,57 +48,3 @@ class EpochSeed(pl.Callback):
         torch.manual_seed(value)
         np.random.seed(value % 2**32)
         random.seed(value)
-
-
-class SignalStop:
-    """SIGINT and SIGTERM stop the run cleanly instead of killing it mid-write.
-
-    During ``trainer.fit``/``test`` the signal is handed to Lightning's SIGTERM handling, which
-    stops every rank together at the next batch boundary; the last checkpoint is the end of the
-    last complete epoch (an epoch cut short is run again on relaunch, so the result equals an
-    uninterrupted run's). Outside the Trainer's loops the run stops at once. Either way
-    :meth:`interrupted` gives the :class:`RunInterrupted` to raise (exit code 130 or 143).
-    A second Ctrl+C stops at once.
-
-    Use as a context manager around the stages that train; ``trainer`` is set once built.
-    """
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.trainer: pl.Trainer | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> SignalStop:
-        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            for signum in STOP_SIGNALS:
-                self._previous[signum] = signal.getsignal(signum)
-                signal.signal(signum, self._on_signal)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        first = self.signum is None
-        if first:
-            self.signum = signum
-        trainer = self.trainer
-        if trainer is not None and trainer.received_sigterm:
-            return  # called by Lightning's SIGTERM handler (it wraps this one): it stops at the next batch
-        lightning = signal.getsignal(signal.SIGTERM)
-        if first and trainer is not None and lightning is not self._on_signal and callable(lightning):
-            log.warning("received %s: stopping after the current batch (again to stop at once)",
-                        signal.Signals(signum).name)
-            lightning(signum, frame)  # Lightning's handler: all ranks stop at the next batch boundary
-            return
-        raise self.interrupted()
-
-    def interrupted(self) -> RunInterrupted:
-        """The error that ends the run, naming the signal and how to resume."""
-        signum = self.signum or signal.SIGTERM
-        return RunInterrupted(
-            f"stopped by {signal.Signals(signum).name}. The run directory keeps the checkpoint of the last "
-            "complete epoch (checkpoints/last.ckpt) and provenance.json says \"status\": \"interrupted\"; "
-            "launch the same command again to resume.", signum)

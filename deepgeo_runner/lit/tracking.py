@@ -62,8 +62,24 @@ def log_hyperparameters(loggers: Iterable[Any], params: Mapping[str, Any]) -> No
     """Give ``params`` to each logger (rank 0 only: Lightning's loggers guard themselves) and write
     them out now, so that an interrupted run keeps them too."""
     for logger in loggers:
-        logger.log_hyperparams(dict(params))
+        logger.log_hyperparams(new_params(logger, params))
         logger.save()
+
+
+def new_params(logger: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` less those a continued MLflow run already holds: MLflow refuses to change a logged
+    param, and a resume may change some (``trainer.max_epochs`` to train longer); those are named."""
+    if type(logger).__name__ != "MLFlowLogger" or getattr(logger, "_run_id", None) is None:
+        return dict(params)
+    logged = logger.experiment.get_run(logger.run_id).data.params
+    changed = sorted(k for k, v in params.items() if k in logged and logged[k] != str(v))
+    if changed:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "MLflow run %s keeps the first attempt's values of %s (MLflow params cannot change); this "
+            "attempt's are in the run directory's .hydra/config.yaml", logger.run_id, ", ".join(changed))
+    return {k: v for k, v in params.items() if k not in logged}
 
 
 class LogBestScore(pl.Callback):
@@ -84,3 +100,33 @@ class LogBestScore(pl.Callback):
             if isinstance(logger, TensorBoardLogger):
                 metrics["hp_metric"] = value
             logger.log_metrics(metrics, step=trainer.global_step)
+
+
+MLFLOW_RUN_FILE = PurePath("logs") / "mlflow_run.json"  # in the run directory: the MLflow run a resume continues
+
+
+def continue_mlflow_run(loggers: Iterable[Any], run_dir: Any) -> None:
+    """On resume, point each MLflow logger at the run its first attempt created, so its curves go on
+    in one MLflow run instead of a new one per attempt. Call before a logger first touches MLflow."""
+    from pathlib import Path
+
+    path = Path(run_dir) / MLFLOW_RUN_FILE
+    try:
+        run_id = json.loads(path.read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return  # a first attempt, or one without MLflow: a new MLflow run
+    for logger in loggers:
+        if type(logger).__name__ == "MLFlowLogger" and run_id and getattr(logger, "_run_id", None) is None:
+            logger._run_id = str(run_id)  # MLFlowLogger's own attribute: its experiment reopens that run
+
+
+def record_mlflow_run(loggers: Iterable[Any], run_dir: Any) -> None:
+    """Write the MLflow run id of this run into ``logs/mlflow_run.json`` (rank 0), for a later resume."""
+    from pathlib import Path
+
+    from deepgeo_runner.atomic import write_text_atomic
+
+    for logger in loggers:
+        if type(logger).__name__ == "MLFlowLogger" and getattr(logger, "run_id", None):
+            write_text_atomic(Path(run_dir) / MLFLOW_RUN_FILE, json.dumps({"run_id": logger.run_id}) + "\n")
+            return

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -20,15 +19,13 @@ from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.console import interactive, tidy_third_party_logging
-from deepgeo_runner.errors import ConfigError, DeepGeoError, InputDataError, RunInterrupted
+from deepgeo_runner.errors import ConfigError, InputDataError
 from deepgeo_runner.metrics import strict_json
 from deepgeo_runner.pipeline.chips import split_class_counts
 from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_loggers
 from deepgeo_runner.pipeline.predicting import predict_stage
-from deepgeo_runner.pipeline.record import write_run_provenance
 from deepgeo_runner.pipeline.run_state import RunState
 from deepgeo_runner.pipeline.stage_options import augment_plan, block_size, label_options, model_inputs, predict_device
-from deepgeo_runner.ranks import global_rank
 
 log = logging.getLogger(__name__)
 
@@ -70,29 +67,10 @@ def build_module(opts: RunConfig, classes: ClassTable, in_channels: int, meta: d
 
 
 def learn_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str],
-                rank: int) -> None:
-    """fit / test / predict: the stages that need torch (see :func:`learn_stages`), stopped cleanly
-    by SIGINT/SIGTERM and recorded in provenance.json when they do not complete."""
-    guarded(opts, run_dir, art, classes, learn_stages, opts, run_dir, art, classes, stages, rank)
-
-
-def guarded(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stage, *args: Any) -> None:
-    """Run ``stage(*args, stop=...)`` under :class:`~deepgeo_runner.lit.guards.SignalStop`; when it
-    is interrupted or fails on purpose (a DeepGeoError), say so in provenance.json, then re-raise."""
-    from deepgeo_runner.lit.guards import SignalStop
-
-    with SignalStop() as stop:
-        try:
-            stage(*args, stop=stop)
-        except DeepGeoError as exc:
-            art.status = "interrupted" if isinstance(exc, RunInterrupted) else "failed"
-            art.error = str(exc)
-            if global_rank() == 0:
-                try:
-                    write_run_provenance(opts, run_dir, art, classes)
-                except Exception as write_error:  # e.g. the full disk that stopped the run: keep its message
-                    log.warning("could not record the run's status in provenance.json: %s", write_error)
-            raise
+                rank: int, stop=None) -> None:
+    """fit / test / predict: the stages that need torch (see :func:`learn_stages`). ``stop``: the run's
+    :class:`~deepgeo_runner.signals.SignalStop` (the runner records the status of a run that does not complete)."""
+    learn_stages(opts, run_dir, art, classes, stages, rank, stop=stop)
 
 
 def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str], rank: int,
@@ -138,9 +116,9 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
 
 
 def learn_datamodule_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable,
-                           stages: list[str]) -> None:
-    """fit / test on a datamodule's chips (:func:`learn_datamodule_stages`), guarded like :func:`learn_stage`."""
-    guarded(opts, run_dir, art, classes, learn_datamodule_stages, opts, run_dir, art, classes, stages)
+                           stages: list[str], stop=None) -> None:
+    """fit / test on a datamodule's chips (:func:`learn_datamodule_stages`), stopped like :func:`learn_stage`."""
+    learn_datamodule_stages(opts, run_dir, art, classes, stages, stop=stop)
 
 
 def learn_datamodule_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str],
@@ -170,15 +148,20 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
 
     ``shard_here``: the datamodule shards by rank itself (our chip store); otherwise Lightning
     adds its distributed sampler (a datamodule by ``_target_``). ``stop``: the run's
-    :class:`~deepgeo_runner.lit.guards.SignalStop`, told the Trainer so that a signal stops it
+    :class:`~deepgeo_runner.signals.SignalStop`, told the Trainer so that a signal stops it
     at a batch boundary.
     """
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from deepgeo_runner.lit.checkpoints import SafeCheckpointIO
-    from deepgeo_runner.lit.guards import SignalStop
-    from deepgeo_runner.lit.tracking import flat_hyperparameters, log_hyperparameters
+    from deepgeo_runner.lit.tracking import (
+        continue_mlflow_run,
+        flat_hyperparameters,
+        log_hyperparameters,
+        record_mlflow_run,
+    )
     from deepgeo_runner.pipeline import train
+    from deepgeo_runner.signals import SignalStop
 
     stop = stop or SignalStop()
     callbacks = instantiate_callbacks(opts.callbacks)  # conf/callbacks/: checkpoints, seeds, history
@@ -192,7 +175,11 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     stop.trainer = trainer
     try:
         resume = resume_checkpoint(opts, run_dir, module, loggers) if "fit" in stages else None
+        if resume is not None:
+            continue_mlflow_run(loggers, run_dir)  # one MLflow run over every attempt of this run
         log_hyperparameters(loggers, flat_hyperparameters(opts))  # after resume: the CSV logger keeps its rows
+        if trainer.global_rank == 0:
+            record_mlflow_run(loggers, run_dir)
         if "fit" in stages:
             checkpoint = train.fit(trainer, module, datamodule, resume)
             best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
@@ -269,4 +256,5 @@ def resume_checkpoint(opts: RunConfig, run_dir: Path, module, loggers: list | No
 
 def learn_task(run: RunState) -> None:
     """Stages ``fit``, ``test`` and ``predict`` of a scene, in one go: they share the module and the Trainer."""
-    run.timed("fit_test_predict", learn_stage, run.opts, run.run_dir, run.art, run.classes, run.stages, run.rank)
+    run.timed("fit_test_predict", learn_stage, run.opts, run.run_dir, run.art, run.classes, run.stages, run.rank,
+              stop=run.stop)

@@ -28,6 +28,7 @@ class RunState:
     rank: int = 0
     split_polygons: Any = None  # data.split_vector, read before any raster work
     split_map: Any = None  # the train/val/test map, made after rasterize
+    stop: Any = None  # the run's SignalStop, told the Trainer so that a signal stops training cleanly
     _needed: set[str] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
@@ -41,9 +42,9 @@ class RunState:
         """The stage was asked for or another asked-for stage needs it."""
         return stage in self._needed
 
-    def timed(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)``, its wall time recorded as ``timings_s[name]`` in the run's provenance."""
+    def timed(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, its wall time recorded as ``timings_s[name]`` in the run's provenance."""
         start = time.perf_counter()
-        result = fn(*args)
+        result = fn(*args, **kwargs)
         self.art.timings[name] = round(time.perf_counter() - start, 2)
         return result

@@ -32,10 +32,12 @@ from deepgeo_runner.config.schema import DataConfig, RunConfig
 from deepgeo_runner.config.stages import BY_NAME, STAGES, Stage, cycle, is_assess_only
 from deepgeo_runner.config.validate import uses_datamodule
 from deepgeo_runner.console import tidy_third_party_logging
+from deepgeo_runner.errors import RunInterrupted
 from deepgeo_runner.pipeline import inputs, learning, predicting, splitting
 from deepgeo_runner.pipeline.record import stages_to_run, write_run_provenance
 from deepgeo_runner.pipeline.run_state import RunState
 from deepgeo_runner.ranks import global_rank
+from deepgeo_runner.signals import SignalStop
 
 log = logging.getLogger(__name__)
 
@@ -50,53 +52,73 @@ def run(cfg: RunConfig | Any, run_dir: str | Path) -> Artifacts:
     """Run the configured stages of the cycle; return what they produced.
 
     ``cfg`` is the typed options, or a composed config (turned into them by :func:`run_options`).
+    One :class:`~deepgeo_runner.signals.SignalStop` covers the whole run, data stages included,
+    and every way it ends is recorded in provenance.json: ``completed``, ``interrupted``
+    (SIGINT/SIGTERM) or ``failed`` with the error.
     """
     from deepgeo_runner.preflight import preflight
 
     run_dir = Path(run_dir)
     tidy_third_party_logging()
     opts = run_options(cfg, run_dir)
-    preflight(opts, run_dir)  # writable run/cache folders, leftovers of killed runs removed, inputs opened
+    with SignalStop() as stop:
+        preflight(opts, run_dir)  # writable run/cache folders, leftovers of killed runs removed, inputs opened
+        art = Artifacts()
+        classes = class_table(opts.data)
+        try:
+            run_stages(opts, run_dir, art, classes, stop)
+        except BaseException as exc:
+            record_end(opts, run_dir, art, classes, exc)
+            raise
+    return art
+
+
+def record_end(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, exc: BaseException) -> None:
+    """Say in provenance.json why the run did not complete, so it never stays "running"."""
+    if isinstance(exc, SystemExit) and not exc.code:
+        return
+    interrupted = isinstance(exc, (RunInterrupted, KeyboardInterrupt))
+    art.status = "interrupted" if interrupted else "failed"
+    art.error = str(exc) or type(exc).__name__
+    if global_rank() != 0:
+        return
+    try:
+        write_run_provenance(opts, run_dir, art, classes)
+    except Exception as write_error:  # e.g. the full disk that stopped the run: keep its message
+        log.warning("could not record the run's status in provenance.json: %s", write_error)
+
+
+def run_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stop: SignalStop) -> None:
+    """The stages in their order; ``art.status`` is "completed" when they all ran."""
     rank = global_rank()
     stages = stages_to_run(opts)
-    art = Artifacts()
     cache_dir = Path(opts.paths.cache_dir).expanduser()
-    classes = class_table(opts.data)
     if rank == 0:
         write_run_provenance(opts, run_dir, art, classes)
-
-    run = RunState(opts, run_dir, cache_dir, art, classes, stages, rank)
+    run = RunState(opts, run_dir, cache_dir, art, classes, stages, rank, stop=stop)
     if uses_datamodule(opts.data):
         log.info("data=%s: running stages %s on %s", opts.data.name, stages, opts.data.datamodule["_target_"])
-        run.timed("fit_test", learning.learn_datamodule_stage, opts, run_dir, art, classes, stages)
-        art.status = "completed"
-        if rank == 0:
-            write_run_provenance(opts, run_dir, art, classes)
-        return art
-    if stages == ["predict"] and opts.predict.image:  # a checkpoint applied to a new scene
+        run.timed("fit_test", learning.learn_datamodule_stage, opts, run_dir, art, classes, stages, stop=stop)
+    elif stages == ["predict"] and opts.predict.image:  # a checkpoint applied to a new scene
         if rank == 0:
             run.timed("predict", predicting.apply_checkpoint_stage, opts, run_dir, art)
-            art.status = "completed"
-            write_run_provenance(opts, run_dir, art, classes)
-        return art
-    if is_assess_only(stages):  # an existing class map assessed: no scene, no training
+    elif is_assess_only(stages):  # an existing class map assessed: no scene, no training
         if rank == 0:
-            _run_stages(run, [BY_NAME[s] for s in STAGES if s in stages])
-            art.status = "completed"
-            write_run_provenance(opts, run_dir, art, classes)
-        return art
-    run.split_polygons = splitting.read_split_polygons(opts)  # a bad split file fails before any raster work
-    run.timed("inputs", inputs.resolve_inputs, opts, cache_dir, art)
-    inputs.check_split_scenes(opts, art)
-    _run_stages(run, cycle(stages))
-    if stages == ["check"]:
-        if rank == 0:
-            write_run_provenance(opts, run_dir, art, classes)
-        return art
+            run_tasks(run, [BY_NAME[s] for s in STAGES if s in stages])
+    else:
+        scene_stages(run)
     art.status = "completed"
     if rank == 0:
         write_run_provenance(opts, run_dir, art, classes)
-    return art
+
+
+def scene_stages(run: RunState) -> None:
+    """The cycle on a scene: its inputs, then the stage table's rows that the listed stages need, in
+    the order they need each other (rasterize and the split, the check, then what ``stages`` asks for)."""
+    run.split_polygons = splitting.read_split_polygons(run.opts)  # a bad split file fails before any raster work
+    run.timed("inputs", inputs.resolve_inputs, run.opts, run.cache_dir, run.art)
+    inputs.check_split_scenes(run.opts, run.art)
+    run_tasks(run, cycle(run.stages))
 
 
 def task_of(stage: Stage) -> Callable[[RunState], None]:
@@ -105,7 +127,7 @@ def task_of(stage: Stage) -> Callable[[RunState], None]:
     return getattr(importlib.import_module(f"deepgeo_runner.pipeline.{module}"), name)
 
 
-def _run_stages(run: RunState, rows: list[Stage]) -> None:
+def run_tasks(run: RunState, rows: list[Stage]) -> None:
     """Each row's task once, in order (stages that share a task, like fit/test/predict, run together)."""
     done = set()
     for stage in rows:

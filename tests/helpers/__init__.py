@@ -92,13 +92,14 @@ def compose_config(*overrides: str, hydra_config: bool = False):
     return cfg
 
 
-def run_deepgeo(*args: str, module: str = "deepgeo_runner.cli", cwd: Path | None = None, env: dict | None = None,
-                timeout: int = 600) -> subprocess.CompletedProcess:
-    """``python -m deepgeo_runner.cli ARGS`` (or another module) in a subprocess that imports this
-    checkout's package, its output captured."""
+def run_deepgeo(*args: str, module: str = "deepgeo_runner.cli", code: str | None = None, cwd: Path | None = None,
+                env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m deepgeo_runner.cli ARGS`` (or another module, or ``python -c CODE ARGS``) in a
+    subprocess that imports this checkout's package, its output captured."""
     env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
+    head = ["-c", code] if code is not None else ["-m", module]
+    return subprocess.run([sys.executable, *head, *args], capture_output=True, text=True, timeout=timeout,
                           cwd=cwd, env=env)
 
 
