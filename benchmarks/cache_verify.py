@@ -46,7 +46,7 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
 
 def hash_rate(path: Path, name: str) -> float:
     """MB/s of hashing ``path`` (already in the page cache) with ``name``."""
-    from deepgeo_runner.cache import READ_BYTES
+    from deepgeo_runner.core.cache import READ_BYTES
 
     if name == "xxh3_128":
         import xxhash
@@ -69,7 +69,7 @@ def entry_size_mb(entry: Path) -> float:
 
 def measure_entry(entry: Path, payload: dict) -> dict[str, float]:
     """Manifest at build, full verification, quick (stat) re-verification of one entry."""
-    from deepgeo_runner.cache import verify_entry, write_manifest
+    from deepgeo_runner.core.cache import verify_entry, write_manifest
 
     manifest_s, _ = timed(write_manifest, entry, payload)
     full_s, problem = timed(verify_entry, entry, True)
@@ -88,11 +88,11 @@ def main() -> None:
 
     from prepare_scene import make_scene
 
-    from deepgeo_runner.cache import hash_payload
+    from deepgeo_runner.core.cache import hash_payload
     from deepgeo_runner.geo.chips import split_blocks
     from deepgeo_runner.geo.raster_io import Grid, write_raster
-    from deepgeo_runner.pipeline.chips import ChipPlan, build_chip_store, target_lut
-    from deepgeo_runner.pipeline.prepare import prepare_scene
+    from deepgeo_runner.stages.chips import ChipPlan, build_chip_store, target_lut
+    from deepgeo_runner.stages.prepare import prepare_scene
 
     tmp = Path(tempfile.mkdtemp(prefix="deepgeo_bench_cache_", dir="/tmp"))
     try:

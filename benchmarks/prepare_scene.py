@@ -81,7 +81,7 @@ def peak_rss_mb() -> float:
 
 def run_case(image: str, out_dir: str, window: int) -> None:
     """Child process: prepare one scene, print wall time and this process's peak RSS as JSON."""
-    from deepgeo_runner.pipeline.prepare import prepare_scene
+    from deepgeo_runner.stages.prepare import prepare_scene
 
     rss_start = peak_rss_mb()
     start = time.perf_counter()

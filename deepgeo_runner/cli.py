@@ -3,7 +3,7 @@
 Only this module knows Hydra's decorator. It imports nothing heavy at module level, so a
 bad config is reported within a second or two, before torch or Lightning is loaded.
 
-A :class:`~deepgeo_runner.errors.DeepGeoError` (a bad key, an unreadable input, a full disk)
+A :class:`~deepgeo_runner.core.errors.DeepGeoError` (a bad key, an unreadable input, a full disk)
 is printed as one message and the command exits with status 2; ``DEEPGEO_DEBUG=1`` shows its
 traceback instead. Any other exception is a bug and keeps its traceback (exit status 1).
 """
@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from deepgeo_runner.config.location import config_dir
 from deepgeo_runner.config.schema import register_configs
-from deepgeo_runner.errors import ConfigError, DeepGeoError, RunInterrupted, TrainingDiverged
+from deepgeo_runner.core.errors import ConfigError, DeepGeoError, RunInterrupted, TrainingDiverged
 
 log = logging.getLogger("deepgeo_runner")
 
@@ -69,7 +69,7 @@ class OutputDirCheck(Callback):
     """
 
     def _check(self, folder: Any, key: str) -> None:
-        from deepgeo_runner.atomic import check_writable
+        from deepgeo_runner.core.atomic import check_writable
 
         try:
             check_writable(str(folder), key)
@@ -148,7 +148,7 @@ def _main(cfg: DictConfig) -> float | None:
     try:
         _check_launch(cfg)  # torchrun/srun/multirun: how this run's processes were started
         opts = run_options(cfg, run_dir)  # validated and typed: the stages read only these
-        from deepgeo_runner.preflight import preflight  # writable folders, readable inputs
+        from deepgeo_runner.pipeline.preflight import preflight  # writable folders, readable inputs
 
         preflight(opts, run_dir, "hydra.sweep.dir" if multirun else "hydra.run.dir")
         if optimizing and "fit" not in cfg.stages:

@@ -25,8 +25,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from deepgeo_runner.config.command_line import run_config_file, run_dir_of
-from deepgeo_runner.errors import ConfigError
-from deepgeo_runner.provenance import REPEAT_ENV
+from deepgeo_runner.core.errors import ConfigError
+from deepgeo_runner.pipeline.provenance import REPEAT_ENV
 
 CONFIG_NAME = "deepgeo_repeat"  # the repeated run's config in Hydra's ConfigStore
 ALLOW_CHANGED = "--allow-changed-inputs"  # repeat although an input file's bytes differ from the run's
@@ -76,7 +76,7 @@ def changed_inputs(run_dir: Path) -> list[str]:
     Repeating on other data gives other metrics; said before the run, not found after it.
     Paths are read as the run recorded them (relative ones from the current folder, as the repeat reads them).
     """
-    from deepgeo_runner.cache import file_fingerprint
+    from deepgeo_runner.core.cache import file_fingerprint
 
     try:
         record = json.loads((run_dir / "provenance.json").read_text())

@@ -15,32 +15,15 @@ PACKAGE = "deepgeo_runner"
 # (module or package, floor): a module's floor is that of its longest listed prefix. Lower floors
 # never import higher ones. A module that matches no row fails the test: give it a floor here.
 FLOORS: list[tuple[str, int]] = [
-    # 0 base: files, cache, console, errors, class tables, ranks
-    ("deepgeo_runner.atomic", 0), ("deepgeo_runner.cache", 0), ("deepgeo_runner.console", 0),
-    ("deepgeo_runner.errors", 0), ("deepgeo_runner.ranks", 0), ("deepgeo_runner.classes", 0),
-    ("deepgeo_runner.history", 0), ("deepgeo_runner.checkpoint_path", 0), ("deepgeo_runner.signals", 0),
-    # 1 geo: rasters and vectors (numpy, rasterio, geopandas)
-    ("deepgeo_runner.geo", 1),
-    # 2 numeric libraries beside geo: torch code, map assessment, plots, scores
-    ("deepgeo_runner.ml", 2), ("deepgeo_runner.assess", 2), ("deepgeo_runner.report", 2),
-    ("deepgeo_runner.metrics", 2), ("deepgeo_runner.bootstrap", 2),
-    # 3 Lightning
-    ("deepgeo_runner.lit", 3),
-    # 4 stages: config-free stage functions
-    ("deepgeo_runner.pipeline.prepare", 4), ("deepgeo_runner.pipeline.labels", 4),
-    ("deepgeo_runner.pipeline.chips", 4), ("deepgeo_runner.pipeline.data_check", 4),
-    ("deepgeo_runner.pipeline.drift", 4), ("deepgeo_runner.pipeline.evaluate", 4),
-    ("deepgeo_runner.pipeline.intervals", 4), ("deepgeo_runner.pipeline.apply", 4),
-    ("deepgeo_runner.pipeline.train", 4),
-    # 5 config: the run's schema, its checks, the typed options
-    ("deepgeo_runner.config", 5),
-    # 6 compare: reading finished runs
-    ("deepgeo_runner.compare", 6),
-    # 7 task layer: reads the run's options, chains the stages, records the run
-    ("deepgeo_runner.pipeline", 7), ("deepgeo_runner.artifacts", 7), ("deepgeo_runner.preflight", 7),
-    ("deepgeo_runner.provenance", 7), ("deepgeo_runner.scenes", 7),
-    # 8 entry points
-    ("deepgeo_runner.cli", 8), ("deepgeo_runner.repeat", 8), ("deepgeo_runner.launch", 8),
+    ("deepgeo_runner.core", 0),  # base: files, cache, console, errors, signals, class tables, ranks
+    ("deepgeo_runner.geo", 1),  # rasters and vectors (numpy, rasterio, geopandas)
+    ("deepgeo_runner.ml", 2), ("deepgeo_runner.assess", 2), ("deepgeo_runner.report", 2),  # torch code, scores, plots
+    ("deepgeo_runner.lit", 3),  # Lightning
+    ("deepgeo_runner.stages", 4),  # config-free stage functions
+    ("deepgeo_runner.config", 5),  # the run's schema, its checks, the typed options, the stage table
+    ("deepgeo_runner.compare", 6),  # reading finished runs
+    ("deepgeo_runner.pipeline", 7),  # task layer: reads the run's options, chains the stages, records the run
+    ("deepgeo_runner.cli", 8), ("deepgeo_runner.repeat", 8), ("deepgeo_runner.launch", 8),  # entry points
     ("deepgeo_runner.sweeper", 8), ("deepgeo_runner.__main__", 8), ("deepgeo_runner", 8),
 ]
 

@@ -21,7 +21,7 @@ from shapely import box
 from deepgeo_runner.assess.area import pixel_area
 from deepgeo_runner.assess.design import allocate, sample_size, select_ordinals
 from deepgeo_runner.config.schema import AssessConfig, DataConfig
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.raster_io import Grid, write_raster
 from deepgeo_runner.pipeline.assess import SAMPLE_FILE, assess_map
 

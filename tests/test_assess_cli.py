@@ -17,7 +17,7 @@ from shapely import box
 from deepgeo_runner.config.schema import run_stages
 from deepgeo_runner.config.stages import DEFAULT_STAGES
 from deepgeo_runner.config.validate import validate_config
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.raster_io import Grid, write_raster
 from tests.helpers import deepgeo_ok
 

@@ -15,15 +15,15 @@ import pytest
 import rasterio
 from affine import Affine
 
-from deepgeo_runner import atomic
-from deepgeo_runner.atomic import (
+from deepgeo_runner.core import atomic
+from deepgeo_runner.core.atomic import (
     check_writable,
     host_tag,
     remove_stale_temporaries,
     temp_path,
     write_text_atomic,
 )
-from deepgeo_runner.errors import DiskFullError, NotWritableError
+from deepgeo_runner.core.errors import DiskFullError, NotWritableError
 from deepgeo_runner.geo.raster_io import Grid, open_raster_writer, write_raster
 
 GRID = Grid(rasterio.crs.CRS.from_epsg(32722), Affine(30, 0, 600_000, 0, -30, 9_600_000), 512, 512)
@@ -183,8 +183,8 @@ def test_temporary_names_are_recognized_for_odd_host_names(monkeypatch):
 def test_a_chip_store_on_a_full_disk_fails_cleanly_not_with_sigbus(tiny_tmpfs):
     """Chips are written through a memory map; its blocks are reserved first, so a full disk is an
     error the cache reports naming the entry, not a SIGBUS that kills the process."""
-    from deepgeo_runner.cache import cached_stage
-    from deepgeo_runner.pipeline.chips import _new_npy
+    from deepgeo_runner.core.cache import cached_stage
+    from deepgeo_runner.stages.chips import _new_npy
 
     def build(tmp: Path) -> None:
         chips = _new_npy(tmp / "train_image.npy", np.float32, (1000, 4, 32, 32))  # 16 MiB > 256 KiB

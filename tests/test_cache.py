@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepgeo_runner import cache
-from deepgeo_runner.atomic import host_tag, temp_path
-from deepgeo_runner.cache import cached_stage, reuse_entry, verify_entry
-from deepgeo_runner.errors import DiskFullError, StageError
+from deepgeo_runner.core import cache
+from deepgeo_runner.core.atomic import host_tag, temp_path
+from deepgeo_runner.core.cache import cached_stage, reuse_entry, verify_entry
+from deepgeo_runner.core.errors import DiskFullError, StageError
 
 PAYLOAD = {"v": 1, "stage": "chips", "seed": 0}
 
@@ -67,7 +67,7 @@ def test_zeroed_bytes_inside_a_chip_file_are_detected_and_the_entry_rebuilt(tmp_
     entry, _, _ = cached_stage(tmp_path, "chips", PAYLOAD, build)
     original = (entry / "train_image.npy").read_bytes()
     _zero_bytes(entry / "train_image.npy", 4096, 64 * 1024)
-    with caplog.at_level(logging.WARNING, logger="deepgeo_runner.cache"):
+    with caplog.at_level(logging.WARNING, logger="deepgeo_runner.core.cache"):
         again, _, reused = cached_stage(tmp_path, "chips", PAYLOAD, build)
     assert not reused and build.calls == 2
     assert (again / "train_image.npy").read_bytes() == original
@@ -95,7 +95,7 @@ def test_a_truncated_raster_is_detected_by_its_size(tmp_path, caplog):
     with open(entry / "prepared.tif", "r+b") as f:
         f.truncate(20_000)
     assert "prepared.tif holds 20,000 bytes, its manifest 50,000" in verify_entry(entry)
-    with caplog.at_level(logging.WARNING, logger="deepgeo_runner.cache"):
+    with caplog.at_level(logging.WARNING, logger="deepgeo_runner.core.cache"):
         _, _, reused = cached_stage(tmp_path, "prepare", PAYLOAD, build)
     assert not reused and (entry / "prepared.tif").stat().st_size == 50_000
     assert any("prepare: cache entry" in r.getMessage() and str(entry) in r.getMessage() for r in caplog.records)
@@ -124,7 +124,7 @@ def test_reuse_without_the_stage_names_the_entry_to_delete_and_the_stage_to_add(
 
 
 def test_the_runner_entry_helper_verifies_when_it_only_reuses(tmp_path):
-    from deepgeo_runner.cache import cache_entry
+    from deepgeo_runner.core.cache import cache_entry
 
     build = _Builder()
     entry, _, _ = cache_entry(tmp_path, "chips", PAYLOAD, build, True)
@@ -211,7 +211,7 @@ def test_a_run_rebuilds_a_damaged_chip_store_and_a_truncated_prepared_raster(tin
     prepared = first.prepared.path
     with open(prepared, "r+b") as f:
         f.truncate(prepared.stat().st_size // 2)
-    with caplog.at_level(logging.WARNING, logger="deepgeo_runner.cache"):
+    with caplog.at_level(logging.WARNING, logger="deepgeo_runner.core.cache"):
         second = run(cfg, tmp_path / "run2")
     assert second.reused == {"prepare": False, "rasterize": True, "chips": False}
     assert second.cache_keys == first.cache_keys

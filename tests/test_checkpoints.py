@@ -18,20 +18,20 @@ import pytest
 import torch
 from torch import nn
 
-from deepgeo_runner.errors import ConfigError, DiskFullError, InputDataError, TrainingDiverged
-from deepgeo_runner.history import HISTORY_FILE, read_history, write_history
+from deepgeo_runner.core.errors import ConfigError, DiskFullError, InputDataError, TrainingDiverged
+from deepgeo_runner.core.history import HISTORY_FILE, read_history, write_history
 from deepgeo_runner.lit.callbacks import TrainingHistory
 from deepgeo_runner.lit.checkpoints import RunCheckpoint, SafeCheckpointIO
 from deepgeo_runner.lit.datamodule import ChipDataModule
 from deepgeo_runner.lit.guards import EpochSeed
 from deepgeo_runner.lit.logs import HistoryCSVLogger
 from deepgeo_runner.lit.module import SegmentationModule
-from deepgeo_runner.metrics import strict_json
 from deepgeo_runner.ml import checkpoint as ckpt_io
 from deepgeo_runner.ml.checkpoint import load_checkpoint, plain_metadata, save_checkpoint_atomic
 from deepgeo_runner.ml.datasets import EpochBatchSampler, ShardedSampler
-from deepgeo_runner.pipeline import train
-from deepgeo_runner.pipeline.apply import read_checkpoint
+from deepgeo_runner.ml.metrics import strict_json
+from deepgeo_runner.stages import train
+from deepgeo_runner.stages.apply import read_checkpoint
 from tests.helpers.models import crafted_checkpoint
 
 CHIPS, BATCH = 32, 8

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from deepgeo_runner.errors import StageError
+from deepgeo_runner.core.errors import StageError
 from deepgeo_runner.geo.chips import split_blocks
 from deepgeo_runner.lit.datamodule import AugmentPlan, ChipDataModule
-from deepgeo_runner.pipeline.chips import ChipPlan, build_chip_store, target_lut
-from deepgeo_runner.pipeline.labels import rasterize_labels
-from deepgeo_runner.pipeline.prepare import prepare_scene
+from deepgeo_runner.stages.chips import ChipPlan, build_chip_store, target_lut
+from deepgeo_runner.stages.labels import rasterize_labels
+from deepgeo_runner.stages.prepare import prepare_scene
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_per_chip_standardization_reaches_the_store(tiny_scene, tmp_path):
 
 
 def test_split_class_counts_sum_the_stored_masks_of_each_split(prepared, tmp_path):
-    from deepgeo_runner.pipeline.chips import split_class_counts
+    from deepgeo_runner.stages.chips import split_class_counts
 
     store = _build(prepared, tmp_path)
     counts = split_class_counts(store.path, 2)

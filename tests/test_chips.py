@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deepgeo_runner.errors import ConfigError, StageError
+from deepgeo_runner.core.errors import ConfigError, StageError
 from deepgeo_runner.geo.chips import (
     check_no_leakage,
     coverage,

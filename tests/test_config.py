@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from deepgeo_runner.config.validate import validate_config
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 from tests.helpers import CONF, options, scene_overrides
 
 GROUPS = ["data", "preprocessing", "model", "loss", "augmentation", "trainer", "logger", "callbacks", "debug",

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from deepgeo_runner import console
+from deepgeo_runner.core import console
 from tests.helpers import REPO
 
 

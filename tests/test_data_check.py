@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from deepgeo_runner.errors import StageError
+from deepgeo_runner.core.errors import StageError
 from deepgeo_runner.geo.chips import (
     block_class_counts,
     choose_class_split,
@@ -20,7 +20,7 @@ from deepgeo_runner.geo.chips import (
 from deepgeo_runner.geo.dealing import assign_blocks_by_class
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.rasterize import LabelSource
-from deepgeo_runner.pipeline.data_check import split_class_pixels
+from deepgeo_runner.stages.data_check import split_class_pixels
 from tests.helpers import CRS, pixel_box, shared_file, write_image
 
 

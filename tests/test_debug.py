@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deepgeo_runner.config.validate import validate_config
-from deepgeo_runner.history import HISTORY_FILE, read_history
+from deepgeo_runner.core.history import HISTORY_FILE, read_history
 from tests.helpers import REPO, options
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepgeo_runner.pipeline.drift import drift_warnings, input_profile
+from deepgeo_runner.stages.drift import drift_warnings, input_profile
 from tests.helpers import write_image
 
 

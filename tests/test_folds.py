@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from deepgeo_runner.config.schema import DataConfig
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.chips import NO_SPLIT, block_class_counts, choose_class_split, usable_area
 from deepgeo_runner.geo.folds import choose_groups, fold_split, polygon_fold_map
 
@@ -146,7 +146,7 @@ def test_every_fold_tests_a_rare_class_that_edge_slivers_would_hide():
     """Class 3 lies in three interior blocks and in three edge blocks 8 px wide, where no 16 px
     chip fits; judged by pixels alone, a group can get only slivers (measured: one fold of three
     then tests no class-3 pixel); judged by what test chips reach, each fold gets an interior one."""
-    from deepgeo_runner.pipeline.data_check import split_class_pixels
+    from deepgeo_runner.stages.data_check import split_class_pixels
 
     rng = np.random.default_rng(0)
     labels = np.zeros((264, 264), dtype=np.uint8)

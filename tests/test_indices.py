@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.expressions import parse_expression
 from deepgeo_runner.geo.indices import INDICES, check_indices, compute_index, resolve_index
 from deepgeo_runner.geo.sensors import sensor_band_names

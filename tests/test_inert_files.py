@@ -18,10 +18,10 @@ import pytest
 import torch
 import yaml
 
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.ml.models import FCN8s
 from deepgeo_runner.ml.models.registry import KNOWN_MODELS, build_from_description
-from deepgeo_runner.pipeline.apply import apply_checkpoint, build_net, read_checkpoint
+from deepgeo_runner.stages.apply import apply_checkpoint, build_net, read_checkpoint
 from tests.helpers import REPO, run_deepgeo
 
 PACKAGE = REPO / "deepgeo_runner"
@@ -136,7 +136,7 @@ def test_predict_on_a_new_scene_from_the_command_line_refuses_a_payload(tmp_path
 def test_test_and_resume_never_build_the_checkpoints_model(tmp_path):
     """stages=[test] predict.checkpoint=... and a resume load only weights into the configured network."""
     from deepgeo_runner.ml.checkpoint import load_checkpoint
-    from deepgeo_runner.pipeline import train
+    from deepgeo_runner.stages import train
 
     for kind, (model, target) in _payloads(tmp_path).items():
         state = load_checkpoint(_checkpoint(tmp_path / f"{kind}.ckpt", model))

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from deepgeo_runner.bootstrap import batch_scores, block_bootstrap
 from deepgeo_runner.lit.scores import ConfusionState, per_sample_confusion
-from deepgeo_runner.metrics import add_pr_scores, pr_from_histograms, scores_from_confusion
-from deepgeo_runner.pipeline.intervals import block_confusions, chip_blocks
+from deepgeo_runner.ml.bootstrap import batch_scores, block_bootstrap
+from deepgeo_runner.ml.metrics import add_pr_scores, pr_from_histograms, scores_from_confusion
 from deepgeo_runner.report.error_map import COMMISSION, CORRECT, OMISSION, OUTSIDE, error_codes, error_counts
+from deepgeo_runner.stages.intervals import block_confusions, chip_blocks
 
 NAMES = ["forest", "clearing", "water"]
 

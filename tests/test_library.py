@@ -12,7 +12,7 @@ from torch import nn
 
 from deepgeo_runner.lit.datamodule import ChipDataModule
 from deepgeo_runner.lit.module import SegmentationModule
-from deepgeo_runner.pipeline import train
+from deepgeo_runner.stages import train
 
 
 def _store(root: Path) -> Path:
@@ -44,7 +44,7 @@ def test_typed_options_check_their_ranges_for_library_callers_too():
     import pytest
 
     from deepgeo_runner.config.schema import DataConfig, PredictConfig
-    from deepgeo_runner.errors import ConfigError
+    from deepgeo_runner.core.errors import ConfigError
 
     DataConfig(name="scene", chip_size=32, split_buffer=8)  # fine
     with pytest.raises(ConfigError, match=r"data\.chip_size=4 is not valid: expected at least 8 pixels"):

@@ -15,7 +15,7 @@ import yaml
 
 from deepgeo_runner.config.loggers import TRACKING_REQUIREMENTS
 from deepgeo_runner.config.validate import validate_config
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.lit.tracking import flat_hyperparameters
 from tests.helpers import REPO, compose_config
 

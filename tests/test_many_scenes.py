@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.scene_sources import check_scene_files, predict_scenes, scene_names, scene_sources
-from deepgeo_runner.scenes import RECORD, finished, scene_identity
+from deepgeo_runner.pipeline.scenes import RECORD, finished, scene_identity
 from tests.helpers import REPO, deepgeo_ok, write_image, write_tile
 from tests.helpers.models import make_checkpoint
 
@@ -108,7 +108,7 @@ def test_two_scenes_write_both_outputs_and_a_relaunch_skips_both(tmp_path, two_s
 
     scene = predict_scenes(f"{first.parent}/*.tif", run_dir)[0]
     options = {**json.loads((scene.out_dir / RECORD).read_text())["options"], "probabilities": "float16"}
-    with caplog.at_level(logging.INFO, logger="deepgeo_runner.scenes"):
+    with caplog.at_level(logging.INFO, logger="deepgeo_runner.pipeline.scenes"):
         assert not finished(scene, scene_identity(scene, ckpt, options))  # other options: predicted again
     assert "predicting LT05_224063 again: its options changed" in caplog.text
 
@@ -168,8 +168,8 @@ def test_a_redo_killed_half_way_is_not_skipped_later(tmp_path, monkeypatch):
     again must predict it again: its outputs may now be Y's, whatever the old record says."""
     from types import SimpleNamespace
 
-    from deepgeo_runner import scenes as scenes_module
     from deepgeo_runner.pipeline import predicting, stage_options
+    from deepgeo_runner.pipeline import scenes as scenes_module
 
     image = write_image(tmp_path / "a.tif", np.ones((1, 4, 4), "f4"))
     ckpt = tmp_path / "best.ckpt"
@@ -223,7 +223,7 @@ def test_edited_reference_labels_make_a_finished_scene_run_again(tmp_path):
 def test_a_redo_removes_the_outputs_of_the_earlier_prediction(tmp_path):
     """A scene predicted again with fewer outputs keeps none of the old ones (a stale
     prediction_proba.tif beside a new map would be read as its probabilities)."""
-    from deepgeo_runner import scenes as scenes_module
+    from deepgeo_runner.pipeline import scenes as scenes_module
 
     image = write_image(tmp_path / "a.tif", np.ones((1, 4, 4), "f4"))
     (scene,) = predict_scenes(str(image), tmp_path / "run")

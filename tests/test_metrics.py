@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from deepgeo_runner.errors import InputDataError
-from deepgeo_runner.metrics import add_roc_scores, roc_from_histograms, scores_from_confusion, thin_curve
+from deepgeo_runner.core.errors import InputDataError
+from deepgeo_runner.ml.metrics import add_roc_scores, roc_from_histograms, scores_from_confusion, thin_curve
 
 
 def test_scores_from_a_known_confusion_matrix():
@@ -33,7 +33,7 @@ def test_shape_mismatch_is_an_error():
 
 
 def test_confusion_of_rasters_counts_labelled_pixels_once(tmp_path):
-    from deepgeo_runner.pipeline.evaluate import confusion_of_rasters
+    from deepgeo_runner.stages.evaluate import confusion_of_rasters
     from tests.helpers import write_image
 
     truth = np.array([[1, 1, 2, 2, 255], [0, 3, 3, 2, 1]], dtype=np.uint8)[None]

@@ -501,7 +501,7 @@ def test_smp_config_takes_torchgeo_weights_and_the_data_band_names(monkeypatch):
 
 def test_a_checkpoint_rebuilds_its_pretrained_network_without_fetching(monkeypatch):
     """Its own weights replace the pretrained ones, so predicting offline from it needs no download."""
-    from deepgeo_runner.pipeline.apply import build_net
+    from deepgeo_runner.stages.apply import build_net
 
     _serve_torchgeo_state(monkeypatch, _synthetic_s2_resnet18())
     bands = ["blue", "green", "red", "nir"]

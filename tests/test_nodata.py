@@ -93,7 +93,7 @@ def test_any_band_keeps_the_files_mask(tmp_path):
 
 
 def test_one_nodata_for_a_mosaic():
-    from deepgeo_runner.errors import InputDataError
+    from deepgeo_runner.core.errors import InputDataError
     from deepgeo_runner.geo.nodata import one_nodata
 
     assert one_nodata([0, 0, 0]) == 0 and one_nodata(None) is None and np.isnan(one_nodata([np.nan, np.nan]))

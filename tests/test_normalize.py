@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from rasterio.windows import Window
 
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.normalize import (
     NormOptions,
     NormStats,

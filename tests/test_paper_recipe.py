@@ -31,7 +31,7 @@ def test_the_recipe_states_the_papers_settings(tmp_path, compose):
 
 
 def test_the_demo_reference_is_refused_for_a_users_scene(tmp_path, tiny_scene, compose):
-    from deepgeo_runner.errors import ConfigError
+    from deepgeo_runner.core.errors import ConfigError
 
     cfg = compose("experiments=deepgeo_paper", "data=scene", f"data.image={tiny_scene['image']}",
                          f"data.labels={tiny_scene['labels']}", "data.classes=[forest,clearing]",

@@ -10,7 +10,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from deepgeo_runner.classes import class_palette
+from deepgeo_runner.core.classes import class_palette
 from deepgeo_runner.report.plots import (
     plot_class_map,
     plot_composite,

@@ -18,7 +18,7 @@ import rasterio.features
 import torch
 from affine import Affine
 
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.polygonize import polygonize_classes
 from deepgeo_runner.geo.raster_io import Grid, RowAppender, open_raster_writer
 from deepgeo_runner.ml.augment import dihedral
@@ -217,7 +217,7 @@ def test_polygon_areas_in_a_geographic_crs_are_measured_equal_area(tmp_path):
 # --- applying a checkpoint to a new scene -----------------------------------------------------
 
 def test_apply_checkpoint_to_a_new_scene(tmp_path, tiny_scene):
-    from deepgeo_runner.pipeline.apply import apply_checkpoint
+    from deepgeo_runner.stages.apply import apply_checkpoint
 
     ckpt, made = make_checkpoint(tmp_path, tiny_scene)
     applied = apply_checkpoint(ckpt, tiny_scene["image"], tmp_path / "run", overlap=0.5, batch_size=4,
@@ -279,7 +279,7 @@ def test_missing_checkpoint_is_a_config_error(tmp_path, compose):
 
 
 def test_a_checkpoint_is_a_file_or_a_finished_run_directory(tmp_path):
-    from deepgeo_runner.checkpoint_path import checkpoint_file
+    from deepgeo_runner.core.checkpoint_path import checkpoint_file
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

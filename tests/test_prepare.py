@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import rasterio
 
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.normalize import NormOptions
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.rasterize import NODATA, read_labels
 from deepgeo_runner.geo.scene import SceneOptions, build_scene, target_grid
-from deepgeo_runner.pipeline.labels import rasterize_labels
-from deepgeo_runner.pipeline.prepare import PREPARED_NODATA, load_prepared, prepare_scene
+from deepgeo_runner.stages.labels import rasterize_labels
+from deepgeo_runner.stages.prepare import PREPARED_NODATA, load_prepared, prepare_scene
 from tests.helpers import ORIGIN, PIXEL, pixel_box, write_image, write_tile
 
 BANDS = ["blue", "green", "red", "nir"]

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.core.errors import InputDataError
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.rasterize import NODATA, read_labels
-from deepgeo_runner.pipeline.labels import rasterize_labels
+from deepgeo_runner.stages.labels import rasterize_labels
 from tests.helpers import pixel_box, write_image
 
 

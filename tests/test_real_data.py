@@ -9,8 +9,8 @@ import rasterio
 from deepgeo_runner.geo.chips import split_blocks
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.rasterize import NODATA, read_labels
-from deepgeo_runner.pipeline.labels import rasterize_labels
-from deepgeo_runner.pipeline.prepare import PREPARED_NODATA, prepare_scene
+from deepgeo_runner.stages.labels import rasterize_labels
+from deepgeo_runner.stages.prepare import PREPARED_NODATA, prepare_scene
 from tests.helpers import shared_file
 
 AMAZON_BANDS = ["blue", "green", "red", "nir", "swir1", "thermal", "swir2"]

@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 
 from deepgeo_runner.config.command_line import check_config_source
 from deepgeo_runner.config.schema import CONFIG_SCHEMA_VERSION
-from deepgeo_runner.errors import ConfigError
-from deepgeo_runner.provenance import code_version, git_commit, source_digest
+from deepgeo_runner.core.errors import ConfigError
+from deepgeo_runner.pipeline.provenance import code_version, git_commit, source_digest
 from deepgeo_runner.repeat import schema_version_warning, upgrade_saved_config
 from tests.helpers import REPO
 
@@ -134,7 +134,7 @@ def test_a_wheel_install_records_the_package_version_and_the_source_digest_witho
     (wheel,) = wheels.glob("deepgeo_runner-*.whl")
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("import json, deepgeo_runner.provenance as p; "
+    probe = ("import json, deepgeo_runner.pipeline.provenance as p; "
              "print(json.dumps({'file': p.__file__, **p.code_version()}))")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(site)})

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from deepgeo_runner.config.validate import validate_config
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,7 +139,7 @@ def test_a_multirun_cannot_train_with_ddp_ranks_that_lightning_starts(tmp_path):
     ({"NODE_RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"}, 5),
 ])
 def test_only_the_first_process_of_the_first_machine_is_rank_zero(monkeypatch, env, rank):
-    from deepgeo_runner.ranks import global_rank
+    from deepgeo_runner.core.ranks import global_rank
 
     for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "LOCAL_WORLD_SIZE", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)

@@ -13,11 +13,11 @@ from affine import Affine
 from rasterio.warp import transform_bounds
 from shapely.geometry import box
 
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.chips import split_blocks
-from deepgeo_runner.pipeline.chips import MAIN_SCENE, ChipPlan, SplitScene, build_chip_store, target_lut
-from deepgeo_runner.pipeline.labels import rasterize_labels
-from deepgeo_runner.pipeline.prepare import prepare_scene
+from deepgeo_runner.stages.chips import MAIN_SCENE, ChipPlan, SplitScene, build_chip_store, target_lut
+from deepgeo_runner.stages.labels import rasterize_labels
+from deepgeo_runner.stages.prepare import prepare_scene
 from tests.helpers import compose_config, pixel_box, write_image
 
 OTHER_CRS = "EPSG:32723"  # the next UTM zone: the other scene is on another grid and CRS
@@ -166,7 +166,7 @@ def test_another_scene_on_the_ground_of_training_chips_is_reported(tiny_scene, t
         out = tmp_path / f"store_{name}"
         out.mkdir()
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="deepgeo_runner.pipeline.chips"):
+        with caplog.at_level(logging.WARNING, logger="deepgeo_runner.stages.chips"):
             build_chip_store(main.path, labels, out, split, plan, target_lut(2, False), 2, seed=0,
                              split_scenes={"test": SplitScene(prepared, scene_labels, "data.split_scenes.test")})
         return "lie on the ground of training chips" in caplog.text

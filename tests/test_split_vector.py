@@ -12,11 +12,11 @@ from scipy import ndimage
 from shapely import affinity
 from shapely.geometry import Polygon
 
-from deepgeo_runner.errors import InputDataError, StageError
+from deepgeo_runner.core.errors import InputDataError, StageError
 from deepgeo_runner.geo.chips import NO_SPLIT, Window, coverage
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.split_vector import rasterize_splits, read_split_polygons, require_splits
-from deepgeo_runner.pipeline.chips import ChipPlan, build_chip_store, target_lut
+from deepgeo_runner.stages.chips import ChipPlan, build_chip_store, target_lut
 from tests.helpers import CRS, ORIGIN, PIXEL, compose_config, pixel_box, write_image
 
 
@@ -151,7 +151,7 @@ def test_no_test_pixel_in_a_training_chip_with_vector_splits(seed, tmp_path):
 
 def test_the_leakage_check_still_fails_the_chips_stage(tmp_path, monkeypatch):
     """If the sampler ever ignored the split map, the stage must stop rather than store leaky chips."""
-    from deepgeo_runner.pipeline import chips
+    from deepgeo_runner.stages import chips
 
     path = _write_splits(tmp_path / "splits.gpkg", [
         ("train", pixel_box(0, 0, 32, 20)), ("val", pixel_box(0, 20, 16, 32)), ("test", pixel_box(16, 20, 32, 32)),
@@ -209,7 +209,7 @@ def test_the_runner_cuts_chips_inside_the_drawn_splits_and_keys_the_cache_on_the
 
 def test_a_bad_split_file_fails_before_any_stage_is_built(tiny_scene, tmp_path):
     from deepgeo_runner.config.validate import validate_config
-    from deepgeo_runner.errors import ConfigError
+    from deepgeo_runner.core.errors import ConfigError
     from deepgeo_runner.pipeline.runner import run
 
     with pytest.raises(ConfigError, match=r"data.split_vector='.*nowhere.gpkg': no such file"):

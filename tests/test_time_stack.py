@@ -13,9 +13,9 @@ import pytest
 import rasterio
 import torch
 
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.scene import SceneOptions, build_time_stack, date_groups
-from deepgeo_runner.pipeline.prepare import PREPARED_NODATA, prepare_scene
+from deepgeo_runner.stages.prepare import PREPARED_NODATA, prepare_scene
 from tests.helpers import ORIGIN, pixel_box, write_tile
 
 BANDS = ["green", "red", "nir"]

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from deepgeo_runner.config.validate import validate_config
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.lit.torchgeo import segmentation_batch
 
 HELPERS = Path(__file__).resolve().parent / "helpers"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from deepgeo_runner.errors import InputDataError, NotWritableError
-from deepgeo_runner.preflight import RASTER_SUFFIXES, check_inputs, input_files, preflight
+from deepgeo_runner.core.errors import InputDataError, NotWritableError
+from deepgeo_runner.pipeline.preflight import RASTER_SUFFIXES, check_inputs, input_files, preflight
 from tests.helpers import REPO, run_deepgeo
 
 
@@ -77,7 +77,7 @@ def test_a_truncated_geotiff_is_caught_before_any_stage(tiny_scene, tmp_path):
 
 def test_a_broken_tile_inside_the_image_fails_at_read_naming_the_file(tmp_path):
     """First and last tiles read, one in the middle does not: prepare names the file, not GDAL's internals."""
-    from deepgeo_runner.pipeline.prepare import prepare_scene
+    from deepgeo_runner.stages.prepare import prepare_scene
 
     image = _tiled_image(tmp_path / "scene.tif")
     with rasterio.open(image) as src:
@@ -195,7 +195,7 @@ def test_a_misspelt_key_on_the_command_line_gets_the_closest_key():
 def test_override_keys_are_checked_down_the_schema_only():
     from deepgeo_runner.cli import config_dir
     from deepgeo_runner.config.command_line import check_overrides
-    from deepgeo_runner.errors import ConfigError
+    from deepgeo_runner.core.errors import ConfigError
 
     for args, hint in ((["-m", "seed=1,2", "data.split_scenes.tset.image=a.tif"], "data.split_scenes.test"),
                        (["dat.chip_size=32"], "Did you mean data?"), (["~train.monitr"], "train.monitor")):

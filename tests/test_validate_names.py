@@ -13,7 +13,7 @@ import pytest
 from deepgeo_runner.cli import config_dir
 from deepgeo_runner.config import introspect
 from deepgeo_runner.config.validate import validate_config
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from affine import Affine
 
-from deepgeo_runner.atomic import atomic_path, write_text_atomic
-from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.core.atomic import atomic_path, write_text_atomic
+from deepgeo_runner.core.errors import InputDataError
 from deepgeo_runner.geo.raster_io import Grid
 
 COLUMNS = ("point_id", "stratum", "map_class", "ref_class", "row", "col", "x", "y", "pixel_area_ha")

@@ -21,7 +21,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from deepgeo_runner.assess.area import PixelArea, pixel_area
-from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.core.errors import InputDataError
 from deepgeo_runner.geo.raster_io import Grid, reading
 
 BLOCK_PIXELS = 4_000_000  # pixels per row block (a few MB per array)

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from deepgeo_runner.config.schema import monitor_direction
-from deepgeo_runner.history import HISTORY_FILE, read_history
+from deepgeo_runner.core.history import HISTORY_FILE, read_history
 
 METRIC_KEYS = ("accuracy", "kappa", "f1_macro", "iou_macro", "auc_macro", "cross_entropy")
 RUN_MARKERS = (Path(".hydra") / "overrides.yaml", Path("provenance.json"), Path("metrics.json"))
@@ -150,7 +150,7 @@ def last_error(path: Path) -> str | None:
 
 def code_text(value: Any) -> str | None:
     """A run's code version as one short text: provenance.json's ``code_version`` is a mapping
-    (package, git_commit, source_sha256; see :func:`deepgeo_runner.provenance.code_version`):
+    (package, git_commit, source_sha256; see :func:`deepgeo_runner.pipeline.provenance.code_version`):
     the package version with the commit, or with the source digest's first 12 digits without one."""
     if isinstance(value, dict):
         package, commit, digest = value.get("package"), value.get("git_commit"), value.get("source_sha256")

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.compare.aggregate import Group, aggregate
 from deepgeo_runner.compare.comparison import Comparison, relative_path
 from deepgeo_runner.compare.page import summary_html
 from deepgeo_runner.compare.runs import RunRecord, read_run, sweep_runs
 from deepgeo_runner.compare.search import search_result
+from deepgeo_runner.core.atomic import write_text_atomic
 
 SUMMARY_NAMES = ("summary.csv", "summary.json", "summary.html")
 

@@ -2,7 +2,7 @@
 
 Hydra reports a misspelt key (``data.chip_sise=32``) as "Key 'chip_sise' is not in struct" and
 a path it cannot lex (``data.image=/tmp/çena.tif``) as a lexer error, both without a hint
-and with exit status 1. Here each becomes a :class:`~deepgeo_runner.errors.ConfigError`
+and with exit status 1. Here each becomes a :class:`~deepgeo_runner.core.errors.ConfigError`
 naming the override and the fix (the closest key, the quoted form). Only what is certainly
 wrong is refused: a key is unknown only where the schema's dataclasses say so.
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 
 _NO_RUN_FLAGS = ("--help", "-h", "--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc",
                  "--experimental-rerun")

@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from deepgeo_runner.config.schema import range_error
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 
 # What pyproject's `tracking` extra installs; tests/test_loggers.py checks that the two agree.
 TRACKING_REQUIREMENTS = {

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 
 # Classes (a capital first letter: no functions such as torch.load) of well-known families.
 _FAMILIES = re.compile(

@@ -16,9 +16,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from deepgeo_runner.assess.choices import Allocation
-from deepgeo_runner.classes import Background
 from deepgeo_runner.config.stages import DEFAULT_STAGES
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.classes import Background
+from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.choices import ChipStrategy, OtherClasses, Resampling, Split
 from deepgeo_runner.geo.nodata import NodataRule
 from deepgeo_runner.geo.stitch import CHIP_SIZE, Blend

@@ -17,7 +17,6 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from deepgeo_runner.checkpoint_path import checkpoint_file
 from deepgeo_runner.config import introspect
 from deepgeo_runner.config.loggers import check_loggers
 from deepgeo_runner.config.schema import (
@@ -31,7 +30,8 @@ from deepgeo_runner.config.schema import (
     run_stages,
 )
 from deepgeo_runner.config.stages import DATAMODULE_STAGES, DEFAULT_STAGES, STAGES, WEIGHT_STAGES, is_assess_only
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.checkpoint_path import checkpoint_file
+from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.indices import check_indices
 from deepgeo_runner.geo.normalize import METHODS
 

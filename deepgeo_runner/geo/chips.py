@@ -16,7 +16,7 @@ from functools import partial
 import numpy as np
 from scipy import ndimage
 
-from deepgeo_runner.errors import ConfigError, StageError
+from deepgeo_runner.core.errors import ConfigError, StageError
 from deepgeo_runner.geo.choices import Split
 from deepgeo_runner.geo.dealing import assign_blocks_by_class, class_lut
 from deepgeo_runner.geo.folds import choose_groups, fold_split, require_groups

@@ -3,7 +3,7 @@
 Listed here, light, so that the config schema can type its keys with them (a bad value fails
 while the config is composed, naming the valid ones) without loading GDAL; the owners
 (``geo/scene.py`` resampling, ``geo/rasterize.py`` other classes, ``geo/chips.py`` and
-``pipeline/chips.py`` splits and chip strategies) take their lists from these enums.
+``stages/chips.py`` splits and chip strategies) take their lists from these enums.
 """
 
 from __future__ import annotations

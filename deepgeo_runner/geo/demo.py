@@ -38,7 +38,7 @@ from shapely import affinity
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
-from deepgeo_runner.atomic import atomic_path, remove_stale_temporaries
+from deepgeo_runner.core.atomic import atomic_path, remove_stale_temporaries
 
 IMAGE_NAME = "demo_oli.tif"
 LABELS_NAME = "demo_prodes.gpkg"

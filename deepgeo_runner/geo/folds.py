@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.dealing import assign_blocks_by_class, class_lut, deal_by_class
 
 FOLD_VERSION = 1  # part of cache keys: bump when the groups or a fold's dealing change

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.expressions import Expression, parse_expression
 
 Bands = Mapping[str, np.ndarray]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.core.errors import InputDataError
 
 
 class NodataRule(StrEnum):

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 
 METHODS = ("standard", "median_std", "minmax", "percentile", "constant", "per_chip", "none")
 _NEEDS_SAMPLE = ("median_std", "percentile")

@@ -26,8 +26,8 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry import shape
 
-from deepgeo_runner.atomic import atomic_path, write_text_atomic
-from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.core.atomic import atomic_path, write_text_atomic
+from deepgeo_runner.core.errors import InputDataError
 
 STRIP_ROWS = 1024
 

@@ -27,8 +27,8 @@ from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from deepgeo_runner.atomic import output_errors, temp_path
-from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.core.atomic import output_errors, temp_path
+from deepgeo_runner.core.errors import InputDataError
 from deepgeo_runner.geo.nodata import (  # noqa: F401  (the readers of rasters use them from here)
     NODATA_RULES,
     NodataValue,

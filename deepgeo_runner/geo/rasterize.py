@@ -23,7 +23,7 @@ import shapely
 from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window
 
-from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.core.errors import InputDataError
 from deepgeo_runner.geo.choices import OtherClasses
 from deepgeo_runner.geo.raster_io import Grid, reading
 

@@ -32,8 +32,8 @@ from rasterio.warp import calculate_default_transform, transform_bounds
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
-from deepgeo_runner.console import progress as progress_bar
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.console import progress as progress_bar
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.choices import Resampling as ResamplingChoice
 from deepgeo_runner.geo.raster_io import Grid, iter_windows, open_raster_writer, reading, valid_mask
 

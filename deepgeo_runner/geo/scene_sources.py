@@ -14,7 +14,7 @@ when its record was written, after all its outputs: a relaunch skips it.
 
 Only the standard library is imported at module level: the config checks use this module
 before GDAL or torch is loaded. ``image`` is plain Python (str, list, dict), as the typed options hold it.
-The record that makes a relaunch skip a finished scene is the task layer's (:mod:`deepgeo_runner.scenes`).
+The record that makes a relaunch skip a finished scene is the task layer's (:mod:`deepgeo_runner.pipeline.scenes`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 
 KEY = "predict.image"
 SCENES_DIR = "scenes"

@@ -8,7 +8,7 @@ carried along as ordinary features. Any other sensor: list ``data.band_names`` y
 
 from __future__ import annotations
 
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 
 _OLI7 = ["coastal", "blue", "green", "red", "nir", "swir1", "swir2"]
 _TM7 = ["blue", "green", "red", "nir", "swir1", "thermal", "swir2"]

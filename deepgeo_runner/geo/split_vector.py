@@ -17,7 +17,7 @@ import geopandas as gpd
 import numpy as np
 import rasterio.features
 
-from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.core.errors import InputDataError
 from deepgeo_runner.geo.chips import NO_SPLIT, SPLITS
 from deepgeo_runner.geo.raster_io import Grid
 

@@ -1,6 +1,6 @@
 """What keeps a training run honest: per-epoch random state that a resumed run reproduces exactly.
 
-The clean stop on SIGINT/SIGTERM covers the whole run: :class:`~deepgeo_runner.signals.SignalStop`
+The clean stop on SIGINT/SIGTERM covers the whole run: :class:`~deepgeo_runner.core.signals.SignalStop`
 (re-exported here for older imports).
 """
 
@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from deepgeo_runner.signals import STOP_SIGNALS, SignalStop
+from deepgeo_runner.core.signals import STOP_SIGNALS, SignalStop
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
-from deepgeo_runner.atomic import write_text_atomic
+from deepgeo_runner.core.atomic import write_text_atomic
 
 
 class HistoryCSVLogger(CSVLogger):

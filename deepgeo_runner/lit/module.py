@@ -9,11 +9,11 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from deepgeo_runner.errors import TrainingDiverged
+from deepgeo_runner.core.errors import TrainingDiverged
 from deepgeo_runner.lit.scores import ConfusionState, ScoreHistograms, per_sample_confusion
-from deepgeo_runner.metrics import add_pr_scores, add_roc_scores, scores_from_confusion
 from deepgeo_runner.ml.checkpoint import plain_metadata
 from deepgeo_runner.ml.losses import CrossEntropyLoss
+from deepgeo_runner.ml.metrics import add_pr_scores, add_roc_scores, scores_from_confusion
 from deepgeo_runner.ml.models import align_target
 
 

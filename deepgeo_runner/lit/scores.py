@@ -2,7 +2,7 @@
 per-class score histograms.
 
 Their states are sums, so under DDP torchmetrics reduces them exactly across ranks before
-:mod:`deepgeo_runner.metrics` turns them into numbers.
+:mod:`deepgeo_runner.ml.metrics` turns them into numbers.
 """
 
 from __future__ import annotations

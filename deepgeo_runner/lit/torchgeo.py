@@ -17,7 +17,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.lit.datamodule import AugmentPlan, augment_batch
 
 IGNORE_INDEX = 255  # the target value our losses and metrics skip

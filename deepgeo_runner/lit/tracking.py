@@ -124,7 +124,7 @@ def record_mlflow_run(loggers: Iterable[Any], run_dir: Any) -> None:
     """Write the MLflow run id of this run into ``logs/mlflow_run.json`` (rank 0), for a later resume."""
     from pathlib import Path
 
-    from deepgeo_runner.atomic import write_text_atomic
+    from deepgeo_runner.core.atomic import write_text_atomic
 
     for logger in loggers:
         if type(logger).__name__ == "MLFlowLogger" and getattr(logger, "run_id", None):

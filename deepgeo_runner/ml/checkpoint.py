@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepgeo_runner.atomic import temp_path
-from deepgeo_runner.errors import DiskFullError, InputDataError, NotWritableError, OutputError
+from deepgeo_runner.core.atomic import temp_path
+from deepgeo_runner.core.errors import DiskFullError, InputDataError, NotWritableError, OutputError
 
 _PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 

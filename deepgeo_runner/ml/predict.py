@@ -43,7 +43,7 @@ import rasterio
 import torch
 from rasterio.windows import Window as RioWindow
 
-from deepgeo_runner.console import progress as progress_bar
+from deepgeo_runner.core.console import progress as progress_bar
 from deepgeo_runner.geo.raster_io import Grid, RowAppender, open_raster_writer, valid_mask
 from deepgeo_runner.geo.rasterize import NODATA, class_colormap
 from deepgeo_runner.geo.stitch import WindowPlan

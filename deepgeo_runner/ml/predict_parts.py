@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepgeo_runner.atomic import atomic_path, write_text_atomic
-from deepgeo_runner.errors import StageError
+from deepgeo_runner.core.atomic import atomic_path, write_text_atomic
+from deepgeo_runner.core.errors import StageError
 from deepgeo_runner.geo.stitch import WindowPlan
 
 

@@ -1,8 +1,7 @@
-"""The stages of the cycle as plain functions, and the runner that chains them from a config.
+"""The task layer: reads the run's typed options, chains the stages (``deepgeo_runner.stages``)
+in the order of the stage table (``deepgeo_runner.config.stages``) and records the run.
 
-Library use, without Hydra::
+The whole cycle from a composed config or the typed options::
 
-    from deepgeo_runner.pipeline.prepare import prepare_scene
-    from deepgeo_runner.pipeline.labels import rasterize_labels
-    from deepgeo_runner.pipeline.chips import build_chip_store
+    from deepgeo_runner.pipeline.runner import run
 """

@@ -27,12 +27,12 @@ from deepgeo_runner.assess.design import allocate, sample_size, select_ordinals
 from deepgeo_runner.assess.estimate import Assessment, Estimate, StratifiedSample, assess_sample
 from deepgeo_runner.assess.sample_file import read_labels, sample_table, write_sample
 from deepgeo_runner.assess.scan import Census, MapLayers, row_bands
-from deepgeo_runner.atomic import write_text_atomic
-from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import DEMO_REFERENCE, AssessConfig, DataConfig, RunConfig
-from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.core.atomic import write_text_atomic
+from deepgeo_runner.core.classes import ClassTable
+from deepgeo_runner.core.errors import InputDataError
 from deepgeo_runner.geo.rasterize import BACKGROUND, NODATA, LabelSource
-from deepgeo_runner.metrics import strict_json
+from deepgeo_runner.ml.metrics import strict_json
 from deepgeo_runner.pipeline.run_state import RunState
 
 log = logging.getLogger(__name__)

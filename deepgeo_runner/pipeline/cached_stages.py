@@ -12,23 +12,23 @@ from typing import Any
 
 import numpy as np
 
-from deepgeo_runner.artifacts import Artifacts
-from deepgeo_runner.cache import CACHE_VERSION, cache_entry, file_fingerprint, hash_payload, vector_fingerprint
-from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import RunConfig
+from deepgeo_runner.core.cache import CACHE_VERSION, cache_entry, file_fingerprint, hash_payload, vector_fingerprint
+from deepgeo_runner.core.classes import ClassTable
 from deepgeo_runner.geo.scene import date_groups
-from deepgeo_runner.pipeline.chips import (
+from deepgeo_runner.pipeline.artifacts import Artifacts
+from deepgeo_runner.pipeline.inputs import external_splits, on_analysis_grid
+from deepgeo_runner.pipeline.run_state import RunState
+from deepgeo_runner.pipeline.splitting import split_map_of, split_payload
+from deepgeo_runner.pipeline.stage_options import chip_plan, label_options, norm_options, prepare_extras, stack_dates
+from deepgeo_runner.stages.chips import (
     SplitScene,
     build_chip_store,
     load_chip_store,
     target_lut,
 )
-from deepgeo_runner.pipeline.inputs import external_splits, on_analysis_grid
-from deepgeo_runner.pipeline.labels import rasterize_labels
-from deepgeo_runner.pipeline.prepare import load_prepared, prepare_scene
-from deepgeo_runner.pipeline.run_state import RunState
-from deepgeo_runner.pipeline.splitting import split_map_of, split_payload
-from deepgeo_runner.pipeline.stage_options import chip_plan, label_options, norm_options, prepare_extras, stack_dates
+from deepgeo_runner.stages.labels import rasterize_labels
+from deepgeo_runner.stages.prepare import load_prepared, prepare_scene
 
 
 def prepare_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_stage: bool) -> None:

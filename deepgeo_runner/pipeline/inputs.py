@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from deepgeo_runner.artifacts import Artifacts
-from deepgeo_runner.cache import CACHE_VERSION, cache_entry, file_fingerprint, vector_fingerprint
 from deepgeo_runner.config.schema import DataConfig, RunConfig, SceneFiles
-from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.core.cache import CACHE_VERSION, cache_entry, file_fingerprint, vector_fingerprint
+from deepgeo_runner.core.errors import InputDataError
 from deepgeo_runner.geo.chips import SPLITS
 from deepgeo_runner.geo.scene import all_tiles, date_groups
+from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.stage_options import scene_nodata, stack_dates
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from deepgeo_runner.config.schema import register_resolvers
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

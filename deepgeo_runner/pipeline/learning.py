@@ -13,19 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-from deepgeo_runner.artifacts import Artifacts
-from deepgeo_runner.atomic import write_text_atomic
-from deepgeo_runner.checkpoint_path import checkpoint_file
-from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import RunConfig
-from deepgeo_runner.console import interactive, tidy_third_party_logging
-from deepgeo_runner.errors import ConfigError, InputDataError
-from deepgeo_runner.metrics import strict_json
-from deepgeo_runner.pipeline.chips import split_class_counts
+from deepgeo_runner.core.atomic import write_text_atomic
+from deepgeo_runner.core.checkpoint_path import checkpoint_file
+from deepgeo_runner.core.classes import ClassTable
+from deepgeo_runner.core.console import interactive, tidy_third_party_logging
+from deepgeo_runner.core.errors import ConfigError, InputDataError
+from deepgeo_runner.ml.metrics import strict_json
+from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_loggers
 from deepgeo_runner.pipeline.predicting import predict_stage
 from deepgeo_runner.pipeline.run_state import RunState
 from deepgeo_runner.pipeline.stage_options import augment_plan, block_size, label_options, model_inputs, predict_device
+from deepgeo_runner.stages.chips import split_class_counts
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def build_module(opts: RunConfig, classes: ClassTable, in_channels: int, meta: d
 def learn_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str],
                 rank: int, stop=None) -> None:
     """fit / test / predict: the stages that need torch (see :func:`learn_stages`). ``stop``: the run's
-    :class:`~deepgeo_runner.signals.SignalStop` (the runner records the status of a run that does not complete)."""
+    :class:`~deepgeo_runner.core.signals.SignalStop` (the runner records the status of a run that does not complete)."""
     learn_stages(opts, run_dir, art, classes, stages, rank, stop=stop)
 
 
@@ -148,11 +148,12 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
 
     ``shard_here``: the datamodule shards by rank itself (our chip store); otherwise Lightning
     adds its distributed sampler (a datamodule by ``_target_``). ``stop``: the run's
-    :class:`~deepgeo_runner.signals.SignalStop`, told the Trainer so that a signal stops it
+    :class:`~deepgeo_runner.core.signals.SignalStop`, told the Trainer so that a signal stops it
     at a batch boundary.
     """
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from deepgeo_runner.core.signals import SignalStop
     from deepgeo_runner.lit.checkpoints import SafeCheckpointIO
     from deepgeo_runner.lit.tracking import (
         continue_mlflow_run,
@@ -160,8 +161,7 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
         log_hyperparameters,
         record_mlflow_run,
     )
-    from deepgeo_runner.pipeline import train
-    from deepgeo_runner.signals import SignalStop
+    from deepgeo_runner.stages import train
 
     stop = stop or SignalStop()
     callbacks = instantiate_callbacks(opts.callbacks)  # conf/callbacks/: checkpoints, seeds, history
@@ -210,7 +210,7 @@ def with_intervals(opts: RunConfig, art: Artifacts, module, scores: dict) -> dic
     chips = getattr(module, "test_chip_confusion", None)
     if chips is None or art.chips is None:
         return scores
-    from deepgeo_runner.pipeline.intervals import add_block_intervals
+    from deepgeo_runner.stages.intervals import add_block_intervals
 
 
     return add_block_intervals(scores, chips, art.chips.path, str(opts.test_split), block_size(opts.data),
@@ -222,7 +222,7 @@ def resume_checkpoint(opts: RunConfig, run_dir: Path, module, loggers: list | No
     first: readable with weights_only, and written by the configured network (else a message saying
     what to change, not a traceback from deep inside Lightning)."""
     from deepgeo_runner.ml.checkpoint import load_checkpoint
-    from deepgeo_runner.pipeline import train
+    from deepgeo_runner.stages import train
 
     last = run_dir / "checkpoints" / "last.ckpt"
     if not (opts.train.resume and last.is_file()):

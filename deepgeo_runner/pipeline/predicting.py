@@ -10,16 +10,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.artifacts import Artifacts
-from deepgeo_runner.atomic import write_text_atomic
-from deepgeo_runner.checkpoint_path import checkpoint_file
-from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import RunConfig
+from deepgeo_runner.core.atomic import write_text_atomic
+from deepgeo_runner.core.checkpoint_path import checkpoint_file
+from deepgeo_runner.core.classes import ClassTable
 from deepgeo_runner.geo.scene_sources import check_scenes_fit, predict_scenes
-from deepgeo_runner.metrics import strict_json
-from deepgeo_runner.pipeline.labels import rasterize_labels
+from deepgeo_runner.ml.metrics import strict_json
+from deepgeo_runner.pipeline.artifacts import Artifacts
+from deepgeo_runner.pipeline.scenes import finished, forget_record, scene_identity, write_record
 from deepgeo_runner.pipeline.stage_options import label_options, predict_device, predict_options, predict_window
-from deepgeo_runner.scenes import finished, forget_record, scene_identity, write_record
+from deepgeo_runner.stages.labels import rasterize_labels
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ def predict_stage(
     By default rank 0 alone does it. Called on every rank with ``rank``/``world_size``, the
     window rows are shared out and rank 0 assembles the one output (part files, no collective).
     """
-    from deepgeo_runner.pipeline import train
-    from deepgeo_runner.pipeline.apply import classify_prepared
+    from deepgeo_runner.stages import train
+    from deepgeo_runner.stages.apply import classify_prepared
 
     meta = train.load_weights(module, checkpoint) if checkpoint is not None else {}
     if hasattr(module.net, "output_crop") and hasattr(module.net, "mirror_pad"):
@@ -97,7 +97,7 @@ def _predict_one_scene(opts: RunConfig, image: Any, out_dir: Path, net, meta: di
     """One scene into ``out_dir``: prepared into ``predict_input/``, classified, vectorized and
     scored as asked; returns the outputs written."""
     from deepgeo_runner.ml.predict import output_paths
-    from deepgeo_runner.pipeline.apply import classify_like_checkpoint
+    from deepgeo_runner.stages.apply import classify_like_checkpoint
 
     out_dir.mkdir(parents=True, exist_ok=True)
     prepared, prediction = classify_like_checkpoint(
@@ -122,7 +122,7 @@ def score_new_scene(opts: RunConfig, run_dir: Path, prepared: Path, prediction: 
     """``predict.labels``: rasterize the new scene's labels with the checkpoint's classes, read
     the way its training labels were (class column, values, groups: recorded in the checkpoint),
     and score every labelled pixel of the class map into ``prediction_metrics.json``."""
-    from deepgeo_runner.pipeline.evaluate import score_scene
+    from deepgeo_runner.stages.evaluate import score_scene
 
     names, ids = list(meta["class_names"]), list(meta["class_ids"])
     of_interest = [n for n, i in zip(names, ids, strict=True) if i > 0]
@@ -144,7 +144,7 @@ def apply_checkpoint_stage(opts: RunConfig, run_dir: str | Path, art: Artifacts 
     from the checkpoint alone (no data preparation of the training scene, no model config);
     ``run`` takes this path instead of the data stages when ``predict`` is the only stage.
     """
-    from deepgeo_runner.pipeline.apply import build_net, read_checkpoint
+    from deepgeo_runner.stages.apply import build_net, read_checkpoint
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepgeo_runner.artifacts import Artifacts
-from deepgeo_runner.cache import file_fingerprint
-from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import RunConfig, run_stages
 from deepgeo_runner.config.stages import DATAMODULE_STAGES
 from deepgeo_runner.config.validate import uses_datamodule
+from deepgeo_runner.core.cache import file_fingerprint
+from deepgeo_runner.core.classes import ClassTable
 from deepgeo_runner.geo.scene import all_tiles, date_groups
+from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.inputs import external_splits
-from deepgeo_runner.provenance import write_provenance
+from deepgeo_runner.pipeline.provenance import write_provenance
 
 
 def stages_to_run(opts: RunConfig) -> list[str]:

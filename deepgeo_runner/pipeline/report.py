@@ -14,16 +14,16 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from deepgeo_runner.atomic import write_text_atomic
+from deepgeo_runner.core.atomic import write_text_atomic
+from deepgeo_runner.core.history import HISTORY_FILE, history_curves, read_history
 from deepgeo_runner.geo.raster_io import valid_mask
 from deepgeo_runner.geo.rasterize import NODATA
-from deepgeo_runner.history import HISTORY_FILE, history_curves, read_history
-from deepgeo_runner.pipeline.chips import split_class_counts
 from deepgeo_runner.report import plots
+from deepgeo_runner.stages.chips import split_class_counts
 
 if TYPE_CHECKING:
-    from deepgeo_runner.artifacts import Artifacts
-    from deepgeo_runner.classes import ClassTable
+    from deepgeo_runner.core.classes import ClassTable
+    from deepgeo_runner.pipeline.artifacts import Artifacts
     from deepgeo_runner.pipeline.run_state import RunState
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.artifacts import Artifacts
-from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.config.stages import needed
+from deepgeo_runner.core.classes import ClassTable
+from deepgeo_runner.pipeline.artifacts import Artifacts
 
 
 @dataclass

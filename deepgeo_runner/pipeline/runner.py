@@ -1,20 +1,23 @@
-"""The cycle: the order of the stages, from a config (or its typed options) to a run directory.
+"""The cycle: from a config (or its typed options) to a run directory, in the order of the stage
+table (:mod:`deepgeo_runner.config.stages`).
 
-Each stage lives in its own module and takes typed options and plain inputs; this one only
-says what runs when. It is safe to run again in the same run directory: Lightning relaunches
-the whole command for DDP ranks > 0, so every rank passes through here. Expensive stages come
-from the cache (built by rank 0 before the ranks start), and only rank 0 writes files shared
-by the run.
+Each stage's task (a row of the table) reads the run's options and calls the config-free stage
+functions of ``deepgeo_runner/stages/``; this module only says what runs when. It is safe to run
+again in the same run directory: Lightning relaunches the whole command for DDP ranks > 0, so every
+rank passes through here. Expensive stages come from the cache (built by rank 0 before the ranks
+start), and only rank 0 writes files shared by the run.
 
-Where a change goes (the house):
+Where a change goes (the house; ARCHITECTURE.md has the floors):
+- a stage: a module in ``stages/``, its task in ``pipeline/``, one row in ``config/stages.py``;
 - a config key or its default: ``config/schema.py`` (the YAML files only say what differs);
-- config → options: ``config/options.py``; cross-key checks: ``config/validate.py``;
+- config → options: ``config/options.py``; → a stage's options and derived defaults:
+  ``pipeline/stage_options.py``; cross-key checks: ``config/validate.py``;
 - the input rasters and analysis grid: ``pipeline/inputs.py``; the split: ``pipeline/splitting.py``;
-- the data check: ``pipeline/data_check.py`` (numbers) and ``pipeline/checking.py`` (gathering);
+- the data check: ``stages/data_check.py`` (numbers) and ``pipeline/checking.py`` (gathering);
 - prepare/rasterize/chips and their cache keys: ``pipeline/cached_stages.py``;
 - fit/test and the Trainer: ``pipeline/learning.py``; prediction: ``pipeline/predicting.py``;
 - accuracy and area of the map from a sample: ``pipeline/assess.py`` (numbers: ``assess/``);
-- provenance: ``pipeline/record.py``; the numeric core: ``geo/``, ``ml/``, ``metrics.py``.
+- provenance: ``pipeline/record.py``; the numeric core: ``geo/``, ``ml/`` (scores: ``ml/metrics.py``).
 """
 
 from __future__ import annotations
@@ -25,19 +28,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.artifacts import Artifacts
-from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.options import run_options
 from deepgeo_runner.config.schema import DataConfig, RunConfig
 from deepgeo_runner.config.stages import BY_NAME, STAGES, Stage, cycle, is_assess_only
 from deepgeo_runner.config.validate import uses_datamodule
-from deepgeo_runner.console import tidy_third_party_logging
-from deepgeo_runner.errors import RunInterrupted
+from deepgeo_runner.core.classes import ClassTable
+from deepgeo_runner.core.console import tidy_third_party_logging
+from deepgeo_runner.core.errors import RunInterrupted
+from deepgeo_runner.core.ranks import global_rank
+from deepgeo_runner.core.signals import SignalStop
 from deepgeo_runner.pipeline import inputs, learning, predicting, splitting
+from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.record import stages_to_run, write_run_provenance
 from deepgeo_runner.pipeline.run_state import RunState
-from deepgeo_runner.ranks import global_rank
-from deepgeo_runner.signals import SignalStop
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +55,11 @@ def run(cfg: RunConfig | Any, run_dir: str | Path) -> Artifacts:
     """Run the configured stages of the cycle; return what they produced.
 
     ``cfg`` is the typed options, or a composed config (turned into them by :func:`run_options`).
-    One :class:`~deepgeo_runner.signals.SignalStop` covers the whole run, data stages included,
+    One :class:`~deepgeo_runner.core.signals.SignalStop` covers the whole run, data stages included,
     and every way it ends is recorded in provenance.json: ``completed``, ``interrupted``
     (SIGINT/SIGTERM) or ``failed`` with the error.
     """
-    from deepgeo_runner.preflight import preflight
+    from deepgeo_runner.pipeline.preflight import preflight
 
     run_dir = Path(run_dir)
     tidy_third_party_logging()

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import rasterio
 
-from deepgeo_runner.artifacts import Artifacts
-from deepgeo_runner.cache import vector_fingerprint
-from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import RunConfig
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.cache import vector_fingerprint
+from deepgeo_runner.core.classes import ClassTable
+from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.chips import CLASS_SPLIT_VERSION, SPLITS
 from deepgeo_runner.geo.raster_io import Grid
+from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.inputs import external_splits, local_splits
 from deepgeo_runner.pipeline.stage_options import block_size, fold_of, split_buffer
 

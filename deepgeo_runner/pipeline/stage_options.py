@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepgeo_runner.classes import ClassTable
 from deepgeo_runner.config.schema import DataConfig, RunConfig
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.classes import ClassTable
+from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.nodata import one_nodata
 from deepgeo_runner.geo.normalize import NormOptions
 from deepgeo_runner.geo.stitch import prediction_window
-from deepgeo_runner.pipeline.chips import ChipPlan
+from deepgeo_runner.stages.chips import ChipPlan
 
 
 def norm_options(opts: RunConfig) -> NormOptions:

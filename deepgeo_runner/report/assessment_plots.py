@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from deepgeo_runner.classes import class_palette
+from deepgeo_runner.core.classes import class_palette
 from deepgeo_runner.report.plots import _new_figure, _save_atomic
 
 MAPPED_COLOR = "#bdbdbd"

@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from deepgeo_runner.atomic import atomic_path
-from deepgeo_runner.classes import class_palette
+from deepgeo_runner.core.atomic import atomic_path
+from deepgeo_runner.core.classes import class_palette
 
 __all__ = [
     "plot_chip_map",

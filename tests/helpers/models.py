@@ -37,7 +37,7 @@ def make_checkpoint(tmp_path: Path, tiny_scene: dict) -> tuple[Path, dict]:
     from omegaconf import OmegaConf
 
     from deepgeo_runner.ml.models import FCN8s
-    from deepgeo_runner.pipeline.prepare import prepare_scene
+    from deepgeo_runner.stages.prepare import prepare_scene
 
     prepared = prepare_scene(tiny_scene["image"], tmp_path / "train_prep", tiny_scene["band_names"],
                              ["ndvi"], "standard", None)

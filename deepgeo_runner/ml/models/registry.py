@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.core.errors import InputDataError
 from deepgeo_runner.ml.models.fcn import FCN8s, FCN16s, FCN32s
 from deepgeo_runner.ml.models.smp_models import smp_model
 from deepgeo_runner.ml.models.temporal import EarlyFusionUNet, LateFusionUNet, TemporalAttentionUNet

@@ -28,13 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.atomic import (
+from deepgeo_runner.core.atomic import (
     output_errors,
     remove_stale_temporaries,
     temp_path,
     write_text_atomic,
 )
-from deepgeo_runner.errors import StageError
+from deepgeo_runner.core.errors import StageError
 
 log = logging.getLogger(__name__)
 

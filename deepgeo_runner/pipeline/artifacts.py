@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.pipeline.chips import ChipStore, SplitScene
-from deepgeo_runner.pipeline.prepare import PreparedScene
+from deepgeo_runner.stages.chips import ChipStore, SplitScene
+from deepgeo_runner.stages.prepare import PreparedScene
 
 
 @dataclass

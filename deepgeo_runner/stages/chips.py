@@ -23,8 +23,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import box
 
-from deepgeo_runner.atomic import write_text_atomic
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.atomic import write_text_atomic
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.chips import (
     SPLITS,
     Window,

@@ -20,9 +20,9 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from deepgeo_runner.atomic import write_text_atomic
-from deepgeo_runner.console import progress as progress_bar
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.atomic import write_text_atomic
+from deepgeo_runner.core.console import progress as progress_bar
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.indices import IndexSpec, check_indices, feature_index_names, finish_index
 from deepgeo_runner.geo.normalize import (
     NormOptions,

@@ -12,7 +12,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from deepgeo_runner.errors import RunInterrupted
+from deepgeo_runner.core.errors import RunInterrupted
 
 log = logging.getLogger(__name__)
 

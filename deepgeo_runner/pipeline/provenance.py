@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.atomic import write_text_atomic
 from deepgeo_runner.config.schema import CONFIG_SCHEMA_VERSION
+from deepgeo_runner.core.atomic import write_text_atomic
 
 REPEAT_ENV = "DEEPGEO_REPEAT_OF"  # the run deepgeo-repeat runs again; also read by a process that DDP starts again
 
@@ -41,7 +41,7 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # deepgeo_runner/: the source whose digest is recorded
 
 
 def git_commit(where: Path) -> str | None:

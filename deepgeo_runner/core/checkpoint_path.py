@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 
 _IN_A_RUN = ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "best.ckpt", "last.ckpt")
 

@@ -3,7 +3,7 @@ takes files and every input file opens.
 
 A read-only run or cache directory, a text file named ``.tif``, a truncated GeoTIFF or an
 unreadable vector file otherwise fails deep inside a stage, minutes later, as a traceback.
-Here each one becomes a :class:`~deepgeo_runner.errors.DeepGeoError` naming the config key,
+Here each one becomes a :class:`~deepgeo_runner.core.errors.DeepGeoError` naming the config key,
 the file and the fix. The leftovers of killed runs in the run directory are removed too.
 """
 
@@ -14,10 +14,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.atomic import check_writable, remove_stale_temporaries
 from deepgeo_runner.config.schema import DEMO_REFERENCE, RunConfig
 from deepgeo_runner.config.validate import uses_datamodule
-from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.core.atomic import check_writable, remove_stale_temporaries
+from deepgeo_runner.core.errors import InputDataError
 from deepgeo_runner.geo.scene_sources import scene_files
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def check_inputs(cfg: RunConfig) -> None:
         else:
             check_vector_readable(path, key)
     if cfg.predict.checkpoint is not None and ({"test", "predict"} & set(cfg.stages)):
-        from deepgeo_runner.checkpoint_path import checkpoint_file
+        from deepgeo_runner.core.checkpoint_path import checkpoint_file
 
         check_checkpoint_readable(checkpoint_file(cfg.predict.checkpoint))
 

@@ -1,7 +1,7 @@
 """Score a whole-scene class map against reference labels on the same grid.
 
 This is how a checkpoint is evaluated on a scene it never saw: the scene is classified whole
-(:mod:`deepgeo_runner.pipeline.apply`), its labels are rasterized onto that grid, and every
+(:mod:`deepgeo_runner.stages.apply`), its labels are rasterized onto that grid, and every
 labelled pixel counts once — no chips, no split. Read window by window, so memory does not
 grow with the scene.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from deepgeo_runner.errors import InputDataError
+from deepgeo_runner.core.errors import InputDataError
 from deepgeo_runner.geo.raster_io import iter_windows
-from deepgeo_runner.metrics import scores_from_confusion
+from deepgeo_runner.ml.metrics import scores_from_confusion
 
 
 def confusion_of_rasters(reference: str | Path, prediction: str | Path, class_ids: Sequence[int],

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.stitch import prediction_window
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
     from deepgeo_runner.geo.nodata import one_nodata
     from deepgeo_runner.geo.normalize import NormStats
     from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
-    from deepgeo_runner.pipeline.prepare import prepare_scene
+    from deepgeo_runner.stages.prepare import prepare_scene
 
     out_dir = Path(out_dir)
     groups = date_groups(image)
@@ -137,8 +137,8 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
 
 def _warn_on_drift(meta: dict[str, Any], image: Path, nodata: Any, dates: int = 1) -> list[str]:
     """Warn, band by band, where the new scene differs much from the training scene (see
-    :mod:`deepgeo_runner.pipeline.drift`); checkpoints without a profile are not compared."""
-    from deepgeo_runner.pipeline.drift import drift_warnings, input_profile
+    :mod:`deepgeo_runner.stages.drift`); checkpoints without a profile are not compared."""
+    from deepgeo_runner.stages.drift import drift_warnings, input_profile
 
     trained = meta.get("input_profile")
     if not trained:

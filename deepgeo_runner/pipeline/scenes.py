@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.atomic import write_text_atomic
-from deepgeo_runner.cache import file_fingerprint
+from deepgeo_runner.core.atomic import write_text_atomic
+from deepgeo_runner.core.cache import file_fingerprint
 from deepgeo_runner.geo.scene_sources import Scene
 
 log = logging.getLogger(__name__)

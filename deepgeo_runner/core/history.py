@@ -14,7 +14,7 @@ import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from deepgeo_runner.atomic import write_text_atomic
+from deepgeo_runner.core.atomic import write_text_atomic
 
 HISTORY_FILE = Path("logs") / "history.csv"  # under the run directory
 INDEX_COLUMNS = ("epoch", "step")

@@ -23,8 +23,8 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from deepgeo_runner.atomic import write_text_atomic
-from deepgeo_runner.errors import StageError
+from deepgeo_runner.core.atomic import write_text_atomic
+from deepgeo_runner.core.errors import StageError
 from deepgeo_runner.geo.chips import (
     NO_SPLIT,
     SPLITS,
@@ -36,7 +36,7 @@ from deepgeo_runner.geo.chips import (
 from deepgeo_runner.geo.dealing import class_lut
 from deepgeo_runner.geo.raster_io import NodataValue, iter_windows, mask_source, read_valid
 from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES
-from deepgeo_runner.pipeline.prepare import per_band_values
+from deepgeo_runner.stages.prepare import per_band_values
 
 log = logging.getLogger(__name__)
 

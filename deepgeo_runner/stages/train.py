@@ -9,7 +9,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from deepgeo_runner.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.lit.module import SegmentationModule
 from deepgeo_runner.ml.checkpoint import load_checkpoint
 

@@ -1,4 +1,4 @@
-"""95 % intervals of a run's test scores by block bootstrap (:mod:`deepgeo_runner.bootstrap`).
+"""95 % intervals of a run's test scores by block bootstrap (:mod:`deepgeo_runner.ml.bootstrap`).
 
 The unit resampled is the split block (``data.block_size`` cells of the scene the chip was
 cut from), not the chip: the split deals whole blocks, so blocks are the design's sampling
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepgeo_runner.bootstrap import LEVEL, RESAMPLES, block_bootstrap
+from deepgeo_runner.ml.bootstrap import LEVEL, RESAMPLES, block_bootstrap
 
 
 def chip_blocks(records: Sequence[dict], split: str, block_size: int) -> dict[int, tuple[str, int, int]]:
@@ -44,7 +44,7 @@ def block_confusions(chip_confusions: np.ndarray, blocks: dict[int, tuple[str, i
 
 def add_block_intervals(scores: dict, chip_confusions: np.ndarray, store_dir: str | Path, split: str,
                         block_size: int, seed: int, resamples: int = RESAMPLES) -> dict:
-    """``scores`` with ``ci95`` (see :func:`~deepgeo_runner.bootstrap.block_bootstrap`) and
+    """``scores`` with ``ci95`` (see :func:`~deepgeo_runner.ml.bootstrap.block_bootstrap`) and
     ``ci95_method`` added; the existing keys are untouched. Fewer than 2 blocks: no interval."""
     records = json.loads((Path(store_dir) / "chips.json").read_text())["chips"]
     units = block_confusions(np.asarray(chip_confusions), chip_blocks(records, split, block_size))

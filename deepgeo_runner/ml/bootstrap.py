@@ -26,7 +26,7 @@ def resample_weights(n_units: int, resamples: int, seed: int) -> np.ndarray:
 
 
 def batch_scores(confusions: np.ndarray) -> dict[str, np.ndarray]:
-    """The scores of :func:`deepgeo_runner.metrics.scores_from_confusion` for a stack of (R, K, K)
+    """The scores of :func:`deepgeo_runner.ml.metrics.scores_from_confusion` for a stack of (R, K, K)
     confusion matrices at once; per-class F1 is NaN where the class has no reference pixel, and
     the macro means run over the classes present, as there."""
     cm = np.asarray(confusions, dtype=np.float64)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from deepgeo_runner.console import progress as progress_bar
+from deepgeo_runner.core.console import progress as progress_bar
 from deepgeo_runner.geo.raster_io import Grid, NodataValue, iter_windows, open_raster_writer, read_valid
 from deepgeo_runner.geo.rasterize import NODATA, LabelSource, class_colormap
 

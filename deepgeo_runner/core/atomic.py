@@ -7,8 +7,8 @@ of a killed process can be told from the files of a live one and removed
 (:func:`remove_stale_temporaries`), also on a file system shared by several machines.
 
 Write failures caused by the disk rather than by the program (no space left, a quota, a
-read-only or foreign folder) become :class:`~deepgeo_runner.errors.DiskFullError` or
-:class:`~deepgeo_runner.errors.NotWritableError` naming the path and the fix: the command
+read-only or foreign folder) become :class:`~deepgeo_runner.core.errors.DiskFullError` or
+:class:`~deepgeo_runner.core.errors.NotWritableError` naming the path and the fix: the command
 line prints them as one message, not a traceback. Only the standard library is imported
 here: the command line uses this module before torch or GDAL is loaded.
 """
@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from deepgeo_runner.errors import DeepGeoError, DiskFullError, NotWritableError
+from deepgeo_runner.core.errors import DeepGeoError, DiskFullError, NotWritableError
 
 log = logging.getLogger(__name__)
 
