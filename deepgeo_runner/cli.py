@@ -159,7 +159,7 @@ def _main(cfg: DictConfig) -> float | None:
             _check_search_direction(cfg, direction.lower())
         from deepgeo_runner.pipeline.runner import run  # heavy imports start here
 
-        artifacts = run(opts, run_dir)
+        artifacts = run(opts, run_dir, checked=True)  # preflight ran above, before the heavy imports
         if optimizing and artifacts.best_score is None:
             raise ConfigError(f"this trial logged no {cfg.train.monitor} (train.monitor): the search has no "
                               "objective; check that the val split has chips.")

@@ -240,3 +240,33 @@ def test_a_raster_without_crs_is_named_before_any_stage(tiny_scene, tmp_path):
     assert proc.returncode == 2
     assert f"data.image '{no_crs}' has no CRS" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+COUNT_PREFLIGHTS = """
+import sys
+from deepgeo_runner.pipeline import preflight as module
+
+calls = []
+checked = module.preflight
+
+def counted(*args, **kwargs):
+    calls.append(args[1])
+    return checked(*args, **kwargs)
+
+module.preflight = counted
+from deepgeo_runner.cli import main
+try:
+    main()
+finally:
+    print("PREFLIGHTS", len(calls), file=sys.stderr)
+"""
+
+
+def test_preflight_runs_once_per_command_line_run(tiny_scene, tmp_path):
+    """The command checks folders and inputs before torch loads; the runner does not check them again."""
+    proc = run_deepgeo("data=scene", f"data.image={tiny_scene['image']}", f"data.labels={tiny_scene['labels']}",
+                       "data.classes=[forest,clearing]", "data.band_names=[blue,green,red,nir]", "data.chip_size=8",
+                       "stages=[check]", f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}",
+                       code=COUNT_PREFLIGHTS, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "PREFLIGHTS 1" in proc.stderr

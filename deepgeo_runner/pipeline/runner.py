@@ -39,6 +39,7 @@ from deepgeo_runner.core.ranks import global_rank
 from deepgeo_runner.core.signals import SignalStop
 from deepgeo_runner.pipeline import inputs, learning, predicting, splitting
 from deepgeo_runner.pipeline.artifacts import Artifacts
+from deepgeo_runner.pipeline.preflight import preflight
 from deepgeo_runner.pipeline.record import stages_to_run, write_run_provenance
 from deepgeo_runner.pipeline.run_state import RunState
 
@@ -51,21 +52,22 @@ def class_table(data: DataConfig) -> ClassTable:
                          mask_values=uses_datamodule(data))
 
 
-def run(cfg: RunConfig | Any, run_dir: str | Path) -> Artifacts:
+def run(cfg: RunConfig | Any, run_dir: str | Path, checked: bool = False) -> Artifacts:
     """Run the configured stages of the cycle; return what they produced.
 
     ``cfg`` is the typed options, or a composed config (turned into them by :func:`run_options`).
+    ``checked``: the caller already ran :func:`~deepgeo_runner.pipeline.preflight.preflight` on this
+    run directory (the ``deepgeo`` command does, before torch loads); otherwise it runs here, once.
     One :class:`~deepgeo_runner.core.signals.SignalStop` covers the whole run, data stages included,
     and every way it ends is recorded in provenance.json: ``completed``, ``interrupted``
     (SIGINT/SIGTERM) or ``failed`` with the error.
     """
-    from deepgeo_runner.pipeline.preflight import preflight
-
     run_dir = Path(run_dir)
     tidy_third_party_logging()
     opts = run_options(cfg, run_dir)
     with SignalStop() as stop:
-        preflight(opts, run_dir)  # writable run/cache folders, leftovers of killed runs removed, inputs opened
+        if not checked:
+            preflight(opts, run_dir)  # writable run/cache folders, leftovers of killed runs removed, inputs opened
         art = Artifacts()
         classes = class_table(opts.data)
         try:
