@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -53,3 +54,17 @@ def test_typed_options_check_their_ranges_for_library_callers_too():
         DataConfig(split_fractions=[0.0, 0.5, 0.5])
     with pytest.raises(ConfigError, match=r"predict\.overlap=1\.0 is not valid"):
         PredictConfig(overlap=1.0)
+
+
+@pytest.mark.parametrize("name,names", [
+    ("prepare", ["prepare_scene"]), ("labels", ["rasterize_labels"]), ("chips", ["build_chip_store"]),
+    ("apply", ["apply_checkpoint"]), ("train", ["fit", "test"]),
+])
+def test_the_library_paths_of_the_0_1_readme_still_import(name, names):
+    """The stages moved to deepgeo_runner.stages; the paths the README of 0.1.0 documented still work, warning."""
+    import importlib
+
+    with pytest.warns(DeprecationWarning, match=f"moved to deepgeo_runner.stages.{name}"):
+        module = importlib.reload(importlib.import_module(f"deepgeo_runner.pipeline.{name}"))
+    stage = importlib.import_module(f"deepgeo_runner.stages.{name}")
+    assert all(getattr(module, n) is getattr(stage, n) for n in names)
