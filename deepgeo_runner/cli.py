@@ -21,9 +21,15 @@ import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from deepgeo_runner.compare import summarize_sweep
+from deepgeo_runner.config.command_line import check_config_source, check_overrides
 from deepgeo_runner.config.location import config_dir
+from deepgeo_runner.config.options import run_options
 from deepgeo_runner.config.schema import register_configs
+from deepgeo_runner.config.validate import monitor_mode
+from deepgeo_runner.core.atomic import check_writable
 from deepgeo_runner.core.errors import ConfigError, DeepGeoError, RunInterrupted, TrainingDiverged
+from deepgeo_runner.launch import check_launch
 
 log = logging.getLogger("deepgeo_runner")
 
@@ -69,8 +75,6 @@ class OutputDirCheck(Callback):
     """
 
     def _check(self, folder: Any, key: str) -> None:
-        from deepgeo_runner.core.atomic import check_writable
-
         try:
             check_writable(str(folder), key)
         except DeepGeoError as exc:
@@ -103,8 +107,6 @@ class SweepSummary(Callback):
         if self._sweep_dir is None:
             return
         try:
-            from deepgeo_runner.compare import summarize_sweep
-
             comparison = summarize_sweep(self._sweep_dir)
             log.info("sweep summary of %d runs: %s", len(comparison.runs), self._sweep_dir / "summary.html")
         except Exception as exc:  # noqa: BLE001 - a summary must never fail the runs it describes
@@ -138,7 +140,6 @@ class SweepSummary(Callback):
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from deepgeo_runner.config.options import run_options
 
     optimizing = "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -148,7 +149,7 @@ def _main(cfg: DictConfig) -> float | None:
     try:
         _check_launch(cfg)  # torchrun/srun/multirun: how this run's processes were started
         opts = run_options(cfg, run_dir)  # validated and typed: the stages read only these
-        from deepgeo_runner.pipeline.preflight import preflight  # writable folders, readable inputs
+        from deepgeo_runner.pipeline.preflight import preflight  # heavy: rasterio/GDAL, after the config checks
 
         preflight(opts, run_dir, "hydra.sweep.dir" if multirun else "hydra.run.dir")
         if optimizing and "fit" not in cfg.stages:
@@ -219,7 +220,6 @@ def _check_launch(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from deepgeo_runner.launch import check_launch
 
     hydra_cfg = HydraConfig.get()
     check_launch(multirun=str(hydra_cfg.mode).endswith("MULTIRUN"),
@@ -230,8 +230,6 @@ def _check_launch(cfg: DictConfig) -> None:
 
 def _check_search_direction(cfg: DictConfig, direction: str) -> None:
     """The sweeper must optimize the monitored score in its own direction (a loss is minimized)."""
-    from deepgeo_runner.config.validate import monitor_mode
-
     wanted = "minimize" if monitor_mode(cfg.train) == "min" else "maximize"
     if direction != wanted:
         raise ConfigError(f"hydra.sweeper.direction={direction} but train.monitor={cfg.train.monitor} is better when "
@@ -240,8 +238,6 @@ def _check_search_direction(cfg: DictConfig, direction: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    from deepgeo_runner.config.command_line import check_config_source, check_overrides
-
     try:  # before Hydra: its --config-dir trap would silently run the defaults
         check_config_source(sys.argv[1:])
         check_overrides(sys.argv[1:], config_dir())  # a misspelt key or an unquoted path, with the fix

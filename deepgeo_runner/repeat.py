@@ -25,6 +25,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from deepgeo_runner.config.command_line import run_config_file, run_dir_of
+from deepgeo_runner.config.location import config_dir
+from deepgeo_runner.config.saved_targets import check_saved_config
+from deepgeo_runner.config.schema import CONFIG_SCHEMA_VERSION
+from deepgeo_runner.core.cache import file_fingerprint
 from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.pipeline.provenance import REPEAT_ENV
 
@@ -44,8 +48,6 @@ An input file whose SHA-256 differs from the one in RUN_DIR/provenance.json stop
 
 def schema_version_warning(run_dir: Path) -> str | None:
     """A warning when the run recorded another config schema version than the installed one's."""
-    from deepgeo_runner.config.schema import CONFIG_SCHEMA_VERSION
-
     provenance = run_dir / "provenance.json"
     try:
         recorded = json.loads(provenance.read_text()).get("config_schema_version")
@@ -76,8 +78,6 @@ def changed_inputs(run_dir: Path) -> list[str]:
     Repeating on other data gives other metrics; said before the run, not found after it.
     Paths are read as the run recorded them (relative ones from the current folder, as the repeat reads them).
     """
-    from deepgeo_runner.core.cache import file_fingerprint
-
     try:
         record = json.loads((run_dir / "provenance.json").read_text())
     except (OSError, ValueError):
@@ -128,8 +128,6 @@ def register_run_config(config_file: Path, overrides: list[str] | None = None) -
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    from deepgeo_runner.config.location import config_dir
-    from deepgeo_runner.config.saved_targets import check_saved_config
 
     try:
         loaded = OmegaConf.load(config_file)

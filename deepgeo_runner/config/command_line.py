@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deepgeo_runner.config.schema import RunConfig
+from deepgeo_runner.config.validate import did_you_mean
 from deepgeo_runner.core.errors import ConfigError
 
 _NO_RUN_FLAGS = ("--help", "-h", "--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc",
@@ -73,8 +75,6 @@ def _unparsable(arg: str, exc: Exception) -> str:
 
 def _check_key(key: str, groups: set[str] | None) -> None:
     """Walk ``key`` down the schema's dataclasses; the first name a dataclass lacks is refused."""
-    from deepgeo_runner.config.schema import RunConfig
-
     if "/" in key or key.split(".")[0] == "hydra":
         return  # a group under another group (hydra/launcher=...) or Hydra's own settings
     parts = key.split(".")
@@ -103,8 +103,6 @@ def _fields(schema: type) -> dict[str, Any]:
 
 
 def _unknown(parents: list[str], name: str, choices: list[str]) -> None:
-    from deepgeo_runner.config.validate import did_you_mean
-
     prefix = "".join(f"{p}." for p in parents)
     group = prefix.rstrip(".") or "the config"
     hint = did_you_mean(name, choices, prefix) or f" The keys of {group} are {sorted(choices)}."

@@ -58,6 +58,7 @@ def package_targets(conf_dir: Path) -> frozenset[str]:
 
 def allowed_target(target: str, conf_dir: Path) -> bool:
     """Whether a saved config may name ``target`` without the user naming it again."""
+    # heavy: torch (the networks); the config checks run without it
     from deepgeo_runner.ml.models.registry import KNOWN_MODELS
 
     return target in package_targets(conf_dir) or target in KNOWN_MODELS or bool(_FAMILIES.match(target))

@@ -32,8 +32,10 @@ from deepgeo_runner.config.schema import (
 from deepgeo_runner.config.stages import DATAMODULE_STAGES, DEFAULT_STAGES, STAGES, WEIGHT_STAGES, is_assess_only
 from deepgeo_runner.core.checkpoint_path import checkpoint_file
 from deepgeo_runner.core.errors import ConfigError
-from deepgeo_runner.geo.indices import check_indices
-from deepgeo_runner.geo.normalize import METHODS
+from deepgeo_runner.geo.indices import check_indices, feature_index_names
+from deepgeo_runner.geo.normalize import METHODS, NormOptions
+from deepgeo_runner.geo.scene_sources import check_scene_files
+from deepgeo_runner.geo.sensors import sensor_band_names
 
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -172,14 +174,9 @@ def _check_datamodule(cfg: DictConfig) -> None:
 
 def _check_preprocessing(cfg: DictConfig) -> None:
     """Indices, expressions, sensor presets, normalization options and scale/offset."""
-    from deepgeo_runner.geo.indices import feature_index_names
-    from deepgeo_runner.geo.normalize import NormOptions
-
     pre, data = cfg.preprocessing, cfg.data
     band_names = list(data.band_names)
     if not band_names and data.get("sensor"):
-        from deepgeo_runner.geo.sensors import sensor_band_names
-
         band_names = sensor_band_names(str(data.sensor))  # the fullest layout; checked again on read
     examples = {"expressions": "{gndvi: '(nir - green) / (nir + green)'}", "index_constants": "{L: 0.5}"}
     for key, example in examples.items():
@@ -223,8 +220,6 @@ def _check_preprocessing(cfg: DictConfig) -> None:
 def _check_scene(data: DictConfig) -> None:
     """Mosaic/crop/reprojection and rasterizer options of the ``data`` group."""
     if data.get("sensor"):
-        from deepgeo_runner.geo.sensors import sensor_band_names
-
         sensor_band_names(str(data.sensor))
     bbox = data.get("bbox")
     if bbox is not None and (len(bbox) != 4 or not (bbox[0] < bbox[2] and bbox[1] < bbox[3])):
@@ -403,8 +398,6 @@ def _check_predict(cfg: DictConfig) -> None:
             )
         checkpoint_file(pred.checkpoint)
     if pred.get("image") is not None:
-        from deepgeo_runner.geo.scene_sources import check_scene_files
-
         image = OmegaConf.to_container(pred.image) if isinstance(pred.image, DictConfig | ListConfig) else pred.image
         check_scene_files(image)  # a list or a glob is several scenes (deepgeo_runner/geo/scene_sources.py)
         if "predict" not in cfg.stages:

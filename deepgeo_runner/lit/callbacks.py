@@ -19,6 +19,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
+from deepgeo_runner.core.console import ProgressLines as Lines
+from deepgeo_runner.core.console import interactive
 from deepgeo_runner.core.history import HISTORY_FILE, Row, read_history, write_history
 
 
@@ -98,14 +100,11 @@ class ProgressLines(pl.Callback):
         self._bar = None
 
     def _active(self, trainer: pl.Trainer) -> bool:
-        from deepgeo_runner.core.console import interactive
-
         return trainer.is_global_zero and not interactive()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._active(trainer):
             return
-        from deepgeo_runner.core.console import ProgressLines as Lines
 
         total = trainer.num_training_batches
         epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""

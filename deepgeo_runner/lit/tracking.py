@@ -19,6 +19,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from deepgeo_runner.core.atomic import write_text_atomic
+
 Scalar = str | int | float | bool | None
 
 
@@ -124,7 +126,6 @@ def record_mlflow_run(loggers: Iterable[Any], run_dir: Any) -> None:
     """Write the MLflow run id of this run into ``logs/mlflow_run.json`` (rank 0), for a later resume."""
     from pathlib import Path
 
-    from deepgeo_runner.core.atomic import write_text_atomic
 
     for logger in loggers:
         if type(logger).__name__ == "MLFlowLogger" and getattr(logger, "run_id", None):

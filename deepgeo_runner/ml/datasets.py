@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, Dataset, Sampler
 
+from deepgeo_runner.ml.augment import dihedral
+
 
 class ChipDataset(Dataset):
     """The chips of one split: float32 images (C, h, w) and uint8 targets (h, w)."""
@@ -90,8 +92,6 @@ class ExpandedDataset(Dataset):
     """
 
     def __init__(self, chips: Dataset, ops: list[int]) -> None:
-        from deepgeo_runner.ml.augment import dihedral
-
         self.chips, self.ops, self._dihedral = chips, [0] + list(ops), dihedral
 
     def __len__(self) -> int:

@@ -44,9 +44,11 @@ import torch
 from rasterio.windows import Window as RioWindow
 
 from deepgeo_runner.core.console import progress as progress_bar
+from deepgeo_runner.geo.normalize import standardize_chips
 from deepgeo_runner.geo.raster_io import Grid, RowAppender, open_raster_writer, valid_mask
 from deepgeo_runner.geo.rasterize import NODATA, class_colormap
 from deepgeo_runner.geo.stitch import WindowPlan
+from deepgeo_runner.ml.augment import dihedral
 from deepgeo_runner.ml.choices import ProbabilityFormat
 from deepgeo_runner.ml.predict_parts import (  # noqa: F401  (model_fingerprint: importable from here as before)
     model_fingerprint,
@@ -102,8 +104,6 @@ def forward_windows(
 ) -> torch.Tensor:
     """Logits (float32) of a batch of square windows; with ``tta``, the mean of the logits over
     the 8 dihedral transforms, each mapped back to the window's orientation."""
-    from deepgeo_runner.ml.augment import dihedral
-
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
         if not tta:
             return model(x).float()
@@ -241,7 +241,6 @@ class _BlockMaker:
         offsets = [plan.cols[j] - c0 for j in js]
         batch = np.stack([padded[:, :, o : o + win] for o in offsets])
         if self.standardize:  # per-chip normalization: each window on its own valid pixels
-            from deepgeo_runner.geo.normalize import standardize_chips
 
             vpad = np.zeros((win, c_end - c0), dtype=bool)
             vpad[:h, : c1 - c0] = valid

@@ -31,8 +31,10 @@ from deepgeo_runner.config.schema import DEMO_REFERENCE, AssessConfig, DataConfi
 from deepgeo_runner.core.atomic import write_text_atomic
 from deepgeo_runner.core.classes import ClassTable
 from deepgeo_runner.core.errors import InputDataError
+from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.rasterize import BACKGROUND, NODATA, LabelSource
 from deepgeo_runner.ml.metrics import strict_json
+from deepgeo_runner.pipeline.inputs import demo_reference
 from deepgeo_runner.pipeline.run_state import RunState
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,6 @@ def assess_stage(opts: RunConfig, run_dir: Path, art: Any, classes: ClassTable) 
     if options.reference == DEMO_REFERENCE:  # the demo's truth, generated beside the demo scene
         from dataclasses import replace
 
-        from deepgeo_runner.pipeline.inputs import demo_reference
 
         reference = demo_reference(Path(opts.paths.cache_dir).expanduser(), opts.data)
         options = replace(options, reference=str(reference))
@@ -219,8 +220,6 @@ class _ReferenceLabels:
     """
 
     def __init__(self, reference: str, map_path: Path, data: DataConfig) -> None:
-        from deepgeo_runner.geo.raster_io import Grid
-
         self.source = LabelSource(reference, Grid.of(map_path), data.class_column, data.classes, data.class_values,
                                   data.all_touched, data.class_groups, str(data.other_classes))
         self.names: dict[int, str] = dict(enumerate(data.classes, start=1))

@@ -15,6 +15,7 @@ import numpy as np
 from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.core.cache import CACHE_VERSION, cache_entry, file_fingerprint, hash_payload, vector_fingerprint
 from deepgeo_runner.core.classes import ClassTable
+from deepgeo_runner.geo.normalize import NormOptions
 from deepgeo_runner.geo.scene import date_groups
 from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.inputs import external_splits, on_analysis_grid
@@ -32,8 +33,6 @@ from deepgeo_runner.stages.prepare import load_prepared, prepare_scene
 
 
 def prepare_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_stage: bool) -> None:
-    from deepgeo_runner.geo.normalize import NormOptions
-
     pre = opts.preprocessing
     norm = norm_options(opts)
     extras = prepare_extras(opts)

@@ -11,11 +11,14 @@ import rasterio
 
 from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.core.classes import ClassTable
-from deepgeo_runner.geo.raster_io import Grid
+from deepgeo_runner.geo.raster_io import Grid, read_sample
+from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES, class_value_sets
 from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.inputs import external_splits
 from deepgeo_runner.pipeline.run_state import RunState
 from deepgeo_runner.pipeline.stage_options import fold_of, label_options, split_buffer, split_method, stack_dates
+from deepgeo_runner.stages import data_check as dc
+from deepgeo_runner.stages.drift import profile_of_sample
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +27,6 @@ def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTa
                 rank: int) -> None:
     """Stage ``check``: count what each split gets, write ``data_report.json`` and print the table;
     a class no training chip can reach stops the run here (see :mod:`deepgeo_runner.stages.data_check`)."""
-    from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES, class_value_sets
-    from deepgeo_runner.stages import data_check as dc
-
     data = opts.data
     grid = Grid.of(art.image)
     inputs = []
@@ -48,8 +48,6 @@ def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTa
             warnings.append(f"label raster '{art.labels_source}' holds values ({shown}) that are neither a class "
                             f"value (data.class_values {values}) nor its nodata: they were read as {fate}. List them "
                             "in data.class_values/data.class_groups, or declare them nodata (gdal_edit.py -a_nodata).")
-    from deepgeo_runner.geo.raster_io import read_sample
-    from deepgeo_runner.stages.drift import profile_of_sample
 
     n_dates = max(len(stack_dates(data)), 1)
     sample = read_sample(art.image, nodata, str(data.nodata_rule), n_dates)  # one read: reflectance and profile

@@ -18,7 +18,9 @@ from deepgeo_runner.config.schema import DataConfig, RunConfig, SceneFiles
 from deepgeo_runner.core.cache import CACHE_VERSION, cache_entry, file_fingerprint, vector_fingerprint
 from deepgeo_runner.core.errors import InputDataError
 from deepgeo_runner.geo.chips import SPLITS
-from deepgeo_runner.geo.scene import all_tiles, date_groups
+from deepgeo_runner.geo.demo import make_demo_scene
+from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
+from deepgeo_runner.geo.sensors import sensor_band_names
 from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.stage_options import scene_nodata, stack_dates
 
@@ -32,16 +34,12 @@ def demo_dir(cache_dir: Path, data: DataConfig) -> Path:
 
 def demo_reference(cache_dir: Path, data: DataConfig) -> Path:
     """The demo scene's wall-to-wall reference layer (``assess.reference=demo``), generated if needed."""
-    from deepgeo_runner.geo.demo import make_demo_scene
-
     return make_demo_scene(demo_dir(cache_dir, data), size=int(data.demo_size), seed=0).reference
 
 
 def resolve_inputs(opts: RunConfig, cache_dir: Path, art: Artifacts) -> None:
     data = opts.data
     if data.name == "demo" and data.image is None:
-        from deepgeo_runner.geo.demo import make_demo_scene
-
         scene = make_demo_scene(demo_dir(cache_dir, data), size=int(data.demo_size), seed=0)
         art.image, art.labels_source = scene.image, scene.labels
         art.band_names = list(data.band_names) or list(scene.band_names)
@@ -50,8 +48,6 @@ def resolve_inputs(opts: RunConfig, cache_dir: Path, art: Artifacts) -> None:
         art.image = analysis_image(opts, cache_dir, art)
         art.band_names = list(data.band_names)
     if not art.band_names and data.sensor:
-        from deepgeo_runner.geo.sensors import sensor_band_names
-
         with rasterio.open(art.image) as src:
             art.band_names = sensor_band_names(str(data.sensor), src.count // max(len(stack_dates(data)), 1))
 
@@ -68,8 +64,6 @@ def on_analysis_grid(opts: RunConfig, cache_dir: Path, art: Artifacts, groups: d
     """``groups`` (date → tiles) mosaicked/stacked/reprojected as ``data`` asks; cropped (bbox,
     AOI) only when ``crop``: another scene of a split keeps its own extent but takes
     ``data.crs``/``data.resolution``."""
-    from deepgeo_runner.geo.scene import SceneOptions, build_time_stack
-
     data = opts.data
     res = data.resolution
     if res is not None:

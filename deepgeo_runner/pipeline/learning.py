@@ -19,6 +19,7 @@ from deepgeo_runner.core.checkpoint_path import checkpoint_file
 from deepgeo_runner.core.classes import ClassTable
 from deepgeo_runner.core.console import interactive, tidy_third_party_logging
 from deepgeo_runner.core.errors import ConfigError, InputDataError
+from deepgeo_runner.core.signals import SignalStop
 from deepgeo_runner.ml.metrics import strict_json
 from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_loggers
@@ -26,6 +27,7 @@ from deepgeo_runner.pipeline.predicting import predict_stage
 from deepgeo_runner.pipeline.run_state import RunState
 from deepgeo_runner.pipeline.stage_options import augment_plan, block_size, label_options, model_inputs, predict_device
 from deepgeo_runner.stages.chips import split_class_counts
+from deepgeo_runner.stages.intervals import add_block_intervals
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,10 @@ def build_module(opts: RunConfig, classes: ClassTable, in_channels: int, meta: d
     """
     import lightning.pytorch as pl
 
+    # heavy: torch and Lightning, loaded only when a stage trains
     from deepgeo_runner.lit.module import SegmentationModule
+
+    # heavy: torch, loaded only when a stage trains or predicts
     from deepgeo_runner.ml.losses import needs_class_counts, set_class_counts
 
     pl.seed_everything(int(opts.seed), workers=True, verbose=False)
@@ -91,6 +96,7 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
     checkpoint = checkpoint_file(opts.predict.checkpoint) if opts.predict.checkpoint else None
     trainer = None
     if {"fit", "test"} & set(stages):
+        # heavy: torch and Lightning, loaded only when a stage trains
         from deepgeo_runner.lit.datamodule import ChipDataModule
 
         datamodule = ChipDataModule(art.chips.path, int(opts.data.batch_size), int(opts.data.num_workers),
@@ -128,6 +134,7 @@ def learn_datamodule_stages(opts: RunConfig, run_dir: Path, art: Artifacts, clas
     The datamodule is used as it is (its download, splits, normalization and augmentation);
     :class:`~deepgeo_runner.lit.torchgeo.TorchGeoAdapter` turns its batches into ours.
     """
+    # heavy: torch and Lightning, loaded only when a stage trains
     from deepgeo_runner.lit.torchgeo import TorchGeoAdapter
 
     data = opts.data
@@ -153,7 +160,7 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     """
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from deepgeo_runner.core.signals import SignalStop
+    # heavy: torch and Lightning, loaded only when a stage trains
     from deepgeo_runner.lit.checkpoints import SafeCheckpointIO
     from deepgeo_runner.lit.tracking import (
         continue_mlflow_run,
@@ -161,6 +168,8 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
         log_hyperparameters,
         record_mlflow_run,
     )
+
+    # heavy: torch and Lightning, loaded only when a stage trains
     from deepgeo_runner.stages import train
 
     stop = stop or SignalStop()
@@ -188,6 +197,7 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
             raise stop.interrupted()
         if "test" in stages:
             if checkpoint is not None and "fit" not in stages:  # predict.checkpoint: say if it is another net
+                # heavy: torch, loaded only when a stage trains or predicts
                 from deepgeo_runner.ml.checkpoint import load_checkpoint
 
                 train.load_matching_weights(module, load_checkpoint(checkpoint, key="predict.checkpoint"), checkpoint)
@@ -210,7 +220,6 @@ def with_intervals(opts: RunConfig, art: Artifacts, module, scores: dict) -> dic
     chips = getattr(module, "test_chip_confusion", None)
     if chips is None or art.chips is None:
         return scores
-    from deepgeo_runner.stages.intervals import add_block_intervals
 
 
     return add_block_intervals(scores, chips, art.chips.path, str(opts.test_split), block_size(opts.data),
@@ -221,7 +230,10 @@ def resume_checkpoint(opts: RunConfig, run_dir: Path, module, loggers: list | No
     """``checkpoints/last.ckpt`` of this run directory when the run resumes (``train.resume``), checked
     first: readable with weights_only, and written by the configured network (else a message saying
     what to change, not a traceback from deep inside Lightning)."""
+    # heavy: torch, loaded only when a stage trains or predicts
     from deepgeo_runner.ml.checkpoint import load_checkpoint
+
+    # heavy: torch and Lightning, loaded only when a stage trains
     from deepgeo_runner.stages import train
 
     last = run_dir / "checkpoints" / "last.ckpt"

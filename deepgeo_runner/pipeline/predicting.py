@@ -14,6 +14,7 @@ from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.core.atomic import write_text_atomic
 from deepgeo_runner.core.checkpoint_path import checkpoint_file
 from deepgeo_runner.core.classes import ClassTable
+from deepgeo_runner.geo.polygonize import polygonize_classes
 from deepgeo_runner.geo.scene_sources import check_scenes_fit, predict_scenes
 from deepgeo_runner.ml.metrics import strict_json
 from deepgeo_runner.pipeline.artifacts import Artifacts
@@ -33,7 +34,10 @@ def predict_stage(
     By default rank 0 alone does it. Called on every rank with ``rank``/``world_size``, the
     window rows are shared out and rank 0 assembles the one output (part files, no collective).
     """
+    # heavy: torch and Lightning, loaded only when a stage trains
     from deepgeo_runner.stages import train
+
+    # heavy: torch, loaded only when a stage trains or predicts
     from deepgeo_runner.stages.apply import classify_prepared
 
     meta = train.load_weights(module, checkpoint) if checkpoint is not None else {}
@@ -60,7 +64,6 @@ def polygons_stage(opts: RunConfig, prediction: Path) -> None:
     """``predict.polygons``: the chosen classes as polygons with areas, and per-class totals."""
     if not opts.predict.polygons:
         return
-    from deepgeo_runner.geo.polygonize import polygonize_classes
 
     polygonize_classes(prediction, prediction.with_name("prediction_polygons.gpkg"),
                        list(opts.predict.polygons), float(opts.predict.min_area_ha))
@@ -96,6 +99,7 @@ def predict_new_scene(opts: RunConfig, run_dir: Path, net, meta: dict, device: s
 def _predict_one_scene(opts: RunConfig, image: Any, out_dir: Path, net, meta: dict, device: str | None) -> list[Path]:
     """One scene into ``out_dir``: prepared into ``predict_input/``, classified, vectorized and
     scored as asked; returns the outputs written."""
+    # heavy: torch, loaded only when a stage trains or predicts
     from deepgeo_runner.ml.predict import output_paths
     from deepgeo_runner.stages.apply import classify_like_checkpoint
 
@@ -122,6 +126,7 @@ def score_new_scene(opts: RunConfig, run_dir: Path, prepared: Path, prediction: 
     """``predict.labels``: rasterize the new scene's labels with the checkpoint's classes, read
     the way its training labels were (class column, values, groups: recorded in the checkpoint),
     and score every labelled pixel of the class map into ``prediction_metrics.json``."""
+    # heavy: rasterio, loaded only when a new scene is scored
     from deepgeo_runner.stages.evaluate import score_scene
 
     names, ids = list(meta["class_names"]), list(meta["class_ids"])
@@ -144,6 +149,7 @@ def apply_checkpoint_stage(opts: RunConfig, run_dir: str | Path, art: Artifacts 
     from the checkpoint alone (no data preparation of the training scene, no model config);
     ``run`` takes this path instead of the data stages when ``predict`` is the only stage.
     """
+    # heavy: torch, loaded only when a stage trains or predicts
     from deepgeo_runner.stages.apply import build_net, read_checkpoint
 
     run_dir = Path(run_dir)

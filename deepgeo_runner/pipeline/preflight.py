@@ -17,7 +17,9 @@ from typing import Any
 from deepgeo_runner.config.schema import DEMO_REFERENCE, RunConfig
 from deepgeo_runner.config.validate import uses_datamodule
 from deepgeo_runner.core.atomic import check_writable, remove_stale_temporaries
+from deepgeo_runner.core.checkpoint_path import checkpoint_file
 from deepgeo_runner.core.errors import InputDataError
+from deepgeo_runner.geo.raster_io import check_raster_readable
 from deepgeo_runner.geo.scene_sources import scene_files
 
 log = logging.getLogger(__name__)
@@ -95,8 +97,6 @@ def check_vector_readable(path: str | Path, key: str) -> None:
 
 def check_inputs(cfg: RunConfig) -> None:
     """Open every input: headers, plus the first and last block of each raster (a truncated file)."""
-    from deepgeo_runner.geo.raster_io import check_raster_readable
-
     seen: set[Path] = set()
     for key, path, kind in input_files(cfg):
         if path in seen or not path.exists():  # a missing file is validate_config's to report
@@ -109,8 +109,6 @@ def check_inputs(cfg: RunConfig) -> None:
         else:
             check_vector_readable(path, key)
     if cfg.predict.checkpoint is not None and ({"test", "predict"} & set(cfg.stages)):
-        from deepgeo_runner.core.checkpoint_path import checkpoint_file
-
         check_checkpoint_readable(checkpoint_file(cfg.predict.checkpoint))
 
 

@@ -14,11 +14,14 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
+from deepgeo_runner.compare.runs import read_run
 from deepgeo_runner.core.atomic import write_text_atomic
 from deepgeo_runner.core.history import HISTORY_FILE, history_curves, read_history
 from deepgeo_runner.geo.raster_io import valid_mask
 from deepgeo_runner.geo.rasterize import NODATA
 from deepgeo_runner.report import plots
+from deepgeo_runner.report.assessment_plots import plot_assessment_area
+from deepgeo_runner.report.error_map import error_codes
 from deepgeo_runner.stages.chips import split_class_counts
 
 if TYPE_CHECKING:
@@ -155,7 +158,6 @@ def _assessment(run_dir: Path, classes: ClassTable, plot_dir: Path) -> tuple[lis
     path = run_dir / "assessment.json"
     if not path.is_file():
         return [], ""
-    from deepgeo_runner.report.assessment_plots import plot_assessment_area
 
     result = json.loads(path.read_text())
     per_class = result["per_class"]
@@ -212,8 +214,6 @@ def _scored_area(art: Artifacts, split: str, shape: tuple[int, int], factor: int
 def _plot_errors(art: Artifacts, classes: ClassTable, metrics: dict | None, path: Path) -> Path:
     """Correct / omission / commission of each class where the test chips lie (every labelled
     pixel when there are none), decimated like the other maps."""
-    from deepgeo_runner.report.error_map import error_codes
-
     reference, _ = _read_small(art.labels, Resampling.nearest)
     predicted, _ = _read_small(art.prediction, Resampling.nearest)
     shape = reference.shape[1:]
@@ -240,8 +240,6 @@ def _interval_note(metrics: dict) -> str:
 
 def _identity_html(run_dir: Path, status: str) -> str:
     """Which run this is: its overrides, data, model, seed, code version and status (tells a sweep's reports apart)."""
-    from deepgeo_runner.compare.runs import read_run
-
     run = read_run(run_dir)
     overrides = " ".join(run.overrides) or ("(none: the defaults)" if (run_dir / ".hydra").is_dir() else None)
     rows = (("overrides", overrides), ("data", run.data),

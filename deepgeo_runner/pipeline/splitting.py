@@ -14,8 +14,11 @@ from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.core.cache import vector_fingerprint
 from deepgeo_runner.core.classes import ClassTable
 from deepgeo_runner.core.errors import ConfigError
-from deepgeo_runner.geo.chips import CLASS_SPLIT_VERSION, SPLITS
+from deepgeo_runner.geo import split_vector
+from deepgeo_runner.geo.chips import CLASS_SPLIT_VERSION, NO_SPLIT, SPLITS, choose_class_split
+from deepgeo_runner.geo.folds import FOLD_VERSION, polygon_fold_map
 from deepgeo_runner.geo.raster_io import Grid
+from deepgeo_runner.geo.split_vector import rasterize_splits, rasterize_units, require_splits
 from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.inputs import external_splits, local_splits
 from deepgeo_runner.pipeline.stage_options import block_size, fold_of, split_buffer
@@ -28,9 +31,7 @@ def read_split_polygons(opts: RunConfig) -> gpd.GeoDataFrame | None:
     """The checked polygons of ``data.split_vector``, or None when the scene is split by blocks."""
     if opts.data.split_vector is None:
         return None
-    from deepgeo_runner.geo.split_vector import read_split_polygons
-
-    polygons = read_split_polygons(opts.data.split_vector, str(opts.data.split_column))
+    polygons = split_vector.read_split_polygons(opts.data.split_vector, str(opts.data.split_column))
     clash = sorted(set(external_splits(opts)) & set(polygons[str(opts.data.split_column)]))
     if clash:
         raise ConfigError(
@@ -43,24 +44,17 @@ def read_split_polygons(opts: RunConfig) -> gpd.GeoDataFrame | None:
 def split_map_of(opts: RunConfig, art: Artifacts, classes: ClassTable,
                polygons: gpd.GeoDataFrame | None = None) -> np.ndarray:
     """Per-pixel split of the analysis grid: the user's polygons, else blocks dealt by class."""
-    from deepgeo_runner.geo.chips import choose_class_split
-
     grid = Grid.of(art.image)
     folds, fold = fold_of(opts.data)
     local = local_splits(opts)  # a split from another scene gets no blocks here
     fractions = [float(f) if s in local else 0.0 for s, f in zip(SPLITS, opts.data.split_fractions, strict=True)]
     if polygons is not None and folds is None:
-        from deepgeo_runner.geo.split_vector import rasterize_splits, require_splits
-
         split_map = rasterize_splits(polygons, grid)
         require_splits(split_map, local, f"data.split_vector '{opts.data.split_vector}'")
         return split_map
     with rasterio.open(art.labels) as src:
         labels = src.read(1)
     if polygons is not None:  # k-fold over the user's polygons: each polygon is one unit, its split column unused
-        from deepgeo_runner.geo.chips import NO_SPLIT
-        from deepgeo_runner.geo.folds import polygon_fold_map
-        from deepgeo_runner.geo.split_vector import rasterize_units
 
         return polygon_fold_map(rasterize_units(polygons, grid), labels, classes.ids, len(polygons), folds, fold,
                                 fractions, int(opts.seed), NO_SPLIT)
@@ -83,7 +77,6 @@ def split_payload(opts: RunConfig, art: Artifacts) -> dict[str, Any]:
         payload["external"] = list(external_splits(opts))
     folds, fold = fold_of(data)
     if folds is not None:  # keys of single-split entries stay as they were
-        from deepgeo_runner.geo.folds import FOLD_VERSION
 
         payload["folds"] = {"k": folds, "fold": fold, "v": FOLD_VERSION, "fractions": list(data.split_fractions),
                             "seed": int(opts.seed), "rasterize": art.cache_keys["rasterize"]}

@@ -22,6 +22,7 @@ from matplotlib.ticker import MaxNLocator
 
 from deepgeo_runner.core.atomic import atomic_path
 from deepgeo_runner.core.classes import class_palette
+from deepgeo_runner.report.error_map import CODE_NAMES, error_counts
 
 __all__ = [
     "plot_chip_map",
@@ -411,8 +412,6 @@ def plot_error_map(
     """One panel per class of its error codes (:mod:`deepgeo_runner.report.error_map`): correct,
     omission, commission, agreement on other classes, and no reference (grey); the shares of
     omission (1 − recall) and commission (1 − precision) in each panel's title."""
-    from deepgeo_runner.report.error_map import CODE_NAMES, error_counts
-
     names = list(codes)
     if not names:
         raise ValueError("no class to draw")

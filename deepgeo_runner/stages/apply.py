@@ -18,7 +18,16 @@ from typing import Any
 import torch
 
 from deepgeo_runner.core.errors import ConfigError, InputDataError
+from deepgeo_runner.geo.nodata import one_nodata
+from deepgeo_runner.geo.normalize import NormStats
+from deepgeo_runner.geo.polygonize import polygonize_classes
+from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
 from deepgeo_runner.geo.stitch import prediction_window
+from deepgeo_runner.ml.checkpoint import load_checkpoint
+from deepgeo_runner.ml.models.registry import build_from_description
+from deepgeo_runner.ml.predict import output_paths, predict_scene
+from deepgeo_runner.stages.drift import drift_warnings, input_profile
+from deepgeo_runner.stages.prepare import prepare_scene
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +49,6 @@ class Applied:
 
 def read_checkpoint(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The network's weights (``net.`` prefix removed) and the inference metadata."""
-    from deepgeo_runner.ml.checkpoint import load_checkpoint
-
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise InputDataError(f"checkpoint not found: '{checkpoint}'. Set predict.checkpoint to a .ckpt file.")
@@ -74,8 +81,6 @@ def build_net(meta: dict[str, Any], weights: dict[str, torch.Tensor] | None = No
     ``trusted_target`` (the user's own config's ``model._target_``); nothing a file names is
     instantiated (:mod:`deepgeo_runner.ml.models.registry`).
     """
-    from deepgeo_runner.ml.models.registry import build_from_description
-
     inputs = meta.get("model_inputs") or {"in_channels": len(meta["features"])}  # older checkpoints
     model = meta["model"]
     net = None
@@ -99,11 +104,6 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
     ``image`` is a raster, a list of tiles to mosaic, or a mapping date → raster(s) stacked like
     the training dates (same number of dates; the dates themselves may differ, e.g. a later year).
     """
-    from deepgeo_runner.geo.nodata import one_nodata
-    from deepgeo_runner.geo.normalize import NormStats
-    from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
-    from deepgeo_runner.stages.prepare import prepare_scene
-
     out_dir = Path(out_dir)
     groups = date_groups(image)
     trained_dates = list(meta.get("dates") or [])
@@ -138,8 +138,6 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
 def _warn_on_drift(meta: dict[str, Any], image: Path, nodata: Any, dates: int = 1) -> list[str]:
     """Warn, band by band, where the new scene differs much from the training scene (see
     :mod:`deepgeo_runner.stages.drift`); checkpoints without a profile are not compared."""
-    from deepgeo_runner.stages.drift import drift_warnings, input_profile
-
     trained = meta.get("input_profile")
     if not trained:
         return []
@@ -159,8 +157,6 @@ def classify_prepared(
     run's own, or a new one prepared like the checkpoint's): ``classes`` holds ``class_ids``,
     ``class_names`` and ``class_colors`` (a checkpoint's metadata has them); per-chip
     standardization follows the scene's statistics. ``rank``/``world_size`` share the rows out."""
-    from deepgeo_runner.ml.predict import predict_scene
-
     return predict_scene(
         net, prepared.path, out_path, window=int(window), overlap=overlap, batch_size=batch_size,
         class_ids=classes["class_ids"], class_names=classes["class_names"], class_colors=classes["class_colors"],
@@ -209,8 +205,6 @@ def apply_checkpoint(
     and ``prediction_polygons.gpkg`` when ``polygons`` names classes). A checkpoint of the user's
     own network class loads only when ``trusted_target`` names that class (see :func:`build_net`).
     """
-    from deepgeo_runner.ml.predict import output_paths
-
     out_dir = Path(out_dir)
     weights, meta = read_checkpoint(checkpoint)
     net = build_net(meta, weights, trusted_target, f"checkpoint '{checkpoint}'")
@@ -223,8 +217,6 @@ def apply_checkpoint(
                         bool(predict_options.get("entropy", False)))
     extra = {k: v for k, v in (("probabilities", outs.probabilities), ("entropy", outs.entropy)) if v}
     if polygons:
-        from deepgeo_runner.geo.polygonize import polygonize_classes
-
         gpkg, totals = polygonize_classes(pred, out_dir / "prediction_polygons.gpkg", polygons, min_area_ha)
         extra.update(polygons=gpkg, totals=totals)
     return Applied(prepared.path, pred, extra)
