@@ -139,7 +139,7 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         from deepgeo_runner.lit.datamodule import ChipDataModule
 
         datamodule = ChipDataModule(art.chips.path, int(opts.data.batch_size), int(opts.data.num_workers),
-                                    augment_plan(opts), int(opts.seed), resident=bool(opts.data.resident),
+                                    augment_plan(opts, art, classes), int(opts.seed), resident=bool(opts.data.resident),
                                     test_split=str(opts.test_split))
         checkpoint, trainer = fit_test(opts, run_dir, art, module, datamodule, stages, checkpoint, stop=stop)
         rank = trainer.global_rank
@@ -160,12 +160,32 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         predict_stage(opts, run_dir, art, classes, module, checkpoint, device)
 
 
-def augment_plan(opts: RunConfig):
-    """The ``augmentation`` group as the plan the datamodules apply on the device."""
+COPY_PASTE_SPARSE = 0.5  # augmentation.copy_paste=auto with sparse labels
+
+
+def augment_plan(opts: RunConfig, art: Artifacts | None = None, classes: ClassTable | None = None):
+    """The ``augmentation`` group as the plan the datamodules apply on the device.
+
+    ``augmentation.copy_paste=auto`` is decided from the training labels (``art.labels``): on when
+    they are sparse polygons whose edges face unlabelled ground (issue 20), off for wall-to-wall ones.
+    """
     from deepgeo_runner.lit.datamodule import AugmentPlan
 
     aug = opts.augmentation
-    return AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std))
+    paste = aug.copy_paste
+    if str(paste) == "auto":
+        paste = 0.0
+        if art is not None and classes is not None and getattr(art, "labels", None):
+            from deepgeo_runner.geo.label_layout import raster_label_layout
+            from deepgeo_runner.pipeline.chips import target_lut
+
+            layout = raster_label_layout(art.labels, target_lut(classes.n_classes, classes.background_is_class))
+            paste = COPY_PASTE_SPARSE if layout.sparse else 0.0
+            log.info("labels: %.1f %% of valid pixels labelled, %.1f %% of label edges are class borders: %s labels, "
+                     "augmentation.copy_paste=%s", 100 * layout.labelled_share, 100 * layout.contact,
+                     "sparse" if layout.sparse else "wall-to-wall", paste)
+    return AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std),
+                       copy_paste=float(paste))
 
 
 def learn_datamodule_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable,
