@@ -48,3 +48,32 @@ def test_copy_paste_moves_labelled_pixels_with_their_labels():
         assert torch.equal(out_image[i, :, :4], image[i, :, :4])  # unlabelled donor pixels paste nothing
     same_image, same_mask = copy_paste(image, mask, gen, p=0.0)
     assert same_image is image and same_mask is mask
+
+
+def _label_raster(path, ids: np.ndarray) -> None:
+    import rasterio
+    from affine import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", width=ids.shape[1], height=ids.shape[0], count=1, dtype="uint8",
+                       crs="EPSG:32722", transform=Affine(30, 0, 600000, 0, -30, 9600000), nodata=255) as dst:
+        dst.write(ids, 1)
+
+
+def test_copy_paste_auto_is_on_for_sparse_labels_only(tmp_path):
+    from types import SimpleNamespace
+
+    from deepgeo_runner.pipeline.learning import COPY_PASTE_SPARSE, augment_plan
+
+    classes = SimpleNamespace(n_classes=3, background_is_class=False)
+    aug = SimpleNamespace(name="d4", expand_ops=(), brightness=0.0, noise_std=0.0, copy_paste="auto")
+    opts = SimpleNamespace(augmentation=aug)
+    wall = _wall_to_wall() + 1  # label ids 1..3
+    sparse = np.zeros_like(wall)  # 0: no label (background ignored)
+    sparse[2:38, 2:18], sparse[2:38, 20:38] = 1, 2
+    plans = {}
+    for name, ids in (("wall", wall), ("sparse", sparse)):
+        _label_raster(tmp_path / f"{name}.tif", ids)
+        plans[name] = augment_plan(opts, SimpleNamespace(labels=tmp_path / f"{name}.tif"), classes).copy_paste
+    assert plans == {"wall": 0.0, "sparse": COPY_PASTE_SPARSE}
+    aug.copy_paste = 0.25  # an explicit share is taken as it is
+    assert augment_plan(opts, SimpleNamespace(labels=tmp_path / "wall.tif"), classes).copy_paste == 0.25
