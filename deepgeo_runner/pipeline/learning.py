@@ -160,7 +160,7 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         predict_stage(opts, run_dir, art, classes, module, checkpoint, device)
 
 
-COPY_PASTE_SPARSE = 0.5  # augmentation.copy_paste=auto with sparse labels
+COPY_PASTE_SPARSE = 1.0  # augmentation.copy_paste=auto with sparse labels
 
 
 def augment_plan(opts: RunConfig, art: Artifacts | None = None, classes: ClassTable | None = None):
