@@ -232,6 +232,10 @@ class AugmentationConfig:
     )  # d4_expand: each op adds a transformed copy of every training chip
     brightness: float = 0.0  # max per-sample offset added to the normalized bands
     noise_std: float = 0.0  # std of per-pixel Gaussian noise on the normalized bands
+    copy_paste: Any = "auto"  # share of training chips that get the labelled pixels of another chip of the batch
+    #   pasted on (with their labels), so that labelled classes meet at image borders (issue 20: the halo of
+    #   sparse polygons); 'auto': 1.0 (pipeline.learning.COPY_PASTE_SPARSE) when the labels are sparse
+    #   (geo/label_layout.py), else 0
 
 
 @dataclass

@@ -73,6 +73,9 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.augmentation.brightness < 0 or cfg.augmentation.noise_std < 0:
         raise _fail("augmentation.brightness/noise_std",
                     (cfg.augmentation.brightness, cfg.augmentation.noise_std), "non-negative strengths")
+    paste = cfg.augmentation.get("copy_paste", "auto")
+    if str(paste) != "auto" and (isinstance(paste, bool) or not isinstance(paste, int | float) or not 0 <= paste <= 1):
+        raise _fail("augmentation.copy_paste", paste, "'auto' or a share of training chips in [0, 1]")
     for group in ("model", "loss", "trainer"):
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from deepgeo_runner.lit.guards import epoch_seed
 from deepgeo_runner.ml.augment import EXPAND_DEFAULT, op_index, photometric, random_dihedral
 from deepgeo_runner.ml.choices import Augmentation  # noqa: E402
+from deepgeo_runner.ml.copy_paste import copy_paste
 from deepgeo_runner.ml.datasets import BatchReader, ChipDataset, EpochBatchSampler, ExpandedDataset, ShardedSampler
 
 AUGMENTATIONS = tuple(a.value for a in Augmentation)
@@ -33,6 +34,7 @@ class AugmentPlan:
     expand_ops: tuple[str, ...] = field(default=EXPAND_DEFAULT)
     brightness: float = 0.0
     noise_std: float = 0.0
+    copy_paste: float = 0.0  # share of training chips that get another chip's labelled pixels pasted on
 
     def __post_init__(self) -> None:
         if self.name not in AUGMENTATIONS:
@@ -156,5 +158,7 @@ def augment_batch(batch: dict[str, Any], plan: AugmentPlan, generator: torch.Gen
     """
     if plan.name == "d4":
         batch["image"], batch["mask"] = random_dihedral(batch["image"], batch["mask"], generator)
+    if plan.copy_paste > 0:
+        batch["image"], batch["mask"] = copy_paste(batch["image"], batch["mask"], generator, plan.copy_paste)
     batch["image"] = photometric(batch["image"], generator, plan.brightness, plan.noise_std)
     return batch

@@ -6,6 +6,8 @@ resolved, once. Stages never see the run config; the task modules call these.
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 from deepgeo_runner.config.schema import DataConfig, RunConfig
@@ -14,7 +16,10 @@ from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.nodata import one_nodata
 from deepgeo_runner.geo.normalize import NormOptions
 from deepgeo_runner.geo.stitch import prediction_window
-from deepgeo_runner.stages.chips import ChipPlan
+from deepgeo_runner.geo.label_layout import raster_label_layout
+from deepgeo_runner.stages.chips import ChipPlan, target_lut
+
+log = logging.getLogger(__name__)
 
 
 def norm_options(opts: RunConfig) -> NormOptions:
@@ -126,12 +131,30 @@ def model_inputs(opts: RunConfig, n_features: int) -> dict[str, int]:
     return {"in_channels": n_features // dates, "dates": dates}
 
 
-def augment_plan(opts: RunConfig):
-    """The ``augmentation`` group as the plan the datamodules apply on the device."""
+COPY_PASTE_SPARSE = 1.0  # augmentation.copy_paste=auto with sparse labels
+
+
+def augment_plan(opts: RunConfig, labels: Path | None = None, classes: ClassTable | None = None):
+    """The ``augmentation`` group as the plan the datamodules apply on the device.
+
+    ``augmentation.copy_paste=auto`` is decided from the training labels (``labels``, the label
+    raster): on when they are sparse polygons whose edges face unlabelled ground (issue 20), off for
+    wall-to-wall ones.
+    """
     from deepgeo_runner.lit.datamodule import AugmentPlan  # heavy: imports torch and Lightning
 
     aug = opts.augmentation
-    return AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std))
+    paste = aug.copy_paste
+    if str(paste) == "auto":
+        paste = 0.0
+        if labels is not None and classes is not None:
+            layout = raster_label_layout(labels, target_lut(classes.n_classes, classes.background_is_class))
+            paste = COPY_PASTE_SPARSE if layout.sparse else 0.0
+            log.info("labels: %.1f %% of valid pixels labelled, %.1f %% of label edges are class borders: %s labels, "
+                     "augmentation.copy_paste=%s", 100 * layout.labelled_share, 100 * layout.contact,
+                     "sparse" if layout.sparse else "wall-to-wall", paste)
+    return AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std),
+                       copy_paste=float(paste))
 
 
 def split_buffer(data: DataConfig) -> int:
