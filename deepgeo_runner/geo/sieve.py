@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from affine import Affine
 
 
 def mmu_pixels(mmu_ha: float, pixel_ha: float) -> int:
@@ -36,10 +35,3 @@ def sieve_classes(classes: np.ndarray, min_pixels: int, nodata: int | None = 255
     if mask is not None:
         sieved = np.where(mask, sieved, classes)
     return sieved.astype(classes.dtype, copy=False)
-
-
-def mean_pixel_ha(crs: object, transform: Affine, height: int) -> float:
-    """The scene's mean pixel area (ha): exact per row in a geographic CRS, constant in a projected one."""
-    from deepgeo_runner.assess.area import pixel_area
-
-    return float(np.mean(pixel_area(crs, transform, height).row_ha))
