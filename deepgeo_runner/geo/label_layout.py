@@ -9,9 +9,11 @@ from the labels themselves, with no tuning to a scene:
   image's valid area differs from them), the share whose differing neighbour is another class.
   Wall-to-wall labels: near 1 (edges are class borders). Sparse polygons: near 0 (edges face
   unlabelled ground).
-* ``labelled_share``: labelled pixels / valid pixels.
+* ``labelled_share``: labelled pixels / valid pixels; :func:`label_coverage` adds the share of each
+  class and how far labelled pixels lie from the nearest label of another class (0-1 px wall to wall,
+  the width of the unlabelled gaps between sparse polygons).
 
-Numpy only: nothing here knows of Hydra, Lightning or torch.
+Numpy (and scipy's distance transform): nothing here knows of Hydra, Lightning or torch.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
 IGNORE = 255
 SPARSE_CONTACT = 0.5  # below it, most label edges face unlabelled ground: sparse labels
@@ -69,7 +72,82 @@ def label_layout(targets: np.ndarray, valid: np.ndarray | None = None) -> LabelL
     )
 
 
-__all__ = ["LabelLayout", "label_layout", "SPARSE_CONTACT"]
+__all__ = ["LabelLayout", "LabelCoverage", "label_layout", "label_coverage", "SPARSE_CONTACT"]
+
+COVERAGE_EXACT_MAX_PX = 4_000_000  # larger scenes measure distances on a strided grid (px scaled back)
+DISTANCE_PERCENTILES = (10, 50, 90)
+
+
+@dataclass(frozen=True)
+class LabelCoverage:
+    """How the labels cover the scene: the layout, each class's share of the valid pixels, and the
+    distance (px) from labelled pixels to the nearest label of another class."""
+
+    layout: LabelLayout
+    valid_pixels: int
+    labelled_pixels: int
+    class_pixels: dict[str, int]
+    distance_px: dict[str, float] | None  # p10/median/p90 over labelled pixels; None: one class labelled
+    distance_step: int = 1  # >1: measured on every step-th row and column (a large scene)
+
+    @property
+    def coverage(self) -> float:
+        return self.labelled_pixels / self.valid_pixels if self.valid_pixels else 0.0
+
+    @property
+    def wall_to_wall(self) -> bool:
+        """Labels whose edges are class borders (not sparse): test scores then reach the map's borders."""
+        return not self.layout.sparse
+
+    def to_dict(self) -> dict:
+        """The ``labels`` entry of ``data_report.json``."""
+        n = self.valid_pixels
+        return {
+            "coverage": self.coverage,
+            "coverage_per_class": {k: (v / n if n else 0.0) for k, v in self.class_pixels.items()},
+            "wall_to_wall": self.wall_to_wall,
+            "valid_pixels": n,
+            "labelled_pixels": self.labelled_pixels,
+            "contact": self.layout.contact,
+            "edge_pixels": self.layout.edge_pixels,
+            "distance_to_other_class_px": self.distance_px,
+            **({"distance_step_px": self.distance_step} if self.distance_step > 1 else {}),
+        }
+
+
+def label_coverage(targets: np.ndarray, class_names: list[str] | tuple[str, ...],
+                   valid: np.ndarray | None = None, max_px: int = COVERAGE_EXACT_MAX_PX) -> LabelCoverage:
+    """:func:`label_layout` plus per-class coverage and the distance to the nearest other-class label.
+
+    ``targets``: (H, W) model targets 0..K-1 (``class_names[k]`` names target k), ``IGNORE`` where
+    unlabelled. Distances are Euclidean, in pixels, from each labelled pixel to the nearest labelled
+    pixel of another class (wall to wall: 1 at a border); on scenes over ``max_px`` pixels they are
+    measured on a strided grid and scaled back (``distance_step``).
+    """
+    targets = np.asarray(targets)
+    valid = np.ones(targets.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    labelled = (targets != IGNORE) & valid
+    counts = np.bincount(targets[labelled].ravel(), minlength=len(class_names))
+    class_pixels = {name: int(counts[k]) for k, name in enumerate(class_names)}
+    step = 1
+    while targets.size / step**2 > max_px:
+        step *= 2
+    small, small_labelled = targets[::step, ::step], labelled[::step, ::step]
+    present = [k for k in range(len(class_names)) if counts[k]]
+    distances = []
+    if len(present) > 1:
+        for k in present:
+            own = small_labelled & (small == k)
+            other = small_labelled & (small != k)
+            if own.any() and other.any():
+                distances.append(distance_transform_edt(~other)[own] * step)
+    distance = None
+    if distances:
+        values = np.percentile(np.concatenate(distances), DISTANCE_PERCENTILES)
+        distance = {("median" if q == 50 else f"p{q}"): round(float(v), 2)
+                    for q, v in zip(DISTANCE_PERCENTILES, values, strict=True)}
+    return LabelCoverage(label_layout(targets, valid), int(valid.sum()), int(labelled.sum()), class_pixels,
+                         distance, step)
 
 
 def raster_label_layout(labels_path, lut: np.ndarray, nodata: int = 255) -> LabelLayout:

@@ -28,6 +28,7 @@ class Artifacts:
     prepare_extras: dict[str, Any] = field(default_factory=dict)
     split_scenes: dict[str, SplitScene] = field(default_factory=dict)  # val/test from other scenes
     input_profile: dict[str, Any] | None = None  # the training image's bands, dtype, percentiles (drift checks)
+    valid_pixels: int | None = None  # the training scene's valid pixels (data check): test_coverage's denominator
     cache_keys: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)

@@ -16,7 +16,14 @@ from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES, class_value_sets
 from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.inputs import external_splits
 from deepgeo_runner.pipeline.run_state import RunState
-from deepgeo_runner.pipeline.stage_options import fold_of, label_options, split_buffer, split_method, stack_dates
+from deepgeo_runner.pipeline.stage_options import (
+    fold_of,
+    label_options,
+    map_assessment,
+    split_buffer,
+    split_method,
+    stack_dates,
+)
 from deepgeo_runner.stages import data_check as dc
 from deepgeo_runner.stages.drift import profile_of_sample
 
@@ -58,18 +65,22 @@ def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTa
     art.input_profile = profile_of_sample(sample, art.band_names)
     with rasterio.open(art.labels) as src:
         labels = src.read(1)
+    with rasterio.open(art.image) as src:  # the image's valid pixels, the labels' coverage's denominator
+        valid = np.ones(labels.shape, dtype=bool) if (src.height, src.width) == labels.shape else None
+    nodata_found = dc.nodata_summary(art.image, nodata, str(data.nodata_rule), dates=n_dates, valid_out=valid)
     report = dc.check_data(
         labels=labels, class_names=classes.names, class_ids=classes.ids, split_map=split_map,
         buffer=split_buffer(data), chip_size=int(data.chip_size),
-        nodata=dc.nodata_summary(art.image, nodata, str(data.nodata_rule), dates=n_dates),
+        nodata=nodata_found,
         inputs=inputs,
         external_splits=list(external_splits(opts)), warnings=warnings,
         allow_missing_classes=bool(data.allow_missing_classes),
         split_method=split_method(data),
         eval_stride=data.eval_stride, min_labelled_fraction=float(data.min_valid_fraction),
-        image=art.image,
+        image=art.image, valid=valid, map_assessment=map_assessment(opts),
     )
     report.input = art.input_profile
+    art.valid_pixels = report.labels.get("valid_pixels")
     folds, fold = fold_of(data)
     if folds is not None:
         report.labelled["fold"], report.labelled["folds"] = fold, folds

@@ -204,6 +204,7 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
             scores = train.test(trainer, module, datamodule, checkpoint)
             scores = with_intervals(opts, art, module, scores)
             scores["split"] = str(opts.test_split)
+            scores = with_test_coverage(scores, art, str(opts.test_split))
             if trainer.global_rank == 0:
                 write_text_atomic(run_dir / "metrics.json", strict_json(scores))
             art.metrics = scores
@@ -224,6 +225,16 @@ def with_intervals(opts: RunConfig, art: Artifacts, module, scores: dict) -> dic
 
     return add_block_intervals(scores, chips, art.chips.path, str(opts.test_split), block_size(opts.data),
                                int(opts.seed))
+
+
+def with_test_coverage(scores: dict, art: Artifacts, split: str) -> dict:
+    """``scores`` with ``test_coverage``: the pixels the test split scored / the scene's valid pixels
+    (what share of the map the test scores speak for); null when the split comes from another scene
+    (``data.split_scenes``) or the scene's valid pixels are unknown (a datamodule's chips)."""
+    pixels, valid = scores.get("pixels"), art.valid_pixels
+    external = split in art.split_scenes
+    scores["test_coverage"] = float(pixels) / valid if pixels is not None and valid and not external else None
+    return scores
 
 
 def resume_checkpoint(opts: RunConfig, run_dir: Path, module, loggers: list | None = None) -> Path | None:

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.config.schema import DataConfig, RunConfig
+from deepgeo_runner.config.schema import DataConfig, RunConfig, run_stages
 from deepgeo_runner.core.classes import ClassTable
 from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.nodata import one_nodata
@@ -155,6 +155,18 @@ def augment_plan(opts: RunConfig, labels: Path | None = None, classes: ClassTabl
                      "sparse" if layout.sparse else "wall-to-wall", paste)
     return AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std),
                        copy_paste=float(paste))
+
+
+def map_assessment(opts: RunConfig) -> str | None:
+    """How this run measures its map (``assess.reference=…`` or ``assess.sample=…``), or None when
+    the assess stage does not run: what the data check's warning on sparse labels says."""
+    if "assess" not in run_stages(opts.stages, opts.assess):
+        return None
+    if opts.assess.sample is not None:
+        return f"assess.sample={opts.assess.sample}"
+    if opts.assess.reference is not None:
+        return f"assess.reference={opts.assess.reference}"
+    return None
 
 
 def split_buffer(data: DataConfig) -> int:

@@ -7,6 +7,11 @@ rule, which inputs were reprojected, label raster values that are no class, inpu
 not look like reflectance while indices need it, and classes missing from a split. A class
 with no training pixel stops the run here, before hours of training that could not learn it.
 
+How the labels cover the scene is measured too (``labels``: labelled / valid pixels, per class,
+whether they are wall to wall, how far labelled pixels lie from another class's label): sparse
+polygons drawn inside classes make test-split scores describe the polygons, not the map between
+them, and the report says so and how to measure the map (issue 20).
+
 Plain numpy/rasterio: no Hydra, no torch.
 """
 
@@ -34,6 +39,7 @@ from deepgeo_runner.geo.chips import (
     whole_cells,
 )
 from deepgeo_runner.geo.dealing import class_lut
+from deepgeo_runner.geo.label_layout import IGNORE, LabelCoverage, label_coverage
 from deepgeo_runner.geo.raster_io import NodataValue, iter_windows, mask_source, read_valid
 from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES
 from deepgeo_runner.stages.prepare import per_band_values
@@ -56,6 +62,7 @@ class DataReport:
     labelled: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # why training cannot start (a class no training chip reaches)
     input: dict[str, Any] | None = None  # the image's profile (bands, dtype, percentiles)
+    labels: dict[str, Any] = field(default_factory=dict)  # how the labels cover the scene (LabelCoverage.to_dict)
 
     def raise_if_blocking(self) -> None:
         """Stop the run (after the report is written, so the user can read it)."""
@@ -64,7 +71,8 @@ class DataReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"splits": self.splits, "nodata": self.nodata, "inputs": self.inputs,
-                "labelled": self.labelled, "input": self.input, "warnings": self.warnings, "error": self.error}
+                "labelled": self.labelled, "input": self.input, "warnings": self.warnings, "error": self.error,
+                "labels": self.labels}
 
     def write(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / REPORT_NAME
@@ -85,6 +93,8 @@ class DataReport:
             lines.insert(0, f"split: {self.labelled['split_method']}")
         shares = self.labelled.get("share", {})
         lines.append("share of labelled pixels: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in shares.items()))
+        if self.labels:
+            lines.append(coverage_line(self.labels))
         lines.append(f"nodata: {100 * self.nodata['fraction']:.1f} % of the image ({self.nodata['rule']} rule; "
                      f"{self.nodata['source']})")
         lines += [f"WARNING: {w}" for w in self.warnings]
@@ -94,13 +104,18 @@ class DataReport:
 
 
 def nodata_summary(image: str | Path, nodata: NodataValue, rule: str, window: int = 2048,
-                   dates: int = 1) -> dict[str, Any]:
-    """Share of the image's pixels that are nodata, by the same rule the prepare stage uses."""
+                   dates: int = 1, valid_out: np.ndarray | None = None) -> dict[str, Any]:
+    """Share of the image's pixels that are nodata, by the same rule the prepare stage uses;
+    ``valid_out`` (a bool array of the image's shape), when given, receives the valid mask."""
     with rasterio.open(image) as src:
         invalid = 0
+        keep = valid_out is not None and valid_out.shape == (src.height, src.width)
         for win in iter_windows(src.height, src.width, window):
             data = src.read(window=win)
-            invalid += int((~read_valid(src, data, win, nodata, rule, dates=dates)).sum())
+            valid = read_valid(src, data, win, nodata, rule, dates=dates)
+            invalid += int((~valid).sum())
+            if keep:
+                valid_out[win.row_off:win.row_off + win.height, win.col_off:win.col_off + win.width] = valid
         total = src.width * src.height
         return {"fraction": invalid / max(total, 1), "pixels": invalid, "rule": rule,
                 "source": mask_source(src, nodata, rule)}
@@ -216,11 +231,16 @@ def check_data(
     eval_stride: int | None = None,
     min_labelled_fraction: float = 0.0,
     image: str | Path | None = None,
+    valid: np.ndarray | None = None,
+    map_assessment: str | None = None,
 ) -> DataReport:
     """Count what each split gets and turn every gap into a warning (or, for training, an error).
 
     A class no training chip can reach (or with no labelled pixel at all) sets ``error``
     (see :meth:`DataReport.raise_if_blocking`), unless ``allow_missing_classes`` makes it a warning.
+    ``valid``: the image's valid pixels (default: every pixel whose label is not nodata), the
+    denominator of the labels' coverage; ``map_assessment``: how this run measures its map
+    (e.g. ``"assess.reference=demo"``), or None, said in the warning on sparse labels.
     """
     counts = split_class_pixels(labels, class_ids, split_map, buffer, chip_size, eval_stride, min_labelled_fraction)
     total = sum(int(v.sum()) for v in counts.values())
@@ -235,6 +255,11 @@ def check_data(
     shares = {s: int(counts[s].sum()) / max(total, 1) for s in counts if counts[s].sum() or s in SPLITS}
     report = DataReport(splits, nodata, inputs, list(warnings),
                         {"pixels": total, "share": shares, "split_method": split_method, "buffer_px": buffer})
+    coverage = labels_coverage(labels, class_names, class_ids, valid)
+    report.labels = coverage.to_dict()
+    sparse = sparse_labels_warning(coverage, map_assessment)
+    if sparse:
+        report.warnings.append(sparse)
     for split in ("val", "test"):
         if split in external_splits:
             continue
@@ -259,6 +284,45 @@ def check_data(
         else:
             report.error = message
     return report
+
+
+def labels_coverage(labels: np.ndarray, class_names: Sequence[str], class_ids: Sequence[int],
+                    valid: np.ndarray | None = None) -> LabelCoverage:
+    """How the label raster's class ids (``labels``, 255 nodata) cover the scene's valid pixels."""
+    lut = np.full(256, IGNORE, dtype=np.uint8)
+    lut[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
+    if valid is None or valid.shape != labels.shape:
+        valid = labels != NODATA_ID
+    return label_coverage(lut[labels], list(class_names), valid)
+
+
+NODATA_ID = 255  # the label raster's nodata (no image data, or an ignored class)
+
+
+def coverage_line(labels: Mapping[str, Any]) -> str:
+    """One line of the data check's table: how much of the scene the labels cover, and how."""
+    per_class = ", ".join(f"{k} {100 * v:.1f} %" for k, v in labels.get("coverage_per_class", {}).items())
+    distance = labels.get("distance_to_other_class_px")
+    gap = f"; median {distance['median']:g} px to another class's label" if distance else ""
+    kind = "wall to wall" if labels.get("wall_to_wall") else "sparse"
+    return f"labels cover {100 * labels['coverage']:.1f} % of the valid pixels ({per_class}): {kind}{gap}"
+
+
+def sparse_labels_warning(coverage: LabelCoverage, map_assessment: str | None = None) -> str | None:
+    """What sparse labels mean for the scores (None for wall-to-wall labels): the test split then
+    scores the polygons' interiors, never the class borders the map has to draw between them."""
+    if coverage.wall_to_wall:
+        return None
+    distance = coverage.distance_px
+    gap = (f", {distance['median']:g} px (median) from the nearest label of another class" if distance else "")
+    how = (f"This run measures it: {map_assessment} (assessment.json)." if map_assessment else
+           "Measure the map with assess.reference=REF (a wall-to-wall reference layer, vector or label raster, "
+           "independent of the training polygons) or assess.sample=SAMPLE.gpkg (the assess stage designs a "
+           "stratified sample, assessment_sample.gpkg, for you to label).")
+    return (f"the labels are sparse: they cover {100 * coverage.coverage:.1f} % of the valid pixels and "
+            f"{100 * (1 - coverage.layout.contact):.0f} % of their edges face unlabelled ground{gap}. Test-split "
+            "scores describe the labelled polygons, not the map between them (class borders are never tested). "
+            + how)
 
 
 def _whole_image_fault(shape: tuple[int, ...], chip_size: int, nodata: Mapping[str, Any],

@@ -1,0 +1,115 @@
+"""Issue 20, part 2: the map's accuracy is the headline. The data check measures how the labels cover
+the scene and warns when they are sparse; metrics.json says what the test split covers; the console,
+the report and the comparisons lead with the map's accuracy when an assessment exists."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from deepgeo_runner.geo.label_layout import IGNORE, label_coverage
+from deepgeo_runner.stages.data_check import check_data, labels_coverage, sparse_labels_warning
+from tests.helpers import write_image
+
+
+def _sparse_ids() -> np.ndarray:
+    """5×10 label ids: class 1 in cols 0-1, nodata (255) in col 2, unlabelled (0) in cols 3-4, class 2 in 5-9."""
+    ids = np.zeros((5, 10), dtype=np.uint8)
+    ids[:, 0:2], ids[:, 2], ids[:, 5:] = 1, 255, 2
+    return ids
+
+
+def test_coverage_of_a_hand_made_label_raster_is_exact():
+    coverage = labels_coverage(_sparse_ids(), ["forest", "clearing"], [1, 2])
+    got = coverage.to_dict()
+    assert got["valid_pixels"] == 45 and got["labelled_pixels"] == 35  # 50 px less the nodata column
+    assert got["coverage"] == 35 / 45
+    assert got["coverage_per_class"] == {"forest": 10 / 45, "clearing": 25 / 45}
+    assert got["contact"] == 0.0 and got["wall_to_wall"] is False  # every label edge faces unlabelled ground
+    # forest cols 0,1 lie 5,4 px from clearing col 5; clearing cols 5..9 lie 4..8 px from forest col 1
+    pooled = [5] * 5 + [4] * 5 + [4, 5, 6, 7, 8] * 5
+    assert got["distance_to_other_class_px"] == {
+        "p10": float(np.percentile(pooled, 10)), "median": 5.0, "p90": 8.0}
+
+
+def test_wall_to_wall_labels_and_the_distance_to_the_border():
+    ids = np.ones((5, 10), dtype=np.uint8)
+    ids[:, 5:] = 2
+    got = labels_coverage(ids, ["forest", "clearing"], [1, 2]).to_dict()
+    assert got["coverage"] == 1.0 and got["wall_to_wall"] is True and got["contact"] == 1.0
+    assert got["distance_to_other_class_px"]["median"] == 3.0  # 1..5 px on either side of the border
+
+
+def test_an_explicit_valid_mask_is_the_denominator_and_one_class_has_no_distance():
+    targets = np.full((4, 4), IGNORE, dtype=np.uint8)
+    targets[0, :] = 0
+    valid = np.ones((4, 4), dtype=bool)
+    valid[3, :] = False
+    got = label_coverage(targets, ["forest"], valid)
+    assert got.coverage == 4 / 12 and got.class_pixels == {"forest": 4}
+    assert got.distance_px is None
+
+
+def test_large_scenes_measure_distances_on_a_strided_grid():
+    ids = np.ones((64, 64), dtype=np.uint8)
+    ids[:, 32:] = 2
+    got = labels_coverage(ids, ["a", "b"], [1, 2])
+    small = label_coverage(np.where(ids == 1, 0, 1).astype(np.uint8), ["a", "b"], max_px=1024)
+    assert small.distance_step == 2 and "distance_step_px" in small.to_dict()
+    assert small.coverage == got.coverage == 1.0  # coverage is always counted on every pixel
+
+
+def test_sparse_labels_are_warned_about_naming_how_to_measure_the_map():
+    coverage = labels_coverage(_sparse_ids(), ["forest", "clearing"], [1, 2])
+    warning = sparse_labels_warning(coverage)
+    assert "sparse" in warning and "77.8 %" in warning
+    assert "describe the labelled polygons, not the map" in warning
+    assert "assess.reference=" in warning and "assess.sample=" in warning
+    assessed = sparse_labels_warning(coverage, "assess.reference=demo")
+    assert "This run measures it: assess.reference=demo" in assessed
+
+
+def _report(ids: np.ndarray):
+    return check_data(labels=ids, class_names=["forest", "clearing"], class_ids=[1, 2],
+                      split_map=np.zeros(ids.shape, dtype=np.uint8), buffer=0, chip_size=4,
+                      nodata={"fraction": 0.0, "pixels": 0, "rule": "gdal", "source": "none"}, inputs=[])
+
+
+def test_the_data_report_has_the_labels_entry_and_warns_only_on_sparse_labels():
+    sparse = _report(_sparse_ids())
+    assert sparse.to_dict()["labels"]["coverage"] == 35 / 45
+    assert any("labels are sparse" in w for w in sparse.warnings)
+    assert "labels cover 77.8 % of the valid pixels" in sparse.table()
+    wall = np.ones((5, 10), dtype=np.uint8)
+    wall[:, 5:] = 2
+    report = _report(wall)
+    assert report.to_dict()["labels"]["wall_to_wall"] is True
+    assert not any("sparse" in w for w in report.warnings)
+    assert {"splits", "nodata", "inputs", "labelled", "input", "warnings", "error"} <= set(report.to_dict())
+
+
+def _check_run(compose, tmp_path, image, labels, name):
+    from deepgeo_runner.pipeline.runner import run
+
+    run(compose("data=scene", f"data.image={image}", f"data.labels={labels}",
+                "data.classes=[forest,clearing]", "data.band_names=[blue,green,red,nir]", "preprocessing.indices=[]",
+                "data.chip_size=16", "stages=[check]", f"paths.cache_dir={tmp_path / 'cache'}",
+                f"paths.output_dir={tmp_path / name}"), tmp_path / name)
+    return json.loads((tmp_path / name / "data_report.json").read_text())
+
+
+def test_a_sparse_label_run_warns_and_a_wall_to_wall_one_does_not(tmp_path, compose, tiny_scene):
+    image = tiny_scene["image"]
+    sparse = _check_run(compose, tmp_path, image, tiny_scene["labels"], "sparse")  # two interior polygons, 8 px apart
+    assert sparse["labels"]["wall_to_wall"] is False and 0 < sparse["labels"]["coverage"] < 1
+    assert sparse["labels"]["valid_pixels"] == 48 * 48 - 16  # the image's nodata corner is not the scene
+    assert any("labels are sparse" in w and "assess.reference" in w for w in sparse["warnings"])
+
+    ids = np.ones((1, 48, 48), dtype=np.uint8)
+    ids[0, :, 24:] = 2
+    wall = write_image(tmp_path / "wall.tif", ids, nodata=None)
+    report = _check_run(compose, tmp_path, image, wall, "wall")
+    assert report["labels"]["wall_to_wall"] is True
+    assert not any("sparse" in w for w in report["warnings"])
