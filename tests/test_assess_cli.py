@@ -41,9 +41,11 @@ def map_and_reference(tmp_path) -> tuple[Path, Path]:
 
 def test_assess_joins_the_default_stages_only_when_there_is_something_to_assess_against(map_and_reference, compose):
     _, reference = map_and_reference
-    cfg = compose("paths.output_dir=/tmp/nowhere")
+    cfg = compose("paths.output_dir=/tmp/nowhere", "assess.reference=null")
     assert "assess" not in cfg.stages and list(cfg.stages) == list(DEFAULT_STAGES)
-    assert run_stages(cfg.stages, cfg.assess) == list(DEFAULT_STAGES)
+    assert run_stages(cfg.stages, cfg.assess, cfg.data) == list(DEFAULT_STAGES)
+    cfg = compose("paths.output_dir=/tmp/nowhere")  # the built-in demo: assessed against its truth by default
+    assert run_stages(cfg.stages, cfg.assess, cfg.data)[-2:] == ["assess", "report"]
     cfg = compose("paths.output_dir=/tmp/nowhere", f"assess.reference={reference}")
     stages = run_stages(cfg.stages, cfg.assess)
     assert stages[-3:] == ["predict", "assess", "report"]

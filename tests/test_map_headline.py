@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from deepgeo_runner.geo.label_layout import IGNORE, label_coverage
 from deepgeo_runner.stages.data_check import check_data, labels_coverage, sparse_labels_warning
@@ -113,3 +112,14 @@ def test_a_sparse_label_run_warns_and_a_wall_to_wall_one_does_not(tmp_path, comp
     report = _check_run(compose, tmp_path, image, wall, "wall")
     assert report["labels"]["wall_to_wall"] is True
     assert not any("sparse" in w for w in report["warnings"])
+
+
+def test_metrics_say_what_share_of_the_scene_the_test_split_covers():
+    from deepgeo_runner.pipeline.artifacts import Artifacts
+    from deepgeo_runner.pipeline.learning import with_test_coverage
+
+    scores = with_test_coverage({"accuracy": 1.0, "pixels": 250, "split": "test"}, Artifacts(valid_pixels=1000), "test")
+    assert scores["test_coverage"] == 0.25 and scores["accuracy"] == 1.0  # existing keys as they were
+    assert with_test_coverage({"pixels": 250}, Artifacts(), "test")["test_coverage"] is None  # a datamodule's chips
+    other = Artifacts(valid_pixels=1000, split_scenes={"test": object()})
+    assert with_test_coverage({"pixels": 250}, other, "test")["test_coverage"] is None  # another scene's chips

@@ -99,12 +99,34 @@ def check_predict_ranges(pred: Any) -> None:
         raise range_error("predict.min_area_ha", pred.min_area_ha, "a non-negative area in hectares")
 
 
-def run_stages(stages: Any, assess: Any) -> list[str]:
+AUTO_REFERENCE = "auto"  # assess.reference's default: the demo's truth on the built-in demo, else none
+
+
+def builtin_demo(data: Any) -> bool:
+    """Whether ``data`` is the built-in demo scene (``data=demo`` without a ``data.image`` of the user's)."""
+    return getattr(data, "name", None) == "demo" and getattr(data, "image", None) is None
+
+
+def assess_reference(assess: Any, data: Any = None) -> str | None:
+    """``assess.reference`` as the run takes it: ``'auto'`` (the default) is ``'demo'`` on the built-in
+    demo scene, so that a newcomer's first run measures its map against the demo's wall-to-wall truth,
+    unless an ``assess.sample`` is given; on any other data (or without ``data``) it is none.
+    ``assess.reference=null`` turns the demo's assessment off."""
+    reference = getattr(assess, "reference", None)
+    if reference != AUTO_REFERENCE:
+        return reference
+    if _given(getattr(assess, "sample", None)) or not builtin_demo(data):
+        return None
+    return DEMO_REFERENCE
+
+
+def run_stages(stages: Any, assess: Any, data: Any = None) -> list[str]:
     """The stages a run goes through: ``stages`` as given, except that the default cycle gains
     ``assess`` (before ``report``) when ``assess.reference`` or ``assess.sample`` says what to
-    assess the map against. An explicit list is taken as it is."""
+    assess the map against (``assess.reference=auto``, the default, on the built-in demo: see
+    :func:`assess_reference`). An explicit list is taken as it is."""
     stages = [str(s) for s in stages]
-    wanted = _given(getattr(assess, "reference", None)) or _given(getattr(assess, "sample", None))
+    wanted = _given(assess_reference(assess, data)) or _given(getattr(assess, "sample", None))
     if stages == list(DEFAULT_STAGES) and wanted:
         stages.insert(stages.index("report"), "assess")
     return stages
@@ -124,7 +146,7 @@ def check_assess_ranges(assess: Any) -> None:
         raise range_error("assess.min_per_stratum", assess.min_per_stratum, "at least 2 units (a variance needs two)")
     if _given(assess.sample_size) and assess.sample_size < 2:
         raise range_error("assess.sample_size", assess.sample_size, "a total of at least 2 units, or null")
-    if _given(assess.reference) and _given(assess.sample):
+    if _given(assess.reference) and assess.reference != AUTO_REFERENCE and _given(assess.sample):
         raise ConfigError(f"assess.reference={assess.reference!r} and assess.sample={assess.sample!r} are both set: "
                           "the reference classes come either from a reference layer or from a labelled sample; "
                           "unset one.")
@@ -275,8 +297,9 @@ class AssessConfig:
 
     map: str | None = None  # the class map to assess; default the run's prediction.tif
     strata: str | None = None  # a raster of integer strata on the map's area; default the map classes
-    reference: str | None = None  # labels the sample automatically: vector or label raster, read like data.labels;
-    #   'demo' (with data=demo): the demo scene's wall-to-wall truth (demo_reference.tif)
+    reference: str | None = AUTO_REFERENCE  # labels the sample automatically: vector or label raster, read like
+    #   data.labels; 'demo' (with data=demo): the demo scene's wall-to-wall truth (demo_reference.tif); 'auto' (the
+    #   default): 'demo' on the built-in demo scene (its map is assessed by default), none otherwise; null: none
     sample: str | None = None  # a labelled sample to analyse: assessment_sample.gpkg/.csv with ref_class filled
     target_se: float = 0.01  # standard error of overall accuracy the sample size aims at (Olofsson eq. 13)
     users_accuracy: Any = 0.8  # conjectured user's accuracy: one value or {class (or stratum): value}
@@ -332,6 +355,11 @@ class RunConfig:
     test_split: Split = Split.test  # the chips the test stage scores (e.g. val, to evaluate a checkpoint)
     seed: int = 42  # seeds numpy, torch and the chip sampler: the same command gives the same metrics
     experiments: Any = None
+
+    def __post_init__(self) -> None:
+        """``assess.reference=auto`` resolved once, with the data it depends on (:func:`assess_reference`)."""
+        if isinstance(self.assess, AssessConfig) and self.assess.reference == AUTO_REFERENCE:
+            self.assess.reference = assess_reference(self.assess, self.data if self.data is not MISSING else None)
 
 
 def monitor_direction(monitor: str, mode: str = "auto") -> str:

@@ -22,6 +22,8 @@ from deepgeo_runner.config.loggers import check_loggers
 from deepgeo_runner.config.schema import (
     DEMO_REFERENCE,
     RunConfig,
+    assess_reference,
+    builtin_demo,
     check_assess_ranges,
     check_data_ranges,
     check_predict_ranges,
@@ -420,23 +422,25 @@ def _check_predict(cfg: DictConfig) -> None:
 
 def assess_only(cfg: DictConfig) -> bool:
     """``stages=[assess]`` (or with report): an existing map is assessed; no scene is read."""
-    return is_assess_only(run_stages(cfg.stages, cfg.get("assess")))
+    return is_assess_only(run_stages(cfg.stages, cfg.get("assess"), cfg.get("data")))
 
 
 def _check_assess(cfg: DictConfig) -> None:
     """The assess stage's files and ranges, and a map to assess, when the stage runs."""
     assess = cfg.assess
-    stages = run_stages(cfg.stages, assess)
+    stages = run_stages(cfg.stages, assess, cfg.data)
     if "assess" not in stages:
         return
     check_assess_ranges(assess)
-    if assess.get("reference") == DEMO_REFERENCE:  # the demo's truth, generated with the demo scene
-        if cfg.data.name != "demo" or cfg.data.get("image") is not None:
+    reference = assess_reference(assess, cfg.data)  # 'auto': 'demo' on the built-in demo, else none
+    if reference == DEMO_REFERENCE:  # the demo's truth, generated with the demo scene
+        if not builtin_demo(cfg.data):
             raise _fail("assess.reference", DEMO_REFERENCE, "a reference layer file: 'demo' is the built-in "
                         "demo scene's truth, for data=demo only")
     for key in ("map", "strata", "reference", "sample"):
-        if assess.get(key) is not None and not (key == "reference" and assess[key] == DEMO_REFERENCE):
-            _check_files(f"assess.{key}", assess[key])
+        value = reference if key == "reference" else assess.get(key)
+        if value is not None and not (key == "reference" and value == DEMO_REFERENCE):
+            _check_files(f"assess.{key}", value)
     if assess.get("map") is None and "predict" not in stages and not _run_prediction_exists(cfg):
         raise ConfigError(
             f"stages={stages} assess a class map without predicting one: give assess.map=MAP.tif (e.g. a "

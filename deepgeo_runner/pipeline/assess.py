@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from deepgeo_runner.assess.design import allocate, sample_size, select_ordinals
 from deepgeo_runner.assess.estimate import Assessment, Estimate, StratifiedSample, assess_sample
 from deepgeo_runner.assess.sample_file import read_labels, sample_table, write_sample
 from deepgeo_runner.assess.scan import Census, MapLayers, row_bands
-from deepgeo_runner.config.schema import DEMO_REFERENCE, AssessConfig, DataConfig, RunConfig
+from deepgeo_runner.config.schema import AUTO_REFERENCE, DEMO_REFERENCE, AssessConfig, DataConfig, RunConfig
 from deepgeo_runner.core.atomic import write_text_atomic
 from deepgeo_runner.core.classes import ClassTable
 from deepgeo_runner.core.errors import InputDataError
@@ -51,9 +51,6 @@ def assess_stage(opts: RunConfig, run_dir: Path, art: Any, classes: ClassTable) 
         raise InputDataError(f"assess: no class map at '{map_path}': give assess.map=MAP.tif, or run predict first.")
     options = opts.assess
     if options.reference == DEMO_REFERENCE:  # the demo's truth, generated beside the demo scene
-        from dataclasses import replace
-
-
         reference = demo_reference(Path(opts.paths.cache_dir).expanduser(), opts.data)
         options = replace(options, reference=str(reference))
     return assess_map(map_path, run_dir, options, opts.data, int(opts.seed), classes)
@@ -87,7 +84,11 @@ def assess_map(map_path: str | Path, out_dir: str | Path, options: AssessConfig,
     """Design (or read) a sample of ``map_path`` and, with reference classes, write ``assessment.json``.
 
     Returns the path of ``assessment.json``, or None when only the sample to label was written.
+    ``options.reference='auto'`` (the default) is no reference layer here: the run resolves it to the
+    demo's truth on the built-in demo (:func:`~deepgeo_runner.config.schema.assess_reference`).
     """
+    if options.reference == AUTO_REFERENCE:
+        options = replace(options, reference=None)
     map_path, out_dir = Path(map_path), Path(out_dir)
     classes = classes or ClassTable.of(data.classes, data.class_colors, data.background == "class")
     reference = _ReferenceLabels(options.reference, map_path, data) if options.reference else None

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.config.schema import DEMO_REFERENCE, RunConfig
+from deepgeo_runner.config.schema import DEMO_REFERENCE, RunConfig, assess_reference
 from deepgeo_runner.config.validate import uses_datamodule
 from deepgeo_runner.core.atomic import check_writable, remove_stale_temporaries
 from deepgeo_runner.core.checkpoint_path import checkpoint_file
@@ -72,8 +72,9 @@ def _assess_files(cfg: RunConfig) -> Iterator[tuple[str, Path, str]]:
     for key in ("map", "strata"):
         if getattr(assess, key) is not None:
             yield f"assess.{key}", Path(getattr(assess, key)), "raster"
-    if assess.reference is not None and assess.reference != DEMO_REFERENCE:  # 'demo': generated with the demo scene
-        yield "assess.reference", Path(assess.reference), _kind(assess.reference)
+    reference = assess_reference(assess, cfg.data)  # 'auto': the demo's truth on the built-in demo, else none
+    if reference is not None and reference != DEMO_REFERENCE:  # 'demo': generated with the demo scene
+        yield "assess.reference", Path(reference), _kind(reference)
     if assess.sample is not None and Path(assess.sample).suffix.lower() not in (".csv", ".txt"):
         yield "assess.sample", Path(assess.sample), "vector"
 

@@ -19,7 +19,7 @@ from deepgeo_runner.pipeline.provenance import write_provenance
 def stages_to_run(opts: RunConfig) -> list[str]:
     """The stages to run: of the whole cycle, a datamodule's chips take only fit and test (validated);
     the default cycle assesses the map when assess.reference or assess.sample is set."""
-    stages = run_stages(opts.stages, opts.assess)
+    stages = run_stages(opts.stages, opts.assess, opts.data)
     return [s for s in stages if s in DATAMODULE_STAGES] if uses_datamodule(opts.data) else stages
 
 

@@ -10,13 +10,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from deepgeo_runner.config.schema import DataConfig, RunConfig, run_stages
+from deepgeo_runner.config.schema import DataConfig, RunConfig, assess_reference, run_stages
 from deepgeo_runner.core.classes import ClassTable
 from deepgeo_runner.core.errors import ConfigError
+from deepgeo_runner.geo.label_layout import raster_label_layout
 from deepgeo_runner.geo.nodata import one_nodata
 from deepgeo_runner.geo.normalize import NormOptions
 from deepgeo_runner.geo.stitch import prediction_window
-from deepgeo_runner.geo.label_layout import raster_label_layout
 from deepgeo_runner.stages.chips import ChipPlan, target_lut
 
 log = logging.getLogger(__name__)
@@ -160,13 +160,12 @@ def augment_plan(opts: RunConfig, labels: Path | None = None, classes: ClassTabl
 def map_assessment(opts: RunConfig) -> str | None:
     """How this run measures its map (``assess.reference=…`` or ``assess.sample=…``), or None when
     the assess stage does not run: what the data check's warning on sparse labels says."""
-    if "assess" not in run_stages(opts.stages, opts.assess):
+    if "assess" not in run_stages(opts.stages, opts.assess, opts.data):
         return None
     if opts.assess.sample is not None:
         return f"assess.sample={opts.assess.sample}"
-    if opts.assess.reference is not None:
-        return f"assess.reference={opts.assess.reference}"
-    return None
+    reference = assess_reference(opts.assess, opts.data)
+    return f"assess.reference={reference}" if reference is not None else None
 
 
 def split_buffer(data: DataConfig) -> int:
