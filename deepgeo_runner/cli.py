@@ -176,15 +176,36 @@ def _main(cfg: DictConfig) -> float | None:
     except DeepGeoError as exc:
         refused = not isinstance(exc, RunInterrupted) and fresh and not multirun  # exit 2: nothing to keep
         _exit_with(exc, (lambda: _discard_unstarted_run(run_dir, log_name)) if refused else None)
-    metrics = artifacts.metrics or {}
-    if metrics:
-        log.info("test accuracy %.4f, F1 macro %.4f, IoU macro %.4f",
-                 metrics["accuracy"], metrics["f1_macro"], metrics["iou_macro"])
+    _print_headline(run_dir, artifacts)
     # what a sweeper optimizes: the best validation score of the fit, never the test split's
     # (a search tuned on the test split would report a biased test score)
     if artifacts.best_score is not None:
         log.info("best %s %.4f", cfg.train.monitor, artifacts.best_score)
     return artifacts.best_score
+
+
+def _print_headline(run_dir: Path, artifacts: Any) -> None:
+    """The run's last lines: the map's accuracy and areas (assessment.json) when it was assessed, else
+    one line saying it is unmeasured and how to measure it; then the test split and what it covers."""
+    from deepgeo_runner.report.headline import headline_lines
+
+    metrics = artifacts.metrics or {}
+    if not metrics and getattr(artifacts, "prediction", None) is None:
+        return  # no map and no scores (stages=[check], a prepare-only run): nothing to judge
+    for line in headline_lines(read_assessment(run_dir), metrics):
+        log.info("%s", line)
+
+
+def read_assessment(run_dir: Path) -> dict | None:
+    """``assessment.json`` of the run, or None when the map was not assessed (or it cannot be read)."""
+    import json
+
+    path = run_dir / "assessment.json"
+    try:
+        result = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and "overall_accuracy" in result else None
 
 
 NOTHING_PRODUCED = {".hydra", "provenance.json"}  # with the job's log: what a refused run leaves

@@ -123,3 +123,128 @@ def test_metrics_say_what_share_of_the_scene_the_test_split_covers():
     assert with_test_coverage({"pixels": 250}, Artifacts(), "test")["test_coverage"] is None  # a datamodule's chips
     other = Artifacts(valid_pixels=1000, split_scenes={"test": object()})
     assert with_test_coverage({"pixels": 250}, other, "test")["test_coverage"] is None  # another scene's chips
+
+
+def _assessment(oa: float = 0.74) -> dict:
+    """assessment.json as the assess stage writes it (the keys the headline reads)."""
+    return {
+        "overall_accuracy": {"estimate": oa, "se": 0.009, "ci95": [oa - 0.02, oa + 0.02]},
+        "per_class": {
+            "forest": {"mapped_area_ha": 25287.3, "area_ha": 37806.6, "area_se_ha": 440.8,
+                       "area_ci95_ha": [36942.6, 38670.6], "users_accuracy": 0.991, "users_accuracy_ci95": [0.98, 1.0],
+                       "producers_accuracy": 0.663, "producers_accuracy_ci95": [0.648, 0.678]},
+            "deforestation": {"mapped_area_ha": 19683.1, "area_ha": 9299.3, "area_se_ha": 399.3,
+                              "area_ci95_ha": [8516.7, 10081.9], "users_accuracy": 0.460,
+                              "users_accuracy_ci95": [0.421, 0.499], "producers_accuracy": 0.973,
+                              "producers_accuracy_ci95": [0.955, 0.991]},
+        },
+        "design": {"sample_size": 1600, "labels": "reference layer demo_reference.tif", "strata": "map classes",
+                   "strata_sizes": {"forest": {"sample": 815}, "deforestation": {"sample": 785}}},
+    }
+
+
+METRICS = {"accuracy": 1.0, "f1_macro": 1.0, "iou_macro": 1.0, "kappa": 1.0, "pixels": 29026,
+           "test_coverage": 29026 / 551252, "class_names": ["forest", "deforestation"],
+           "confusion_matrix": [[100, 0], [0, 100]],
+           "per_class": {"forest": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "iou": 1.0, "support": 100},
+                         "deforestation": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "iou": 1.0, "support": 100}}}
+
+
+def test_the_console_headline_leads_with_the_maps_accuracy_and_areas():
+    from deepgeo_runner.report.headline import headline_lines
+
+    lines = headline_lines(_assessment(), METRICS)
+    assert lines[0].startswith("map overall accuracy 0.740 (95 % CI [0.720, 0.760]), 1600 sample points")
+    assert "user's acc." in lines[1] and "adjusted ha" in lines[1] and "95 % interval ha" in lines[1]
+    deforestation = next(line for line in lines if line.strip().startswith("deforestation"))
+    for cell in ("0.460", "0.973", "19,683", "9,299", "[8,517, 10,082]", "+112 %"):
+        assert cell in deforestation, (cell, deforestation)
+    assert lines[-1] == ("test split (29,026 labelled px, 5.3 % of the scene's valid pixels): accuracy 1.0000, "
+                         "F1 macro 1.0000, IoU macro 1.0000")  # last: after the map, with what it covers
+
+
+def test_without_an_assessment_one_line_says_the_map_is_unmeasured_and_how_to_measure_it():
+    from deepgeo_runner.report.headline import headline_lines
+
+    lines = headline_lines(None, METRICS)
+    assert len(lines) == 2 and lines[0].startswith("the map's accuracy is unmeasured")
+    assert "assess.reference=" in lines[0] and "assess.sample=" in lines[0]
+    assert lines[1].startswith("test split")
+
+
+def test_the_command_prints_the_headline_from_the_run_directory(tmp_path, caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from deepgeo_runner.cli import _print_headline
+
+    art = SimpleNamespace(metrics=METRICS, prediction=tmp_path / "prediction.tif")
+    with caplog.at_level(logging.INFO, logger="deepgeo_runner"):
+        _print_headline(tmp_path, art)
+    assert "unmeasured" in caplog.messages[0] and caplog.messages[-1].startswith("test split")
+    caplog.clear()
+    (tmp_path / "assessment.json").write_text(json.dumps(_assessment()))
+    with caplog.at_level(logging.INFO, logger="deepgeo_runner"):
+        _print_headline(tmp_path, art)
+    assert caplog.messages[0].startswith("map overall accuracy 0.740")
+    assert not any("unmeasured" in m for m in caplog.messages)
+
+
+def _report_page(run_dir, assessment: dict | None) -> str:
+    from deepgeo_runner.core.classes import ClassTable
+    from deepgeo_runner.pipeline.artifacts import Artifacts
+    from deepgeo_runner.pipeline.report import write_report
+
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text(json.dumps(METRICS))
+    if assessment is not None:
+        (run_dir / "assessment.json").write_text(json.dumps(assessment))
+    classes = ClassTable.of(["forest", "deforestation"])
+    return write_report(run_dir, Artifacts(status="completed"), classes, []).read_text()
+
+
+def test_the_reports_first_table_is_the_maps_accuracy_and_area(tmp_path):
+    page = _report_page(tmp_path / "assessed", _assessment())
+    assert page.index("Map accuracy and area") < page.index("<h2>Test split</h2>")
+    assert "mapped vs adjusted" in page and "+112 %" in page
+    assert "5.3 % of the scene's valid pixels" in page
+    unmeasured = _report_page(tmp_path / "bare", None)
+    assert "the map&#x27;s accuracy is unmeasured" in unmeasured
+    assert unmeasured.index("unmeasured") < unmeasured.index("<h2>Test split</h2>")
+
+
+def test_compare_shows_map_accuracy_and_adjusted_areas_when_runs_have_them(tmp_path):
+    import csv
+    import io
+
+    import yaml
+
+    from deepgeo_runner.compare import compare, read_run
+    from deepgeo_runner.compare.summary import summary_csv, summary_html
+
+    def run(name: str, assessment: dict | None):
+        path = tmp_path / "sweep" / name
+        (path / ".hydra").mkdir(parents=True)
+        (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"seed={name}"]))
+        (path / "provenance.json").write_text(json.dumps({"status": "completed"}))
+        (path / "metrics.json").write_text(json.dumps(METRICS))
+        if assessment is not None:
+            (path / "assessment.json").write_text(json.dumps(assessment))
+        return path
+
+    assessed = read_run(run("0", _assessment(0.74)))
+    assert assessed.metrics["map_accuracy"] == 0.74 and assessed.metrics["area_ha[deforestation]"] == 9299.3
+    assert assessed.metrics["mapped_area_ha[deforestation]"] == 19683.1
+    assert assessed.metrics["ua[deforestation]"] == 0.460
+    assert assessed.metrics["test_coverage"] == METRICS["test_coverage"]
+    bare = run("1", None)
+    assert "map_accuracy" not in read_run(bare).metrics
+    comparison = compare([tmp_path / "sweep" / "0", bare], tmp_path / "sweep")
+    rows = list(csv.DictReader(io.StringIO(summary_csv(comparison))))
+    assert rows[0]["map_accuracy"] == "0.74" and rows[1]["map_accuracy"] == ""
+    assert rows[0]["area_ha[deforestation]"] == "9299.3" and rows[0]["mapped_area_ha[forest]"] == "25287.3"
+    page = summary_html(comparison)
+    assert "<th>map_accuracy</th>" in page and "area_ha[deforestation]</th>" in page and "9,299" in page
+    # runs without an assessment: no map column at all
+    plain = compare([bare], tmp_path / "sweep")
+    assert "map_accuracy" not in summary_csv(plain).splitlines()[0]

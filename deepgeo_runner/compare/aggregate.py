@@ -47,9 +47,9 @@ class Interval:
 
 def metric_range(name: str) -> tuple[float, float]:
     """The values ``name`` can take: scores (accuracy, kappa, F1, IoU, AUC, AP) lie in [0, 1] (kappa's
-    negative values mean worse than chance, kept), losses and entropies in [0, inf)."""
+    negative values mean worse than chance, kept), losses, entropies and areas (ha) in [0, inf)."""
     base = name.split("[", 1)[0]
-    if "loss" in base or "entropy" in base:
+    if "loss" in base or "entropy" in base or base.endswith("area_ha"):  # areas in hectares: never negative
         return 0.0, math.inf
     if base == "kappa":
         return -1.0, 1.0

@@ -78,6 +78,16 @@ def _num(value: float | None, digits: int = 4) -> str:
     return f"<td data-v='{value!r}'>{value:.{digits}f}</td>"
 
 
+def _area(run: RunRecord, key: str) -> str:
+    """An adjusted-area cell (ha), with the mapped area beside it when the run has both."""
+    value = run.metrics.get(key)
+    if value is None:
+        return _num(None)
+    mapped = run.metrics.get("mapped_" + key)
+    note = f" title='mapped {mapped:,.0f} ha'" if mapped is not None else ""
+    return f"<td data-v='{value!r}'{note}>{value:,.0f}</td>"
+
+
 def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -110,10 +120,13 @@ def common_overrides(runs: list[RunRecord]) -> list[str]:
 
 def _runs_table(c: Comparison, common: list[str]) -> str:
     metrics = [k for k in METRIC_KEYS if any(k in r.metrics for r in c.runs)]
+    areas = sorted({k for r in c.runs for k in r.metrics if k.startswith("area_ha[")})  # adjusted areas (ha)
     monitors = sorted({r.monitor for r in c.runs if r.monitor})
     best_head = f"best {monitors[0]}" if len(monitors) == 1 else "best validation score"
     head = ("<tr><th class='text'>run</th><th class='text'>status</th><th class='text'>overrides</th>"
             + "".join(f"<th>{_esc(m)}</th>" for m in metrics)
+            + "".join(f"<th title='error-adjusted area (assessment.json); mapped area in the cell title'>"
+                      f"{_esc(a)}</th>" for a in areas)
             + f"<th>{_esc(best_head)}</th><th>best epoch</th><th>wall time (s)</th><th>seed</th>"
             "<th class='text'>model</th></tr>")
     rows = []
@@ -134,6 +147,7 @@ def _runs_table(c: Comparison, common: list[str]) -> str:
             f"<td class='text'{title}>{status}</td>"
             f"<td class='text over' title='{_esc(own)}'><code>{_esc(_shorten(own))}</code></td>"
             + "".join(_num(run.metrics.get(m)) for m in metrics)
+            + "".join(_area(run, a) for a in areas)
             + _num(run.best_score) + (_num(run.best_epoch, 0) if run.best_epoch is not None else _num(None))
             + (_num(run.wall_s, 1) if run.wall_s is not None else _num(None))
             + (_num(run.seed, 0) if run.seed is not None else _num(None))

@@ -20,7 +20,9 @@ import yaml
 from deepgeo_runner.config.schema import monitor_direction
 from deepgeo_runner.core.history import HISTORY_FILE, read_history
 
-METRIC_KEYS = ("accuracy", "kappa", "f1_macro", "iou_macro", "auc_macro", "cross_entropy")
+METRIC_KEYS = ("map_accuracy", "accuracy", "kappa", "f1_macro", "iou_macro", "auc_macro", "cross_entropy",
+               "test_coverage")  # map_accuracy (assessment.json) leads where runs have it; absent keys get no column
+AREA_KEYS = ("area_ha", "mapped_area_ha")  # per class, from assessment.json: adjusted and mapped area (ha)
 RUN_MARKERS = (Path(".hydra") / "overrides.yaml", Path("provenance.json"), Path("metrics.json"))
 NOT_STARTED = "failed before start"  # a folder Hydra made whose run wrote no provenance.json (a config error)
 DAMAGED = "damaged"  # a run whose metrics.json exists but cannot be read
@@ -201,4 +203,25 @@ def read_run(path: str | Path) -> RunRecord:
             for key in ("f1", "iou"):
                 if (v := _finite((scores or {}).get(key))) is not None:
                     rec.metrics[f"{key}[{name}]"] = v
+    rec.metrics.update(map_metrics(_load(path / "assessment.json", json.loads)))
     return rec
+
+
+def map_metrics(assessment: Any) -> dict[str, float]:
+    """The map's own scores from ``assessment.json``: ``map_accuracy`` (overall accuracy) and, per
+    class, the error-adjusted area ``area_ha[class]`` and the mapped one ``mapped_area_ha[class]``,
+    plus the user's and producer's accuracies ``ua[class]``/``pa[class]``; empty without an assessment."""
+    if not isinstance(assessment, dict):
+        return {}
+    out: dict[str, float] = {}
+    oa = assessment.get("overall_accuracy")
+    if isinstance(oa, dict) and (v := _finite(oa.get("estimate"))) is not None:
+        out["map_accuracy"] = v
+    for name, scores in (assessment.get("per_class") or {}).items():
+        if not isinstance(scores, dict):
+            continue
+        for key, field_name in (("area_ha", "area_ha"), ("mapped_area_ha", "mapped_area_ha"),
+                                ("ua", "users_accuracy"), ("pa", "producers_accuracy")):
+            if (v := _finite(scores.get(field_name))) is not None:
+                out[f"{key}[{name}]"] = v
+    return out

@@ -22,7 +22,9 @@ from deepgeo_runner.geo.rasterize import NODATA
 from deepgeo_runner.report import plots
 from deepgeo_runner.report.assessment_plots import plot_assessment_area
 from deepgeo_runner.report.error_map import error_codes
+from deepgeo_runner.report.headline import UNMEASURED, area_difference
 from deepgeo_runner.stages.chips import split_class_counts
+from deepgeo_runner.stages.data_check import coverage_line
 
 if TYPE_CHECKING:
     from deepgeo_runner.core.classes import ClassTable
@@ -170,20 +172,26 @@ def _assessment(run_dir: Path, classes: ClassTable, plot_dir: Path) -> tuple[lis
     def interval(pair: list | None, digits: int = 3) -> str:
         return "n/a" if pair is None else f"[{fmt(pair[0], digits)}, {fmt(pair[1], digits)}]"
 
+    def difference(v: dict) -> str:
+        diff = area_difference(v.get("mapped_area_ha"), v.get("area_ha"))
+        return "n/a" if diff is None else f"{100 * diff:+.0f} %"
+
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{fmt(v['mapped_area_ha'], 0)}</td><td>{fmt(v['area_ha'], 0)}</td>"
         f"<td>{interval(v['area_ci95_ha'], 0)}</td><td>{fmt(v['users_accuracy'])}</td>"
         f"<td>{interval(v['users_accuracy_ci95'])}</td><td>{fmt(v['producers_accuracy'])}</td>"
-        f"<td>{interval(v['producers_accuracy_ci95'])}</td></tr>"
+        f"<td>{interval(v['producers_accuracy_ci95'])}</td><td>{difference(v)}</td></tr>"
         for name, v in per_class.items())
     oa = result["overall_accuracy"]
     design = result["design"]
-    table = (f"<h2>Map accuracy and area (sample-based)</h2><p>Overall accuracy {fmt(oa['estimate'])} "
+    table = (f"<h2>Map accuracy and area (sample-based)</h2><p>The map's own accuracy and error-adjusted areas: "
+             "what the map is judged by (the test split below scores only its labelled pixels).</p>"
+             f"<p>Overall accuracy {fmt(oa['estimate'])} "
              f"(95 % interval {interval(oa['ci95'])}); {sum(s['sample'] for s in design['strata_sizes'].values())} "
              f"sample points, strata: {html.escape(str(design['strata']))}; labels: "
              f"{html.escape(str(design.get('labels')))}.</p><table><tr><th>class</th><th>mapped ha</th>"
              "<th>adjusted ha</th><th>95 % interval ha</th><th>user's acc.</th><th>95 % interval</th>"
-             f"<th>producer's acc.</th><th>95 % interval</th></tr>{rows}</table>")
+             f"<th>producer's acc.</th><th>95 % interval</th><th>mapped vs adjusted</th></tr>{rows}</table>")
     return [plot], table
 
 
@@ -273,7 +281,11 @@ def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None, ext
         )
         auc_head = ("<th>AUC</th>" if with_auc else "") + ("<th>AP</th>" if with_ap else "")
         ci_head = "<th>F1 95 % CI</th>" if ci else ""
-        rows = (f"<h2>Test split</h2><table><tr><th>score</th><th>value</th><th>95 % CI</th></tr>{head}</table>"
+        coverage = metrics.get("test_coverage")
+        covers = (f"<p>The test split scores {metrics.get('pixels', 0):,} labelled pixels, {100 * coverage:.1f} % of "
+                  "the scene's valid pixels: its scores describe those pixels, not the map.</p>"
+                  if coverage is not None else "")
+        rows = (f"<h2>Test split</h2>{covers}<table><tr><th>score</th><th>value</th><th>95 % CI</th></tr>{head}</table>"
                 f"{_interval_note(metrics)}<h2>Per class</h2><table><tr><th>class</th>"
                 f"<th>precision</th><th>recall</th><th>F1</th>{ci_head}<th>IoU</th>{auc_head}<th>pixels</th></tr>"
                 f"{per_class}</table>")
@@ -286,11 +298,16 @@ def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None, ext
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:640px}figure{display:inline-block}"
         ".identity th{text-align:left}</style></head><body><h1>deepgeo-runner report</h1>"
-        f"{identity}<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>{_data_check_html(run_dir)}{rows}"
-        f"{extra}{figures}"
+        f"{identity}<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>"
+        f"{extra or _unmeasured_html(metrics)}{rows}{_data_check_html(run_dir)}{figures}"
         "</body></html>"
     )
     return write_text_atomic(run_dir / "report.html", page)
+
+
+def _unmeasured_html(metrics: dict | None) -> str:
+    """Where no assessment exists: one line saying that the map's accuracy is unmeasured, and how to measure it."""
+    return f"<p class='unmeasured'><b>Map accuracy:</b> {html.escape(UNMEASURED)}.</p>" if metrics is not None else ""
 
 
 def _format_auc(auc: float | None) -> str:
@@ -313,7 +330,8 @@ def _data_check_html(run_dir: Path) -> str:
             for v in splits.values()) + "</tr>" for n in names)
     nodata = report["nodata"]
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in report.get("warnings", []))
-    return (f"<h2>Data check</h2>{_split_line(report)}<table><tr><th>class</th>{head}</tr>{body}</table>"
+    labels = f"<p>{html.escape(coverage_line(report['labels']))}</p>" if report.get("labels") else ""
+    return (f"<h2>Data check</h2>{_split_line(report)}<table><tr><th>class</th>{head}</tr>{body}</table>{labels}"
             f"<p>nodata: {100 * nodata['fraction']:.1f} % of the image ({html.escape(nodata['rule'])} rule; "
             f"{html.escape(nodata['source'])})</p>" + (f"<ul>{warnings}</ul>" if warnings else ""))
 
