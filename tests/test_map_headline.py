@@ -67,7 +67,7 @@ def test_sparse_labels_are_warned_about_naming_how_to_measure_the_map():
     assert "describe the labelled polygons, not the map" in warning
     assert "assess.reference=" in warning and "assess.sample=" in warning
     assessed = sparse_labels_warning(coverage, "assess.reference=demo")
-    assert "This run measures it: assess.reference=demo" in assessed
+    assert "This run measures the map: assess.reference=demo" in assessed
 
 
 def _report(ids: np.ndarray):

@@ -303,7 +303,7 @@ def coverage_line(labels: Mapping[str, Any]) -> str:
     """One line of the data check's table: how much of the scene the labels cover, and how."""
     per_class = ", ".join(f"{k} {100 * v:.1f} %" for k, v in labels.get("coverage_per_class", {}).items())
     distance = labels.get("distance_to_other_class_px")
-    gap = f"; median {distance['median']:g} px to another class's label" if distance else ""
+    gap = f"; a median {distance['median']:.1f} px to another class's label" if distance else ""
     kind = "wall to wall" if labels.get("wall_to_wall") else "sparse"
     return f"labels cover {100 * labels['coverage']:.1f} % of the valid pixels ({per_class}): {kind}{gap}"
 
@@ -314,8 +314,8 @@ def sparse_labels_warning(coverage: LabelCoverage, map_assessment: str | None = 
     if coverage.wall_to_wall:
         return None
     distance = coverage.distance_px
-    gap = (f", {distance['median']:g} px (median) from the nearest label of another class" if distance else "")
-    how = (f"This run measures it: {map_assessment} (assessment.json)." if map_assessment else
+    gap = f", a median {distance['median']:.1f} px from the nearest label of another class" if distance else ""
+    how = (f"This run measures the map: {map_assessment} (assessment.json)." if map_assessment else
            "Measure the map with assess.reference=REF (a wall-to-wall reference layer, vector or label raster, "
            "independent of the training polygons) or assess.sample=SAMPLE.gpkg (the assess stage designs a "
            "stratified sample, assessment_sample.gpkg, for you to label).")
