@@ -190,9 +190,10 @@ def _print_headline(run_dir: Path, artifacts: Any) -> None:
     from deepgeo_runner.report.headline import headline_lines
 
     metrics = artifacts.metrics or {}
-    if not metrics and getattr(artifacts, "prediction", None) is None:
+    assessment = read_assessment(run_dir)  # also of an existing map (stages=[assess])
+    if not (assessment or metrics or getattr(artifacts, "prediction", None) is not None):
         return  # no map and no scores (stages=[check], a prepare-only run): nothing to judge
-    for line in headline_lines(read_assessment(run_dir), metrics):
+    for line in headline_lines(assessment, metrics):
         log.info("%s", line)
 
 

@@ -248,3 +248,19 @@ def test_compare_shows_map_accuracy_and_adjusted_areas_when_runs_have_them(tmp_p
     # runs without an assessment: no map column at all
     plain = compare([bare], tmp_path / "sweep")
     assert "map_accuracy" not in summary_csv(plain).splitlines()[0]
+
+
+def test_an_assessed_existing_map_gets_the_headline_and_a_check_only_run_none(tmp_path, caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from deepgeo_runner.cli import _print_headline
+
+    nothing = SimpleNamespace(metrics=None, prediction=None)
+    with caplog.at_level(logging.INFO, logger="deepgeo_runner"):
+        _print_headline(tmp_path, nothing)  # stages=[check]: no map, no scores
+    assert caplog.messages == []
+    (tmp_path / "assessment.json").write_text(json.dumps(_assessment()))
+    with caplog.at_level(logging.INFO, logger="deepgeo_runner"):
+        _print_headline(tmp_path, nothing)  # stages=[assess] assess.map=...: the map's headline, no test line
+    assert caplog.messages[0].startswith("map overall accuracy") and not caplog.messages[-1].startswith("test split")
