@@ -41,7 +41,7 @@ from deepgeo_runner.geo.chips import (
 from deepgeo_runner.geo.dealing import class_lut
 from deepgeo_runner.geo.label_layout import IGNORE, LabelCoverage, label_coverage
 from deepgeo_runner.geo.raster_io import NodataValue, iter_windows, mask_source, read_valid
-from deepgeo_runner.geo.rasterize import RASTER_SUFFIXES
+from deepgeo_runner.geo.rasterize import NODATA, RASTER_SUFFIXES
 from deepgeo_runner.stages.prepare import per_band_values
 
 log = logging.getLogger(__name__)
@@ -292,11 +292,8 @@ def labels_coverage(labels: np.ndarray, class_names: Sequence[str], class_ids: S
     lut = np.full(256, IGNORE, dtype=np.uint8)
     lut[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
     if valid is None or valid.shape != labels.shape:
-        valid = labels != NODATA_ID
+        valid = labels != NODATA  # the label raster's nodata: no image data (or an ignored class)
     return label_coverage(lut[labels], list(class_names), valid)
-
-
-NODATA_ID = 255  # the label raster's nodata (no image data, or an ignored class)
 
 
 def coverage_line(labels: Mapping[str, Any]) -> str:
