@@ -102,6 +102,8 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         datamodule = ChipDataModule(art.chips.path, int(opts.data.batch_size), int(opts.data.num_workers),
                                     augment_plan(opts, getattr(art, 'labels', None), classes), int(opts.seed), resident=bool(opts.data.resident),
                                     test_split=str(opts.test_split))
+        if "fit" in stages and getattr(module.net, "fits_without_gradients", False):
+            fit_pixel_model(opts, art, module.net)
         checkpoint, trainer = fit_test(opts, run_dir, art, module, datamodule, stages, checkpoint, stop=stop)
         rank = trainer.global_rank
     art.checkpoint = checkpoint
@@ -177,6 +179,9 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     loggers = instantiate_loggers(opts.logger)  # conf/logger/: none, one or several
     tidy_third_party_logging()  # Lightning is imported by now: its lines once, without advertisements
     quiet_bar = {} if interactive() else {"enable_progress_bar": False}  # callbacks.progress_lines logs instead
+    if getattr(module.net, "fits_without_gradients", False):  # fitted already (fit_pixel_model): one epoch of one
+        #   batch writes checkpoints/best.ckpt and last.ckpt and the validation scores, as a network's fit does
+        quiet_bar.update(max_epochs=1, min_epochs=1, max_steps=-1, limit_train_batches=1)
     # the run's options are the hyperparameters (below), not the module's (none: its parts are injected)
     trainer = instantiate(opts.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
                            default_root_dir=str(run_dir), use_distributed_sampler=not shard_here,
@@ -212,6 +217,25 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     except SIGTERMException:  # Lightning's stop on SIGTERM (or our SIGINT, handed to it) exits 0 otherwise
         raise stop.interrupted() from None
     return checkpoint, trainer
+
+
+def fit_pixel_model(opts: RunConfig, art: Artifacts, net) -> None:
+    """Fit a pixel model (``model=pixel_forest``) on the labelled pixels of the training chips: at most
+    its ``max_pixels``, a sample seeded by ``seed``, ignored pixels (unlabelled, nodata, the protocol's
+    border ring) left out; read from the memory-mapped chip store a few chips at a time."""
+    # heavy: torch, loaded only when a stage trains
+    from deepgeo_runner.ml.models.pixel_forest import training_pixels
+
+    if art.chips is None:
+        raise ConfigError(f"model={opts.model.get('_target_')} is fitted on the chip store's training pixels; "
+                          "this run has none (data=torchgeo datamodules are not supported by the pixel baseline).")
+    store = Path(art.chips.path)
+    images = np.load(store / "train_image.npy", mmap_mode="r")
+    masks = np.load(store / "train_mask.npy", mmap_mode="r")
+    features, targets = training_pixels(images, masks, int(net.max_pixels), int(opts.seed))
+    log.info("pixel model: %d training pixels (of the %d chips' labelled pixels, cap %d)", len(targets),
+             len(masks), int(net.max_pixels))
+    net.fit_pixels(features, targets, seed=int(opts.seed))
 
 
 def with_intervals(opts: RunConfig, art: Artifacts, module, scores: dict) -> dict:

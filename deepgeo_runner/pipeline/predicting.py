@@ -52,12 +52,18 @@ def predict_stage(
     table = {"class_ids": classes.ids, "class_names": classes.names, "class_colors": classes.colors}
     art.prediction = classify_prepared(
         module.net, art.prepared, run_dir / "prediction.tif", table,
-        window=predict_window(opts), overlap=float(opts.predict.overlap),
+        window=predict_window(opts), overlap=window_overlap(opts, module.net),
         batch_size=int(opts.predict.batch_size), device=device, rank=rank, world_size=world_size,
         **predict_options(opts),
     )
     if rank == 0:
         polygons_stage(opts, art.prediction)
+
+
+def window_overlap(opts: RunConfig, net) -> float:
+    """``predict.overlap``, or 0 for a pixel model (``pixelwise``: a pixel's class depends on that pixel
+    alone, so overlapping windows would only repeat the same answers)."""
+    return 0.0 if getattr(net, "pixelwise", False) else float(opts.predict.overlap)
 
 
 def polygons_stage(opts: RunConfig, prediction: Path) -> None:
@@ -107,7 +113,7 @@ def _predict_one_scene(opts: RunConfig, image: Any, out_dir: Path, net, meta: di
     prepared, prediction = classify_like_checkpoint(
         net, meta, image, out_dir / "predict_input", out_dir / "prediction.tif",
         window=predict_window(opts, meta.get("chip_size")),
-        overlap=float(opts.predict.overlap), batch_size=int(opts.predict.batch_size),
+        overlap=window_overlap(opts, net), batch_size=int(opts.predict.batch_size),
         device=device or predict_device(opts), nodata=opts.data.nodata, **predict_options(opts),
     )
     polygons_stage(opts, prediction)
