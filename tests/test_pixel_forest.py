@@ -46,7 +46,9 @@ def test_a_crafted_booster_text_is_parsed_never_run(tmp_path):
     marker = tmp_path / "ran"
     net = PixelForest(3, 2)
     payload = f"tree\nversion=v4\n__import__('os').system('touch {marker}')\nnum_class=2\n"
-    with pytest.raises(Exception):  # LightGBM's parser refuses it: text, not code
+    from lightgbm.basic import LightGBMError
+
+    with pytest.raises(LightGBMError):  # LightGBM's parser refuses it: text, not code
         net.set_extra_state(payload)
     with pytest.raises(ValueError, match="model text"):
         net.set_extra_state({"__reduce__": "os.system"})

@@ -58,8 +58,9 @@ def test_sieve_map_rewrites_the_class_map_in_place_pixel_exact(tmp_path):
     classes[6:12, 6:12] = 2  # 36 pixels = 3.24 ha: kept
     classes[0, 11] = X  # nodata: untouched
     path = tmp_path / "prediction.tif"
+    grid = {"crs": "EPSG:32722", "transform": Affine(30, 0, 600000, 0, -30, 9600000)}
     with rasterio.open(path, "w", driver="GTiff", width=12, height=12, count=1, dtype="uint8", nodata=X,
-                       crs="EPSG:32722", transform=Affine(30, 0, 600000, 0, -30, 9600000), photometric="palette") as dst:
+                       photometric="palette", **grid) as dst:
         dst.write_colormap(1, {1: (0, 128, 0, 255), 2: (200, 0, 0, 255)})
         dst.write(classes, 1)
     record = sieve_map(path, 1.0, cog=True)  # 1 ha: 12 pixels of 0.09 ha

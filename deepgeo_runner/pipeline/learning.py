@@ -100,7 +100,8 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         from deepgeo_runner.lit.datamodule import ChipDataModule
 
         datamodule = ChipDataModule(art.chips.path, int(opts.data.batch_size), int(opts.data.num_workers),
-                                    augment_plan(opts, getattr(art, 'labels', None), classes), int(opts.seed), resident=bool(opts.data.resident),
+                                    augment_plan(opts, getattr(art, 'labels', None), classes), int(opts.seed),
+                                    resident=bool(opts.data.resident),
                                     test_split=str(opts.test_split))
         if "fit" in stages and getattr(module.net, "fits_without_gradients", False):
             fit_pixel_model(opts, art, module.net)

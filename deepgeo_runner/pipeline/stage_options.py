@@ -13,10 +13,10 @@ from typing import Any
 from deepgeo_runner.config.schema import DataConfig, RunConfig
 from deepgeo_runner.core.classes import ClassTable
 from deepgeo_runner.core.errors import ConfigError
+from deepgeo_runner.geo.label_layout import raster_label_layout
 from deepgeo_runner.geo.nodata import one_nodata
 from deepgeo_runner.geo.normalize import NormOptions
 from deepgeo_runner.geo.stitch import prediction_window
-from deepgeo_runner.geo.label_layout import raster_label_layout
 from deepgeo_runner.stages.chips import ChipPlan, target_lut
 
 log = logging.getLogger(__name__)
