@@ -127,6 +127,7 @@ def test_the_protocol_runs_end_to_end_on_a_tiny_scene(tiny_scene, tmp_path, comp
     assert metrics["pixels"] == plain_pixels and protocol["pixels"] == ring_pixels < plain_pixels
     assert protocol["ring_pixels_ignored"] == plain_pixels - ring_pixels
     assert protocol["boundary_ignore_px"] == 1 and "f1_clearing" in protocol and "f1_forest" in protocol
+    assert "Test split under the protocol" in (tmp_path / "protocol" / "report.html").read_text()
     # no patch of the map under the unit (0.5 ha: 6 pixels of 0.09 ha)
     with rasterio.open(tmp_path / "protocol" / "prediction.tif") as src:
         mapped = src.read(1)
