@@ -66,6 +66,10 @@ def check_data_ranges(data: Any) -> None:
         raise range_error("data.batch_size", data.batch_size, "a positive batch size")
     if _given(data.split_buffer) and data.split_buffer < 0:
         raise range_error("data.split_buffer", data.split_buffer, "a non-negative number of pixels")
+    ring = getattr(data, "boundary_ignore_px", 0)
+    if isinstance(ring, bool) or not isinstance(ring, int | float) or not 0 <= ring <= 64:
+        raise range_error("data.boundary_ignore_px", ring, "a ring width in pixels in [0, 64] (0: off; PRODES "
+                          "studies ignore 2 px at 30 m)")
     if not 0 <= data.oversample_fraction <= 1:
         raise range_error("data.oversample_fraction", data.oversample_fraction, "a fraction in [0, 1]")
     for key in ("train_stride", "eval_stride"):
@@ -97,6 +101,9 @@ def check_predict_ranges(pred: Any) -> None:
         raise range_error("predict.window", pred.window, "at least 8 pixels")
     if pred.min_area_ha < 0:
         raise range_error("predict.min_area_ha", pred.min_area_ha, "a non-negative area in hectares")
+    mmu = getattr(pred, "mmu_ha", 0)
+    if isinstance(mmu, bool) or not isinstance(mmu, int | float) or mmu < 0:
+        raise range_error("predict.mmu_ha", mmu, "a non-negative area in hectares (0: off; PRODES maps 6.25)")
 
 
 AUTO_REFERENCE = "auto"  # assess.reference's default: the demo's truth on the built-in demo, else none
@@ -218,6 +225,9 @@ class DataConfig:
     class_groups: Any = None  # (a mapping) class → source classes merged into it
     other_classes: OtherClasses = OtherClasses.background  # labelled features of no class of interest
     all_touched: bool = False  # burn every pixel a polygon touches, not only centres inside
+    boundary_ignore_px: float = 0.0  # the field's protocol: a ring this wide (px, Euclidean) along every label border
+    #   is ignored by the loss (training and val/test chips) and by the test's `protocol` scores; the plain test
+    #   scores keep every labelled pixel. 0: off; PRODES studies use 2 at 30 m
     datamodule: Any = None  # data=torchgeo: a LightningDataModule by _target_ (fit/test only)
     in_channels: int | None = None  # data=torchgeo: bands of the datamodule's images
     ignore_index: int | None = None  # data=torchgeo: the mask value meaning "no label" (skipped)
@@ -282,6 +292,8 @@ class PredictConfig:
     cog: bool = True  # write the outputs as Cloud-Optimized GeoTIFFs with overviews
     polygons: list[str] | None = None  # classes to vectorize into prediction_polygons.gpkg
     min_area_ha: float = 0.5  # polygons smaller than this (hectares) are dropped
+    mmu_ha: float = 0.0  # minimum mapping unit: prediction.tif is sieved (8-connected patches under this many hectares
+    #   take their surroundings' class) before polygons and assessment; recorded in provenance. 0: off; PRODES 6.25
 
     def __post_init__(self) -> None:
         check_predict_ranges(self)

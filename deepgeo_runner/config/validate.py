@@ -83,6 +83,7 @@ def validate_config(cfg: DictConfig) -> None:
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"{group}: needs a '_target_' naming the class to build (see conf/{group}/).")
     _check_trainer(cfg.trainer)
+    _check_protocol(cfg)
     _check_predict(cfg)
     _check_assess(cfg)
     check_loggers(cfg.get("logger"))  # its shape before its targets: an old `logger._target_=...` says what changed
@@ -389,6 +390,27 @@ def _check_trainer(trainer: DictConfig) -> None:
             f"trainer.strategy={name}: use trainer=ddp (GPUs) or trainer=ddp_cpu, or set trainer.strategy=ddp; "
             "launch one process per device with torchrun or SLURM (see the README: Multi-GPU and multi-node)."
         )
+
+
+def _check_protocol(cfg: DictConfig) -> None:
+    """The field's protocol: ``data.boundary_ignore_px`` (a ring of chip labels) and ``predict.mmu_ha`` (a sieve
+    of the predicted map) each need the stage they change."""
+    ring = cfg.data.get("boundary_ignore_px", 0) or 0
+    if ring:
+        if isinstance(ring, bool) or not isinstance(ring, int | float) or not 0 < ring <= 64:
+            raise _fail("data.boundary_ignore_px", ring, "a ring width in pixels in [0, 64] (0: off; PRODES studies "
+                        "ignore 2 px at 30 m)")
+        if uses_datamodule(cfg.data):
+            raise _fail("data.boundary_ignore_px", ring, f"0 with data={cfg.data.name}: the ring is cut from a "
+                        "scene's label raster when its chips are made, and a datamodule's chips are its own")
+        if 4 * ring >= cfg.data.chip_size:
+            raise _fail("data.boundary_ignore_px", ring, f"under a quarter of data.chip_size={cfg.data.chip_size} "
+                        "(a wider ring leaves chips without a pixel to learn from)")
+    mmu = cfg.predict.get("mmu_ha", 0) or 0
+    if mmu and "predict" not in cfg.stages:
+        raise ConfigError(f"predict.mmu_ha={mmu} sieves the predicted map, but 'predict' is not among stages "
+                          f"{list(cfg.stages)}: add it, or drop predict.mmu_ha (to sieve an existing map, predict "
+                          "it again with stages=[predict] predict.checkpoint=...).")
 
 
 def _check_predict(cfg: DictConfig) -> None:

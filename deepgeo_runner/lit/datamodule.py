@@ -84,10 +84,20 @@ class ChipDataModule(pl.LightningDataModule):
         self._generator_epoch = -1
         self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    @property
+    def _test_source(self) -> str:
+        """The dataset the test scores: the test split's plain masks where the store has them (an ignore ring
+        of the protocol is in ``{split}_mask.npy``: the loss and the protocol's scores), else its masks."""
+        plain = f"{self.test_split}_plain"
+        return plain if (self.store_dir / f"{plain}_mask.npy").exists() else self.test_split
+
     def setup(self, stage: str | None = None) -> None:
         for split in ("train", "val", "test"):
             if split not in self.datasets and (self.store_dir / f"{split}_mask.npy").exists():
                 self.datasets[split] = ChipDataset(self.store_dir, split)
+        source = self._test_source
+        if source not in self.datasets:
+            self.datasets[source] = ChipDataset(self.store_dir, self.test_split, mask="plain_mask")
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -119,11 +129,11 @@ class ChipDataModule(pl.LightningDataModule):
         return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_split, shuffle=False)
+        return self._loader(self._test_source, shuffle=False)
 
     def test_chip_count(self) -> int | None:
         """Chips of the scored split (their ``index`` runs 0..n-1): the size of the per-chip scores."""
-        chips = self.datasets.get(self.test_split)
+        chips = self.datasets.get(self._test_source)
         return len(chips) if chips is not None else None
 
     def _gather(self, batch: dict[str, Any]) -> dict[str, Any]:

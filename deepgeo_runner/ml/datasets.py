@@ -20,9 +20,9 @@ from deepgeo_runner.ml.augment import dihedral
 class ChipDataset(Dataset):
     """The chips of one split: float32 images (C, h, w) and uint8 targets (h, w)."""
 
-    def __init__(self, store_dir: str | Path, split: str) -> None:
+    def __init__(self, store_dir: str | Path, split: str, mask: str = "mask") -> None:
         self.image_path = Path(store_dir) / f"{split}_image.npy"
-        self.mask_path = Path(store_dir) / f"{split}_mask.npy"
+        self.mask_path = Path(store_dir) / f"{split}_{mask}.npy"  # mask="plain_mask": without the protocol's ring
         self._length = int(np.load(self.mask_path, mmap_mode="r").shape[0])
         self._images: np.ndarray | None = None
         self._masks: np.ndarray | None = None

@@ -32,5 +32,6 @@ class Artifacts:
     cache_keys: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    sieve: dict | None = None  # predict.mmu_ha: the unit, pixels changed, class areas before/after (provenance)
     status: str = "running"  # → "completed", or "interrupted" (SIGINT/SIGTERM) / "failed" during training
     error: str | None = None  # why training stopped, when it did not complete

@@ -127,13 +127,22 @@ def prepare_split_scenes(opts: RunConfig, cache_dir: Path, art: Artifacts, class
         art.split_scenes[split] = SplitScene(prepared, entry / "labels.tif", f"data.split_scenes.{split}")
 
 
+def plan_payload(plan) -> dict:
+    """The chip plan as its cache key sees it: the protocol's ring only when set (a ring changes every mask;
+    the keys of stores cut without one stay as they were)."""
+    payload = dict(plan.__dict__)
+    if not payload.get("ignore_ring"):
+        payload.pop("ignore_ring", None)
+    return payload
+
+
 def chips_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, classes: ClassTable, split_map: np.ndarray,
                 run_stage: bool) -> None:
     plan = chip_plan(opts, classes)
     points = vector_fingerprint(plan.points_path) if plan.points_path else None
     payload = {
         "v": CACHE_VERSION, "prepare": art.cache_keys["prepare"],
-        "rasterize": art.cache_keys["rasterize"], "plan": plan.__dict__, "points": points,
+        "rasterize": art.cache_keys["rasterize"], "plan": plan_payload(plan), "points": points,
         "split": split_payload(opts, art), "background": opts.data.background,
         "seed": int(opts.seed),  # random training windows depend on it, whatever made the split map
     }

@@ -100,8 +100,11 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         from deepgeo_runner.lit.datamodule import ChipDataModule
 
         datamodule = ChipDataModule(art.chips.path, int(opts.data.batch_size), int(opts.data.num_workers),
-                                    augment_plan(opts, getattr(art, 'labels', None), classes), int(opts.seed), resident=bool(opts.data.resident),
+                                    augment_plan(opts, getattr(art, 'labels', None), classes), int(opts.seed),
+                                    resident=bool(opts.data.resident),
                                     test_split=str(opts.test_split))
+        if "fit" in stages and getattr(module.net, "fits_without_gradients", False):
+            fit_pixel_model(opts, art, module.net)
         checkpoint, trainer = fit_test(opts, run_dir, art, module, datamodule, stages, checkpoint, stop=stop)
         rank = trainer.global_rank
     art.checkpoint = checkpoint
@@ -177,6 +180,9 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     loggers = instantiate_loggers(opts.logger)  # conf/logger/: none, one or several
     tidy_third_party_logging()  # Lightning is imported by now: its lines once, without advertisements
     quiet_bar = {} if interactive() else {"enable_progress_bar": False}  # callbacks.progress_lines logs instead
+    if getattr(module.net, "fits_without_gradients", False):  # fitted already (fit_pixel_model): one epoch of one
+        #   batch writes checkpoints/best.ckpt and last.ckpt and the validation scores, as a network's fit does
+        quiet_bar.update(max_epochs=1, min_epochs=1, max_steps=-1, limit_train_batches=1)
     # the run's options are the hyperparameters (below), not the module's (none: its parts are injected)
     trainer = instantiate(opts.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
                            default_root_dir=str(run_dir), use_distributed_sampler=not shard_here,
@@ -205,6 +211,9 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
             scores = with_intervals(opts, art, module, scores)
             scores["split"] = str(opts.test_split)
             scores = with_test_coverage(scores, art, str(opts.test_split))
+            protocol = protocol_scores(opts, art, module, list(module.class_names))
+            if protocol is not None:
+                scores["protocol"] = protocol
             if trainer.global_rank == 0:
                 write_text_atomic(run_dir / "metrics.json", strict_json(scores))
             art.metrics = scores
@@ -213,6 +222,80 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     except SIGTERMException:  # Lightning's stop on SIGTERM (or our SIGINT, handed to it) exits 0 otherwise
         raise stop.interrupted() from None
     return checkpoint, trainer
+
+
+def fit_pixel_model(opts: RunConfig, art: Artifacts, net) -> None:
+    """Fit a pixel model (``model=pixel_forest``) on the labelled pixels of the training chips: at most
+    its ``max_pixels``, a sample seeded by ``seed``, ignored pixels (unlabelled, nodata, the protocol's
+    border ring) left out; read from the memory-mapped chip store a few chips at a time."""
+    # heavy: torch, loaded only when a stage trains
+    from deepgeo_runner.ml.models.pixel_forest import training_pixels
+
+    if art.chips is None:
+        raise ConfigError(f"model={opts.model.get('_target_')} is fitted on the chip store's training pixels; "
+                          "this run has none (data=torchgeo datamodules are not supported by the pixel baseline).")
+    store = Path(art.chips.path)
+    images = np.load(store / "train_image.npy", mmap_mode="r")
+    masks = np.load(store / "train_mask.npy", mmap_mode="r")
+    features, targets = training_pixels(images, masks, int(net.max_pixels), int(opts.seed))
+    log.info("pixel model: %d training pixels (of the %d chips' labelled pixels, cap %d)", len(targets),
+             len(masks), int(net.max_pixels))
+    net.fit_pixels(features, targets, seed=int(opts.seed))
+
+
+def protocol_scores(opts: RunConfig, art: Artifacts, module, class_names: list[str],
+                    batch_size: int = 32) -> dict | None:
+    """The test chips scored under the field's protocol (``data.boundary_ignore_px``): the pixels of the ring
+    along every label border left out; ``None`` without a ring. Accuracy, macro and per-class F1/IoU as in the
+    plain scores, and ``f1_<class>`` of each class (``f1_deforestation``: the PRODES studies' headline)."""
+    ring = float(opts.data.boundary_ignore_px or 0)
+    if not ring or art.chips is None:
+        return None
+    store, split = Path(art.chips.path), str(opts.test_split)
+    if not (store / f"{split}_plain_mask.npy").exists():
+        return None
+    import torch  # heavy: only when a stage tests
+
+    # heavy: torch, loaded only when a stage tests
+    from deepgeo_runner.ml.metrics import scores_from_confusion
+    from deepgeo_runner.ml.models._shape import align_target
+
+    images = np.load(store / f"{split}_image.npy", mmap_mode="r")
+    masks = np.load(store / f"{split}_mask.npy", mmap_mode="r")
+    plain = np.load(store / f"{split}_plain_mask.npy", mmap_mode="r")
+    k = len(class_names)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    ce_sum, pixels = 0.0, 0
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(masks), batch_size):
+                x = torch.from_numpy(np.array(images[start:start + batch_size], dtype=np.float32)).to(device)
+                logits = module(x)
+                target = align_target(logits, torch.from_numpy(np.array(masks[start:start + batch_size])).long()
+                                      .to(device), module.net)
+                valid = target != 255
+                if not valid.any():
+                    continue
+                pred = logits.argmax(dim=1)
+                codes = (target[valid] * k + pred[valid]).cpu().numpy()
+                confusion += np.bincount(codes, minlength=k * k).reshape(k, k)
+                ce_sum += float(torch.nn.functional.cross_entropy(logits.float(), target, ignore_index=255,
+                                                                  reduction="sum"))
+                pixels += int(valid.sum())
+    finally:
+        module.train(was_training)
+    scores = scores_from_confusion(confusion, class_names, ce_sum / pixels if pixels else None)
+    ignored = int((np.asarray(plain) != 255).sum() - (np.asarray(masks) != 255).sum())
+    out = {"boundary_ignore_px": ring, "pixels": pixels, "ring_pixels_ignored": ignored, **scores}
+    for name in class_names:
+        out[f"f1_{name}"] = scores["per_class"][name]["f1"]
+    log.info("test under the protocol (a %g px ring along label borders ignored, %d pixels): accuracy %.4f, F1 macro "
+             "%.4f%s", ring, pixels, scores["accuracy"], scores["f1_macro"],
+             "".join(f", F1 {n} {out[f'f1_{n}']:.4f}" for n in class_names if out[f"f1_{n}"] is not None))
+    return out
 
 
 def with_intervals(opts: RunConfig, art: Artifacts, module, scores: dict) -> dict:

@@ -52,12 +52,33 @@ def predict_stage(
     table = {"class_ids": classes.ids, "class_names": classes.names, "class_colors": classes.colors}
     art.prediction = classify_prepared(
         module.net, art.prepared, run_dir / "prediction.tif", table,
-        window=predict_window(opts), overlap=float(opts.predict.overlap),
+        window=predict_window(opts), overlap=window_overlap(opts, module.net),
         batch_size=int(opts.predict.batch_size), device=device, rank=rank, world_size=world_size,
         **predict_options(opts),
     )
     if rank == 0:
+        art.sieve = sieve_stage(opts, art.prediction)
         polygons_stage(opts, art.prediction)
+
+
+def window_overlap(opts: RunConfig, net) -> float:
+    """``predict.overlap``, or 0 for a pixel model (``pixelwise``: a pixel's class depends on that pixel
+    alone, so overlapping windows would only repeat the same answers)."""
+    return 0.0 if getattr(net, "pixelwise", False) else float(opts.predict.overlap)
+
+
+def sieve_stage(opts: RunConfig, prediction: Path | None) -> dict | None:
+    """``predict.mmu_ha``: ``prediction.tif`` rewritten with no patch under the minimum mapping unit (before the
+    polygons and the assessment read it); returns the record that provenance keeps (``sieve``), or None."""
+    mmu = float(opts.predict.mmu_ha or 0)
+    if not mmu or prediction is None or not Path(prediction).exists():
+        return None
+    # heavy: rasterio, loaded only when a map is sieved
+    from deepgeo_runner.stages.mmu import sieve_map
+
+    record = sieve_map(prediction, mmu, cog=bool(opts.predict.cog))
+    write_text_atomic(Path(prediction).with_name("prediction_sieve.json"), strict_json(record))
+    return record
 
 
 def polygons_stage(opts: RunConfig, prediction: Path) -> None:
@@ -107,13 +128,15 @@ def _predict_one_scene(opts: RunConfig, image: Any, out_dir: Path, net, meta: di
     prepared, prediction = classify_like_checkpoint(
         net, meta, image, out_dir / "predict_input", out_dir / "prediction.tif",
         window=predict_window(opts, meta.get("chip_size")),
-        overlap=float(opts.predict.overlap), batch_size=int(opts.predict.batch_size),
+        overlap=window_overlap(opts, net), batch_size=int(opts.predict.batch_size),
         device=device or predict_device(opts), nodata=opts.data.nodata, **predict_options(opts),
     )
+    sieved = sieve_stage(opts, prediction)
     polygons_stage(opts, prediction)
     outs = output_paths(prediction, str(opts.predict.probabilities), bool(opts.predict.entropy))
     written = [p for p in (outs.classes, outs.probabilities, outs.entropy) if p is not None]
     extras = ("prediction_polygons.gpkg", "prediction_totals.json") if opts.predict.polygons else ()
+    extras += ("prediction_sieve.json",) if sieved else ()
     written += [prediction.with_name(name) for name in extras if prediction.with_name(name).exists()]
     if opts.predict.labels:
         score_new_scene(opts, out_dir, prepared.path, prediction, meta, image)

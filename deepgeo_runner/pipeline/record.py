@@ -53,7 +53,25 @@ def write_run_provenance(opts: RunConfig, run_dir: Path, art: Artifacts, classes
             "classes": {"names": classes.names, "ids": classes.ids},
             "checkpoint": str(art.checkpoint) if art.checkpoint else None,
             "timings_s": art.timings,
+            **protocol_record(opts, art, classes),
             "status": art.status,
             **({"error": art.error} if art.error else {}),
         },
     )
+
+
+def protocol_record(opts: RunConfig, art: Artifacts, classes: ClassTable) -> dict:
+    """The field's protocol as the run applied it (``protocol`` in provenance.json): the ignore ring of the
+    chips' labels and the minimum mapping unit of the map, with the areas (by class name) before and after."""
+    ring = float(getattr(opts.data, "boundary_ignore_px", 0) or 0)
+    mmu = float(getattr(opts.predict, "mmu_ha", 0) or 0)
+    if not ring and not mmu:
+        return {}
+    out: dict = {"boundary_ignore_px": ring, "mmu_ha": mmu}
+    if art.sieve:
+        names = dict(zip(classes.ids, classes.names, strict=True))
+        sieve = dict(art.sieve)
+        for key in ("area_ha_before", "area_ha_after"):
+            sieve[key] = {names.get(int(i), str(i)): v for i, v in sieve[key].items()}
+        out["sieve"] = sieve
+    return {"protocol": out}

@@ -288,7 +288,7 @@ def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None, ext
         rows = (f"<h2>Test split</h2>{covers}<table><tr><th>score</th><th>value</th><th>95 % CI</th></tr>{head}</table>"
                 f"{_interval_note(metrics)}<h2>Per class</h2><table><tr><th>class</th>"
                 f"<th>precision</th><th>recall</th><th>F1</th>{ci_head}<th>IoU</th>{auc_head}<th>pixels</th></tr>"
-                f"{per_class}</table>")
+                f"{per_class}</table>{_protocol_html(metrics.get('protocol'))}")
     figures = "".join(
         f'<figure><img src="plots/{p.name}" alt="{p.stem}"><figcaption>{p.stem}</figcaption></figure>'
         for p in images
@@ -308,6 +308,20 @@ def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None, ext
 def _unmeasured_html(metrics: dict | None) -> str:
     """Where no assessment exists: one line saying that the map's accuracy is unmeasured, and how to measure it."""
     return f"<p class='unmeasured'><b>Map accuracy:</b> {html.escape(UNMEASURED)}.</p>" if metrics is not None else ""
+
+
+def _protocol_html(protocol: dict | None) -> str:
+    """The test scores under the field's protocol (``data.boundary_ignore_px``) beside the plain ones."""
+    if not protocol:
+        return ""
+    head = "".join(f"<tr><th>{k}</th><td>{_format_auc(protocol.get(k))}</td></tr>"
+                   for k in ("accuracy", "kappa", "f1_macro", "iou_macro"))
+    per_class = "".join(f"<tr><td>{html.escape(name)}</td><td>{_format_auc(v.get('f1'))}</td>"
+                        f"<td>{v.get('support', '')}</td></tr>" for name, v in protocol.get("per_class", {}).items())
+    return (f"<h2>Test split under the protocol</h2><p>A ring of {protocol.get('boundary_ignore_px')} px along every "
+            f"label border ignored ({protocol.get('ring_pixels_ignored')} test pixels; {protocol.get('pixels')} "
+            f"scored).</p><table><tr><th>score</th><th>value</th></tr>{head}</table>"
+            f"<table><tr><th>class</th><th>F1</th><th>pixels</th></tr>{per_class}</table>")
 
 
 def _format_auc(auc: float | None) -> str:

@@ -72,7 +72,7 @@ def chip_plan(opts: RunConfig, classes: ClassTable) -> ChipPlan:
         min_labelled_fraction=float(data.min_valid_fraction),
         buffer=split_buffer(data), balance_classes=bool(data.balance_classes),
         focus_class=focus, focus_fraction=float(data.oversample_fraction),
-        points_path=data.chip_points,
+        points_path=data.chip_points, ignore_ring=float(data.boundary_ignore_px or 0),
     )
 
 

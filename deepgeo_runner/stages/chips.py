@@ -3,7 +3,9 @@
 Layout of a store directory: ``{split}_image.npy`` (N, C, s, s) float32 and
 ``{split}_mask.npy`` (N, s, s) uint8 model targets (255 = ignore), ``chips.json`` (the
 windows, the scene each was cut from and class histograms) and ``chips.gpkg`` (the chip
-footprints, for GIS).
+footprints, for GIS). With an ignore ring (``ChipPlan.ignore_ring``, the field's protocol) the
+masks have the ring ignored (the loss and the protocol's scores use them), and val/test also keep
+``{split}_plain_mask.npy``, every labelled pixel (the plain test scores).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from shapely.geometry import box
 
 from deepgeo_runner.core.atomic import write_text_atomic
 from deepgeo_runner.core.errors import ConfigError, InputDataError
+from deepgeo_runner.geo.boundary import ignore_borders
 from deepgeo_runner.geo.chips import (
     SPLITS,
     Window,
@@ -73,6 +76,7 @@ class ChipPlan:
     focus_fraction: float = 0.0
     points_path: str | None = None
     balance_classes: bool = True  # random training chips: an equal share anchored on each class
+    ignore_ring: float = 0.0  # px along every label border set to ignore in every split's masks (the protocol)
 
 
 @dataclass(frozen=True)
@@ -121,9 +125,10 @@ class _Scene:
     targets: np.ndarray
     transform: Affine
     crs: CRS
+    plain: np.ndarray | None = None  # with an ignore ring: the targets without it
 
 
-def _read_scene(prepared: str | Path, labels: str | Path, lut: np.ndarray) -> _Scene:
+def _read_scene(prepared: str | Path, labels: str | Path, lut: np.ndarray, ring: float = 0.0) -> _Scene:
     with rasterio.open(prepared) as src:
         stack = src.read().astype(np.float32)
         valid = valid_mask(stack, src.nodata)
@@ -132,7 +137,13 @@ def _read_scene(prepared: str | Path, labels: str | Path, lut: np.ndarray) -> _S
         targets = lut[src.read(1)]
     targets[~valid] = IGNORE
     stack[:, ~valid] = 0.0  # the normalized mean: nodata must not look like extreme data
-    return _Scene(stack, valid, targets, transform, crs)
+    plain = None
+    if ring > 0:  # on the whole scene: a border just outside a chip still rings the pixels inside it
+        plain = targets
+        targets = ignore_borders(targets, ring, IGNORE)
+        log.info("chips: data.boundary_ignore_px=%g ignores %d of %d labelled pixels along label borders", ring,
+                 int((targets == IGNORE).sum() - (plain == IGNORE).sum()), int((plain != IGNORE).sum()))
+    return _Scene(stack, valid, targets, transform, crs, plain)
 
 
 def build_chip_store(
@@ -158,7 +169,7 @@ def build_chip_store(
     out_dir = Path(out_dir)
     others = dict(split_scenes or {})
     local = tuple(s for s in SPLITS if s not in others)
-    main = _read_scene(prepared, labels, lut)
+    main = _read_scene(prepared, labels, lut, plan.ignore_ring)
     windows = _choose_windows(plan, split_map, main.targets, main.transform, main.crs, seed, local, n_targets)
     check_no_leakage(windows, split_map.shape)
     records: list[dict] = []
@@ -168,7 +179,7 @@ def build_chip_store(
     n_features = main.stack.shape[0]
     del main
     for split, other in others.items():
-        scene = _read_scene(other.prepared, other.labels, lut)
+        scene = _read_scene(other.prepared, other.labels, lut, plan.ignore_ring)
         if scene.stack.shape[0] != n_features:
             raise InputDataError(
                 f"{other.name}: prepared to {scene.stack.shape[0]} features but the training scene has "
@@ -207,6 +218,9 @@ def _write_split(
     size = found[0].size if found else 0
     images = _new_npy(out_dir / f"{split}_image.npy", np.float32, (len(found), scene.stack.shape[0], size, size))
     masks = _new_npy(out_dir / f"{split}_mask.npy", np.uint8, (len(found), size, size))
+    plain = None
+    if scene.plain is not None and split != "train":  # the plain test scores keep every labelled pixel
+        plain = _new_npy(out_dir / f"{split}_plain_mask.npy", np.uint8, (len(found), size, size))
     records = []
     for i, w in enumerate(found):
         rows, cols = w.slices
@@ -216,6 +230,8 @@ def _write_split(
             chip[:, ~scene.valid[rows, cols]] = 0.0
         images[i] = chip
         masks[i] = scene.targets[rows, cols]
+        if plain is not None:
+            plain[i] = scene.plain[rows, cols]
         hist = np.bincount(masks[i].ravel(), minlength=256)
         records.append({
             "split": split, "scene": name, "index": i, "row": w.row, "col": w.col, "size": w.size,
@@ -225,6 +241,8 @@ def _write_split(
         })
     images.flush()
     masks.flush()
+    if plain is not None:
+        plain.flush()
     return records
 
 

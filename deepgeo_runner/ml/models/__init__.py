@@ -22,6 +22,7 @@ from torch import nn
 
 from deepgeo_runner.ml.models._shape import align_target
 from deepgeo_runner.ml.models.fcn import FCN8s, FCN16s, FCN32s, VGGEncoder
+from deepgeo_runner.ml.models.pixel_forest import PixelForest
 from deepgeo_runner.ml.models.pretrained import adapt_first_conv
 from deepgeo_runner.ml.models.smp_models import smp_model
 from deepgeo_runner.ml.models.temporal import (
@@ -60,4 +61,4 @@ def build_model(name: str, in_channels: int, classes: int, **kwargs: Any) -> nn.
 
 __all__ = ["FCN8s", "FCN16s", "FCN32s", "MODELS", "TEMPORAL_MODELS", "EarlyFusionUNet",
            "LateFusionUNet", "TemporalAttentionUNet", "UNetValid", "VGGEncoder",
-           "adapt_first_conv", "align_target", "build_model", "smp_model"]
+           "PixelForest", "adapt_first_conv", "align_target", "build_model", "smp_model"]

@@ -20,12 +20,14 @@ from torch import nn
 
 from deepgeo_runner.core.errors import InputDataError
 from deepgeo_runner.ml.models.fcn import FCN8s, FCN16s, FCN32s
+from deepgeo_runner.ml.models.pixel_forest import PixelForest
 from deepgeo_runner.ml.models.smp_models import smp_model
 from deepgeo_runner.ml.models.temporal import EarlyFusionUNet, LateFusionUNet, TemporalAttentionUNet
 from deepgeo_runner.ml.models.unet import UNetValid
 
 _CONSTRUCTORS: tuple[Callable[..., nn.Module], ...] = (
-    FCN8s, FCN16s, FCN32s, smp_model, UNetValid, EarlyFusionUNet, LateFusionUNet, TemporalAttentionUNet)
+    FCN8s, FCN16s, FCN32s, smp_model, UNetValid, EarlyFusionUNet, LateFusionUNet, TemporalAttentionUNet,
+    PixelForest)
 
 
 def _names(constructor: Callable[..., nn.Module]) -> tuple[str, str]:
