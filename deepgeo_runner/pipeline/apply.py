@@ -40,12 +40,13 @@ class Applied:
 def read_checkpoint(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The network's weights (``net.`` prefix removed) and the inference metadata."""
     from deepgeo_runner.ml.checkpoint import load_checkpoint
+    from deepgeo_runner.ml.model_card import checkpoint_meta
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise InputDataError(f"checkpoint not found: '{checkpoint}'. Set predict.checkpoint to a .ckpt file.")
     state = load_checkpoint(checkpoint, key="checkpoint")  # weights_only: a crafted file runs nothing
-    meta = state.get("deepgeo")
+    meta = checkpoint_meta(state.get("deepgeo"), f"checkpoint '{checkpoint}'")  # read through the model card
     missing = [k for k in _META_KEYS if not meta or k not in meta]
     if missing and meta and meta.get("datamodule"):
         raise InputDataError(

@@ -131,6 +131,7 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         "indices": list(opts.preprocessing.indices), "stats": prepared.stats.to_dict(),
         "chip_size": int(opts.data.chip_size), "dates": list(prepared.dates), "labelling": label_options(opts.data),
         "input_profile": art.input_profile, "nodata_rule": str(opts.data.nodata_rule), **art.prepare_extras,
+        **training_scene_facts(opts, art),  # the model card's sensor, scene footprint, nodata, code version
     }
     module = build_module(opts, classes, prepared.n_features, meta, art.chips.path if art.chips else None)
     checkpoint = checkpoint_file(opts.predict.checkpoint) if opts.predict.checkpoint else None
@@ -158,6 +159,23 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         predict_stage(opts, run_dir, art, classes, module, checkpoint, device, rank=rank, world_size=world_size)
     elif rank == 0:
         predict_stage(opts, run_dir, art, classes, module, checkpoint, device)
+
+
+def training_scene_facts(opts: RunConfig, art: Artifacts) -> dict[str, Any]:
+    """What the model card records of the training scene beyond its bands and statistics: the sensor,
+    the footprint of the scene as prepared (CRS, bounds, pixel size, the raw image's dtype), the nodata
+    the run set and the code version."""
+    from deepgeo_runner.geo.footprint import raster_footprint
+    from deepgeo_runner.provenance import code_version
+
+    scene = raster_footprint(art.prepared.path)
+    if art.input_profile:
+        scene["dtype"] = art.input_profile.get("dtype")
+    facts = {"sensor": opts.data.sensor, "scene": scene, "code_version": code_version()}
+    nodata = opts.data.nodata
+    if nodata is not None:
+        facts["nodata"] = nodata if isinstance(nodata, int | float) else list(nodata)
+    return facts
 
 
 def augment_plan(opts: RunConfig):
