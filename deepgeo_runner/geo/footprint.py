@@ -33,3 +33,12 @@ def raster_footprint(path: str | Path) -> dict[str, Any]:
             "width": int(src.width), "height": int(src.height), "dtype": str(src.dtypes[0]),
             "lonlat_bounds": lonlat,
         }
+
+
+def image_nodata(path: str | Path | None) -> list[float | None] | None:
+    """The nodata value the file declares for each band (None where it declares none; NaN as None too,
+    since NaN is nodata anyway); None when there is no single file."""
+    if path is None or not Path(path).is_file():
+        return None
+    with rasterio.open(path) as src:
+        return [None if v is None or v != v else float(v) for v in src.nodatavals]

@@ -180,6 +180,12 @@ def classify_like_checkpoint(
     Used by :func:`apply_checkpoint` (a checkpoint file) and by a run's ``predict.image``.
     Returns the prepared scene and the prediction's path.
     """
+    if getattr(net, "takes_raw_bands", False):  # an exported model (.onnx/.pt2) prepares its input itself
+        from deepgeo_runner.export.apply_exported import classify_exported
+
+        return classify_exported(net, meta, image, prepared_dir, out_path, window=window, overlap=overlap,
+                                 batch_size=batch_size, device=device, nodata=nodata, progress=progress,
+                                 **predict_options)
     prepared = prepare_like_checkpoint(image, prepared_dir, meta, nodata, progress)
     prediction = classify_prepared(net, prepared, out_path, meta, window=window, overlap=overlap,
                                    batch_size=batch_size, device=device, progress=progress, **predict_options)
@@ -212,8 +218,13 @@ def apply_checkpoint(
     from deepgeo_runner.ml.predict import output_paths
 
     out_dir = Path(out_dir)
-    weights, meta = read_checkpoint(checkpoint)
-    net = build_net(meta, weights, trusted_target, f"checkpoint '{checkpoint}'")
+    from deepgeo_runner.export.apply_exported import is_exported, load_exported
+
+    if is_exported(checkpoint):  # model.onnx / model.pt2 of deepgeo-export: raw bands in, on the CPU
+        net, meta = load_exported(checkpoint)
+    else:
+        weights, meta = read_checkpoint(checkpoint)
+        net = build_net(meta, weights, trusted_target, f"checkpoint '{checkpoint}'")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     prepared, pred = classify_like_checkpoint(
         net, meta, image, out_dir / "prepared", out_dir / "prediction.tif", window=window or meta.get("chip_size", 64),

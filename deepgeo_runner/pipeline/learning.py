@@ -165,10 +165,11 @@ def training_scene_facts(opts: RunConfig, art: Artifacts) -> dict[str, Any]:
     """What the model card records of the training scene beyond its bands and statistics: the sensor,
     the footprint of the scene as prepared (CRS, bounds, pixel size, the raw image's dtype), the nodata
     the run set and the code version."""
-    from deepgeo_runner.geo.footprint import raster_footprint
+    from deepgeo_runner.geo.footprint import image_nodata, raster_footprint
     from deepgeo_runner.provenance import code_version
 
     scene = raster_footprint(art.prepared.path)
+    scene["image_nodata"] = image_nodata(art.image)  # an exported graph marks these raw values nodata
     if art.input_profile:
         scene["dtype"] = art.input_profile.get("dtype")
     facts = {"sensor": opts.data.sensor, "scene": scene, "code_version": code_version()}

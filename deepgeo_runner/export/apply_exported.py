@@ -1,0 +1,101 @@
+"""``predict.checkpoint=model.onnx`` (or ``model.pt2``): an exported model applied to a whole scene.
+
+The exported graph prepares its input itself (:mod:`deepgeo_runner.export.graph`), so the scene is not
+prepared: its raw bands are read window by window through the same window plan, blending, nodata rule
+and outputs as a checkpoint's prediction (:func:`deepgeo_runner.ml.predict.predict_scene` with
+:class:`~deepgeo_runner.ml.predict.RawInput`), after the same drift check. A mosaic or a time stack
+first becomes one raster, as for a checkpoint. ``.onnx`` runs with onnxruntime on the CPU; ``.pt2`` with
+torch on the CPU, after :func:`deepgeo_runner.export.pt2_file.check_pt2`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepgeo_runner.errors import ConfigError, InputDataError
+from deepgeo_runner.ml.model_card import ModelCard
+
+EXPORTED_SUFFIXES = (".onnx", ".pt2")
+
+
+def is_exported(path: str | Path | None) -> bool:
+    """Whether ``path`` names an exported model (by its suffix) rather than a ``.ckpt``."""
+    return path is not None and Path(path).suffix.lower() in EXPORTED_SUFFIXES
+
+
+@dataclass(frozen=True)
+class RawScene:
+    """The raster an exported model reads (stands where a prepared scene stands for a checkpoint)."""
+
+    path: Path
+
+
+def load_exported(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The exported model as an ``nn.Module`` (raw bands → log-probabilities) and its card's flat metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"exported model not found: '{path}'.")
+    if path.suffix.lower() == ".onnx":
+        from deepgeo_runner.export.onnx_file import OnnxNet, read_onnx_card
+
+        card = read_onnx_card(path)
+        net: torch.nn.Module = OnnxNet(path)
+    else:
+        from deepgeo_runner.export.pt2_file import Pt2Net
+
+        net = Pt2Net(path)
+        card = net.card
+    net.takes_raw_bands = True  # type: ignore[attr-defined]  # read by classify_like_checkpoint
+    return net, card.inference_meta()
+
+
+def classify_exported(net: torch.nn.Module, meta: dict[str, Any], image: Any, prepared_dir: str | Path,
+                      out_path: str | Path, *, window: int, overlap: float, batch_size: int, device: str,
+                      nodata: Any = None, progress: bool = True, **predict_options: Any) -> tuple[RawScene, Path]:
+    """Classify ``image`` with an exported model: its raw bands, in the card's window size (the graph's
+    fixed tile). Returns the scene read and the prediction's path, like ``classify_like_checkpoint``."""
+    from deepgeo_runner.geo.nodata import one_nodata
+    from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
+    from deepgeo_runner.ml.predict import RawInput, predict_scene
+    from deepgeo_runner.pipeline.apply import _warn_on_drift
+
+    card = ModelCard.from_dict(meta, "exported model")
+    tile = getattr(net, "tile", None) or card.chip_size
+    if tile and int(window) != int(tile):
+        raise ConfigError(f"predict.window={window}: the exported model takes tiles of {tile} px only (its graph is "
+                          f"fixed): set predict.window={tile}, or export again with --tile {window}.")
+    groups = date_groups(image)
+    if len(groups) > 1 and len(groups) != card.n_dates:
+        raise ConfigError(f"predict.image stacks {len(groups)} dates but the model was trained on {card.n_dates}: "
+                          "give as many dates, in the same order.")
+    tiles = all_tiles(groups)
+    prepared_dir = Path(prepared_dir)
+    if len(tiles) == 1:
+        scene = Path(tiles[0])
+    else:
+        prepared_dir.mkdir(parents=True, exist_ok=True)
+        options = SceneOptions(nodata=one_nodata(nodata, "a mosaic or a time stack (predict.image)"))
+        scene = build_time_stack(groups, prepared_dir / "scene.tif", options, progress=progress)
+    _check_band_count(scene, card)
+    _warn_on_drift(meta, scene, nodata, card.n_dates if len(groups) > 1 else 1)
+    prediction = predict_scene(
+        net, scene, out_path, window=int(window), overlap=overlap, batch_size=batch_size,
+        class_ids=card.class_ids, class_names=card.class_names, class_colors=card.class_colors,
+        device="cpu", progress=progress,
+        raw_input=RawInput(nodata, card.nodata_rule or "gdal", card.n_dates), **predict_options)
+    return RawScene(scene), prediction
+
+
+def _check_band_count(scene: Path, card: ModelCard) -> None:
+    import rasterio
+
+    with rasterio.open(scene) as src:
+        count = src.count
+    expected = len(card.band_names) * card.n_dates
+    if count != expected:
+        raise InputDataError(f"'{scene}' has {count} bands; the exported model takes {expected} "
+                             f"({list(card.band_names)} × {card.n_dates} date(s)) in file order.")
