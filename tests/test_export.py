@@ -19,6 +19,7 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from deepgeo_runner.errors import ConfigError, InputDataError  # noqa: E402
+from deepgeo_runner.export.graph import ExportError  # noqa: E402
 from deepgeo_runner.export.run import export_model  # noqa: E402
 from deepgeo_runner.ml.model_card import ModelCard  # noqa: E402
 from tests.helpers.tiny_model import make_checkpoint, textured_scene  # noqa: E402
@@ -250,3 +251,38 @@ def test_exported_models_refuse_what_they_cannot_do(exported, tmp_path):
                                  window=32, overlap=0.5, batch_size=4, device="cpu", progress=False)
     with pytest.raises(ConfigError, match=r"export formats"):
         export_model(exported["ckpt"], tmp_path / "x", "onnx,png")
+
+
+@pytest.mark.parametrize("net,match", [
+    ("HistogramNet", r"model HistogramNet cannot be exported to ONNX: the operator aten\.histc\S* has no ONNX mapping"),
+    ("TwoInputNet", r"model TwoInputNet takes 2 inputs \(x, days\).*not exported"),
+])
+def test_a_model_that_cannot_be_exported_is_named_with_its_operator_and_nothing_is_written(tmp_path, tiny_scene,
+                                                                                            net, match):
+    target = f"tests.helpers.tiny_model.{net}"
+    ckpt, _ = make_checkpoint(tmp_path / "run", tiny_scene, model={"_target_": target})
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match=match):
+        export_model(ckpt, out, trusted_target=target)
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_the_runner_predicts_a_new_scene_with_model_onnx(exported, tmp_path):
+    """``deepgeo stages=[predict] predict.checkpoint=model.onnx predict.image=...``, and the config check
+    saying what an exported model cannot do."""
+    from deepgeo_runner.config.options import run_options
+    from deepgeo_runner.config.validate import validate_config
+    from deepgeo_runner.pipeline.predicting import apply_checkpoint_stage
+    from tests.helpers.tiny_model import compose as _compose
+
+    onnx_file, image = exported["files"]["onnx"], exported["scene"]["image"]
+    cfg = _compose("stages=[predict]", f"predict.checkpoint={onnx_file}", f"predict.image={image}",
+                   "predict.probabilities=uint8", "predict.entropy=true", f"paths.cache_dir={tmp_path / 'cache'}")
+    validate_config(cfg)
+    art = apply_checkpoint_stage(run_options(cfg), tmp_path / "run")
+    assert {"prediction.tif", "prediction_proba.tif", "prediction_entropy.tif"} <= {
+        p.name for p in (tmp_path / "run").iterdir()}
+    with rasterio.open(art.prediction) as src:
+        assert src.tags()["class_2"] == "clearing" and (src.read(1)[:8, :8] == 255).all()
+    with pytest.raises(ConfigError, match=r"exported model.*stages=\[predict\] predict.image"):
+        validate_config(_compose("stages=[predict]", f"predict.checkpoint={onnx_file}"))

@@ -43,7 +43,7 @@ def make_checkpoint(folder: Path, tiny_scene: dict, model: dict | None = None, i
     more.setdefault("scene", scene)
     meta = tiny_meta(prepared, tiny_scene["band_names"], list(indices), model, **more)
     torch.manual_seed(seed)
-    net = build_from_description(model, meta["model_inputs"], 2, "test", None)
+    net = build_from_description(model, meta["model_inputs"], 2, "test", model.get("_target_"))  # test nets
     if labels is not None:
         fit_briefly(net, prepared.path, labels)
     card = plain_metadata(meta if flat else ModelCard.from_dict(plain_metadata(meta)).to_dict())
@@ -98,3 +98,38 @@ def fit_briefly(net: torch.nn.Module, prepared: Path, labels: Any, steps: int = 
         loss.backward()
         optimizer.step()
     net.eval()
+
+
+class HistogramNet(torch.nn.Module):
+    """A user's own network using ``torch.histc``, an operator without an ONNX mapping."""
+
+    def __init__(self, in_channels: int, classes: int) -> None:
+        super().__init__()
+        self.head = torch.nn.Conv2d(in_channels, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x) + torch.histc(x, bins=4).sum() * 0.0
+
+
+class TwoInputNet(torch.nn.Module):
+    """A user's own network taking the image and a second tensor (e.g. acquisition days)."""
+
+    def __init__(self, in_channels: int, classes: int) -> None:
+        super().__init__()
+        self.head = torch.nn.Conv2d(in_channels, classes, 1)
+
+    def forward(self, x: torch.Tensor, days: torch.Tensor) -> torch.Tensor:
+        return self.head(x) + days.mean() * 0.0
+
+
+def compose(*overrides: str):
+    """The real conf/ composed with ``overrides`` (outputs kept out of the repository)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from deepgeo_runner.config.schema import register_configs
+    from tests.conftest import REPO
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        return hydra_compose("config", overrides=[*overrides, f"paths.output_dir={REPO / 'outputs'}"])
