@@ -108,7 +108,8 @@ def test_whole_scene_maps_from_ckpt_onnx_and_pt2_agree(exported, tmp_path):
             profile = (src.crs, src.transform, src.shape, src.tags().get("class_2"))
     with rasterio.open(exported["scene"]["image"]) as src:
         assert profile == (src.crs, src.transform, src.shape, "clearing")
-    assert (maps["ckpt"][:8, :8] == 255).all() and len(np.unique(maps["ckpt"][8:, 8:])) == 2
+    assert (maps["ckpt"][:8, :8] == 255).all() and len(np.unique(maps["ckpt"][8:, 8:])) == 3  # 2 classes + 255
+    assert all(m[50, 60] == 255 for m in maps.values())  # an undefined NDVI is nodata in every map
     for kind in ("onnx", "pt2"):
         agree = float((maps[kind] == maps["ckpt"]).mean())
         assert agree >= 0.9999, f"{kind}: {agree:.6f} of the pixels agree with the checkpoint's map"

@@ -86,8 +86,41 @@ def classify_exported(net: torch.nn.Module, meta: dict[str, Any], image: Any, pr
         net, scene, out_path, window=int(window), overlap=overlap, batch_size=batch_size,
         class_ids=card.class_ids, class_names=card.class_names, class_colors=card.class_colors,
         device="cpu", progress=progress,
-        raw_input=RawInput(nodata, card.nodata_rule or "gdal", card.n_dates), **predict_options)
+        raw_input=RawInput(nodata, card.nodata_rule or "gdal", card.n_dates, index_validity(card)), **predict_options)
     return RawScene(scene), prediction
+
+
+def index_validity(card: ModelCard):
+    """``data (dates·bands, h, w) → valid (h, w)``: False where an index of the card is undefined (a zero
+    denominator, a value beyond float32), as preparation marks such pixels nodata; None without indices.
+    The same numpy evaluation as :func:`deepgeo_runner.pipeline.prepare.prepare_scene`."""
+    import numpy as np
+
+    from deepgeo_runner.geo.indices import check_indices, feature_index_names
+    from deepgeo_runner.pipeline.prepare import per_band_values
+
+    names = feature_index_names(card.indices, card.expressions)
+    if not names:
+        return None
+    specs = check_indices(names, card.band_names, card.expressions, card.index_constants)
+    n = len(card.band_names)
+    scale = per_band_values(card.scale, n, "data.scale", 1.0)
+    offset = per_band_values(card.offset, n, "data.offset", 0.0)
+
+    def valid(data: np.ndarray) -> np.ndarray:
+        ok = np.ones(data.shape[1:], dtype=bool)
+        for d in range(card.n_dates):
+            bands = data[d * n:(d + 1) * n].astype(np.float32)
+            if (scale != 1).any() or (offset != 0).any():
+                bands = bands * scale[:, None, None] + offset[:, None, None]
+            roles = dict(zip(card.band_names, bands, strict=True))
+            for spec in specs:
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    values = np.broadcast_to(spec.compute(roles), ok.shape)
+                    ok &= np.isfinite(values) & np.isfinite(values.astype(np.float32))
+        return ok
+
+    return valid
 
 
 def _check_band_count(scene: Path, card: ModelCard) -> None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,9 +84,11 @@ class RawInput:
     nodata: NodataValue = None
     rule: str = "gdal"
     dates: int = 1
+    also: Callable[[np.ndarray], np.ndarray] | None = None  # more invalid pixels (e.g. undefined indices)
 
     def valid(self, src: rasterio.DatasetReader, data: np.ndarray, window: RioWindow) -> np.ndarray:
-        return read_valid(src, data, window, self.nodata, self.rule, dates=self.dates)
+        valid = read_valid(src, data, window, self.nodata, self.rule, dates=self.dates)
+        return valid & self.also(data) if self.also is not None else valid
 
 
 def output_paths(out_path: str | Path, probabilities: str = "none", entropy: bool = False) -> SceneOutputs:

@@ -70,6 +70,7 @@ def textured_scene(folder: Path, size: int = 96, seed: int = 0) -> dict:
     data[2] = np.where(clearing, 0.12, 0.03) + 0.01 * rng.standard_normal((size, size))
     data[3] = np.where(clearing, 0.20, 0.35) + 0.02 * rng.standard_normal((size, size))
     data[:, :8, :8] = -9999.0
+    data[2:4, 50, 60] = 0.0  # red = nir = 0: NDVI undefined, the pixel is nodata in every map
     image = write_image(folder / "image.tif", data)
     return {"image": image, "data": data, "band_names": ["blue", "green", "red", "nir"],
             "labels": clearing.astype(np.int64)}
