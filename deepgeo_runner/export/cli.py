@@ -22,11 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--out", default=None, help="output folder (default: RUN_DIR/export)")
     parser.add_argument("--formats", default="onnx,pt2,mlm", help="comma-separated: onnx, pt2, mlm (default: all)")
     parser.add_argument("--tile", type=int, default=None, help="tile side in pixels (default: the chip size)")
+    parser.add_argument("--own-model", default=None, metavar="MODULE.CLASS",
+                        help="your own network class, when the checkpoint names it (model._target_ of your config): "
+                             "without it, only deepgeo's models are rebuilt from a checkpoint")
     args = parser.parse_args(argv)
     from deepgeo_runner.export.run import export_model
 
     try:
-        exported = export_model(args.source, args.out, args.formats, args.tile)
+        exported = export_model(args.source, args.out, args.formats, args.tile, trusted_target=args.own_model)
     except DeepGeoError as exc:
         print(f"deepgeo-export: {exc}", file=sys.stderr)
         return 2
