@@ -67,3 +67,28 @@ def test_a_card_without_bands_or_statistics_cannot_take_raw_bands():
                                 "band_names": [], **CLASSES, "model": FCN, "model_inputs": {"in_channels": 13}})
     with pytest.raises(ExportError, match="no bands or normalization statistics"):
         RawBandsModel(torch.nn.Identity(), card)
+
+
+def test_the_graph_prepares_a_two_date_stack_date_by_date(tmp_path, tiny_scene):
+    """Two dates of the four bands, date-major: indices per date; a pixel missing in one date is nodata."""
+    first = tiny_scene["data"]
+    second = first * 1.1
+    second[:, 40:44, 40:44] = -9999.0  # the second date misses a place
+    data = np.concatenate([first, second]).astype(np.float32)
+    image = write_image(tmp_path / "stack.tif", data)
+    dates = ["2019-08-01", "2020-08-01"]
+    prepared = prepare_scene(image, tmp_path / "prep", tiny_scene["band_names"], ["ndvi"], "standard", None,
+                             dates=dates, progress=False)
+    card = ModelCard.from_dict({
+        "features": list(prepared.feature_names), "band_names": tiny_scene["band_names"], "indices": ["ndvi"],
+        "stats": prepared.stats.to_dict(), **CLASSES, "chip_size": 16, "dates": dates, "model": FCN,
+        "model_inputs": {"in_channels": 5, "dates": 2}, "nodata_rule": "gdal",
+        "scene": {"image_nodata": [-9999.0] * 8}})
+    with rasterio.open(prepared.path) as src:
+        stack = src.read()
+        valid = valid_mask(stack, src.nodata)
+    with torch.no_grad():
+        features, graph_valid = RawBandsModel(torch.nn.Identity(), card).features(torch.from_numpy(data[None]))
+    assert not valid[40:44, 40:44].any()
+    np.testing.assert_array_equal(graph_valid[0, 0].numpy(), valid)
+    np.testing.assert_allclose(features[0].numpy(), np.where(valid, stack, 0.0), atol=1e-4, rtol=1e-5)
