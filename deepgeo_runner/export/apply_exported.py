@@ -61,7 +61,6 @@ def classify_exported(net: torch.nn.Module, meta: dict[str, Any], image: Any, pr
     from deepgeo_runner.geo.nodata import one_nodata
     from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
     from deepgeo_runner.ml.predict import RawInput, predict_scene
-    from deepgeo_runner.pipeline.apply import _warn_on_drift
 
     card = ModelCard.from_dict(meta, "exported model")
     tile = getattr(net, "tile", None) or card.chip_size
@@ -81,7 +80,7 @@ def classify_exported(net: torch.nn.Module, meta: dict[str, Any], image: Any, pr
         options = SceneOptions(nodata=one_nodata(nodata, "a mosaic or a time stack (predict.image)"))
         scene = build_time_stack(groups, prepared_dir / "scene.tif", options, progress=progress)
     _check_band_count(scene, card)
-    _warn_on_drift(meta, scene, nodata, card.n_dates if len(groups) > 1 else 1)
+    _warn_on_drift(card, scene, nodata, card.n_dates if len(groups) > 1 else 1)
     prediction = predict_scene(
         net, scene, out_path, window=int(window), overlap=overlap, batch_size=batch_size,
         class_ids=card.class_ids, class_names=card.class_names, class_colors=card.class_colors,
@@ -121,6 +120,20 @@ def index_validity(card: ModelCard):
         return ok
 
     return valid
+
+
+def _warn_on_drift(card: ModelCard, image: Path, nodata: Any, dates: int) -> None:
+    """The drift check of a checkpoint's prediction (:mod:`deepgeo_runner.pipeline.drift`), from the card."""
+    import logging
+
+    from deepgeo_runner.pipeline.drift import drift_warnings, input_profile
+
+    trained = card.input_profile
+    if not trained:
+        return
+    profile = input_profile(image, nodata, card.nodata_rule or "gdal", trained.get("band_names"), dates)
+    for warning in drift_warnings(trained, profile, image):
+        logging.getLogger(__name__).warning("predict.image differs from the training scene: %s", warning)
 
 
 def _check_band_count(scene: Path, card: ModelCard) -> None:

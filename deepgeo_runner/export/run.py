@@ -69,6 +69,24 @@ def run_facts(run_dir: Path | None) -> dict[str, Any]:
     return facts
 
 
+def rebuild_net(card: ModelCard, weights: dict, trusted_target: str | None, source: str):
+    """The card's network with ``weights``, built through the registry of known constructors (as
+    :func:`deepgeo_runner.pipeline.apply.build_net` does): nothing the file names is instantiated."""
+    from deepgeo_runner.ml.models.registry import build_from_description
+
+    inputs = card.model_inputs or {"in_channels": len(card.features)}
+    try:
+        net = build_from_description(card.model, inputs, len(card.classes), source, trusted_target,
+                                     drop=("encoder_weights", "torchgeo_weights"))  # the checkpoint's weights rule
+    except (InputDataError, ConfigError):
+        raise
+    except Exception as exc:
+        raise ConfigError(f"cannot rebuild the model '{card.model_target}' of {source}: {type(exc).__name__}: "
+                          f"{exc}") from exc
+    net.load_state_dict(weights)
+    return net
+
+
 def check_single_input(net: Any, card: ModelCard) -> None:
     """Refuse a network whose forward takes more than one input tensor (the exports take one)."""
     params = [p for p in inspect.signature(net.forward).parameters.values()
@@ -97,7 +115,6 @@ def export_model(source: str | Path, out_dir: str | Path | None = None, formats:
         InputDataError: the checkpoint is unreadable, or its card lacks what the export needs.
     """
     from deepgeo_runner.ml.checkpoint import load_checkpoint
-    from deepgeo_runner.pipeline.apply import build_net
 
     wanted = parse_formats(formats)
     checkpoint, run_dir = resolve_source(source)
@@ -111,7 +128,7 @@ def export_model(source: str | Path, out_dir: str | Path | None = None, formats:
     if tile <= 0:
         raise ConfigError(f"checkpoint '{checkpoint}' records no chip size: give the tile, e.g. --tile 256.")
     weights = {k[len("net."):]: v for k, v in (state.get("state_dict") or {}).items() if k.startswith("net.")}
-    net = prepared_net(build_net(card.inference_meta(), weights, trusted_target, f"checkpoint '{checkpoint}'"))
+    net = prepared_net(rebuild_net(card, weights, trusted_target, f"checkpoint '{checkpoint}'"))
     check_single_input(net, card)
     model = RawBandsModel(net, card).eval()
     payloads: dict[str, bytes] = {}
