@@ -40,10 +40,10 @@ def load_exported(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     if not path.is_file():
         raise InputDataError(f"exported model not found: '{path}'.")
     if path.suffix.lower() == ".onnx":
-        from deepgeo_runner.export.onnx_file import OnnxNet, read_onnx_card
+        from deepgeo_runner.export.onnx_file import OnnxNet
 
-        card = read_onnx_card(path)
         net: torch.nn.Module = OnnxNet(path)
+        card = net.card
     else:
         from deepgeo_runner.export.pt2_file import Pt2Net
 

@@ -153,20 +153,32 @@ def onnx_model_proto(model: RawBandsModel, card: ModelCard, tile: int, overlap_p
     return proto
 
 
-def read_onnx_card(path: str | Path) -> ModelCard:
-    """The model card of an exported ``model.onnx`` (read as JSON; nothing in the file runs)."""
-    import onnx
-
+def read_onnx_card(path: str | Path, session: Any = None) -> ModelCard:
+    """The model card of an exported ``model.onnx``, read as JSON from its metadata through onnxruntime
+    (the ``onnx`` extra; nothing in the file runs)."""
     path = Path(path)
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise InputDataError(f"cannot read '{path}' as an ONNX model ({type(exc).__name__}: {exc}).") from exc
-    props = {p.key: p.value for p in proto.metadata_props}
+    if session is None:
+        session = _session(path)
+    props = dict(session.get_modelmeta().custom_metadata_map)
     if CARD_KEY not in props:
         raise InputDataError(f"'{path}' holds no deepgeo model card (metadata key '{CARD_KEY}'): give a model.onnx "
                              "written by deepgeo-export.")
     return ModelCard.from_json(props[CARD_KEY], f"'{path}'")
+
+
+def _session(path: Path, threads: int | None = None):
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise InputDataError(f"predicting with '{path}' needs onnxruntime: pip install "
+                             "'deepgeo-runner[onnx]'.") from exc
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # not an ONNX file, a truncated one
+        raise InputDataError(f"cannot read '{path}' as an ONNX model ({type(exc).__name__}: {exc}).") from exc
 
 
 class OnnxNet(torch.nn.Module):
@@ -176,16 +188,9 @@ class OnnxNet(torch.nn.Module):
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         super().__init__()
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise InputDataError(f"predicting with '{path}' needs onnxruntime: pip install "
-                                 "'deepgeo-runner[onnx]'.") from exc
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
         self.path = str(path)
-        self.session = ort.InferenceSession(self.path, sess_options=options, providers=["CPUExecutionProvider"])
+        self.session = _session(Path(path), threads)
+        self.card = read_onnx_card(path, self.session)
         shape = self.session.get_inputs()[0].shape
         self.tile = int(shape[-1]) if isinstance(shape[-1], int) else None
 
