@@ -397,6 +397,11 @@ def _check_predict(cfg: DictConfig) -> None:
                 "predict.checkpoint=RUN_DIR (or RUN_DIR/checkpoints/best.ckpt), or add fit to stages."
             )
         checkpoint_file(pred.checkpoint)
+    if str(pred.checkpoint or "").lower().endswith((".onnx", ".pt2")) and (
+            list(cfg.stages) != ["predict"] or pred.get("image") is None):
+        raise ConfigError(f"predict.checkpoint={pred.checkpoint} is an exported model: it classifies a scene "
+                          "given alone, stages=[predict] predict.image=SCENE.tif (train, test and a run's own "
+                          "scene need the .ckpt).")
     if pred.get("image") is not None:
         image = OmegaConf.to_container(pred.image) if isinstance(pred.image, DictConfig | ListConfig) else pred.image
         check_scene_files(image)  # a list or a glob is several scenes (deepgeo_runner/geo/scene_sources.py)
