@@ -19,7 +19,7 @@ from deepgeo_runner.export.onnx_file import onnx_model_proto  # noqa: E402
 from deepgeo_runner.ml.model_card import ModelCard  # noqa: E402
 from deepgeo_runner.ml.models.registry import build_from_description  # noqa: E402
 from tests.helpers import REPO  # noqa: E402
-from tests.helpers.tiny_model import CLASSES, compose  # noqa: E402
+from tests.helpers.tiny_model import CLASSES  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def test_the_table_lists_every_model_option():
 
 
 @pytest.mark.parametrize("option", list(TABLE))
-def test_each_model_option_exports_to_onnx_or_is_refused_with_a_reason(option):
+def test_each_model_option_exports_to_onnx_or_is_refused_with_a_reason(option, compose):
     overrides, outcome = TABLE[option]
     cfg = compose(f"model={option}", *overrides, "data.band_names=[blue,green,red,nir]")
     model = OmegaConf.to_container(cfg.model, resolve=True)

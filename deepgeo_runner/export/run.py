@@ -20,6 +20,7 @@ from typing import Any
 from deepgeo_runner.core.atomic import output_errors, temp_path
 from deepgeo_runner.core.checkpoint_path import checkpoint_file
 from deepgeo_runner.core.errors import ConfigError, InputDataError
+from deepgeo_runner.export.formats import FILE_NAMES, FORMATS, parse_formats
 from deepgeo_runner.export.graph import ExportError, RawBandsModel, prepared_net
 from deepgeo_runner.export.mlm import mlm_item
 from deepgeo_runner.export.onnx_file import onnx_model_proto
@@ -29,10 +30,6 @@ from deepgeo_runner.ml.model_card import ModelCard
 from deepgeo_runner.ml.models.registry import build_from_description
 
 log = logging.getLogger(__name__)
-
-FORMATS = ("onnx", "pt2", "mlm")
-FILE_NAMES = {"onnx": "model.onnx", "pt2": "model.pt2", "mlm": "mlm.json"}
-
 
 @dataclass
 class Exported:
@@ -99,14 +96,6 @@ def check_single_input(net: Any, card: ModelCard) -> None:
         names = ", ".join(p.name for p in params)
         raise ExportError(f"model {card.model_name} takes {len(params)} inputs ({names}); the exported graph takes "
                           "one tensor of raw bands: a multi-input network is not exported.")
-
-
-def parse_formats(formats: str | Sequence[str]) -> list[str]:
-    names = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
-    unknown = [f for f in names if f not in FORMATS]
-    if unknown or not names:
-        raise ConfigError(f"export formats {unknown or names}: choose among {list(FORMATS)}, e.g. --formats onnx,mlm.")
-    return list(dict.fromkeys(names))
 
 
 def export_model(source: str | Path, out_dir: str | Path | None = None, formats: str | Sequence[str] = FORMATS,

@@ -161,7 +161,7 @@ def apply_checkpoint_stage(opts: RunConfig, run_dir: str | Path, art: Artifacts 
         net, meta = load_exported(art.checkpoint)
     else:
         weights, meta = read_checkpoint(art.checkpoint)
-        net = build_net(meta, weights, _own_model_target(opts), f"predict.checkpoint '{art.checkpoint}'")
+        net = build_net(meta, weights, own_model_target(opts), f"predict.checkpoint '{art.checkpoint}'")
     start = time.perf_counter()
     scenes = predict_scenes(opts.predict.image, run_dir)
     if len(scenes) == 1:  # several scenes: each one's record lists its files and their SHA-256
@@ -172,7 +172,7 @@ def apply_checkpoint_stage(opts: RunConfig, run_dir: str | Path, art: Artifacts 
     return art
 
 
-def _own_model_target(opts: RunConfig) -> str | None:
+def own_model_target(opts: RunConfig) -> str | None:
     """The ``model._target_`` of the user's own config: the one class outside deepgeo's models that a
     checkpoint may name (the checkpoint alone never decides what code runs)."""
     model = opts.model if isinstance(opts.model, dict) else {}
