@@ -84,3 +84,30 @@ def test_the_export_task_writes_the_runs_model_files(tiny_scene, tmp_path, compo
     props = {p.key: p.value for p in onnx.load(str(art.exported["onnx"])).metadata_props}
     card = ModelCard.from_json(props["model_card"])
     assert card.class_names == ["forest", "clearing"] and "export" in art.timings
+
+
+@pytest.mark.slow
+def test_a_run_ends_with_its_exported_model(tmp_path):
+    """``deepgeo stages=[prepare,chips,fit,test,export] export.formats=[onnx,mlm]``: the fitted model's files
+    in RUN/export, listed in provenance.json, its card with the training scene's footprint and the run's test
+    metrics."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    import json
+
+    import onnx
+
+    from deepgeo_runner.ml.model_card import ModelCard
+    from tests.helpers import deepgeo
+
+    run = tmp_path / "run"
+    deepgeo(run, tmp_path / "cache", "trainer.max_epochs=1", "stages=[prepare,chips,fit,test,export]",
+            "export.formats=[onnx,mlm]")
+    provenance = json.loads((run / "provenance.json").read_text())
+    assert provenance["stages"] == ["prepare", "chips", "fit", "test", "export"] and provenance["status"] == "completed"
+    assert provenance["exported"] == {"onnx": str(run / "export" / "model.onnx"),
+                                      "mlm": str(run / "export" / "mlm.json")}
+    props = {p.key: p.value for p in onnx.load(str(run / "export" / "model.onnx")).metadata_props}
+    card = ModelCard.from_json(props["model_card"])
+    assert card.scene and card.scene.get("crs") and card.scene.get("bounds")  # learning.py's training_scene_facts
+    assert card.metrics and card.metrics["accuracy"] == json.loads((run / "metrics.json").read_text())["accuracy"]
