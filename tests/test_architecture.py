@@ -20,11 +20,13 @@ FLOORS: list[tuple[str, int]] = [
     ("deepgeo_runner.ml", 2), ("deepgeo_runner.assess", 2), ("deepgeo_runner.report", 2),  # torch code, scores, plots
     ("deepgeo_runner.lit", 3),  # Lightning
     ("deepgeo_runner.stages", 4),  # config-free stage functions
+    ("deepgeo_runner.export", 4),  # exported models (ONNX, torch.export, STAC MLM): read checkpoints, run models
     ("deepgeo_runner.config", 5),  # the run's schema, its checks, the typed options, the stage table
     ("deepgeo_runner.compare", 6),  # reading finished runs
     ("deepgeo_runner.pipeline", 7),  # task layer: reads the run's options, chains the stages, records the run
     ("deepgeo_runner.cli", 8), ("deepgeo_runner.repeat", 8), ("deepgeo_runner.launch", 8),  # entry points
     ("deepgeo_runner.sweeper", 8), ("deepgeo_runner.__main__", 8), ("deepgeo_runner", 8),
+    ("deepgeo_runner.export.cli", 8),  # deepgeo-export
 ]
 
 

@@ -30,6 +30,7 @@ from deepgeo_runner.ml import checkpoint as ckpt_io
 from deepgeo_runner.ml.checkpoint import load_checkpoint, plain_metadata, save_checkpoint_atomic
 from deepgeo_runner.ml.datasets import EpochBatchSampler, ShardedSampler
 from deepgeo_runner.ml.metrics import strict_json
+from deepgeo_runner.ml.model_card import checkpoint_meta
 from deepgeo_runner.stages import train
 from deepgeo_runner.stages.apply import read_checkpoint
 from tests.helpers.models import crafted_checkpoint
@@ -124,7 +125,7 @@ def test_last_checkpoint_is_written_every_epoch_even_without_improvement(store, 
     best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
     assert (last["epoch"], best["epoch"]) == (2, 0)
     assert last["global_step"] == 3 * CHIPS // BATCH
-    assert isinstance(last["deepgeo"]["stats"], float)  # numpy metadata stored plain
+    assert isinstance(checkpoint_meta(last["deepgeo"])["stats"], float)  # numpy metadata stored plain
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 

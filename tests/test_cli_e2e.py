@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from deepgeo_runner.ml.model_card import checkpoint_meta
 from tests.helpers import TINY, deepgeo
 
 pytestmark = pytest.mark.slow
@@ -124,7 +125,7 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(cache_dir, tmp_path):
     second = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert second["epoch"] == 2
     assert second["global_step"] == 3 * steps_per_epoch  # 1 epoch before + 2 after, not 3 anew
-    assert second["deepgeo"]["class_names"] == ["forest", "deforestation", "water"]
+    assert checkpoint_meta(second["deepgeo"])["class_names"] == ["forest", "deforestation", "water"]
 
 
 def test_apply_a_checkpoint_to_a_scene_with_one_command(single_run, cache_dir, tmp_path):

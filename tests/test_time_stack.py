@@ -15,6 +15,7 @@ import torch
 
 from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.scene import SceneOptions, build_time_stack, date_groups
+from deepgeo_runner.ml.model_card import checkpoint_meta
 from deepgeo_runner.stages.prepare import PREPARED_NODATA, prepare_scene
 from tests.helpers import ORIGIN, pixel_box, write_tile
 
@@ -175,7 +176,7 @@ def test_temporal_run_then_its_checkpoint_on_another_pair_of_dates(tmp_path):
     proc = subprocess.run(train, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    meta = torch.load(ckpt, map_location="cpu", weights_only=True)["deepgeo"]
+    meta = checkpoint_meta(torch.load(ckpt, map_location="cpu", weights_only=True)["deepgeo"])
     assert meta["dates"] == ["2019-08-01", "2020-08-01"]
     assert meta["model_inputs"] == {"in_channels": len(demo.band_names) + 1, "dates": 2}
     assert meta["labelling"]["class_column"] == "class" and meta["labelling"]["others"] == "background"

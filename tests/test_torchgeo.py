@@ -19,6 +19,7 @@ import torch
 from deepgeo_runner.config.validate import validate_config
 from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.lit.torchgeo import segmentation_batch
+from deepgeo_runner.ml.model_card import checkpoint_meta
 
 HELPERS = Path(__file__).resolve().parent / "helpers"
 TARGET = "tiny_torchgeo.SquaresDataModule"
@@ -112,8 +113,9 @@ def test_cli_trains_and_tests_on_a_torchgeo_datamodule(tmp_path):
     assert metrics["accuracy"] > 0.9 and metrics["f1_macro"] > 0.8, metrics
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     checkpoint = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
-    assert checkpoint["deepgeo"]["datamodule"] == TARGET
-    assert checkpoint["deepgeo"]["class_ids"] == [0, 1, 2]
+    meta = checkpoint_meta(checkpoint["deepgeo"])  # read through the model card
+    assert meta["datamodule"] == TARGET
+    assert meta["class_ids"] == [0, 1, 2]
     provenance = json.loads((run_dir / "provenance.json").read_text())
     assert provenance["checkpoint"] and not provenance["inputs"]
     assert provenance["stages"] == ["fit", "test"]  # of the default whole cycle, what applies

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from deepgeo_runner.ml.model_card import checkpoint_meta
 from tests.helpers import TINY, deepgeo_command, write_image
 from tests.helpers import deepgeo as run_deepgeo_in
 from tests.helpers.models import crafted_checkpoint
@@ -123,8 +124,8 @@ def test_a_run_directory_of_another_network_says_what_to_change(cache_dir, tmp_p
     assert "was written by another network, FCN8s(width=8)" in out and "FCN16s(width=8" in out
     assert "train.resume=false" in out and "hydra.run.dir" in out
     deepgeo(run, cache_dir, "trainer.max_epochs=1", "model=fcn16s", "model.width=8", "train.resume=false")
-    assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu",
-                      weights_only=True)["deepgeo"]["model"]["_target_"].endswith("FCN16s")
+    assert checkpoint_meta(torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu",
+                                      weights_only=True)["deepgeo"])["model"]["_target_"].endswith("FCN16s")
 
 
 def test_ddp_cpu_trains_the_default_unet(cache_dir, tmp_path):
@@ -134,5 +135,6 @@ def test_ddp_cpu_trains_the_default_unet(cache_dir, tmp_path):
     out = deepgeo(run, cache_dir, "trainer=ddp_cpu", "trainer.max_epochs=1", "data.train_chips=64", base=base)
     assert "not used in producing the loss" not in out
     assert json.loads((run / "metrics.json").read_text())["pixels"] > 0
-    meta = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["deepgeo"]
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    meta = checkpoint_meta(state["deepgeo"])
     assert meta["model"]["arch"] == "Unet" and meta["model"]["encoder_depth"] == 4  # conf/model/unet.yaml as is

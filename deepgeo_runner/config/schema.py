@@ -19,6 +19,7 @@ from deepgeo_runner.assess.choices import Allocation
 from deepgeo_runner.config.stages import DEFAULT_STAGES
 from deepgeo_runner.core.classes import Background
 from deepgeo_runner.core.errors import ConfigError
+from deepgeo_runner.export.formats import MODEL_FORMATS, parse_formats
 from deepgeo_runner.geo.choices import ChipStrategy, OtherClasses, Resampling, Split
 from deepgeo_runner.geo.nodata import NodataRule
 from deepgeo_runner.geo.stitch import CHIP_SIZE, Blend
@@ -127,16 +128,35 @@ def assess_reference(assess: Any, data: Any = None) -> str | None:
     return DEMO_REFERENCE
 
 
-def run_stages(stages: Any, assess: Any, data: Any = None) -> list[str]:
+def run_stages(stages: Any, assess: Any, data: Any = None, export: Any = None) -> list[str]:
     """The stages a run goes through: ``stages`` as given, except that the default cycle gains
     ``assess`` (before ``report``) when ``assess.reference`` or ``assess.sample`` says what to
     assess the map against (``assess.reference=auto``, the default, on the built-in demo: see
-    :func:`assess_reference`). An explicit list is taken as it is."""
+    :func:`assess_reference`), and ends with ``export`` when ``export.formats`` names formats. An
+    explicit list is taken as it is."""
     stages = [str(s) for s in stages]
+    default = stages == list(DEFAULT_STAGES)
     wanted = _given(assess_reference(assess, data)) or _given(getattr(assess, "sample", None))
-    if stages == list(DEFAULT_STAGES) and wanted:
+    if default and wanted:
         stages.insert(stages.index("report"), "assess")
+    if default and getattr(export, "formats", None):
+        stages.append("export")
     return stages
+
+
+def check_export_ranges(export: Any) -> None:
+    """The ``export`` keys (composed config and :class:`ExportConfig` alike): known formats, each once,
+    ``mlm`` with a model file to describe, a tile of at least 8 pixels."""
+    formats = list(export.formats or [])
+    if formats:
+        names = parse_formats(formats, "export.formats")
+        if len(names) != len(formats):
+            raise range_error("export.formats", formats, "each format at most once")
+        if not set(names) & set(MODEL_FORMATS):
+            raise range_error("export.formats", formats, "a model file to go with mlm.json (it describes one): "
+                              "onnx or pt2 as well, e.g. export.formats=[onnx,mlm]")
+    if _given(export.tile) and export.tile < 8:
+        raise range_error("export.tile", export.tile, "at least 8 pixels, or null for the checkpoint's chip size")
 
 
 def check_assess_ranges(assess: Any) -> None:
@@ -324,6 +344,19 @@ class AssessConfig:
 
 
 @dataclass
+class ExportConfig:
+    """Stage ``export``: the trained model written to travel, as ``deepgeo-export`` writes it, into the run's
+    ``export/`` folder (model.onnx: raw bands in, QGIS Deepness and onnxruntime; model.pt2: torch.export;
+    mlm.json: a STAC MLM item). Off unless ``formats`` names some: the default cycle then ends with it."""
+
+    formats: list[str] = field(default_factory=list)  # of onnx, pt2, mlm; e.g. [onnx,mlm]; empty: no export
+    tile: int | None = None  # the exported graph's tile side in pixels; default the checkpoint's chip size
+
+    def __post_init__(self) -> None:
+        check_export_ranges(self)
+
+
+@dataclass
 class TrainConfig:
     """Training behaviour around the Trainer: checkpoints, resume, early stopping, speed."""
 
@@ -358,12 +391,14 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     assess: AssessConfig = field(default_factory=AssessConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     paths: PathsConfig = MISSING
     logger: Any = None
     callbacks: Any = None  # name → a Lightning callback's `_target_` node (conf/callbacks/)
     stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))  # the stages to run, in this order; a
     #   subset reuses the cached outputs of the others (the data check runs before any data stage); 'assess' joins
-    #   the default list when assess.reference or assess.sample is set; stages=[assess] assesses an existing map
+    #   the default list when assess.reference or assess.sample is set, 'export' ends it when export.formats is
+#   set; stages=[assess] assesses an existing map
     test_split: Split = Split.test  # the chips the test stage scores (e.g. val, to evaluate a checkpoint)
     seed: int = 42  # seeds numpy, torch and the chip sampler: the same command gives the same metrics
     experiments: Any = None

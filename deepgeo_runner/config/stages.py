@@ -47,6 +47,8 @@ TABLE: tuple[Stage, ...] = (
           first_rank=True),
     Stage("report", ("prepare",), ("report.html", "plots/"), cached=False, task="report:report_task",
           first_rank=True),
+    Stage("export", (), ("export/model.onnx", "export/model.pt2", "export/mlm.json"), cached=False,
+          task="exporting:export_task", default=False, weights=True, first_rank=True),
 )
 
 BY_NAME = {stage.name: stage for stage in TABLE}

@@ -26,6 +26,7 @@ from deepgeo_runner.config.schema import (
     builtin_demo,
     check_assess_ranges,
     check_data_ranges,
+    check_export_ranges,
     check_predict_ranges,
     monitor_direction,
     range_error,
@@ -34,6 +35,7 @@ from deepgeo_runner.config.schema import (
 from deepgeo_runner.config.stages import DATAMODULE_STAGES, DEFAULT_STAGES, STAGES, WEIGHT_STAGES, is_assess_only
 from deepgeo_runner.core.checkpoint_path import checkpoint_file
 from deepgeo_runner.core.errors import ConfigError
+from deepgeo_runner.export.formats import REQUIREMENTS as EXPORT_REQUIREMENTS
 from deepgeo_runner.geo.indices import check_indices, feature_index_names
 from deepgeo_runner.geo.normalize import METHODS, NormOptions
 from deepgeo_runner.geo.scene_sources import check_scene_files
@@ -86,6 +88,7 @@ def validate_config(cfg: DictConfig) -> None:
     _check_protocol(cfg)
     _check_predict(cfg)
     _check_assess(cfg)
+    _check_export(cfg)
     check_loggers(cfg.get("logger"))  # its shape before its targets: an old `logger._target_=...` says what changed
     check_targets(cfg)
     check_smp_names(cfg.model)
@@ -424,6 +427,11 @@ def _check_predict(cfg: DictConfig) -> None:
                 "predict.checkpoint=RUN_DIR (or RUN_DIR/checkpoints/best.ckpt), or add fit to stages."
             )
         checkpoint_file(pred.checkpoint)
+    if str(pred.checkpoint or "").lower().endswith((".onnx", ".pt2")) and (
+            list(cfg.stages) != ["predict"] or pred.get("image") is None):
+        raise ConfigError(f"predict.checkpoint={pred.checkpoint} is an exported model: it classifies a scene "
+                          "given alone, stages=[predict] predict.image=SCENE.tif (train, test and a run's own "
+                          "scene need the .ckpt).")
     if pred.get("image") is not None:
         image = OmegaConf.to_container(pred.image) if isinstance(pred.image, DictConfig | ListConfig) else pred.image
         check_scene_files(image)  # a list or a glob is several scenes (deepgeo_runner/geo/scene_sources.py)
@@ -444,13 +452,13 @@ def _check_predict(cfg: DictConfig) -> None:
 
 def assess_only(cfg: DictConfig) -> bool:
     """``stages=[assess]`` (or with report): an existing map is assessed; no scene is read."""
-    return is_assess_only(run_stages(cfg.stages, cfg.get("assess"), cfg.get("data")))
+    return is_assess_only(run_stages(cfg.stages, cfg.get("assess"), cfg.get("data"), cfg.get("export")))
 
 
 def _check_assess(cfg: DictConfig) -> None:
     """The assess stage's files and ranges, and a map to assess, when the stage runs."""
     assess = cfg.assess
-    stages = run_stages(cfg.stages, assess, cfg.data)
+    stages = run_stages(cfg.stages, assess, cfg.data, cfg.get("export"))
     if "assess" not in stages:
         return
     check_assess_ranges(assess)
@@ -471,6 +479,29 @@ def _check_assess(cfg: DictConfig) -> None:
     ua = assess.users_accuracy
     if isinstance(ua, DictConfig) and not all(isinstance(k, str) for k in ua):
         raise _fail("assess.users_accuracy", OmegaConf.to_container(ua), "a mapping class name → accuracy")
+
+
+def _check_export(cfg: DictConfig) -> None:
+    """The export stage's formats, and the packages they need, before anything trains."""
+    export = cfg.get("export")
+    if export is None:
+        return
+    check_export_ranges(export)
+    formats = [str(f) for f in export.formats or []]
+    stages = run_stages(cfg.stages, cfg.get("assess"), cfg.get("data"), export)
+    if "export" in stages and not formats:
+        raise ConfigError(f"stages={stages} export the model but export.formats is empty: say which files, "
+                          "e.g. export.formats=[onnx,mlm] (of onnx, pt2, mlm).")
+    if formats and "export" not in stages:
+        raise ConfigError(f"export.formats={formats} but stages={stages} does not export: add export to stages "
+                          "(the default cycle ends with it when export.formats is set), or unset export.formats.")
+    if "export" in stages and uses_datamodule(cfg.data):
+        raise ConfigError(f"stages={stages}: a data={cfg.data.get('name')} checkpoint records no band names or "
+                          "normalization statistics, so it cannot be exported; train with data=scene to export.")
+    missing = sorted({p for f in formats for p in EXPORT_REQUIREMENTS[f] if importlib.util.find_spec(p) is None})
+    if missing:
+        raise ConfigError(f"export.formats={formats} needs the Python packages {missing}: pip install "
+                          "'deepgeo-runner[export]'.")
 
 
 def _run_prediction_exists(cfg: DictConfig) -> bool:

@@ -14,6 +14,7 @@ from deepgeo_runner.lit.scores import ConfusionState, ScoreHistograms, per_sampl
 from deepgeo_runner.ml.checkpoint import plain_metadata
 from deepgeo_runner.ml.losses import CrossEntropyLoss
 from deepgeo_runner.ml.metrics import add_pr_scores, add_roc_scores, scores_from_confusion
+from deepgeo_runner.ml.model_card import ModelCard
 from deepgeo_runner.ml.models import align_target
 
 
@@ -184,5 +185,6 @@ class SegmentationModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # plain types only, so that the checkpoint loads with torch.load(weights_only=True)
-        checkpoint["deepgeo"] = plain_metadata(self.inference_meta)
+        # the model card (plain types only, so that the checkpoint loads with torch.load(weights_only=True))
+        card = ModelCard.from_dict(plain_metadata(self.inference_meta), "inference_meta")
+        checkpoint["deepgeo"] = plain_metadata(card.to_dict())

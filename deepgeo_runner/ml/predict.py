@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +44,7 @@ import torch
 from rasterio.windows import Window as RioWindow
 
 from deepgeo_runner.core.console import progress as progress_bar
+from deepgeo_runner.geo.nodata import NodataValue, read_valid
 from deepgeo_runner.geo.normalize import standardize_chips
 from deepgeo_runner.geo.raster_io import Grid, RowAppender, open_raster_writer, valid_mask
 from deepgeo_runner.geo.rasterize import NODATA, class_colormap
@@ -73,6 +74,23 @@ class SceneOutputs:
     classes: Path
     probabilities: Path | None = None
     entropy: Path | None = None
+
+
+@dataclass(frozen=True)
+class RawInput:
+    """The windows come from the raw bands, for a model that prepares them itself (an exported graph,
+    :mod:`deepgeo_runner.export.graph`): which pixels hold data is decided like preparation decides it
+    (``nodata`` overriding the file's, ``rule``, ``dates``), and nodata pixels and the padding beyond the
+    scene's far edges reach the model as NaN, which the graph takes for nodata."""
+
+    nodata: NodataValue = None
+    rule: str = "gdal"
+    dates: int = 1
+    also: Callable[[np.ndarray], np.ndarray] | None = None  # more invalid pixels (e.g. undefined indices)
+
+    def valid(self, src: rasterio.DatasetReader, data: np.ndarray, window: RioWindow) -> np.ndarray:
+        valid = read_valid(src, data, window, self.nodata, self.rule, dates=self.dates)
+        return valid & self.also(data) if self.also is not None else valid
 
 
 def output_paths(out_path: str | Path, probabilities: str = "none", entropy: bool = False) -> SceneOutputs:
@@ -152,12 +170,14 @@ def _open_outputs(outputs: SceneOutputs, grid: Grid, class_ids: Sequence[int], c
         for writer in writers.values():
             writer.finish()
 
-def _read_valid(src: rasterio.DatasetReader, start: int, end: int) -> np.ndarray:
+def _read_valid(src: rasterio.DatasetReader, start: int, end: int, raw: RawInput | None = None) -> np.ndarray:
     """Where rows [start, end) of the input hold data in every band (read in column chunks)."""
     out = np.empty((end - start, src.width), dtype=bool)
     for c0 in range(0, src.width, _VALID_CHUNK):
         c1 = min(c0 + _VALID_CHUNK, src.width)
-        out[:, c0:c1] = valid_mask(src.read(window=RioWindow(c0, start, c1 - c0, end - start)), src.nodata)
+        window = RioWindow(c0, start, c1 - c0, end - start)
+        data = src.read(window=window)
+        out[:, c0:c1] = valid_mask(data, src.nodata) if raw is None else raw.valid(src, data, window)
     return out
 
 
@@ -215,9 +235,10 @@ class _BlockMaker:
     PREFETCH = 2  # batches read ahead
 
     def __init__(self, model: torch.nn.Module, image_path: str | Path, plan: WindowPlan, n_classes: int,
-                 batch_size: int, device: torch.device, tta: bool, amp: bool, standardize: bool) -> None:
+                 batch_size: int, device: torch.device, tta: bool, amp: bool, standardize: bool,
+                 raw: RawInput | None = None) -> None:
         self.model, self.image_path, self.plan, self.k = model, image_path, plan, n_classes
-        self.standardize = standardize
+        self.standardize, self.raw = standardize and raw is None, raw
         self.batch_size, self.device, self.tta, self.amp = batch_size, device, tta, amp
         self._weights: dict[tuple, object] = {}
 
@@ -234,10 +255,13 @@ class _BlockMaker:
         row, h = plan.rows[i], plan.block_height(i)
         c0, c_end = plan.cols[js[0]], plan.cols[js[-1]] + win
         c1 = min(c_end, plan.width)
-        data = src.read(window=RioWindow(c0, row, c1 - c0, h)).astype(np.float32, copy=False)
-        valid = valid_mask(data, src.nodata)
-        padded = np.zeros((data.shape[0], win, c_end - c0), dtype=np.float32)
-        padded[:, :h, : c1 - c0] = np.where(valid, data, 0.0)
+        window = RioWindow(c0, row, c1 - c0, h)
+        data = src.read(window=window)
+        valid = valid_mask(data, src.nodata) if self.raw is None else self.raw.valid(src, data, window)
+        data = data.astype(np.float32, copy=False)
+        fill = 0.0 if self.raw is None else np.nan  # a graph reading raw bands takes NaN for nodata
+        padded = np.full((data.shape[0], win, c_end - c0), fill, dtype=np.float32)
+        padded[:, :h, : c1 - c0] = np.where(valid, data, fill)
         offsets = [plan.cols[j] - c0 for j in js]
         batch = np.stack([padded[:, :, o : o + win] for o in offsets])
         if self.standardize:  # per-chip normalization: each window on its own valid pixels
@@ -313,12 +337,13 @@ def _finish_rows(logits, valid: np.ndarray, lut: np.ndarray, writers: dict[str, 
 
 
 def _write_blocks(src: rasterio.DatasetReader, plan: WindowPlan, blocks: Iterable[tuple[int, Any]], n_classes: int,
-                  device: torch.device, lut: np.ndarray, probabilities: str, writers: dict[str, RowAppender]) -> None:
+                  device: torch.device, lut: np.ndarray, probabilities: str, writers: dict[str, RowAppender],
+                  raw: RawInput | None = None) -> None:
     """Accumulate blended blocks in scene order and write each finished strip to ``writers``."""
     acc = _Accumulator(plan, n_classes, device)
     for i, block in blocks:
         start, end, logits = acc.add_and_finish(i, block)
-        _finish_rows(logits, _read_valid(src, start, end), lut, writers, probabilities)
+        _finish_rows(logits, _read_valid(src, start, end, raw), lut, writers, probabilities)
 
 
 @torch.no_grad()
@@ -345,6 +370,7 @@ def predict_scene(
     world_size: int = 1,
     parts_timeout_s: float = 3600.0,
     standardize_windows: bool = False,
+    raw_input: RawInput | None = None,
 ) -> Path:
     """Classify every pixel of ``image_path`` (a prepared, normalized stack) into ``out_path``.
 
@@ -364,6 +390,8 @@ def predict_scene(
             waits up to ``parts_timeout_s`` for the others, then writes the outputs.
         standardize_windows: standardize each window on its own valid pixels before the
             forward pass (for stacks prepared with per-chip normalization).
+        raw_input: ``image_path`` holds raw bands for a model that prepares them itself (an exported
+            model): nodata decided as :class:`RawInput` says, given to the model as NaN.
 
     Returns:
         The class map's path (the optional outputs lie beside it, see :func:`output_paths`).
@@ -383,7 +411,7 @@ def predict_scene(
         grid = Grid(src.crs, src.transform, src.width, src.height)
         plan = WindowPlan(src.height, src.width, window, overlap, blend)
         make_block = _BlockMaker(model, image_path, plan, n_classes, batch_size, device, tta, amp,
-                                 standardize_windows)
+                                 standardize_windows, raw_input)
         mine = [i for i in range(len(plan.rows)) if i % world_size == rank]
         if world_size > 1:
             log.info("predict: rank %d of %d classifies %d of %d window rows on %s", rank, world_size,
@@ -393,7 +421,7 @@ def predict_scene(
 
         def assemble(blocks: Iterable[tuple[int, Any]]) -> None:
             with _open_outputs(outputs, grid, class_ids, class_names, class_colors, probabilities, cog) as writers:
-                _write_blocks(src, plan, blocks, n_classes, device, lut, probabilities, writers)
+                _write_blocks(src, plan, blocks, n_classes, device, lut, probabilities, writers, raw_input)
 
         if world_size == 1:
             assemble(make_block.blocks(mine, bar))

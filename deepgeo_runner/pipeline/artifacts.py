@@ -25,6 +25,7 @@ class Artifacts:
     metrics: dict | None = None
     best_score: float | None = None  # best validation score (train.monitor) of the fit: a sweep's objective
     prediction: Path | None = None
+    exported: dict[str, Path] = field(default_factory=dict)  # format → file written by the export stage
     prepare_extras: dict[str, Any] = field(default_factory=dict)
     split_scenes: dict[str, SplitScene] = field(default_factory=dict)  # val/test from other scenes
     input_profile: dict[str, Any] | None = None  # the training image's bands, dtype, percentiles (drift checks)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from deepgeo_runner.ml.metrics import strict_json
 from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_loggers
 from deepgeo_runner.pipeline.predicting import predict_stage
+from deepgeo_runner.pipeline.provenance import code_version
 from deepgeo_runner.pipeline.run_state import RunState
 from deepgeo_runner.pipeline.stage_options import augment_plan, block_size, label_options, model_inputs, predict_device
 from deepgeo_runner.stages.chips import split_class_counts
@@ -91,6 +93,7 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         "indices": list(opts.preprocessing.indices), "stats": prepared.stats.to_dict(),
         "chip_size": int(opts.data.chip_size), "dates": list(prepared.dates), "labelling": label_options(opts.data),
         "input_profile": art.input_profile, "nodata_rule": str(opts.data.nodata_rule), **art.prepare_extras,
+        **training_scene_facts(opts, art),  # the model card's sensor, scene footprint, nodata, code version
     }
     module = build_module(opts, classes, prepared.n_features, meta, art.chips.path if art.chips else None)
     checkpoint = checkpoint_file(opts.predict.checkpoint) if opts.predict.checkpoint else None
@@ -122,6 +125,24 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         predict_stage(opts, run_dir, art, classes, module, checkpoint, device, rank=rank, world_size=world_size)
     elif rank == 0:
         predict_stage(opts, run_dir, art, classes, module, checkpoint, device)
+
+
+def training_scene_facts(opts: RunConfig, art: Artifacts) -> dict[str, Any]:
+    """What the model card records of the training scene beyond its bands and statistics: the sensor,
+    the footprint of the scene as prepared (CRS, bounds, pixel size, the raw image's dtype), the nodata
+    the run set and the code version."""
+    # heavy: rasterio, loaded only when a stage trains or predicts
+    from deepgeo_runner.geo.footprint import image_nodata, raster_footprint
+
+    scene = raster_footprint(art.prepared.path)
+    scene["image_nodata"] = image_nodata(art.image)  # an exported graph marks these raw values nodata
+    if art.input_profile:
+        scene["dtype"] = art.input_profile.get("dtype")
+    facts = {"sensor": opts.data.sensor, "scene": scene, "code_version": code_version()}
+    nodata = opts.data.nodata
+    if nodata is not None:
+        facts["nodata"] = nodata if isinstance(nodata, int | float) else list(nodata)
+    return facts
 
 
 def learn_datamodule_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable,

@@ -172,27 +172,30 @@ def apply_checkpoint_stage(opts: RunConfig, run_dir: str | Path, art: Artifacts 
     from the checkpoint alone (no data preparation of the training scene, no model config);
     ``run`` takes this path instead of the data stages when ``predict`` is the only stage.
     """
-    # heavy: torch, loaded only when a stage trains or predicts
+    # heavy: torch (and onnxruntime for a model.onnx), loaded only when a stage trains or predicts
+    from deepgeo_runner.export.apply_exported import is_exported, load_exported
     from deepgeo_runner.stages.apply import build_net, read_checkpoint
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     art = art or Artifacts()
     art.checkpoint = checkpoint_file(opts.predict.checkpoint)
-    weights, meta = read_checkpoint(art.checkpoint)
+    if is_exported(art.checkpoint):  # model.onnx / model.pt2 from deepgeo-export: raw bands in
+        net, meta = load_exported(art.checkpoint)
+    else:
+        weights, meta = read_checkpoint(art.checkpoint)
+        net = build_net(meta, weights, own_model_target(opts), f"predict.checkpoint '{art.checkpoint}'")
     start = time.perf_counter()
     scenes = predict_scenes(opts.predict.image, run_dir)
     if len(scenes) == 1:  # several scenes: each one's record lists its files and their SHA-256
         art.image_sources = scenes[0].groups
         art.image = scenes[0].tiles[0] if len(scenes[0].tiles) == 1 else None
-    art.prediction = predict_new_scene(opts, run_dir, build_net(
-        meta, weights, _own_model_target(opts), f"predict.checkpoint '{art.checkpoint}'"), meta,
-        checkpoint=art.checkpoint)
+    art.prediction = predict_new_scene(opts, run_dir, net, meta, checkpoint=art.checkpoint)
     art.timings["predict"] = round(time.perf_counter() - start, 2)
     return art
 
 
-def _own_model_target(opts: RunConfig) -> str | None:
+def own_model_target(opts: RunConfig) -> str | None:
     """The ``model._target_`` of the user's own config: the one class outside deepgeo's models that a
     checkpoint may name (the checkpoint alone never decides what code runs)."""
     model = opts.model if isinstance(opts.model, dict) else {}

@@ -19,7 +19,7 @@ from deepgeo_runner.pipeline.provenance import write_provenance
 def stages_to_run(opts: RunConfig) -> list[str]:
     """The stages to run: of the whole cycle, a datamodule's chips take only fit and test (validated);
     the default cycle assesses the map when assess.reference or assess.sample is set."""
-    stages = run_stages(opts.stages, opts.assess, opts.data)
+    stages = run_stages(opts.stages, opts.assess, opts.data, opts.export)
     return [s for s in stages if s in DATAMODULE_STAGES] if uses_datamodule(opts.data) else stages
 
 
@@ -52,6 +52,7 @@ def write_run_provenance(opts: RunConfig, run_dir: Path, art: Artifacts, classes
             "cache_reused": art.reused,
             "classes": {"names": classes.names, "ids": classes.ids},
             "checkpoint": str(art.checkpoint) if art.checkpoint else None,
+            **({"exported": {fmt: str(path) for fmt, path in art.exported.items()}} if art.exported else {}),
             "timings_s": art.timings,
             **protocol_record(opts, art, classes),
             "status": art.status,

@@ -160,7 +160,7 @@ def augment_plan(opts: RunConfig, labels: Path | None = None, classes: ClassTabl
 def map_assessment(opts: RunConfig) -> str | None:
     """How this run measures its map (``assess.reference=…`` or ``assess.sample=…``), or None when
     the assess stage does not run: what the data check's warning on sparse labels says."""
-    if "assess" not in run_stages(opts.stages, opts.assess, opts.data):
+    if "assess" not in run_stages(opts.stages, opts.assess, opts.data, opts.export):
         return None
     if opts.assess.sample is not None:
         return f"assess.sample={opts.assess.sample}"

@@ -18,12 +18,14 @@ from typing import Any
 import torch
 
 from deepgeo_runner.core.errors import ConfigError, InputDataError
+from deepgeo_runner.export.apply_exported import classify_exported, is_exported, load_exported
 from deepgeo_runner.geo.nodata import one_nodata
 from deepgeo_runner.geo.normalize import NormStats
 from deepgeo_runner.geo.polygonize import polygonize_classes
 from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
 from deepgeo_runner.geo.stitch import prediction_window
 from deepgeo_runner.ml.checkpoint import load_checkpoint
+from deepgeo_runner.ml.model_card import checkpoint_meta
 from deepgeo_runner.ml.models.registry import build_from_description
 from deepgeo_runner.ml.predict import output_paths, predict_scene
 from deepgeo_runner.stages.drift import drift_warnings, input_profile
@@ -53,7 +55,7 @@ def read_checkpoint(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], di
     if not checkpoint.is_file():
         raise InputDataError(f"checkpoint not found: '{checkpoint}'. Set predict.checkpoint to a .ckpt file.")
     state = load_checkpoint(checkpoint, key="checkpoint")  # weights_only: a crafted file runs nothing
-    meta = state.get("deepgeo")
+    meta = checkpoint_meta(state.get("deepgeo"), f"checkpoint '{checkpoint}'")  # read through the model card
     missing = [k for k in _META_KEYS if not meta or k not in meta]
     if missing and meta and meta.get("datamodule"):
         raise InputDataError(
@@ -176,6 +178,10 @@ def classify_like_checkpoint(
     Used by :func:`apply_checkpoint` (a checkpoint file) and by a run's ``predict.image``.
     Returns the prepared scene and the prediction's path.
     """
+    if getattr(net, "takes_raw_bands", False):  # an exported model (.onnx/.pt2) prepares its input itself
+        return classify_exported(net, meta, image, prepared_dir, out_path, window=window, overlap=overlap,
+                                 batch_size=batch_size, device=device, nodata=nodata, progress=progress,
+                                 **predict_options)
     prepared = prepare_like_checkpoint(image, prepared_dir, meta, nodata, progress)
     prediction = classify_prepared(net, prepared, out_path, meta, window=window, overlap=overlap,
                                    batch_size=batch_size, device=device, progress=progress, **predict_options)
@@ -206,8 +212,11 @@ def apply_checkpoint(
     own network class loads only when ``trusted_target`` names that class (see :func:`build_net`).
     """
     out_dir = Path(out_dir)
-    weights, meta = read_checkpoint(checkpoint)
-    net = build_net(meta, weights, trusted_target, f"checkpoint '{checkpoint}'")
+    if is_exported(checkpoint):  # model.onnx / model.pt2 of deepgeo-export: raw bands in, on the CPU
+        net, meta = load_exported(checkpoint)
+    else:
+        weights, meta = read_checkpoint(checkpoint)
+        net = build_net(meta, weights, trusted_target, f"checkpoint '{checkpoint}'")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     prepared, pred = classify_like_checkpoint(
         net, meta, image, out_dir / "prepared", out_dir / "prediction.tif",

@@ -9,9 +9,10 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from deepgeo_runner.core.errors import ConfigError
+from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.lit.module import SegmentationModule
 from deepgeo_runner.ml.checkpoint import load_checkpoint
+from deepgeo_runner.ml.model_card import checkpoint_meta
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def load_weights(module: SegmentationModule, checkpoint: str | Path) -> dict:
     """Load a checkpoint's weights into ``module``; return its stored inference metadata."""
     state = load_checkpoint(checkpoint)
     load_matching_weights(module, state, checkpoint)
-    return state.get("deepgeo", {})
+    return checkpoint_meta(state.get("deepgeo"), f"checkpoint '{checkpoint}'") or {}  # read through the model card
 
 
 def describe_model(model: Any) -> str:
@@ -95,7 +96,10 @@ def load_matching_weights(module: SegmentationModule, state: dict, checkpoint: s
         f"shapes differ: {', '.join(shapes[:3])}" if shapes else "",
         f"missing: {', '.join(missing[:3])}" if missing else "",
         f"not in this model: {', '.join(unexpected[:3])}" if unexpected else "") if part)
-    theirs = describe_model((state.get("deepgeo") or {}).get("model"))
+    try:
+        theirs = describe_model((checkpoint_meta(state.get("deepgeo")) or {}).get("model"))
+    except InputDataError:
+        theirs = "an unknown model"
     ours = describe_model(module.inference_meta.get("model"))
     raise ConfigError(
         f"checkpoint '{checkpoint}' was written by another network, {theirs}, than the configured "
