@@ -40,8 +40,9 @@ def test_auto_is_off_on_the_cpu_and_true_false_are_kept():
 def _store(path, n=12, bands=3, chip=16, classes=3):
     rng = np.random.default_rng(0)
     for split in ("train", "val"):
-        np.save(path / f"{split}_image.npy", rng.standard_normal((n, bands, chip, chip)).astype(np.float32))
-        np.save(path / f"{split}_mask.npy", rng.integers(0, classes, (n, chip, chip)).astype(np.uint8))
+        images = rng.standard_normal((n, bands, chip, chip)).astype(np.float32)
+        np.save(path / f"{split}_image.npy", images)  # the class follows the first two bands: learnable
+        np.save(path / f"{split}_mask.npy", ((images[:, 0] > 0).astype(np.uint8) + (images[:, 1] > 0)) % classes)
     return path
 
 
@@ -163,4 +164,4 @@ def test_bf16_mixed_trains_on_the_cpu(tmp_path, one_thread):
     before = loss()
     _trainer(30, precision="bf16-mixed").fit(module, datamodule=dm)
     after = loss()
-    assert after < before - 0.01, (before, after)
+    assert after < 0.9 * before, (before, after)
