@@ -52,8 +52,11 @@ def _tiny_net(bands=3, classes=3, seed=0):
                                torch.nn.Conv2d(8, classes, 1))
 
 
-def _module(net, compile_net=False):
-    return SegmentationModule(net, lambda params: torch.optim.SGD(params, lr=0.05), None, ["a", "b", "c"],
+def _module(net, compile_net=False, adam=False):
+    def optimizer(params):
+        return torch.optim.Adam(params, lr=0.02) if adam else torch.optim.SGD(params, lr=0.05)
+
+    return SegmentationModule(net, optimizer, None, ["a", "b", "c"],
                               compile_net=compile_net)
 
 
@@ -152,7 +155,7 @@ def test_a_network_that_fails_by_itself_keeps_its_own_error(one_thread):
 
 def test_bf16_mixed_trains_on_the_cpu(tmp_path, one_thread):
     dm = ChipDataModule(_store(tmp_path, n=16), batch_size=8, augmentation=AugmentPlan("none"))
-    module = _module(_tiny_net())
+    module = _module(_tiny_net(), adam=True)
     x = torch.from_numpy(np.load(tmp_path / "train_image.npy"))
     y = torch.from_numpy(np.load(tmp_path / "train_mask.npy")).long()
 

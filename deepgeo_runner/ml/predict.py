@@ -145,7 +145,8 @@ def _open_outputs(outputs: SceneOutputs, grid: Grid, class_ids: Sequence[int], c
         # while writing the rows is reported against it
         for key, path, options in reversed(specs):
             # whole tiles even on a small scene; GDAL's default zlevel (6); no compression threads
-            dst = stack.enter_context(open_raster_writer(path, grid, zlevel=6, cog=cog, tiled=True,
+            # with cog the temporary file is rewritten (and recompressed) by the COG driver: deflate it lightly
+            dst = stack.enter_context(open_raster_writer(path, grid, zlevel=1 if cog else 6, cog=cog, tiled=True,
                                                          num_threads=None, **options))
             writers[key] = RowAppender(dst, what=path.name)
         yield {key: writers[key] for key, _, _ in specs}
@@ -205,6 +206,18 @@ class _Accumulator:
         return start, end, logits
 
 
+def _cut_windows(data: np.ndarray, offsets: Sequence[int], win: int) -> np.ndarray:
+    """(B, ..., win, win): the windows of ``data`` (..., h, w) starting at column ``offsets``, zero (False)
+    beyond its rows and columns (the boundless far edges); one copy, no padded intermediate."""
+    h, w = data.shape[-2:]
+    alloc = np.zeros if h < win or offsets[-1] + win > w else np.empty
+    out = alloc((len(offsets), *data.shape[:-2], win, win), dtype=data.dtype)
+    for n, o in enumerate(offsets):
+        cw = min(win, w - o)
+        out[n, ..., :h, :cw] = data[..., o : o + cw]
+    return out
+
+
 class _BlockMaker:
     """Weighted logits of window rows: windows read in batches, boundless at the far edges.
 
@@ -236,15 +249,11 @@ class _BlockMaker:
         c1 = min(c_end, plan.width)
         data = src.read(window=RioWindow(c0, row, c1 - c0, h)).astype(np.float32, copy=False)
         valid = valid_mask(data, src.nodata)
-        padded = np.zeros((data.shape[0], win, c_end - c0), dtype=np.float32)
-        padded[:, :h, : c1 - c0] = np.where(valid, data, 0.0)
+        np.copyto(data, 0.0, where=~valid)  # in place: the array is this read's own
         offsets = [plan.cols[j] - c0 for j in js]
-        batch = np.stack([padded[:, :, o : o + win] for o in offsets])
+        batch = _cut_windows(data, offsets, win)
         if self.standardize:  # per-chip normalization: each window on its own valid pixels
-
-            vpad = np.zeros((win, c_end - c0), dtype=bool)
-            vpad[:h, : c1 - c0] = valid
-            vbatch = np.stack([vpad[:, o : o + win] for o in offsets])
+            vbatch = _cut_windows(valid, offsets, win)
             batch = np.where(vbatch[:, None], standardize_chips(batch, valid=vbatch), 0.0)
             batch = batch.astype(np.float32, copy=False)
         return batch
