@@ -80,7 +80,7 @@ def test_device_resident_config_and_the_deprecated_resident(compose, tiny_scene)
     cfg = compose(*_scene(tiny_scene), "data.device_resident=false")
     assert device_resident(cfg.data) is False
     cfg = compose(*_scene(tiny_scene), "data.resident=true")
-    with pytest.warns(DeprecationWarning, match="data.resident=true is deprecated: it is data.device_resident"):
+    with pytest.warns(FutureWarning, match="data.resident=true is deprecated: it is data.device_resident"):
         validate_config(cfg)
     assert device_resident(cfg.data) is True
     cfg = compose(*_scene(tiny_scene), "data.device_resident=sometimes")

@@ -141,7 +141,7 @@ def _check_device_resident(data: DictConfig) -> None:
     if data.get("resident") is not None:
         warnings.warn(f"data.resident={str(data.resident).lower()} is deprecated: it is data.device_resident now "
                       f"(auto, true or false); data.device_resident={str(data.resident).lower()} is used.",
-                      DeprecationWarning, stacklevel=2)
+                      FutureWarning, stacklevel=2)
 
 
 def uses_datamodule(data: DictConfig) -> bool:
