@@ -118,7 +118,15 @@ def child_predict(args) -> dict:
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "forward_inside_s": inside["t"], "peak_rss_mb": peak_rss_mb()}
+    import hashlib
+
+    import rasterio
+
+    with rasterio.open(out) as src:  # the class map's pixels, and the file's bytes (a change must say so)
+        pixels = hashlib.sha256(src.read(1).tobytes()).hexdigest()[:16]
+    file_hash = hashlib.sha256(out.read_bytes()).hexdigest()[:16]
+    return {"wall_s": wall, "forward_inside_s": inside["t"], "peak_rss_mb": peak_rss_mb(),
+            "classes_sha256": pixels, "file_sha256": file_hash}
 
 
 def child_bare(args) -> dict:
@@ -177,6 +185,9 @@ def main() -> None:
     parser.add_argument("--no-cog", action="store_true",
                         help="plain tiled GeoTIFF (predict.cog=false); by default the COG rewrite is timed too")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/deepgeo-bench-predict"))
+    parser.add_argument("--expect", nargs="*", default=(), metavar="SHA",
+                        help="class-map pixel hashes (sha256, 16 hex) the two scenes must give, in order: a change "
+                             "to the pipeline asserts that its maps are unchanged")
     parser.add_argument("--child", choices=("predict", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--side", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
@@ -215,6 +226,13 @@ def main() -> None:
               f"| {r['whole']['forward_inside_s']:.1f} "
               f"| {r['whole']['wall_s'] / r['whole']['forward_inside_s']:.2f} "
               f"| {r['whole']['peak_rss_mb']:.0f} |")
+    for r in rows:
+        print(f"class map {r['side']}²: pixels sha256 {r['whole']['classes_sha256']}, "
+              f"file sha256 {r['whole']['file_sha256']}; pipeline around the network "
+              f"{r['mpx'] / (r['whole']['wall_s'] - r['whole']['forward_inside_s']):.2f} Mpx/s")
+    got = [r["whole"]["classes_sha256"] for r in rows]
+    if args.expect and list(args.expect) != got[: len(args.expect)]:
+        raise SystemExit(f"class maps changed: expected pixel hashes {list(args.expect)}, got {got}")
     ratio = rows[1]["whole"]["peak_rss_mb"] / rows[0]["whole"]["peak_rss_mb"]
     print(f"\npeak RSS large / small: {ratio:.2f} (goal ≤ 1.2); whole / bare goal on CPU ≤ 1.25. "
           "'forward inside whole' is the network's share of the same run (robust to a busy machine).")

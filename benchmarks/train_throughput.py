@@ -2,7 +2,7 @@
 
 The reference is the GPU itself: the same network trained on random chips that already sit
 in device memory (no loader, no Lightning). Ours: the chip store, loaded device-resident
-(``data.resident=true``) or read from disk, through ChipDataModule, SegmentationModule and
+(``data.device_resident``) or read from disk, through ChipDataModule, SegmentationModule and
 a Lightning Trainer, with the same precision and memory format. One run prints both and
 their ratio (goal on an H100 with U-Net/ResNet-34, 8 bands, 256², batch 64, bf16 +
 channels-last: ≥ 0.9).

@@ -32,7 +32,7 @@ def test_bf16_prediction_on_the_gpu_agrees_with_fp32_on_the_cpu(tmp_path):
 def test_a_run_learns_on_the_gpu_with_a_resident_store_channels_last_and_bf16(tmp_path):
     run_dir = tmp_path / "gpu_run"
     deepgeo(run_dir, tmp_path / "cache", "trainer=default", "trainer.devices=1", "trainer.precision=bf16-mixed",
-            "train.channels_last=true", "data.resident=true", "predict.amp=true")
+            "train.channels_last=true", "data.device_resident=auto", "predict.amp=true")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["f1_macro"] > 0.6 and metrics["accuracy"] > 0.75, metrics
     devices = json.loads((run_dir / "provenance.json").read_text())["devices"]

@@ -230,7 +230,8 @@ class DataConfig:
     fold: int | None = None  # with folds: this run's fold 0..K-1 (test = group i, val dealt from the rest); default 0
     oversample_class: str | None = None  # a class that a share of training chips must contain
     oversample_fraction: float = 0.5  # that share
-    resident: bool = False  # keep the chip store in device memory and gather batches there
+    device_resident: Any = "auto"  # chip store in device memory, batches gathered there: auto, true or false
+    resident: bool | None = None  # deprecated spelling of device_resident (true/false), honoured with a warning
     batch_size: int = 16
     num_workers: int = 0
     demo_size: int = 768  # side of the generated demo scene (data=demo only)

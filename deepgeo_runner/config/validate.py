@@ -12,6 +12,7 @@ import difflib
 import importlib.util
 import re
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_targets(cfg)
     check_smp_names(cfg.model)
     _check_train(cfg)
+    _check_device_resident(cfg.data)
     _check_callbacks(cfg.get("callbacks"))
 
 
@@ -132,6 +134,23 @@ def _check_train(cfg: DictConfig) -> None:
         worst = "highest loss" if is_loss else f"lowest {train.monitor}"
         raise ConfigError(f"train.monitor={train.monitor} with train.monitor_mode={mode} would keep the checkpoint "
                           f"of the {worst}: use train.monitor_mode={'min' if is_loss else 'max'} (or auto).")
+
+
+DEVICE_RESIDENT = ("auto", True, False)
+
+
+def _check_device_resident(data: DictConfig) -> None:
+    """``data.device_resident``: auto, true or false; the old ``data.resident`` still works, with a warning."""
+    value = data.get("device_resident", "auto")
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
+    if value not in DEVICE_RESIDENT and not (isinstance(value, str) and value.lower() == "auto"):
+        raise _fail("data.device_resident", value, "auto (on a GPU when the chip store fits half its free memory), "
+                    "true or false")
+    if data.get("resident") is not None:
+        warnings.warn(f"data.resident={str(data.resident).lower()} is deprecated: it is data.device_resident now "
+                      f"(auto, true or false); data.device_resident={str(data.resident).lower()} is used.",
+                      FutureWarning, stacklevel=2)
 
 
 def uses_datamodule(data: DictConfig) -> bool:
@@ -376,10 +395,30 @@ def _check_splits(data: DictConfig) -> None:
 
 
 MULTI_NODE_STRATEGIES = ("ddp", "fsdp", "deepspeed")  # Lightning strategies whose processes span machines
+# trainer.precision values Lightning accepts (lightning.fabric.connector._PRECISION_INPUT)
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "transformer-engine",
+              "transformer-engine-float16", "32", "16", "64", "bf16", 32, 16, 64)
+CPU_REFUSED_PRECISIONS = ("16-mixed", "16", 16)  # Lightning would silently run bf16-mixed instead on a CPU
+
+
+def check_precision(precision: Any, accelerator: Any, gpu_available: bool | None = None) -> None:
+    """``trainer.precision``: a value Lightning accepts, and no float16 autocast on a CPU (Lightning would
+    swap in bf16-mixed with a warning). ``gpu_available``: whether ``accelerator=auto`` finds a GPU
+    (None before torch is loaded: only an explicit ``accelerator=cpu`` is known to be a CPU)."""
+    if precision not in PRECISIONS:
+        raise _fail("trainer.precision", precision, "one of 32-true (default), bf16-mixed (GPUs with bf16, "
+                    "or CPUs), 16-mixed (GPUs), bf16-true, 16-true, 64-true")
+    on_cpu = str(accelerator) == "cpu" or (str(accelerator) == "auto" and gpu_available is False)
+    if on_cpu and precision in CPU_REFUSED_PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision} (float16 autocast) does not run on the CPU "
+                          f"(trainer.accelerator={accelerator}{', no GPU found' if gpu_available is False else ''}): "
+                          "use trainer.precision=bf16-mixed or 32-true there, or train on a GPU.")
 
 
 def _check_trainer(trainer: DictConfig) -> None:
-    """``trainer.num_nodes``: a positive count, and several machines only with a strategy that spans them."""
+    """``trainer.precision``; ``trainer.num_nodes``: a positive count, and several machines only with a strategy
+    that spans them."""
+    check_precision(trainer.get("precision", "32-true"), trainer.get("accelerator", "auto"))
     nodes = trainer.get("num_nodes", 1)
     if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
         raise _fail("trainer.num_nodes", nodes, "a positive number of machines (1 for one machine)")

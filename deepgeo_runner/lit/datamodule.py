@@ -4,11 +4,13 @@ Two ways to feed the model:
 
 * from disk: one memory-mapped read per batch (``BatchReader``), in worker processes;
 * resident: the split is copied once into device memory and each batch is gathered there
-  by index, so the loader moves only indices (``resident=True``; for GPUs, when it fits).
+  by index, so the loader moves only indices (``resident=True``; ``"auto"``: on a GPU when the
+  store fits a share of its free memory, see :func:`resident_decision`; never on the CPU).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,38 @@ from deepgeo_runner.ml.choices import Augmentation  # noqa: E402
 from deepgeo_runner.ml.copy_paste import copy_paste
 from deepgeo_runner.ml.datasets import BatchReader, ChipDataset, EpochBatchSampler, ExpandedDataset, ShardedSampler
 
+log = logging.getLogger(__name__)
 AUGMENTATIONS = tuple(a.value for a in Augmentation)
+RESIDENT_SHARE = 0.5  # data.device_resident=auto: the store may take this share of the device's free memory
+RESIDENT_SETTINGS = ("auto", True, False)
+
+
+def resident_decision(setting: bool | str, device_type: str, store_bytes: int,
+                      free_bytes: int | None = None, share: float = RESIDENT_SHARE) -> tuple[bool, str]:
+    """Whether the chip store goes to device memory, and why (one line for the log).
+
+    ``setting``: ``True``/``False`` (as given) or ``"auto"``: on an accelerator when
+    ``store_bytes`` ≤ ``share`` × ``free_bytes`` (``torch.cuda.mem_get_info``), never on the CPU
+    (the chip store's memory-mapped batches are the CPU path).
+    """
+    if setting not in RESIDENT_SETTINGS:
+        raise ValueError(f"data.device_resident must be auto, true or false, got {setting!r}")
+    if setting is not True and setting is not False:  # auto
+        if device_type == "cpu":
+            return False, "data.device_resident=auto: off on the CPU (batches are read from the memory-mapped store)"
+        if free_bytes is None:
+            return False, f"data.device_resident=auto: off ({device_type}: free memory unknown)"
+        fits = store_bytes <= share * free_bytes
+        return fits, (f"data.device_resident=auto: {'on' if fits else 'off'} (chip store {store_bytes / 2**20:.0f} MiB "
+                      f"{'≤' if fits else '>'} {share:.0%} of {free_bytes / 2**20:.0f} MiB free on {device_type})")
+    return bool(setting), f"data.device_resident={'true' if setting else 'false'}"
+
+
+def free_device_memory(device: torch.device) -> int | None:
+    """Free bytes on ``device`` (CUDA: ``torch.cuda.mem_get_info``); None where unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return None
 
 
 @dataclass(frozen=True)
@@ -70,7 +103,7 @@ class ChipDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         augmentation: AugmentPlan | str = "none",
         seed: int = 0,
-        resident: bool = False,
+        resident: bool | str = False,
         test_split: str = "test",
     ) -> None:
         super().__init__()
@@ -78,7 +111,11 @@ class ChipDataModule(pl.LightningDataModule):
         self.plan = augmentation if isinstance(augmentation, AugmentPlan) else AugmentPlan(augmentation)
         self.store_dir = Path(store_dir)
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.seed, self.resident = seed, resident
+        if resident not in RESIDENT_SETTINGS:
+            raise ValueError(f"resident must be auto, true or false, got {resident!r}")
+        self.seed, self.resident_setting = seed, resident
+        self.resident = resident is True  # "auto" is decided in setup, once the device is known
+        self.resident_reason = ""
         self.datasets: dict[str, ChipDataset] = {}
         self._generator: torch.Generator | None = None
         self._generator_epoch = -1
@@ -98,6 +135,18 @@ class ChipDataModule(pl.LightningDataModule):
         source = self._test_source
         if source not in self.datasets:
             self.datasets[source] = ChipDataset(self.store_dir, self.test_split, mask="plain_mask")
+        if self.resident_setting == "auto" and not self.resident_reason:
+            trainer = self.trainer
+            device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+            self.resident, self.resident_reason = resident_decision(
+                "auto", device.type, self.store_bytes(), free_device_memory(device))
+            log.info("%s", self.resident_reason)
+
+    def store_bytes(self) -> int:
+        """Bytes of the store's splits (images float32 and masks), as they would sit in device memory."""
+        return sum(p.stat().st_size for split in ("train", "val", "test")
+                   for p in (self.store_dir / f"{split}_image.npy", self.store_dir / f"{split}_mask.npy")
+                   if p.exists())
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -9,7 +9,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from deepgeo_runner.core.errors import TrainingDiverged
+from deepgeo_runner.core.errors import ConfigError, TrainingDiverged
 from deepgeo_runner.lit.scores import ConfusionState, ScoreHistograms, per_sample_confusion
 from deepgeo_runner.ml.checkpoint import plain_metadata
 from deepgeo_runner.ml.losses import CrossEntropyLoss
@@ -34,7 +34,10 @@ class SegmentationModule(pl.LightningModule):
             ``loss`` config group; it must skip ``ignore_index``.
         inference_meta: what prediction needs later (bands, stats, classes); stored in every
             checkpoint so that a checkpoint alone is enough to classify a new scene.
-        compile_net: run the network through ``torch.compile`` (weights stay in ``net``).
+        compile_net: run the network through ``torch.compile`` (weights stay in ``net``); a string
+            names the backend (default ``inductor``; ``aot_eager`` traces without generating code).
+            A network that torch.compile cannot handle fails at its first forward with a
+            :class:`~deepgeo_runner.core.errors.ConfigError` naming it and ``train.compile``.
     """
 
     def __init__(
@@ -46,13 +49,17 @@ class SegmentationModule(pl.LightningModule):
         ignore_index: int = 255,
         class_weights: Sequence[float] | None = None,
         inference_meta: dict | None = None,
-        compile_net: bool = False,
+        compile_net: bool | str = False,
         loss: torch.nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.net = net
         # kept outside the module tree so that checkpoints hold the weights once, under net.*
-        object.__setattr__(self, "_forward_net", torch.compile(net) if compile_net else net)
+        compiled = None
+        if compile_net:
+            compiled = torch.compile(net, backend=compile_net) if isinstance(compile_net, str) else torch.compile(net)
+        object.__setattr__(self, "_forward_net", compiled if compiled is not None else net)
+        self._compile_checked = compiled is None  # the first compiled forward says whether the network compiles
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names = list(class_names)
         self.ignore_index = ignore_index
@@ -66,7 +73,23 @@ class SegmentationModule(pl.LightningModule):
         self.test_chip_confusion: Any = None  # (n, K, K) numpy after the test epoch: the bootstrap's units
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self._forward_net(image)
+        if self._compile_checked:
+            return self._forward_net(image)
+        try:
+            out = self._forward_net(image)
+        except Exception as exc:  # torch.compile fails lazily, at the first call
+            try:
+                self.net(image)
+            except Exception:
+                raise exc from None  # the network itself fails: its own error, not compile's
+            kind = type(self.net)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ConfigError(
+                f"train.compile=true: torch.compile cannot compile the model {kind.__module__}.{kind.__qualname__} "
+                f"({type(exc).__name__}: {first}). It runs without compile: set train.compile=false "
+                "for this model.") from exc
+        self._compile_checked = True
+        return out
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not (target != self.ignore_index).any():  # an all-ignored batch teaches nothing

@@ -163,7 +163,8 @@ def _open_outputs(outputs: SceneOutputs, grid: Grid, class_ids: Sequence[int], c
         # while writing the rows is reported against it
         for key, path, options in reversed(specs):
             # whole tiles even on a small scene; GDAL's default zlevel (6); no compression threads
-            dst = stack.enter_context(open_raster_writer(path, grid, zlevel=6, cog=cog, tiled=True,
+            # with cog the temporary file is rewritten (and recompressed) by the COG driver: deflate it lightly
+            dst = stack.enter_context(open_raster_writer(path, grid, zlevel=1 if cog else 6, cog=cog, tiled=True,
                                                          num_threads=None, **options))
             writers[key] = RowAppender(dst, what=path.name)
         yield {key: writers[key] for key, _, _ in specs}
@@ -225,6 +226,20 @@ class _Accumulator:
         return start, end, logits
 
 
+def _cut_windows(data: np.ndarray, offsets: Sequence[int], win: int, fill: float = 0) -> np.ndarray:
+    """(B, ..., win, win): the windows of ``data`` (..., h, w) starting at column ``offsets``, ``fill``
+    (zero, False; NaN for a graph reading raw bands) beyond its rows and columns (the boundless far
+    edges); one copy, no padded intermediate."""
+    h, w = data.shape[-2:]
+    shape = (len(offsets), *data.shape[:-2], win, win)
+    edge = h < win or offsets[-1] + win > w
+    out = np.full(shape, fill, dtype=data.dtype) if edge else np.empty(shape, dtype=data.dtype)
+    for n, o in enumerate(offsets):
+        cw = min(win, w - o)
+        out[n, ..., :h, :cw] = data[..., o : o + cw]
+    return out
+
+
 class _BlockMaker:
     """Weighted logits of window rows: windows read in batches, boundless at the far edges.
 
@@ -241,6 +256,9 @@ class _BlockMaker:
         self.standardize, self.raw = standardize and raw is None, raw
         self.batch_size, self.device, self.tta, self.amp = batch_size, device, tta, amp
         self._weights: dict[tuple, object] = {}
+        # window row i → where its rows hold data, for the output's nodata (no second read of the scene);
+        # the writer pops each as it goes; None: not kept (the part files of several ranks)
+        self.valid_rows: dict[int, np.ndarray | None] | None = {}
 
     def _weight(self, i: int, j: int):
         """The weight of window (i, j) on the device; few distinct ones, cached."""
@@ -249,29 +267,29 @@ class _BlockMaker:
             self._weights[key] = _to_device(self.plan.weight(i, j), self.device)
         return self._weights[key]
 
-    def _read_batch(self, src: rasterio.DatasetReader, i: int, js: range) -> np.ndarray:
-        """The (B, C, window, window) input of windows ``js`` of window row ``i``."""
+    def _read_batch(self, src: rasterio.DatasetReader, i: int, js: range) -> tuple[np.ndarray, np.ndarray | None]:
+        """The (B, C, window, window) input of windows ``js`` of window row ``i``, and where the rows and
+        columns read hold data (None unless the raster is float32: then it is exactly what
+        :func:`_read_valid` would read again for the output's nodata)."""
         plan, win = self.plan, self.plan.window
         row, h = plan.rows[i], plan.block_height(i)
         c0, c_end = plan.cols[js[0]], plan.cols[js[-1]] + win
         c1 = min(c_end, plan.width)
         window = RioWindow(c0, row, c1 - c0, h)
-        data = src.read(window=window)
-        valid = valid_mask(data, src.nodata) if self.raw is None else self.raw.valid(src, data, window)
-        data = data.astype(np.float32, copy=False)
+        read = src.read(window=window)
+        data = read.astype(np.float32, copy=False)
+        valid = valid_mask(data, src.nodata) if self.raw is None else self.raw.valid(src, read, window)
+        # the output's nodata is taken from this read where it is the raster's own type, else read again
+        same = read.dtype == np.float32 and self.raw is None
         fill = 0.0 if self.raw is None else np.nan  # a graph reading raw bands takes NaN for nodata
-        padded = np.full((data.shape[0], win, c_end - c0), fill, dtype=np.float32)
-        padded[:, :h, : c1 - c0] = np.where(valid, data, fill)
+        np.copyto(data, fill, where=~valid)  # in place: the array is this read's own
         offsets = [plan.cols[j] - c0 for j in js]
-        batch = np.stack([padded[:, :, o : o + win] for o in offsets])
+        batch = _cut_windows(data, offsets, win, fill)
         if self.standardize:  # per-chip normalization: each window on its own valid pixels
-
-            vpad = np.zeros((win, c_end - c0), dtype=bool)
-            vpad[:h, : c1 - c0] = valid
-            vbatch = np.stack([vpad[:, o : o + win] for o in offsets])
+            vbatch = _cut_windows(valid, offsets, win)
             batch = np.where(vbatch[:, None], standardize_chips(batch, valid=vbatch), 0.0)
             batch = batch.astype(np.float32, copy=False)
-        return batch
+        return batch, (valid if same else None)
 
     def blocks(self, rows: Sequence[int], bar: Any | None = None):
         """Yield ``(i, block)`` for the window rows ``rows``, in order."""
@@ -284,7 +302,7 @@ class _BlockMaker:
             pending = [pool.submit(self._read_batch, src, *t) for t in tasks[: self.PREFETCH]]
             block, current = None, None
             for n_task, (i, js) in enumerate(tasks):
-                batch = pending.pop(0).result()
+                batch, valid = pending.pop(0).result()
                 if n_task + self.PREFETCH < len(tasks):
                     pending.append(pool.submit(self._read_batch, src, *tasks[n_task + self.PREFETCH]))
                 h = plan.block_height(i)
@@ -292,6 +310,13 @@ class _BlockMaker:
                     if block is not None:
                         yield current, block
                     block, current = _zeros((self.k + 1, h, plan.width), self.device), i
+                    if self.valid_rows is not None:  # the batches of a window row cover every column
+                        self.valid_rows[i] = np.empty((h, plan.width), dtype=bool)
+                if self.valid_rows is not None:
+                    if valid is None or self.valid_rows[i] is None:
+                        self.valid_rows[i] = None
+                    else:
+                        self.valid_rows[i][:, plan.cols[js[0]] : plan.cols[js[0]] + valid.shape[1]] = valid
                 x = torch.from_numpy(batch).to(self.device)
                 logits = forward_windows(self.model, x, self.tta, self.amp)
                 if self.device.type == "cpu":
@@ -338,12 +363,17 @@ def _finish_rows(logits, valid: np.ndarray, lut: np.ndarray, writers: dict[str, 
 
 def _write_blocks(src: rasterio.DatasetReader, plan: WindowPlan, blocks: Iterable[tuple[int, Any]], n_classes: int,
                   device: torch.device, lut: np.ndarray, probabilities: str, writers: dict[str, RowAppender],
-                  raw: RawInput | None = None) -> None:
-    """Accumulate blended blocks in scene order and write each finished strip to ``writers``."""
+                  raw: RawInput | None = None, valid_rows: dict[int, np.ndarray | None] | None = None) -> None:
+    """Accumulate blended blocks in scene order and write each finished strip to ``writers``.
+
+    ``valid_rows``: where each window row's rows hold data, as its reads found (filled while ``blocks``
+    runs); a window row without one has its finished rows' nodata read again from ``src``."""
     acc = _Accumulator(plan, n_classes, device)
     for i, block in blocks:
         start, end, logits = acc.add_and_finish(i, block)
-        _finish_rows(logits, _read_valid(src, start, end, raw), lut, writers, probabilities)
+        valid = valid_rows.pop(i, None) if valid_rows is not None else None
+        valid = valid[: end - start] if valid is not None else _read_valid(src, start, end, raw)
+        _finish_rows(logits, valid, lut, writers, probabilities)
 
 
 @torch.no_grad()
@@ -419,16 +449,17 @@ def predict_scene(
         bar = progress_bar(total=len(mine) * len(plan.cols), desc=f"predict windows (rank {rank})" if world_size > 1
                    else "predict windows", disable=not progress)
 
-        def assemble(blocks: Iterable[tuple[int, Any]]) -> None:
+        def assemble(blocks: Iterable[tuple[int, Any]], valid_rows: dict | None = None) -> None:
             with _open_outputs(outputs, grid, class_ids, class_names, class_colors, probabilities, cog) as writers:
-                _write_blocks(src, plan, blocks, n_classes, device, lut, probabilities, writers, raw_input)
+                _write_blocks(src, plan, blocks, n_classes, device, lut, probabilities, writers, raw_input, valid_rows)
 
         if world_size == 1:
-            assemble(make_block.blocks(mine, bar))
+            assemble(make_block.blocks(mine, bar), make_block.valid_rows)
             bar.close()
             return out_path
 
         # several processes: each rank's blocks go to its part file, rank 0 assembles them all
+        make_block.valid_rows = None
         folder = parts_dir(out_path, image_path, model, [window, plan.stride, blend, tta, amp, n_classes, world_size])
         block_shape = (n_classes + 1, plan.window, plan.width)
         write_part(folder, rank, mine, (_to_numpy(block) for _, block in make_block.blocks(mine, bar)),

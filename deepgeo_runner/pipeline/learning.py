@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from deepgeo_runner.config.schema import RunConfig
+from deepgeo_runner.config.validate import check_precision
 from deepgeo_runner.core.atomic import write_text_atomic
 from deepgeo_runner.core.checkpoint_path import checkpoint_file
 from deepgeo_runner.core.classes import ClassTable
@@ -27,7 +28,14 @@ from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callb
 from deepgeo_runner.pipeline.predicting import predict_stage
 from deepgeo_runner.pipeline.provenance import code_version
 from deepgeo_runner.pipeline.run_state import RunState
-from deepgeo_runner.pipeline.stage_options import augment_plan, block_size, label_options, model_inputs, predict_device
+from deepgeo_runner.pipeline.stage_options import (
+    augment_plan,
+    block_size,
+    device_resident,
+    label_options,
+    model_inputs,
+    predict_device,
+)
 from deepgeo_runner.stages.chips import split_class_counts
 from deepgeo_runner.stages.intervals import add_block_intervals
 
@@ -104,7 +112,7 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
 
         datamodule = ChipDataModule(art.chips.path, int(opts.data.batch_size), int(opts.data.num_workers),
                                     augment_plan(opts, getattr(art, 'labels', None), classes), int(opts.seed),
-                                    resident=bool(opts.data.resident),
+                                    resident=device_resident(opts.data),
                                     test_split=str(opts.test_split))
         if "fit" in stages and getattr(module.net, "fits_without_gradients", False):
             fit_pixel_model(opts, art, module.net)
@@ -197,6 +205,11 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     from deepgeo_runner.stages import train
 
     stop = stop or SignalStop()
+    import torch  # heavy: loaded by now (the module is built)
+
+    # accelerator=auto on a machine without a GPU: a float16 precision is refused before Lightning swaps it
+    check_precision(opts.trainer.get("precision", "32-true"), opts.trainer.get("accelerator", "auto"),
+                    gpu_available=torch.cuda.is_available())
     callbacks = instantiate_callbacks(opts.callbacks)  # conf/callbacks/: checkpoints, seeds, history
     loggers = instantiate_loggers(opts.logger)  # conf/logger/: none, one or several
     tidy_third_party_logging()  # Lightning is imported by now: its lines once, without advertisements

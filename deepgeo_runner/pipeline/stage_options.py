@@ -96,6 +96,15 @@ def predict_device(opts: RunConfig) -> str:
     return "cuda" if torch.cuda.is_available() and opts.trainer.get("accelerator") != "cpu" else "cpu"
 
 
+def device_resident(data: DataConfig) -> bool | str:
+    """``data.device_resident`` (``auto``, true or false); the deprecated ``data.resident`` wins when set
+    (validation warned about it)."""
+    if data.resident is not None:
+        return bool(data.resident)
+    value = data.device_resident
+    return value if isinstance(value, bool) else str(value).lower()
+
+
 def stack_dates(data: DataConfig) -> list[str]:
     """The dates of the stack, in band order: the keys of a ``data.image`` mapping, else ``data.dates``."""
     if isinstance(data.image, dict):
