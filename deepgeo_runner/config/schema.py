@@ -237,8 +237,8 @@ class AugmentationConfig:
     #   sparse polygons); 'auto': 1.0 (pipeline.learning.COPY_PASTE_SPARSE) when the labels are sparse
     #   (geo/label_layout.py), else 0
     copy_paste_edge: float = 0.0  # softness of the pasted border: Gaussian sigma in pixels of the paste's blend
-    #   weight, labels by majority (alpha >= 0.5), so that training borders are mixed pixels like a sensor's; 0: sharp (the default: 0.5 px
-    #   measured worse on the demo, README "Measured: recipes against the halo")
+    #   weight, labels by majority (alpha >= 0.5), so that training borders are mixed pixels like a sensor's;
+    #   0: sharp, the default (0.5 px measured worse on the demo: README "Measured: recipes against the halo")
 
 
 @dataclass
