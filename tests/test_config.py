@@ -78,6 +78,8 @@ def test_unknown_key_and_wrong_type_fail_at_compose(compose):
         (["data.class_colors=[red,green,blue]"], r"data.class_colors"),
         (["stages=[predict]"], r"predict.checkpoint"),
         (["data.split_fractions=[0.5,0.5]"], r"data.split_fractions"),
+        (["augmentation.copy_paste_edge=-0.5"], r"augmentation.copy_paste_edge"),
+        (["augmentation.copy_paste=2"], r"augmentation.copy_paste"),
     ],
 )
 def test_validation_names_the_key(overrides, message, compose):

@@ -65,7 +65,8 @@ def test_copy_paste_auto_is_on_for_sparse_labels_only(tmp_path):
     from deepgeo_runner.pipeline.stage_options import COPY_PASTE_SPARSE, augment_plan
 
     classes = SimpleNamespace(n_classes=3, background_is_class=False)
-    aug = SimpleNamespace(name="d4", expand_ops=(), brightness=0.0, noise_std=0.0, copy_paste="auto")
+    aug = SimpleNamespace(name="d4", expand_ops=(), brightness=0.0, noise_std=0.0, copy_paste="auto",
+                          copy_paste_edge=0.5)
     opts = SimpleNamespace(augmentation=aug)
     wall = _wall_to_wall() + 1  # label ids 1..3
     sparse = np.zeros_like(wall)  # 0: no label (background ignored)
@@ -77,3 +78,43 @@ def test_copy_paste_auto_is_on_for_sparse_labels_only(tmp_path):
     assert plans == {"wall": 0.0, "sparse": COPY_PASTE_SPARSE}
     aug.copy_paste = 0.25  # an explicit share is taken as it is
     assert augment_plan(opts, tmp_path / "wall.tif", classes).copy_paste == 0.25
+    assert augment_plan(opts, tmp_path / "wall.tif", classes).copy_paste_edge == 0.5
+
+
+def test_soft_edge_paste_mixes_border_pixels_and_labels_them_by_majority():
+    # two chips: chip 0 all class 0 (value 0), chip 1 labels its right half class 1 (value 1)
+    image = torch.zeros(2, 1, 6, 8)
+    image[1] = 1.0
+    mask = torch.full((2, 6, 8), IGNORE, dtype=torch.long)
+    mask[0] = 0
+    mask[1, :, 4:] = 1
+    out_image, out_mask = copy_paste(image, mask, torch.Generator().manual_seed(0), p=1.0, edge_sigma=0.5)
+    row = out_image[0, 0, 3]
+    # the weights of a Gaussian of sigma 0.5 one pixel off its centre: 0.1065; two pixels: 0.0003
+    assert torch.allclose(row[:2], torch.zeros(2), atol=1e-6)
+    assert torch.allclose(row[2:6], torch.tensor([0.0003, 0.1067, 0.8933, 0.9997]), atol=2e-4)
+    assert torch.allclose(row[6:], torch.ones(2))
+    assert out_image[0, 0].std(dim=0).max() < 1e-6  # a straight border: every row alike
+    # labels by majority: the mixed pixel outside the cut-out keeps its own class, the one inside is the donor's
+    assert out_mask[0, 3].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    # chip 1 receives chip 0 (every pixel labelled): alpha 1 everywhere, an exact copy
+    assert torch.equal(out_mask[1], mask[0]) and torch.allclose(out_image[1], image[0], atol=1e-6)
+    # sharp (edge_sigma 0) is the plain cut-out
+    sharp_image, sharp_mask = copy_paste(image, mask, torch.Generator().manual_seed(0), p=1.0)
+    assert sharp_image[0, 0, 3].tolist() == [0, 0, 0, 0, 1, 1, 1, 1] and torch.equal(sharp_mask, out_mask)
+
+
+def test_soft_edge_never_labels_a_pixel_the_donor_left_unlabelled():
+    # a donor whose labelled square has a one-pixel hole: with a soft edge of 1 px the hole is mostly donor
+    image = torch.stack([torch.zeros(1, 7, 7), torch.ones(1, 7, 7)])
+    mask = torch.full((2, 7, 7), IGNORE, dtype=torch.long)
+    mask[0] = 0
+    mask[1, 1:6, 1:6] = 2
+    mask[1, 3, 3] = IGNORE
+    out_image, out_mask = copy_paste(image, mask, torch.Generator().manual_seed(0), p=1.0, edge_sigma=1.0)
+    assert 0.5 < out_image[0, 0, 3, 3] < 1
+    assert out_mask[0, 3, 3] == IGNORE  # blended mostly from a pixel of unknown class: no label
+    assert out_mask[0, 3, 2] == 2 and out_mask[0, 0, 0] == 0
+    # with 0.5 px the hole is mostly the sample's own pixel, and keeps its own label
+    out_image, out_mask = copy_paste(image, mask, torch.Generator().manual_seed(0), p=1.0, edge_sigma=0.5)
+    assert out_image[0, 0, 3, 3] < 0.5 and out_mask[0, 3, 3] == 0

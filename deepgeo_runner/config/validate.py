@@ -81,6 +81,9 @@ def validate_config(cfg: DictConfig) -> None:
     paste = cfg.augmentation.get("copy_paste", "auto")
     if str(paste) != "auto" and (isinstance(paste, bool) or not isinstance(paste, int | float) or not 0 <= paste <= 1):
         raise _fail("augmentation.copy_paste", paste, "'auto' or a share of training chips in [0, 1]")
+    edge = cfg.augmentation.get("copy_paste_edge", 0.0)
+    if isinstance(edge, bool) or not isinstance(edge, int | float) or not 0 <= edge <= 4:
+        raise _fail("augmentation.copy_paste_edge", edge, "a Gaussian sigma in pixels in [0, 4] (0: a sharp paste)")
     for group in ("model", "loss", "trainer"):
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:

@@ -68,6 +68,7 @@ class AugmentPlan:
     brightness: float = 0.0
     noise_std: float = 0.0
     copy_paste: float = 0.0  # share of training chips that get another chip's labelled pixels pasted on
+    copy_paste_edge: float = 0.0  # softness (Gaussian sigma, pixels) of the pasted border; 0: sharp
 
     def __post_init__(self) -> None:
         if self.name not in AUGMENTATIONS:
@@ -218,6 +219,7 @@ def augment_batch(batch: dict[str, Any], plan: AugmentPlan, generator: torch.Gen
     if plan.name == "d4":
         batch["image"], batch["mask"] = random_dihedral(batch["image"], batch["mask"], generator)
     if plan.copy_paste > 0:
-        batch["image"], batch["mask"] = copy_paste(batch["image"], batch["mask"], generator, plan.copy_paste)
+        batch["image"], batch["mask"] = copy_paste(batch["image"], batch["mask"], generator, plan.copy_paste,
+                                                    edge_sigma=plan.copy_paste_edge)
     batch["image"] = photometric(batch["image"], generator, plan.brightness, plan.noise_std)
     return batch

@@ -163,7 +163,7 @@ def augment_plan(opts: RunConfig, labels: Path | None = None, classes: ClassTabl
                      "augmentation.copy_paste=%s", 100 * layout.labelled_share, 100 * layout.contact,
                      "sparse" if layout.sparse else "wall-to-wall", paste)
     return AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std),
-                       copy_paste=float(paste))
+                       copy_paste=float(paste), copy_paste_edge=float(aug.copy_paste_edge))
 
 
 def map_assessment(opts: RunConfig) -> str | None:
