@@ -134,7 +134,7 @@ class ChipDataModule(pl.LightningDataModule):
             if split not in self.datasets and (self.store_dir / f"{split}_mask.npy").exists():
                 self.datasets[split] = ChipDataset(self.store_dir, split)
         source = self._test_source
-        if source not in self.datasets:
+        if source != self.test_split and source not in self.datasets:  # the protocol's plain test masks
             self.datasets[source] = ChipDataset(self.store_dir, self.test_split, mask="plain_mask")
         if self.resident_setting == "auto" and not self.resident_reason:
             trainer = self.trainer
