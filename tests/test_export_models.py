@@ -34,6 +34,7 @@ TABLE = {
     "early_fusion": (["model.width=4", "model.depth=2"], "exports"),  # dates stacked date-major: one input
     "late_fusion": (["model.width=4", "model.depth=2"], "exports"),
     "temporal_attention": (["model.width=4", "model.depth=2"], "exports"),
+    "pixel_forest": ([], r"model PixelForest cannot be exported to ONNX: its trees run in LightGBM"),  # no graph
 }
 TEMPORAL = ("early_fusion", "late_fusion", "temporal_attention")
 

@@ -43,6 +43,15 @@ class ExportError(ConfigError):
     """A model that cannot be exported to a format: the message names the model and the reason."""
 
 
+def refuse_outside_torch(model: torch.nn.Module, model_name: str, fmt: str) -> None:
+    """Refuse a model whose prediction runs outside torch (``model=pixel_forest``: LightGBM trees), which
+    no traced graph can hold: tracing would bake one input's answer in as a constant."""
+    if any(getattr(m, "fits_without_gradients", False) for m in model.modules()):
+        raise ExportError(f"model {model_name} cannot be exported to {fmt}: its trees run in LightGBM, outside "
+                          "torch, so no graph holds them. Nothing was written; apply it with its checkpoint "
+                          "(predict.checkpoint=RUN_DIR).")
+
+
 def _torch_eval(node: ast.AST, values: Mapping[str, torch.Tensor | float]) -> torch.Tensor | float:
     """:func:`deepgeo_runner.geo.expressions._eval` with torch arithmetic (the parser already refused
     everything but numbers, names, + - * / ** and unary signs)."""

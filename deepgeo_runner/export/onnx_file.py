@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from deepgeo_runner.core.errors import InputDataError
-from deepgeo_runner.export.graph import ExportError, RawBandsModel
+from deepgeo_runner.export.graph import ExportError, RawBandsModel, refuse_outside_torch
 from deepgeo_runner.ml.model_card import ModelCard
 
 INPUT_NAME, OUTPUT_NAME = "raw_bands", "probabilities"
@@ -114,6 +114,7 @@ def onnx_model_proto(model: RawBandsModel, card: ModelCard, tile: int, overlap_p
 
     import onnx
 
+    refuse_outside_torch(model, card.model_name, "ONNX")
     example = torch.zeros(2, len(card.band_names) * card.n_dates, tile, tile)
     buffer = io.BytesIO()
     quiet = [logging.getLogger(n) for n in ("torch.onnx", "onnxscript", "torch.export")]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from deepgeo_runner.core.errors import InputDataError
-from deepgeo_runner.export.graph import ExportError, RawBandsModel
+from deepgeo_runner.export.graph import ExportError, RawBandsModel, refuse_outside_torch
 from deepgeo_runner.export.onnx_file import failed_operator
 from deepgeo_runner.ml.model_card import ModelCard
 
@@ -34,7 +34,7 @@ def exported_program(model: RawBandsModel, card: ModelCard, tile: int):
     Raises:
         ExportError: naming the model and the operator torch.export could not trace.
     """
-
+    refuse_outside_torch(model, card.model_name, "torch.export (.pt2)")
     example = torch.zeros(2, len(card.band_names) * card.n_dates, tile, tile)
     try:
         with torch.no_grad():
