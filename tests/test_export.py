@@ -291,3 +291,16 @@ def test_the_runner_predicts_a_new_scene_with_model_onnx(exported, tmp_path, com
     with pytest.raises(ConfigError, match=r"exported model.*stages=\[predict\] predict.image"):
         validate_config(compose("stages=[predict]", f"predict.checkpoint={onnx_file}",
                                 f"paths.output_dir={tmp_path / 'run'}"))
+
+
+def test_preflight_takes_an_onnx_file_for_predict_checkpoint(tmp_path):
+    """The command line's preflight checks a .ckpt/.pt2 is a complete zip; an .onnx is a protobuf
+    (onnxruntime names a damaged one when it loads), so it is not refused there."""
+    from deepgeo_runner.core.errors import InputDataError
+    from deepgeo_runner.pipeline.preflight import check_checkpoint_readable
+
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
+    check_checkpoint_readable(tmp_path / "model.onnx")
+    (tmp_path / "model.ckpt").write_bytes(b"\x08\x07")
+    with pytest.raises(InputDataError, match="not a complete checkpoint"):
+        check_checkpoint_readable(tmp_path / "model.ckpt")

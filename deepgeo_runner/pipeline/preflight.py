@@ -135,6 +135,8 @@ def check_checkpoint_readable(path: str | Path, key: str = "predict.checkpoint")
     import zipfile
 
     path = Path(path)
+    if path.suffix.lower() == ".onnx":  # a protobuf, not a zip: onnxruntime names a damaged one when it loads
+        return
     try:
         complete = zipfile.is_zipfile(path)
     except OSError as exc:
