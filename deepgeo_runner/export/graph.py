@@ -32,7 +32,7 @@ from torch import nn
 
 from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.expressions import parse_expression
-from deepgeo_runner.geo.indices import INDICES, SPYNDEX_ROLES, feature_index_names, resolve_index
+from deepgeo_runner.geo.indices import INDICES, feature_index_names, resolve_index, spyndex_bindings
 from deepgeo_runner.geo.normalize import NormStats
 from deepgeo_runner.ml.model_card import ModelCard
 
@@ -95,19 +95,7 @@ def index_function(name: str, expressions: Mapping[str, str] | None,
                                torch.full_like(den, math.nan))
 
         return builtin
-    import spyndex  # resolve_index found it in the catalogue, so the package is there
-
-    entry = next(v for k, v in spyndex.indices.items() if k.lower() == name.lower())
-    expr = parse_expression(entry.formula, f"spyndex index '{name}'")
-    fixed: dict[str, float] = {}
-    rename: dict[str, str] = {}
-    for symbol in expr.names:
-        if symbol in SPYNDEX_ROLES:
-            rename[symbol] = SPYNDEX_ROLES[symbol]
-        elif symbol in constants:
-            fixed[symbol] = float(constants[symbol])
-        else:
-            fixed[symbol] = float(spyndex.constants[symbol].default)
+    expr, fixed, rename = spyndex_bindings(name, constants)  # the same formula and constants as preparation
     return lambda bands: _as_tensor(
         _torch_eval(expr.tree.body, {**fixed, **{s: bands[r] for s, r in rename.items()}}), bands)
 

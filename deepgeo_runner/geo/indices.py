@@ -136,6 +136,33 @@ def _expression_spec(name: str, expr: Expression, constants: Mapping[str, float]
     return IndexSpec(name, roles, lambda b: expr.evaluate({**constants, **b}), "expression")
 
 
+def spyndex_bindings(name: str, constants: Mapping[str, float]) -> tuple[Expression, dict[str, float], dict[str, str]]:
+    """The catalogue's formula of index ``name`` parsed, the values of its constants (the user's
+    ``constants`` first, then the catalogue's defaults) and its band symbols → band roles: what
+    preparation (numpy) and the exported graph (torch) both evaluate.
+
+    Raises:
+        ConfigError: for a constant that neither ``constants`` nor the catalogue gives a value.
+    """
+    cat_name, formula, _ = _spyndex_catalogue()[name.lower()]
+    expr = parse_expression(formula, f"spyndex index '{cat_name}'")
+    values: dict[str, float] = {}
+    rename: dict[str, str] = {}
+    for symbol in expr.names:
+        if symbol in SPYNDEX_ROLES:
+            rename[symbol] = SPYNDEX_ROLES[symbol]
+        elif symbol in constants:
+            values[symbol] = float(constants[symbol])
+        elif _spyndex_constants().get(symbol) is not None:
+            values[symbol] = float(_spyndex_constants()[symbol])
+        else:
+            raise ConfigError(
+                f"preprocessing.indices: '{cat_name}' ({formula}) needs the constant '{symbol}', which "
+                f"has no default: set preprocessing.index_constants.{symbol}=VALUE."
+            )
+    return expr, values, rename
+
+
 def resolve_index(
     name: str,
     expressions: Mapping[str, str] | None = None,
@@ -157,22 +184,7 @@ def resolve_index(
             f"Awesome Spectral Indices names{hint}, or define it in preprocessing.expressions, "
             "e.g. {gndvi: '(nir - green) / (nir + green)'}."
         )
-    cat_name, formula, symbols = entry
-    expr = parse_expression(formula, f"spyndex index '{cat_name}'")
-    values: dict[str, float] = {}
-    rename: dict[str, str] = {}
-    for symbol in expr.names:
-        if symbol in SPYNDEX_ROLES:
-            rename[symbol] = SPYNDEX_ROLES[symbol]
-        elif symbol in constants:
-            values[symbol] = float(constants[symbol])
-        elif _spyndex_constants().get(symbol) is not None:
-            values[symbol] = float(_spyndex_constants()[symbol])
-        else:
-            raise ConfigError(
-                f"preprocessing.indices: '{cat_name}' ({formula}) needs the constant '{symbol}', which "
-                f"has no default: set preprocessing.index_constants.{symbol}=VALUE."
-            )
+    expr, values, rename = spyndex_bindings(name, constants)
     roles = tuple(rename.values())
 
     def compute(bands: Bands) -> np.ndarray:
