@@ -3,21 +3,11 @@ predicts the same map again, and its booster text is parsed, never run."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import rasterio
 
-
-def _scene_overrides(tiny_scene, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "data=scene", f"data.image={tiny_scene['image']}", f"data.labels={tiny_scene['labels']}",
-        "data.classes=[forest,clearing]", "data.band_names=[blue,green,red,nir]", "preprocessing.indices=[]",
-        "data.chip_size=8", "data.block_size=16", "data.split_buffer=0", "data.train_chips=20",
-        "model=pixel_forest", "model.n_estimators=20", "trainer.enable_progress_bar=false",
-        f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'out'}", *extra,
-    ]
+from tests.helpers.pixel_forest import pixel_forest_overrides
 
 
 def test_training_pixels_are_capped_balanced_seeded_and_skip_ignored():
@@ -62,7 +52,7 @@ def test_the_pixel_baseline_learns_and_its_checkpoint_predicts_the_same_map(tiny
     from deepgeo_runner.pipeline.runner import run
     from deepgeo_runner.stages.apply import build_net, read_checkpoint
 
-    art = run(compose(*_scene_overrides(tiny_scene, tmp_path)), tmp_path / "run")
+    art = run(compose(*pixel_forest_overrides(tiny_scene, tmp_path)), tmp_path / "run")
     assert art.metrics["accuracy"] > 0.9  # two classes: chance is 0.5
     best = tmp_path / "run" / "checkpoints" / "best.ckpt"
     state = load_checkpoint(best)  # weights_only=True
@@ -79,7 +69,7 @@ def test_the_pixel_baseline_learns_and_its_checkpoint_predicts_the_same_map(tiny
         valid = mapped != src.nodata
     np.testing.assert_array_equal(classes[valid] + 1, mapped[valid])  # class ids 1..N
     # the same checkpoint applied to the scene as a new one gives the same map
-    again = run(compose(*_scene_overrides(tiny_scene, tmp_path, "stages=[predict]",
+    again = run(compose(*pixel_forest_overrides(tiny_scene, tmp_path, "stages=[predict]",
                                           f"predict.checkpoint={best}", f"predict.image={tiny_scene['image']}")),
                 tmp_path / "apply")
     with rasterio.open(again.prediction) as src:

@@ -16,18 +16,9 @@ from scipy import ndimage
 
 from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.boundary import ignore_borders
+from tests.helpers.pixel_forest import pixel_forest_overrides
 
 X = 255
-
-
-def _overrides(tiny_scene, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "data=scene", f"data.image={tiny_scene['image']}", f"data.labels={tiny_scene['labels']}",
-        "data.classes=[forest,clearing]", "data.band_names=[blue,green,red,nir]", "preprocessing.indices=[]",
-        "data.chip_size=8", "data.block_size=16", "data.split_buffer=0", "data.train_chips=20",
-        "model=pixel_forest", "model.n_estimators=10", "trainer.enable_progress_bar=false",
-        f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'out'}", *extra,
-    ]
 
 
 def test_bad_protocol_values_name_the_key(compose):
@@ -97,8 +88,10 @@ def test_a_geographic_map_is_sieved_by_each_patch_s_area_in_hectares(tmp_path):
 def test_the_protocol_runs_end_to_end_on_a_tiny_scene(tiny_scene, tmp_path, compose, one_thread):
     from deepgeo_runner.pipeline.runner import run
 
-    plain = run(compose(*_overrides(tiny_scene, tmp_path, "stages=[prepare,rasterize,chips]")), tmp_path / "plain")
-    art = run(compose(*_overrides(tiny_scene, tmp_path, "data.boundary_ignore_px=1", "predict.mmu_ha=0.5")),
+    plain = run(compose(*pixel_forest_overrides(tiny_scene, tmp_path, "stages=[prepare,rasterize,chips]", trees=10)),
+                tmp_path / "plain")
+    art = run(compose(*pixel_forest_overrides(tiny_scene, tmp_path, "data.boundary_ignore_px=1", "predict.mmu_ha=0.5",
+                                                trees=10)),
               tmp_path / "protocol")
     assert art.cache_keys["chips"] != plain.cache_keys["chips"]  # the ring changes the chips
     assert art.cache_keys["prepare"] == plain.cache_keys["prepare"]
