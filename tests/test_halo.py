@@ -59,14 +59,14 @@ def _label_raster(path, ids: np.ndarray) -> None:
         dst.write(ids, 1)
 
 
-def test_copy_paste_auto_is_on_for_sparse_labels_only(tmp_path):
+def test_copy_paste_and_teacher_auto_are_on_for_sparse_labels_only(tmp_path):
     from types import SimpleNamespace
 
     from deepgeo_runner.pipeline.stage_options import COPY_PASTE_SPARSE, augment_plan
 
     classes = SimpleNamespace(n_classes=3, background_is_class=False)
     aug = SimpleNamespace(name="d4", expand_ops=(), brightness=0.0, noise_std=0.0, copy_paste="auto",
-                          copy_paste_edge=0.5)
+                          copy_paste_edge=0.5, teacher="auto", teacher_confidence=0.9)
     opts = SimpleNamespace(augmentation=aug)
     wall = _wall_to_wall() + 1  # label ids 1..3
     sparse = np.zeros_like(wall)  # 0: no label (background ignored)
@@ -74,8 +74,13 @@ def test_copy_paste_auto_is_on_for_sparse_labels_only(tmp_path):
     plans = {}
     for name, ids in (("wall", wall), ("sparse", sparse)):
         _label_raster(tmp_path / f"{name}.tif", ids)
-        plans[name] = augment_plan(opts, tmp_path / f"{name}.tif", classes).copy_paste
-    assert plans == {"wall": 0.0, "sparse": COPY_PASTE_SPARSE}
+        plan = augment_plan(opts, tmp_path / f"{name}.tif", classes)
+        plans[name] = (plan.copy_paste, plan.teacher)
+    assert plans == {"wall": (0.0, 0.0), "sparse": (COPY_PASTE_SPARSE, 0.9)}
+    # the pixel baseline is not taught by itself
+    assert augment_plan(opts, tmp_path / "sparse.tif", classes, network=False).teacher == 0.0
+    aug.teacher = False
+    assert augment_plan(opts, tmp_path / "sparse.tif", classes).teacher == 0.0
     aug.copy_paste = 0.25  # an explicit share is taken as it is
     assert augment_plan(opts, tmp_path / "wall.tif", classes).copy_paste == 0.25
     assert augment_plan(opts, tmp_path / "wall.tif", classes).copy_paste_edge == 0.5

@@ -84,6 +84,12 @@ def validate_config(cfg: DictConfig) -> None:
     edge = cfg.augmentation.get("copy_paste_edge", 0.0)
     if isinstance(edge, bool) or not isinstance(edge, int | float) or not 0 <= edge <= 4:
         raise _fail("augmentation.copy_paste_edge", edge, "a Gaussian sigma in pixels in [0, 4] (0: a sharp paste)")
+    teacher = cfg.augmentation.get("teacher", "auto")
+    if str(teacher) != "auto" and not isinstance(teacher, bool):
+        raise _fail("augmentation.teacher", teacher, "'auto', true or false")
+    sure = cfg.augmentation.get("teacher_confidence", 0.8)
+    if isinstance(sure, bool) or not isinstance(sure, int | float) or not 0.5 <= sure <= 1:
+        raise _fail("augmentation.teacher_confidence", sure, "a class probability in [0.5, 1]")
     for group in ("model", "loss", "trainer"):
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:

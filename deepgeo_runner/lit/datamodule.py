@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -24,6 +25,7 @@ from deepgeo_runner.ml.augment import EXPAND_DEFAULT, op_index, photometric, ran
 from deepgeo_runner.ml.choices import Augmentation  # noqa: E402
 from deepgeo_runner.ml.copy_paste import copy_paste
 from deepgeo_runner.ml.datasets import BatchReader, ChipDataset, EpochBatchSampler, ExpandedDataset, ShardedSampler
+from deepgeo_runner.ml.teacher import decode as decode_teacher
 
 log = logging.getLogger(__name__)
 AUGMENTATIONS = tuple(a.value for a in Augmentation)
@@ -69,6 +71,7 @@ class AugmentPlan:
     noise_std: float = 0.0
     copy_paste: float = 0.0  # share of training chips that get another chip's labelled pixels pasted on
     copy_paste_edge: float = 0.0  # softness (Gaussian sigma, pixels) of the pasted border; 0: sharp
+    teacher: float = 0.0  # confidence of the pixel teacher's labels between the polygons (ml/teacher.py); 0: off
 
     def __post_init__(self) -> None:
         if self.name not in AUGMENTATIONS:
@@ -106,9 +109,11 @@ class ChipDataModule(pl.LightningDataModule):
         seed: int = 0,
         resident: bool | str = False,
         test_split: str = "test",
+        train_masks: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.test_split = test_split
+        self.train_masks = train_masks  # the store's training masks plus teacher labels (ml/teacher.py)
         self.plan = augmentation if isinstance(augmentation, AugmentPlan) else AugmentPlan(augmentation)
         self.store_dir = Path(store_dir)
         self.batch_size, self.num_workers = batch_size, num_workers
@@ -132,7 +137,8 @@ class ChipDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         for split in ("train", "val", "test"):
             if split not in self.datasets and (self.store_dir / f"{split}_mask.npy").exists():
-                self.datasets[split] = ChipDataset(self.store_dir, split)
+                masks = self.train_masks if split == "train" else None
+                self.datasets[split] = ChipDataset(self.store_dir, split, masks=masks)
         source = self._test_source
         if source != self.test_split and source not in self.datasets:  # the protocol's plain test masks
             self.datasets[source] = ChipDataset(self.store_dir, self.test_split, mask="plain_mask")
@@ -202,13 +208,16 @@ class ChipDataModule(pl.LightningDataModule):
         batch["mask"] = batch["mask"].long()
         trainer = self.trainer
         if trainer is None or not trainer.training:
+            batch["mask"] = decode_teacher(batch["mask"])
             return batch
         if self._generator is None or self._generator_epoch != trainer.current_epoch:
             # seeded per epoch: a resumed run augments each epoch as an uninterrupted one does
             self._generator = torch.Generator().manual_seed(
                 epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank))
             self._generator_epoch = trainer.current_epoch
-        return augment_batch(batch, self.plan, self._generator)
+        batch = augment_batch(batch, self.plan, self._generator)
+        batch["mask"] = decode_teacher(batch["mask"])  # after copy-paste, which moves the polygons' labels only
+        return batch
 
 
 def augment_batch(batch: dict[str, Any], plan: AugmentPlan, generator: torch.Generator) -> dict[str, Any]:

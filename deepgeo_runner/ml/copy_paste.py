@@ -25,6 +25,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from deepgeo_runner.ml.teacher import polygon_pixels
+
 IGNORE = 255
 
 
@@ -53,7 +55,8 @@ def copy_paste(image: torch.Tensor, mask: torch.Tensor, generator: torch.Generat
         edge_sigma: softness of the pasted border in pixels (0: sharp cut-out).
 
     Returns:
-        New (image, mask). With a sharp edge: where a donor pixel is labelled, the donor's value and
+        New (image, mask). With a sharp edge: where a donor pixel is labelled by a polygon (teacher labels,
+        :mod:`deepgeo_runner.ml.teacher`, stay where they are), the donor's value and
         label replace the sample's; elsewhere the sample is unchanged. With a soft edge the image is
         ``alpha * donor + (1 - alpha) * sample``, alpha the blurred cut-out, and the label is the
         donor's (``ignore_index`` where the donor is unlabelled) where alpha >= 0.5, else the sample's.
@@ -65,7 +68,7 @@ def copy_paste(image: torch.Tensor, mask: torch.Tensor, generator: torch.Generat
     donor = (torch.arange(n) + shift) % n
     chosen = torch.rand(n, generator=generator) < p
     donor, chosen = donor.to(image.device), chosen.to(image.device)
-    paste = (mask[donor] != ignore_index) & chosen[:, None, None]
+    paste = polygon_pixels(mask[donor], ignore_index) & chosen[:, None, None]  # never the teacher's labels
     if edge_sigma <= 0:
         image = torch.where(paste[:, None], image[donor], image)
         mask = torch.where(paste, mask[donor], mask)

@@ -20,12 +20,16 @@ from deepgeo_runner.ml.augment import dihedral
 class ChipDataset(Dataset):
     """The chips of one split: float32 images (C, h, w) and uint8 targets (h, w)."""
 
-    def __init__(self, store_dir: str | Path, split: str, mask: str = "mask") -> None:
+    def __init__(self, store_dir: str | Path, split: str, mask: str = "mask",
+                 masks: np.ndarray | None = None) -> None:
         self.image_path = Path(store_dir) / f"{split}_image.npy"
         self.mask_path = Path(store_dir) / f"{split}_{mask}.npy"  # mask="plain_mask": without the protocol's ring
-        self._length = int(np.load(self.mask_path, mmap_mode="r").shape[0])
+        length = int(np.load(self.mask_path, mmap_mode="r").shape[0])
+        if masks is not None and masks.shape[0] != length:
+            raise ValueError(f"{len(masks)} replacement masks for the {length} chips of {self.mask_path}")
+        self._length = length
         self._images: np.ndarray | None = None
-        self._masks: np.ndarray | None = None
+        self._masks: np.ndarray | None = masks  # in memory: the training masks with teacher labels
 
     def __len__(self) -> int:
         return self._length
@@ -33,7 +37,8 @@ class ChipDataset(Dataset):
     def _open(self) -> None:
         if self._images is None:  # opened here so each worker process maps its own view
             self._images = np.load(self.image_path, mmap_mode="r")
-            self._masks = np.load(self.mask_path, mmap_mode="r")
+            if self._masks is None:
+                self._masks = np.load(self.mask_path, mmap_mode="r")
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         self._open()

@@ -8,6 +8,7 @@ for them. Where a change goes: how a Trainer or LightningModule is assembled for
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -110,11 +111,13 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         # heavy: torch and Lightning, loaded only when a stage trains
         from deepgeo_runner.lit.datamodule import ChipDataModule
 
+        pixel_model = getattr(module.net, "fits_without_gradients", False)
+        plan = augment_plan(opts, getattr(art, 'labels', None), classes, network=not pixel_model)
+        train_masks = teacher_train_masks(opts, art, classes, plan.teacher) if "fit" in stages else None
         datamodule = ChipDataModule(art.chips.path, int(opts.data.batch_size), int(opts.data.num_workers),
-                                    augment_plan(opts, getattr(art, 'labels', None), classes), int(opts.seed),
-                                    resident=device_resident(opts.data),
-                                    test_split=str(opts.test_split))
-        if "fit" in stages and getattr(module.net, "fits_without_gradients", False):
+                                    plan, int(opts.seed), resident=device_resident(opts.data),
+                                    test_split=str(opts.test_split), train_masks=train_masks)
+        if "fit" in stages and pixel_model:
             fit_pixel_model(opts, art, module.net)
         checkpoint, trainer = fit_test(opts, run_dir, art, module, datamodule, stages, checkpoint, stop=stop)
         rank = trainer.global_rank
@@ -275,6 +278,37 @@ def fit_pixel_model(opts: RunConfig, art: Artifacts, net) -> None:
     log.info("pixel model: %d training pixels (of the %d chips' labelled pixels, cap %d)", len(targets),
              len(masks), int(net.max_pixels))
     net.fit_pixels(features, targets, seed=int(opts.seed))
+
+
+def teacher_train_masks(opts: RunConfig, art: Artifacts, classes: ClassTable, confidence: float):
+    """The training chips' masks with a pixel forest's confident calls between the polygons
+    (``augmentation.teacher``, :mod:`deepgeo_runner.ml.teacher`), or None when the teacher is off.
+
+    The forest is the pixel baseline with its default options, fitted on the same capped sample of
+    training pixels as ``model=pixel_forest``; nothing of it is kept but the labels."""
+    if confidence <= 0 or art.chips is None:
+        return None
+    import time
+
+    # heavy: torch and LightGBM, loaded only when a stage trains
+    from deepgeo_runner.ml.models.pixel_forest import PixelForest, training_pixels
+    from deepgeo_runner.ml.teacher import teacher_masks
+
+    start = time.perf_counter()
+    store = Path(art.chips.path)
+    images = np.load(store / "train_image.npy", mmap_mode="r")
+    masks = np.load(store / "train_mask.npy", mmap_mode="r")
+    forest = PixelForest(images.shape[1], len(classes.names))
+    features, targets = training_pixels(images, masks, forest.max_pixels, int(opts.seed))
+    forest.fit_pixels(features, targets, seed=int(opts.seed))
+    taught, counts = teacher_masks(images, masks, forest.predict_proba, confidence,
+                                   keep_off_px=math.ceil(float(opts.data.boundary_ignore_px or 0)))
+    per_class = ", ".join(f"{name} {n:,}" for name, n in zip(classes.names, counts["teacher_pixels_per_class"],
+                                                              strict=False))
+    log.info("augmentation.teacher: a pixel forest labelled %s px between the training polygons (p >= %.2f; "
+             "%s px left unlabelled) in %.1f s", per_class or "no", confidence, f"{counts['unsure_pixels']:,}",
+             time.perf_counter() - start)
+    return taught
 
 
 def protocol_scores(opts: RunConfig, art: Artifacts, module, class_names: list[str],

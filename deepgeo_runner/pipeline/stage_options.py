@@ -143,27 +143,35 @@ def model_inputs(opts: RunConfig, n_features: int) -> dict[str, int]:
 COPY_PASTE_SPARSE = 1.0  # augmentation.copy_paste=auto with sparse labels
 
 
-def augment_plan(opts: RunConfig, labels: Path | None = None, classes: ClassTable | None = None):
+def augment_plan(opts: RunConfig, labels: Path | None = None, classes: ClassTable | None = None,
+                 network: bool = True):
     """The ``augmentation`` group as the plan the datamodules apply on the device.
 
-    ``augmentation.copy_paste=auto`` is decided from the training labels (``labels``, the label
-    raster): on when they are sparse polygons whose edges face unlabelled ground (issue 20), off for
-    wall-to-wall ones.
+    ``augmentation.copy_paste=auto`` and ``augmentation.teacher=auto`` are decided from the training
+    labels (``labels``, the label raster): on when they are sparse polygons whose edges face unlabelled
+    ground (issue 20), off for wall-to-wall ones; the teacher only for a network (``network``: the model
+    is trained by gradients, not a pixel model itself).
     """
     from deepgeo_runner.lit.datamodule import AugmentPlan  # heavy: imports torch and Lightning
 
     aug = opts.augmentation
-    paste = aug.copy_paste
-    if str(paste) == "auto":
-        paste = 0.0
+    paste, teacher = aug.copy_paste, aug.teacher
+    if "auto" in (str(paste), str(teacher)):
+        sparse = False
         if labels is not None and classes is not None:
             layout = raster_label_layout(labels, target_lut(classes.n_classes, classes.background_is_class))
-            paste = COPY_PASTE_SPARSE if layout.sparse else 0.0
-            log.info("labels: %.1f %% of valid pixels labelled, %.1f %% of label edges are class borders: %s labels, "
-                     "augmentation.copy_paste=%s", 100 * layout.labelled_share, 100 * layout.contact,
-                     "sparse" if layout.sparse else "wall-to-wall", paste)
+            sparse = layout.sparse
+            log.info("labels: %.1f %% of valid pixels labelled, %.1f %% of label edges are class borders: %s labels",
+                     100 * layout.labelled_share, 100 * layout.contact, "sparse" if sparse else "wall-to-wall")
+        if str(paste) == "auto":
+            paste = COPY_PASTE_SPARSE if sparse else 0.0
+            log.info("augmentation.copy_paste=auto: %s", paste)
+        if str(teacher) == "auto":
+            teacher = sparse and network
+            log.info("augmentation.teacher=auto: %s", "on" if teacher else "off")
+    confidence = float(aug.teacher_confidence) if teacher is True else 0.0
     return AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std),
-                       copy_paste=float(paste), copy_paste_edge=float(aug.copy_paste_edge))
+                       copy_paste=float(paste), copy_paste_edge=float(aug.copy_paste_edge), teacher=confidence)
 
 
 def map_assessment(opts: RunConfig) -> str | None:

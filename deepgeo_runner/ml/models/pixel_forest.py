@@ -109,6 +109,14 @@ class PixelForest(nn.Module):
         self._set_model_text(state)
 
     # -- inference --------------------------------------------------------------------------------
+    def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
+        """Class probabilities (P, K) of pixel features (P, C): the teacher's calls (ml/teacher.py)."""
+        if self._booster is None:
+            raise RuntimeError("PixelForest.predict_proba before fit_pixels")
+        proba = self._booster.predict(np.ascontiguousarray(pixels, dtype=np.float32),
+                                      num_threads=self.params["threads"] or 0)
+        return np.asarray(proba, dtype=np.float32).reshape(len(pixels), self.classes)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         b, c, h, w = image.shape
         if self._booster is None:  # not fitted yet (e.g. the sanity check of an empty model): uniform
