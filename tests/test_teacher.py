@@ -66,3 +66,56 @@ def test_copy_paste_moves_polygon_labels_not_teacher_labels():
     assert out_mask[1].tolist() == [[0, 1], [IGNORE, T + 0]]
     assert out_image[0, 0].tolist() == [[0.0, 1.0], [0.0, 0.0]]
     assert out_image[1, 0].tolist() == [[0.0, 1.0], [1.0, 1.0]]
+
+
+def _tiny_overrides(tiny_scene: dict, tmp_path, *extra: str) -> list[str]:
+    return [
+        "data=scene", f"data.image={tiny_scene['image']}", f"data.labels={tiny_scene['labels']}",
+        "data.classes=[forest,clearing]", "data.band_names=[blue,green,red,nir]", "preprocessing.indices=[]",
+        "data.chip_size=8", "data.block_size=16", "data.split_buffer=0", "data.train_chips=20",
+        "trainer.enable_progress_bar=false", f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.output_dir={tmp_path / 'out'}", *extra,
+    ]
+
+
+def test_the_teacher_labels_the_gap_between_the_tiny_scenes_polygons(tiny_scene, tmp_path, compose, one_thread):
+    """The tiny scene: forest (left half) and clearing (right half) polygons leave a gap of unlabelled
+    columns 20-27 and rows outside 8-40; the teacher labels them by their spectra, the polygons stay."""
+    import json
+    from types import SimpleNamespace
+
+    from deepgeo_runner.pipeline.learning import teacher_train_masks
+    from deepgeo_runner.pipeline.runner import run
+
+    opts = compose(*_tiny_overrides(tiny_scene, tmp_path, "stages=[prepare,rasterize,chips]"))
+    art = run(opts, tmp_path / "run")
+    store = art.chips.path
+    masks = np.load(store / "train_mask.npy")
+    images = np.load(store / "train_image.npy")
+    taught = teacher_train_masks(opts, art, SimpleNamespace(names=["forest", "clearing"]), 0.8)
+    polygon = masks != IGNORE
+    np.testing.assert_array_equal(taught[polygon], masks[polygon])
+    by_teacher = (taught >= TEACHER_OFFSET) & (taught != IGNORE)
+    assert by_teacher.sum() > 0.2 * (~polygon).sum()
+    # each chip's column in the scene: the teacher's class must be the half it lies in
+    chips = sorted((c for c in json.loads((store / "chips.json").read_text())["chips"] if c["split"] == "train"),
+                   key=lambda c: c["index"])
+    cols = np.array([c["col"] for c in chips])[:, None, None] + np.arange(8)[None, None, :]
+    truth = np.broadcast_to((cols >= 24).astype(np.uint8), taught.shape)
+    assert (taught[by_teacher] - TEACHER_OFFSET == truth[by_teacher]).mean() > 0.95
+    assert not by_teacher[images.sum(axis=1) == 0].any()  # nodata stays ignored
+
+
+def test_a_network_trains_on_the_teachers_labels_and_tests_on_the_polygons(tiny_scene, tmp_path, compose, one_thread,
+                                                                          caplog):
+    import logging
+
+    from deepgeo_runner.pipeline.runner import run
+
+    caplog.set_level(logging.INFO, logger="deepgeo_runner")
+    opts = compose(*_tiny_overrides(tiny_scene, tmp_path, "model=fcn8s", "model.width=4", "trainer.max_epochs=10",
+                                    "augmentation.teacher=true", "stages=[prepare,rasterize,chips,fit,test]"))
+    art = run(opts, tmp_path / "run")
+    taught = [r.getMessage() for r in caplog.records if r.getMessage().startswith("augmentation.teacher: a pixel")]
+    assert len(taught) == 1 and "forest" in taught[0] and "clearing" in taught[0]
+    assert art.metrics["accuracy"] > 0.9  # two classes: chance is 0.5; scored on the polygons only
