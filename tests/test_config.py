@@ -80,6 +80,9 @@ def test_unknown_key_and_wrong_type_fail_at_compose(compose):
         (["data.split_fractions=[0.5,0.5]"], r"data.split_fractions"),
         (["augmentation.copy_paste_edge=-0.5"], r"augmentation.copy_paste_edge"),
         (["augmentation.copy_paste=2"], r"augmentation.copy_paste"),
+        (["augmentation.teacher=maybe"], r"augmentation.teacher"),
+        (["augmentation.teacher_confidence=0.3"], r"augmentation.teacher_confidence"),
+        (["augmentation.teacher_reach_px=-1"], r"augmentation.teacher_reach_px"),
     ],
 )
 def test_validation_names_the_key(overrides, message, compose):

@@ -50,6 +50,13 @@ def test_teacher_keeps_off_the_protocol_ring():
     assert taught[0, 2, 2] == T + 1 and taught[0, 0, 2] == T + 1
 
 
+def test_teacher_reaches_only_so_far_from_the_polygons():
+    image, mask = _chip()
+    taught, _ = teacher_masks(image, mask, _threshold_teacher, confidence=0.8, reach_px=2)
+    labelled = taught != IGNORE
+    assert labelled[0, :3, :3].all() and not labelled[0, 3, :].any() and not labelled[0, :, 3].any()
+
+
 def test_decode_and_polygon_pixels():
     mask = torch.tensor([[0, 1, T + 0, T + 2, IGNORE]])
     assert decode(mask).tolist() == [[0, 1, 0, 2, IGNORE]]

@@ -90,6 +90,9 @@ def validate_config(cfg: DictConfig) -> None:
     sure = cfg.augmentation.get("teacher_confidence", 0.8)
     if isinstance(sure, bool) or not isinstance(sure, int | float) or not 0.5 <= sure <= 1:
         raise _fail("augmentation.teacher_confidence", sure, "a class probability in [0.5, 1]")
+    reach = cfg.augmentation.get("teacher_reach_px", 0)
+    if isinstance(reach, bool) or not isinstance(reach, int) or not 0 <= reach <= 64:
+        raise _fail("augmentation.teacher_reach_px", reach, "a whole number of pixels in [0, 64] (0: everywhere)")
     for group in ("model", "loss", "trainer"):
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:

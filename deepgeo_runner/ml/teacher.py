@@ -28,7 +28,8 @@ TEACHER_OFFSET = 128  # mask value of a teacher label: 128 + class (classes stay
 
 
 def teacher_masks(images: np.ndarray, masks: np.ndarray, predict_proba: Callable[[np.ndarray], np.ndarray],
-                  confidence: float, keep_off_px: int = 0, chunk: int = 64) -> tuple[np.ndarray, dict]:
+                  confidence: float, keep_off_px: int = 0, reach_px: int = 0,
+                  chunk: int = 64) -> tuple[np.ndarray, dict]:
     """Training masks with the teacher's confident calls on the unlabelled pixels.
 
     Args:
@@ -39,6 +40,9 @@ def teacher_masks(images: np.ndarray, masks: np.ndarray, predict_proba: Callable
         confidence: the least probability of the teacher's class for a call to become a label.
         keep_off_px: no teacher label within this many pixels of a polygon label (the protocol's
             ignore ring, ``data.boundary_ignore_px``, stays ignored).
+        reach_px: teacher labels only within this many pixels of a polygon label (0: everywhere):
+            the borders the polygons lack lie next to them, and far from them the teacher's errors
+            would outnumber what it adds.
 
     Returns:
         The uint8 masks (polygon labels as they were, teacher labels ``TEACHER_OFFSET + k``) and
@@ -54,9 +58,9 @@ def teacher_masks(images: np.ndarray, masks: np.ndarray, predict_proba: Callable
         target = out[start:start + chunk]
         free = (target == IGNORE) & np.any(block != 0.0, axis=1)
         if keep_off_px > 0:
-            near = ndimage.binary_dilation(target != IGNORE, structure=np.ones((1, 3, 3), bool),
-                                           iterations=int(keep_off_px))
-            free &= ~near
+            free &= ~_near(target != IGNORE, keep_off_px)
+        if reach_px > 0:
+            free &= _near(target != IGNORE, reach_px)
         if not free.any():
             continue
         pixels = np.moveaxis(block, 1, -1)[free]  # (P, C)
@@ -71,6 +75,11 @@ def teacher_masks(images: np.ndarray, masks: np.ndarray, predict_proba: Callable
         left += int((~sure).sum())
     per_class = [] if labelled_by_teacher is None else labelled_by_teacher.tolist()
     return out, {"teacher_pixels_per_class": per_class, "unsure_pixels": left}
+
+
+def _near(labelled: np.ndarray, px: int) -> np.ndarray:
+    """Pixels of (N, s, s) chips within ``px`` pixels (8-connected steps) of a labelled one, in its chip."""
+    return ndimage.binary_dilation(labelled, structure=np.ones((1, 3, 3), bool), iterations=int(px))
 
 
 def polygon_pixels(mask: torch.Tensor, ignore_index: int = IGNORE) -> torch.Tensor:

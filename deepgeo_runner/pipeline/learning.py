@@ -302,7 +302,8 @@ def teacher_train_masks(opts: RunConfig, art: Artifacts, classes: ClassTable, co
     features, targets = training_pixels(images, masks, forest.max_pixels, int(opts.seed))
     forest.fit_pixels(features, targets, seed=int(opts.seed))
     taught, counts = teacher_masks(images, masks, forest.predict_proba, confidence,
-                                   keep_off_px=math.ceil(float(opts.data.boundary_ignore_px or 0)))
+                                   keep_off_px=math.ceil(float(opts.data.boundary_ignore_px or 0)),
+                                   reach_px=int(opts.augmentation.teacher_reach_px))
     per_class = ", ".join(f"{name} {n:,}" for name, n in zip(classes.names, counts["teacher_pixels_per_class"],
                                                               strict=False))
     log.info("augmentation.teacher: a pixel forest labelled %s px between the training polygons (p >= %.2f; "
