@@ -26,7 +26,7 @@ from deepgeo_runner.geo.stitch import prediction_window
 from deepgeo_runner.ml.checkpoint import load_checkpoint
 from deepgeo_runner.ml.model_card import checkpoint_meta
 from deepgeo_runner.ml.models.registry import build_from_description
-from deepgeo_runner.ml.predict import output_paths, predict_scene
+from deepgeo_runner.ml.predict import ClassLegend, RankShare, output_paths, predict_scene, predict_settings
 from deepgeo_runner.stages.drift import drift_warnings, input_profile
 from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
 
@@ -158,12 +158,10 @@ def classify_prepared(
     run's own, or a new one prepared like the checkpoint's): ``classes`` holds ``class_ids``,
     ``class_names`` and ``class_colors`` (a checkpoint's metadata has them); per-chip
     standardization follows the scene's statistics. ``rank``/``world_size`` share the rows out."""
-    return predict_scene(
-        net, prepared.path, out_path, window=int(window), overlap=overlap, batch_size=batch_size,
-        class_ids=classes["class_ids"], class_names=classes["class_names"], class_colors=classes["class_colors"],
-        device=device, progress=progress, standardize_windows=prepared.stats.per_chip, rank=rank,
-        world_size=world_size, **predict_options,
-    )
+    windows, outputs = predict_settings(window, overlap, batch_size, standardize=prepared.stats.per_chip,
+                                        **predict_options)
+    return predict_scene(net, prepared.path, out_path, windows, ClassLegend.of(classes), device, progress,
+                         outputs=outputs, share=RankShare(rank, world_size))
 
 
 def classify_like_checkpoint(
