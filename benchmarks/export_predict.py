@@ -61,12 +61,12 @@ def make_checkpoint(work: Path, scene: Path, model: str, chip: int) -> Path:
     from deepgeo_runner.ml.checkpoint import plain_metadata
     from deepgeo_runner.ml.model_card import ModelCard
     from deepgeo_runner.ml.models.registry import build_from_description
-    from deepgeo_runner.stages.prepare import prepare_scene
+    from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
 
     ckpt = work / f"{model}.ckpt"
     if ckpt.exists():
         return ckpt
-    prepared = prepare_scene(scene, work / "fit_prep", BANDS, ["ndvi"], "standard", None, progress=False)
+    prepared = prepare_scene(scene, work / "fit_prep", PrepareOptions(BANDS, ["ndvi"], "standard", progress=False))
     meta = {"features": list(prepared.feature_names), "band_names": BANDS, "indices": ["ndvi"],
             "stats": prepared.stats.to_dict(), "class_names": ["forest", "deforestation", "water"],
             "class_ids": [1, 2, 3], "class_colors": ["#1b7837", "#d6604d", "#2166ac"], "chip_size": chip,

@@ -157,7 +157,7 @@ def scene_rows(sizes: dict, device, workdir: Path, amp: bool) -> list[dict]:
     import predict_scene as ps
     import rasterio
 
-    from deepgeo_runner.ml.predict import predict_scene
+    from deepgeo_runner.ml.predict import ClassLegend, OutputFormats, WindowSettings, predict_scene
 
     side = sizes["scene"]
     t0 = time.perf_counter()
@@ -171,9 +171,9 @@ def scene_rows(sizes: dict, device, workdir: Path, amp: bool) -> list[dict]:
     with times.patched():
         _sync(device)
         start = time.perf_counter()
-        predict_scene(net, scene, out, window=sizes["window"], overlap=0.5, batch_size=sizes["scene_batch"],
-                      class_ids=list(range(1, CLASSES + 1)), class_names=[f"c{i}" for i in range(CLASSES)],
-                      class_colors=colors, device=device, progress=False, amp=amp, cog=True)
+        predict_scene(net, scene, out, WindowSettings(sizes["window"], 0.5, sizes["scene_batch"], amp=amp),
+                      ClassLegend(list(range(1, CLASSES + 1)), [f"c{i}" for i in range(CLASSES)], colors),
+                      device=device, progress=False, outputs=OutputFormats(cog=True))
         _sync(device)
         wall = time.perf_counter() - start
     with rasterio.open(out) as src:

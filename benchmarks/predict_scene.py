@@ -91,7 +91,7 @@ def peak_rss_mb() -> float:
 def child_predict(args) -> dict:
     import torch
 
-    from deepgeo_runner.ml.predict import predict_scene
+    from deepgeo_runner.ml.predict import ClassLegend, OutputFormats, WindowSettings, predict_scene
 
     net = build_model(args.model, args.bands, args.classes)
     out = Path(args.workdir) / f"prediction-{args.side}.tif"
@@ -112,9 +112,9 @@ def child_predict(args) -> dict:
     start = time.perf_counter()
     k = args.classes
     colors = (["#1b7837", "#d6604d", "#2166ac"] + ["#888888"] * k)[:k]
-    predict_scene(net, args.scene, out, window=args.window, overlap=args.overlap, batch_size=args.batch,
-                  class_ids=list(range(1, k + 1)), class_names=[f"c{i}" for i in range(k)],
-                  class_colors=colors, device=args.device, progress=False, amp=args.amp, cog=not args.no_cog)
+    predict_scene(net, args.scene, out, WindowSettings(args.window, args.overlap, args.batch, amp=args.amp),
+                  ClassLegend(list(range(1, k + 1)), [f"c{i}" for i in range(k)], colors), device=args.device,
+                  progress=False, outputs=OutputFormats(cog=not args.no_cog))
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     wall = time.perf_counter() - start

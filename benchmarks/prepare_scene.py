@@ -81,13 +81,13 @@ def peak_rss_mb() -> float:
 
 def run_case(image: str, out_dir: str, window: int) -> None:
     """Child process: prepare one scene, print wall time and this process's peak RSS as JSON."""
-    from deepgeo_runner.stages.prepare import prepare_scene
+    from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
 
     rss_start = peak_rss_mb()
     start = time.perf_counter()
-    prepare_scene(image, out_dir, ["coastal", "blue", "green", "red", "nir", "swir1", "swir2"],
-                  ["ndvi", "evi2"], "standard", block_split, scale=0.0000275, offset=-0.2,
-                  window=window, progress=False)
+    prepare_scene(image, out_dir, PrepareOptions(["coastal", "blue", "green", "red", "nir", "swir1", "swir2"],
+                  ["ndvi", "evi2"], "standard", scale=0.0000275, offset=-0.2, window=window, progress=False),
+                  block_split)
     wall = time.perf_counter() - start
     peak = peak_rss_mb()
     print(json.dumps({"wall_s": wall, "peak_rss_mb": peak, "rss_after_imports_mb": rss_start}))

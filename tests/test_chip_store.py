@@ -12,14 +12,14 @@ from deepgeo_runner.geo.chips import split_blocks
 from deepgeo_runner.lit.datamodule import AugmentPlan, ChipDataModule
 from deepgeo_runner.stages.chips import ChipPlan, build_chip_store, target_lut
 from deepgeo_runner.stages.labels import rasterize_labels
-from deepgeo_runner.stages.prepare import prepare_scene
+from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
 
 
 @pytest.fixture
 def prepared(tiny_scene, tmp_path):
     split = split_blocks((48, 48), 16, [0.5, 0.25, 0.25], seed=2)
-    scene = prepare_scene(tiny_scene["image"], tmp_path / "prep", tiny_scene["band_names"],
-                          ["ndvi"], "standard", split == 0)
+    scene = prepare_scene(tiny_scene["image"], tmp_path / "prep", PrepareOptions(tiny_scene["band_names"], ["ndvi"],
+                          "standard"), split == 0)
     labels = rasterize_labels(tiny_scene["labels"], scene.path, tmp_path / "labels.tif",
                               ["forest", "clearing"], ["#00ff00", "#ff0000"])
     return scene, labels, split
@@ -84,8 +84,8 @@ def test_d4_expand_loader_yields_seven_times_the_chips(prepared, tmp_path):
 
 def test_per_chip_standardization_reaches_the_store(tiny_scene, tmp_path):
     split = split_blocks((48, 48), 16, [0.5, 0.25, 0.25], seed=2)
-    scene = prepare_scene(tiny_scene["image"], tmp_path / "prep", tiny_scene["band_names"],
-                          [], "per_chip", split == 0)
+    scene = prepare_scene(tiny_scene["image"], tmp_path / "prep", PrepareOptions(tiny_scene["band_names"], [],
+                          "per_chip"), split == 0)
     labels = rasterize_labels(tiny_scene["labels"], scene.path, tmp_path / "labels.tif",
                               ["forest", "clearing"], ["#00ff00", "#ff0000"])
     out = tmp_path / "store"

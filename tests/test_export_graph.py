@@ -15,7 +15,7 @@ from deepgeo_runner.export.graph import ExportError, RawBandsModel
 from deepgeo_runner.geo.normalize import NormOptions, standardize_chips
 from deepgeo_runner.geo.raster_io import valid_mask
 from deepgeo_runner.ml.model_card import ModelCard
-from deepgeo_runner.stages.prepare import prepare_scene
+from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
 from tests.helpers import write_image
 from tests.helpers.tiny_model import CLASSES, FCN
 
@@ -42,8 +42,8 @@ def test_the_graph_prepares_raw_bands_like_prepare_scene(tmp_path, tiny_scene, c
     image = write_image(tmp_path / "image.tif", data)
     method = options.pop("method")
     indices = options.pop("indices")
-    prepared = prepare_scene(image, tmp_path / "prep", tiny_scene["band_names"], indices, NormOptions(method), None,
-                             progress=False, **options)
+    prepared = prepare_scene(image, tmp_path / "prep", PrepareOptions(tiny_scene["band_names"], indices,
+                             NormOptions(method), progress=False, **options))
     meta = {"features": list(prepared.feature_names), "band_names": tiny_scene["band_names"], "indices": indices,
             "stats": prepared.stats.to_dict(), **CLASSES, "chip_size": 16, "dates": [], "model": FCN,
             "model_inputs": {"in_channels": prepared.n_features}, "nodata_rule": options.get("nodata_rule", "gdal"),
@@ -77,8 +77,8 @@ def test_the_graph_prepares_a_two_date_stack_date_by_date(tmp_path, tiny_scene):
     data = np.concatenate([first, second]).astype(np.float32)
     image = write_image(tmp_path / "stack.tif", data)
     dates = ["2019-08-01", "2020-08-01"]
-    prepared = prepare_scene(image, tmp_path / "prep", tiny_scene["band_names"], ["ndvi"], "standard", None,
-                             dates=dates, progress=False)
+    prepared = prepare_scene(image, tmp_path / "prep", PrepareOptions(tiny_scene["band_names"], ["ndvi"], "standard",
+                             dates=dates, progress=False))
     card = ModelCard.from_dict({
         "features": list(prepared.feature_names), "band_names": tiny_scene["band_names"], "indices": ["ndvi"],
         "stats": prepared.stats.to_dict(), **CLASSES, "chip_size": 16, "dates": dates, "model": FCN,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from deepgeo_runner.ml.predict import predict_scene
+from deepgeo_runner.ml.predict import ClassLegend, WindowSettings, predict_scene
 from tests.helpers import deepgeo, write_image
 from tests.helpers.models import CLASSES, small_cnn, smooth_image
 
@@ -18,10 +18,10 @@ pytestmark = pytest.mark.gpu
 
 def test_bf16_prediction_on_the_gpu_agrees_with_fp32_on_the_cpu(tmp_path):
     image = write_image(tmp_path / "in.tif", smooth_image((2, 150, 170)))
-    cpu = predict_scene(small_cnn(), image, tmp_path / "cpu.tif", window=64, overlap=0.5, batch_size=8,
-                        device="cpu", progress=False, **CLASSES)
-    gpu = predict_scene(small_cnn(), image, tmp_path / "gpu.tif", window=64, overlap=0.5, batch_size=8,
-                        device="cuda", amp=True, progress=False, **CLASSES)
+    cpu = predict_scene(small_cnn(), image, tmp_path / "cpu.tif", WindowSettings(64, 0.5, 8), ClassLegend.of(CLASSES),
+                        device="cpu", progress=False)
+    gpu = predict_scene(small_cnn(), image, tmp_path / "gpu.tif", WindowSettings(64, 0.5, 8, amp=True),
+                        ClassLegend.of(CLASSES), device="cuda", progress=False)
     with rasterio.open(cpu) as a, rasterio.open(gpu) as b:
         assert (a.transform, a.shape) == (b.transform, b.shape)
         agree = (a.read(1) == b.read(1)).mean()

@@ -22,7 +22,14 @@ from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.polygonize import polygonize_classes
 from deepgeo_runner.geo.raster_io import Grid, RowAppender, open_raster_writer
 from deepgeo_runner.ml.augment import dihedral
-from deepgeo_runner.ml.predict import forward_windows, predict_scene, undo_dihedral
+from deepgeo_runner.ml.predict import (
+    ClassLegend,
+    OutputFormats,
+    WindowSettings,
+    forward_windows,
+    predict_scene,
+    undo_dihedral,
+)
 from tests.helpers import CRS, REPO, write_image
 from tests.helpers.models import CLASSES, make_checkpoint, small_cnn, smooth_image
 
@@ -56,9 +63,9 @@ def test_outputs_keep_grid_crs_and_nodata_uint8_probabilities_and_cog(tmp_path):
     data[:, 60:, :10] = -9999.0
     transform = Affine(0.00025, 0, -54.0, 0, -0.00025, -3.0)
     image = write_image(tmp_path / "in.tif", data, crs="EPSG:4326", transform=transform)
-    out = predict_scene(small_cnn(), image, tmp_path / "prediction.tif", window=32, overlap=0.5,
-                        batch_size=5, progress=False, probabilities="uint8", entropy=True, cog=True,
-                        **CLASSES)
+    out = predict_scene(small_cnn(), image, tmp_path / "prediction.tif", WindowSettings(32, 0.5, 5),
+                        ClassLegend.of(CLASSES), progress=False,
+                        outputs=OutputFormats(probabilities="uint8", entropy=True, cog=True))
     invalid = np.zeros((70, 90), dtype=bool)
     invalid[60:, :10] = True
     for name in ("prediction.tif", "prediction_proba.tif", "prediction_entropy.tif"):
@@ -104,8 +111,8 @@ def _border_jump_ratio(tmp_path: Path, name: str, overlap: float, blend: str) ->
     """Mean |Δp| between adjacent columns across window borders / the same elsewhere."""
     data = smooth_image((2, 64, 128), seed=3)
     image = write_image(tmp_path / f"{name}_in.tif", data, nodata=None)
-    predict_scene(small_cnn(2), image, tmp_path / f"{name}.tif", window=32, overlap=overlap,
-                  batch_size=8, progress=False, probabilities="float16", blend=blend, **CLASSES)
+    predict_scene(small_cnn(2), image, tmp_path / f"{name}.tif", WindowSettings(32, overlap, 8, blend=blend),
+                  ClassLegend.of(CLASSES), progress=False, outputs=OutputFormats(probabilities="float16"))
     with rasterio.open(tmp_path / f"{name}_proba.tif") as src:
         p = src.read()
     diff = np.abs(np.diff(p, axis=2)).mean(axis=(0, 1))  # diff[c-1] is the jump between c-1 and c
@@ -128,12 +135,12 @@ def test_blended_prediction_of_a_real_net_has_no_seams(tmp_path):
 
 _WORKER = """
 import os, sys, torch
-from deepgeo_runner.ml.predict import predict_scene
+from deepgeo_runner.ml.predict import ClassLegend, OutputFormats, RankShare, WindowSettings, predict_scene
 {small_cnn}
 torch.set_num_threads(1)
-predict_scene(small_cnn(4), sys.argv[1], sys.argv[2], window=24, overlap=0.5, batch_size=3,
-              progress=False, probabilities="float16", entropy=True,
-              rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]), **{classes!r})
+predict_scene(small_cnn(4), sys.argv[1], sys.argv[2], WindowSettings(24, 0.5, 3), ClassLegend.of({classes!r}),
+              progress=False, outputs=OutputFormats(probabilities="float16", entropy=True),
+              share=RankShare(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])))
 """
 
 
@@ -144,8 +151,9 @@ def test_two_processes_write_the_same_rasters_as_one(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(_WORKER.format(small_cnn=inspect.getsource(small_cnn), classes=CLASSES))
     torch.set_num_threads(1)
-    single = predict_scene(small_cnn(4), image, tmp_path / "one" / "prediction.tif", window=24, overlap=0.5,
-                           batch_size=3, progress=False, probabilities="float16", entropy=True, **CLASSES)
+    single = predict_scene(small_cnn(4), image, tmp_path / "one" / "prediction.tif", WindowSettings(24, 0.5, 3),
+                           ClassLegend.of(CLASSES), progress=False,
+                           outputs=OutputFormats(probabilities="float16", entropy=True))
     out = tmp_path / "two" / "prediction.tif"
     out.parent.mkdir()
     env = {**os.environ, "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -222,9 +230,8 @@ def test_apply_checkpoint_to_a_new_scene(tmp_path, tiny_scene):
     ckpt, made = make_checkpoint(tmp_path, tiny_scene)
     applied = apply_checkpoint(ckpt, tiny_scene["image"], tmp_path / "run", overlap=0.5, batch_size=4,
                                progress=False, polygons=["clearing"], min_area_ha=0.0, entropy=True)
-    reference = predict_scene(made["net"], made["prepared"].path, tmp_path / "ref.tif", window=16,
-                              overlap=0.5, batch_size=4, class_ids=[1, 2], class_names=["forest", "clearing"],
-                              class_colors=["#1b7837", "#d6604d"], progress=False)
+    reference = predict_scene(made["net"], made["prepared"].path, tmp_path / "ref.tif", WindowSettings(16, 0.5, 4),
+                              ClassLegend([1, 2], ["forest", "clearing"], ["#1b7837", "#d6604d"]), progress=False)
     with rasterio.open(applied.prediction) as a, rasterio.open(reference) as b, \
             rasterio.open(tiny_scene["image"]) as src:
         assert (a.crs, a.transform, a.shape) == (src.crs, src.transform, src.shape)

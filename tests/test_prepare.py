@@ -14,7 +14,7 @@ from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.rasterize import NODATA, read_labels
 from deepgeo_runner.geo.scene import SceneOptions, build_scene, target_grid
 from deepgeo_runner.stages.labels import rasterize_labels
-from deepgeo_runner.stages.prepare import PREPARED_NODATA, load_prepared, prepare_scene
+from deepgeo_runner.stages.prepare import PREPARED_NODATA, PrepareOptions, load_prepared, prepare_scene
 from tests.helpers import ORIGIN, PIXEL, pixel_box, write_image, write_tile
 
 BANDS = ["blue", "green", "red", "nir"]
@@ -47,9 +47,9 @@ def test_windowed_prepare_matches_numpy_reference(tmp_path, window):
     train = np.zeros(dn.shape[1:], dtype=bool)
     train[:, :50] = True
     want, valid, mean = _reference(dn, train)
-    prepared = prepare_scene(image, tmp_path / f"out{window}", BANDS, ["ndvi"], "standard", train,
-                             expressions={"gndvi": "(nir - green) / (nir + green)"},
-                             scale=0.0000275, offset=-0.2, window=window)
+    prepared = prepare_scene(image, tmp_path / f"out{window}", PrepareOptions(BANDS, ["ndvi"], "standard",
+                             expressions={"gndvi": "(nir - green) / (nir + green)"}, scale=0.0000275, offset=-0.2,
+                             window=window), train)
     assert prepared.feature_names == (*BANDS, "ndvi", "gndvi")
     with rasterio.open(prepared.path) as src:
         got = src.read()
@@ -67,29 +67,29 @@ def test_fit_area_as_a_window_function_and_stats_reuse(tmp_path):
     image, dn = _dn_scene(tmp_path)
     train = np.zeros(dn.shape[1:], dtype=bool)
     train[10:40] = True
-    a = prepare_scene(image, tmp_path / "a", BANDS, [], "standard", train, window=32)
-    b = prepare_scene(image, tmp_path / "b", BANDS, [], "standard", lambda win: train[win.toslices()],
-                      window=32)
+    a = prepare_scene(image, tmp_path / "a", PrepareOptions(BANDS, [], "standard", window=32), train)
+    b = prepare_scene(image, tmp_path / "b", PrepareOptions(BANDS, [], "standard", window=32),
+                      lambda win: train[win.toslices()])
     np.testing.assert_allclose(a.stats.shift, b.stats.shift, rtol=1e-12)
-    c = prepare_scene(image, tmp_path / "c", BANDS, [], "standard", None, stats=a.stats)  # not refitted
+    c = prepare_scene(image, tmp_path / "c", PrepareOptions(BANDS, [], "standard"), stats=a.stats)  # not refitted
     assert c.stats == a.stats
     with rasterio.open(a.path) as x, rasterio.open(c.path) as y:
         np.testing.assert_array_equal(x.read(), y.read())
     with pytest.raises(ConfigError, match="statistics are for 4 features"):
-        prepare_scene(image, tmp_path / "d", BANDS, ["ndvi"], "standard", None, stats=a.stats)
+        prepare_scene(image, tmp_path / "d", PrepareOptions(BANDS, ["ndvi"], "standard"), stats=a.stats)
 
 
 def test_percentile_keep_bands_and_per_chip(tmp_path):
     image, dn = _dn_scene(tmp_path)
     opts = NormOptions("percentile", percentiles=(2, 98), out_range=(0, 1))
-    p = prepare_scene(image, tmp_path / "p", BANDS, ["ndvi"], opts, None, keep_bands=["red", "nir"])
+    p = prepare_scene(image, tmp_path / "p", PrepareOptions(BANDS, ["ndvi"], opts, keep_bands=["red", "nir"]))
     assert p.feature_names == ("red", "nir", "ndvi")
     with rasterio.open(p.path) as src:
         x = src.read()
     ok = x[0] != PREPARED_NODATA
     assert x[:, ok].min() >= -1e-6 and x[:, ok].max() <= 1 + 1e-6
     assert 0.9 < ((x[:, ok] > 0) & (x[:, ok] < 1)).mean() < 0.97  # ~4 % clipped per band
-    chip = prepare_scene(image, tmp_path / "c", BANDS, [], "per_chip", None)
+    chip = prepare_scene(image, tmp_path / "c", PrepareOptions(BANDS, [], "per_chip"))
     assert chip.stats.per_chip
     with rasterio.open(chip.path) as src:
         assert src.read(1)[10, 10] == dn[0, 10, 10]  # written as is; chips standardize themselves
@@ -98,13 +98,13 @@ def test_percentile_keep_bands_and_per_chip(tmp_path):
 def test_prepare_errors_name_the_fix(tmp_path):
     image, _ = _dn_scene(tmp_path)
     with pytest.raises(ConfigError, match="data.band_names lists 3 bands"):
-        prepare_scene(image, tmp_path / "x", BANDS[:3], [], "standard", None)
+        prepare_scene(image, tmp_path / "x", PrepareOptions(BANDS[:3], [], "standard"))
     with pytest.raises(ConfigError, match="keep_bands"):
-        prepare_scene(image, tmp_path / "x", BANDS, [], "standard", None, keep_bands=["swir1"])
+        prepare_scene(image, tmp_path / "x", PrepareOptions(BANDS, [], "standard", keep_bands=["swir1"]))
     with pytest.raises(ConfigError, match="data.scale has 2 values"):
-        prepare_scene(image, tmp_path / "x", BANDS, [], "standard", None, scale=[1, 2])
+        prepare_scene(image, tmp_path / "x", PrepareOptions(BANDS, [], "standard", scale=[1, 2]))
     with pytest.raises(InputDataError, match="not found"):
-        prepare_scene(tmp_path / "nope.tif", tmp_path / "x", BANDS, [], "standard", None)
+        prepare_scene(tmp_path / "nope.tif", tmp_path / "x", PrepareOptions(BANDS, [], "standard"))
 
 
 # --- the analysis grid -----------------------------------------------------------------------
@@ -158,7 +158,7 @@ def test_reprojected_scene_prepares_and_labels_stay_aligned(tmp_path, tiny_scene
     gpd.read_file(tiny_scene["labels"]).to_crs("EPSG:4326").to_file(labels_wgs84)
     scene = build_scene([tiny_scene["image"]], tmp_path / "s.tif",
                         SceneOptions(crs="EPSG:32723", resolution=(30, 30), resampling="nearest"))
-    prepared = prepare_scene(scene, tmp_path / "p", tiny_scene["band_names"], ["ndvi"], "standard", None)
+    prepared = prepare_scene(scene, tmp_path / "p", PrepareOptions(tiny_scene["band_names"], ["ndvi"], "standard"))
     out = rasterize_labels(labels_wgs84, prepared.path, tmp_path / "labels.tif", ["forest", "clearing"],
                            ["#00ff00", "#ff0000"])
     with rasterio.open(out) as lab, rasterio.open(prepared.path) as img:
@@ -229,8 +229,8 @@ def test_runner_mosaics_crops_and_keys_the_cache_by_every_setting(tmp_path, tile
 
 def test_prepared_stack_as_a_cog_with_overviews(tmp_path):
     image, _ = _dn_scene(tmp_path, h=300, w=280)
-    plain = prepare_scene(image, tmp_path / "plain", BANDS, ["ndvi"], "standard", None, progress=False)
-    cog = prepare_scene(image, tmp_path / "cog", BANDS, ["ndvi"], "standard", None, cog=True, progress=False)
+    plain = prepare_scene(image, tmp_path / "plain", PrepareOptions(BANDS, ["ndvi"], "standard", progress=False))
+    cog = prepare_scene(image, tmp_path / "cog", PrepareOptions(BANDS, ["ndvi"], "standard", cog=True, progress=False))
     with rasterio.open(plain.path) as a, rasterio.open(cog.path) as b:
         assert b.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and b.overviews(1)
         assert a.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG"

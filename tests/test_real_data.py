@@ -10,7 +10,7 @@ from deepgeo_runner.geo.chips import split_blocks
 from deepgeo_runner.geo.raster_io import Grid
 from deepgeo_runner.geo.rasterize import NODATA, read_labels
 from deepgeo_runner.stages.labels import rasterize_labels
-from deepgeo_runner.stages.prepare import PREPARED_NODATA, prepare_scene
+from deepgeo_runner.stages.prepare import PREPARED_NODATA, PrepareOptions, prepare_scene
 from tests.helpers import shared_file
 
 AMAZON_BANDS = ["blue", "green", "red", "nir", "swir1", "thermal", "swir2"]
@@ -21,7 +21,7 @@ def test_amazon_landsat5_prepare_keeps_the_grid_and_fits_stats_on_train_blocks(t
     image = shared_file("amazon_landsat5", "LT05_224063_19880814_7band.tif")
     grid = Grid.of(image)
     split = split_blocks(grid.shape, 64, [0.6, 0.2, 0.2], seed=0)
-    prepared = prepare_scene(image, tmp_path, AMAZON_BANDS, ["ndvi", "evi2"], "standard", split == 0)
+    prepared = prepare_scene(image, tmp_path, PrepareOptions(AMAZON_BANDS, ["ndvi", "evi2"], "standard"), split == 0)
     assert prepared.feature_names == tuple(AMAZON_BANDS) + ("ndvi", "evi2")
     with rasterio.open(prepared.path) as src, rasterio.open(image) as raw:
         assert src.crs == raw.crs and src.transform == raw.transform and src.shape == raw.shape
@@ -72,12 +72,12 @@ def test_slovenia_65_band_stack_prepares_without_indices(tmp_path):
     image = shared_file("slovenia_s2_timeseries", "s2_l1c_5dates_13bands.tif")
     with rasterio.open(image) as src:
         names = list(src.descriptions)
-    prepared = prepare_scene(image, tmp_path, names, [], "standard", None)
+    prepared = prepare_scene(image, tmp_path, PrepareOptions(names, [], "standard"))
     with rasterio.open(prepared.path) as src:
         assert src.count == 65 and src.crs.to_epsg() == 32633
         assert src.descriptions[0] == "t0_B01"
     with pytest.raises(Exception, match="needs the band role"):
-        prepare_scene(image, tmp_path / "x", names, ["ndvi"], "standard", None)
+        prepare_scene(image, tmp_path / "x", PrepareOptions(names, ["ndvi"], "standard"))
 
 
 def test_amazon_reprojected_with_sensor_preset_and_labels_in_another_crs(tmp_path):
@@ -94,8 +94,8 @@ def test_amazon_reprojected_with_sensor_preset_and_labels_in_another_crs(tmp_pat
                         SceneOptions(crs="EPSG:32723", resolution=(30.0, 30.0), resampling="nearest"))
     bands = sensor_band_names("landsat5", 7)
     assert bands == AMAZON_BANDS
-    prepared = prepare_scene(scene, tmp_path / "p", bands, ["ndvi", "mndwi"], NormOptions("percentile"), None,
-                             expressions={"wet": "(green - swir2) / (green + swir2)"})
+    prepared = prepare_scene(scene, tmp_path / "p", PrepareOptions(bands, ["ndvi", "mndwi"],
+                             NormOptions("percentile"), expressions={"wet": "(green - swir2) / (green + swir2)"}))
     labels = rasterize_labels(polygons, prepared.path, tmp_path / "labels.tif", AMAZON_CLASSES, colors)
     with rasterio.open(labels) as lab, rasterio.open(native) as nat, rasterio.open(prepared.path) as p:
         assert lab.crs.to_epsg() == 32723 and lab.transform == p.transform

@@ -17,7 +17,7 @@ from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.chips import split_blocks
 from deepgeo_runner.stages.chips import MAIN_SCENE, ChipPlan, SplitScene, build_chip_store, target_lut
 from deepgeo_runner.stages.labels import rasterize_labels
-from deepgeo_runner.stages.prepare import prepare_scene
+from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
 from tests.helpers import compose_config, pixel_box, write_image
 
 OTHER_CRS = "EPSG:32723"  # the next UTM zone: the other scene is on another grid and CRS
@@ -52,12 +52,13 @@ def _other_scene(tmp_path: Path, bands: int = 4, size: int = 40, gain: float = 1
 
 def test_a_split_from_another_scene_fills_the_store_from_that_scene_only(tiny_scene, tmp_path):
     split = split_blocks((48, 48), 16, [0.7, 0.3, 0.0], seed=2)
-    main = prepare_scene(tiny_scene["image"], tmp_path / "prep", tiny_scene["band_names"], [], "standard", split == 0)
+    main = prepare_scene(tiny_scene["image"], tmp_path / "prep", PrepareOptions(tiny_scene["band_names"], [],
+                         "standard"), split == 0)
     main_labels = rasterize_labels(tiny_scene["labels"], main.path, tmp_path / "labels.tif",
                                    ["forest", "clearing"], ["#00ff00", "#ff0000"])
     other = _other_scene(tmp_path)
-    other_prep = prepare_scene(other["image"], tmp_path / "other_prep", tiny_scene["band_names"], [], "standard",
-                               None, stats=main.stats)
+    other_prep = prepare_scene(other["image"], tmp_path / "other_prep", PrepareOptions(tiny_scene["band_names"], [],
+                               "standard"), stats=main.stats)
     other_labels = rasterize_labels(other["labels"], other_prep.path, tmp_path / "other_labels.tif",
                                     ["forest", "clearing"], ["#00ff00", "#ff0000"])
     out = tmp_path / "store"
@@ -152,11 +153,12 @@ def test_another_scene_on_the_ground_of_training_chips_is_reported(tiny_scene, t
     import logging
 
     split = split_blocks((48, 48), 16, [0.7, 0.3, 0.0], seed=2)
-    main = prepare_scene(tiny_scene["image"], tmp_path / "prep", tiny_scene["band_names"], [], "standard", split == 0)
+    main = prepare_scene(tiny_scene["image"], tmp_path / "prep", PrepareOptions(tiny_scene["band_names"], [],
+                         "standard"), split == 0)
     labels = rasterize_labels(tiny_scene["labels"], main.path, tmp_path / "labels.tif",
                               ["forest", "clearing"], ["#00ff00", "#ff0000"])
     other = _other_scene(tmp_path)
-    far = prepare_scene(other["image"], tmp_path / "far", tiny_scene["band_names"], [], "standard", None,
+    far = prepare_scene(other["image"], tmp_path / "far", PrepareOptions(tiny_scene["band_names"], [], "standard"),
                         stats=main.stats)
     far_labels = rasterize_labels(other["labels"], far.path, tmp_path / "far_labels.tif",
                                   ["forest", "clearing"], ["#00ff00", "#ff0000"])

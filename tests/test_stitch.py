@@ -4,7 +4,7 @@ import rasterio
 import torch
 
 from deepgeo_runner.geo.stitch import WindowPlan, blend_weights, read_padded, stride_for, window_origins
-from deepgeo_runner.ml.predict import predict_scene
+from deepgeo_runner.ml.predict import ClassLegend, OutputFormats, WindowSettings, predict_scene
 from tests.helpers import write_image
 
 
@@ -68,9 +68,8 @@ def test_windowed_prediction_equals_whole_image_prediction(tmp_path):
     data = rng.standard_normal((2, 45, 53)).astype(np.float32)
     data[:, :3, :3] = -9999.0
     image = write_image(tmp_path / "prepared.tif", data)
-    out = predict_scene(PointwiseNet(), image, tmp_path / "pred.tif", window=16, overlap=0.5,
-                        batch_size=4, class_ids=[1, 2, 3], class_names=["a", "b", "c"],
-                        class_colors=["#ff0000", "#00ff00", "#0000ff"], progress=False)
+    out = predict_scene(PointwiseNet(), image, tmp_path / "pred.tif", WindowSettings(16, 0.5, 4),
+                        ClassLegend([1, 2, 3], ["a", "b", "c"], ["#ff0000", "#00ff00", "#0000ff"]), progress=False)
     whole = PointwiseNet()(torch.from_numpy(data)[None])[0].argmax(0).numpy() + 1
     with rasterio.open(out) as src, rasterio.open(image) as ref:
         pred = src.read(1)
@@ -90,10 +89,10 @@ def test_every_mode_equals_whole_image_prediction_with_probabilities(tmp_path, b
     data = rng.standard_normal((2, 45, 53)).astype(np.float32)
     data[:, 40:, 50:] = -9999.0
     image = write_image(tmp_path / "prepared.tif", data)
-    out = predict_scene(PointwiseNet(), image, tmp_path / "pred.tif", window=16, overlap=overlap,
-                        batch_size=3, class_ids=[1, 2, 3], class_names=["a", "b", "c"],
-                        class_colors=["#ff0000", "#00ff00", "#0000ff"], progress=False,
-                        blend=blend, tta=tta, probabilities="float16", entropy=True)
+    out = predict_scene(PointwiseNet(), image, tmp_path / "pred.tif",
+                        WindowSettings(16, overlap, 3, blend=blend, tta=tta),
+                        ClassLegend([1, 2, 3], ["a", "b", "c"], ["#ff0000", "#00ff00", "#0000ff"]),
+                        progress=False, outputs=OutputFormats(probabilities="float16", entropy=True))
     logits = PointwiseNet()(torch.from_numpy(data)[None])[0]
     whole = logits.argmax(0).numpy() + 1
     proba = torch.softmax(logits, 0).numpy()

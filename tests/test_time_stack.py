@@ -16,7 +16,7 @@ import torch
 from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.scene import SceneOptions, build_time_stack, date_groups
 from deepgeo_runner.ml.model_card import checkpoint_meta
-from deepgeo_runner.stages.prepare import PREPARED_NODATA, prepare_scene
+from deepgeo_runner.stages.prepare import PREPARED_NODATA, PrepareOptions, prepare_scene
 from tests.helpers import ORIGIN, pixel_box, write_tile
 
 BANDS = ["green", "red", "nir"]
@@ -63,8 +63,8 @@ def test_date_groups_reads_every_form_of_the_image_option(tmp_path):
 def test_indices_are_computed_per_date_and_stay_date_major(tmp_path, two_dates):
     _, _, groups = two_dates
     stack = build_time_stack(groups, tmp_path / "stack.tif", SceneOptions())
-    prepared = prepare_scene(stack, tmp_path / "p", BANDS, ["ndvi"], "none", None,
-                             dates=["2019-07-01", "2020-07-01"])
+    prepared = prepare_scene(stack, tmp_path / "p", PrepareOptions(BANDS, ["ndvi"], "none", dates=["2019-07-01",
+                             "2020-07-01"]))
     assert prepared.feature_names == (
         "2019-07-01_green", "2019-07-01_red", "2019-07-01_nir", "2019-07-01_ndvi",
         "2020-07-01_green", "2020-07-01_red", "2020-07-01_nir", "2020-07-01_ndvi",
@@ -81,9 +81,9 @@ def test_indices_are_computed_per_date_and_stay_date_major(tmp_path, two_dates):
         np.testing.assert_array_equal(out[4 * d][both], raw[3 * d][both])
     assert (out[:, ~both] == PREPARED_NODATA).all()
     with pytest.raises(ConfigError, match="per date"):
-        prepare_scene(stack, tmp_path / "q", BANDS + ["swir1"], [], "none", None, dates=["a", "b"])
+        prepare_scene(stack, tmp_path / "q", PrepareOptions(BANDS + ["swir1"], [], "none", dates=["a", "b"]))
     with pytest.raises(InputDataError, match="do not split into 4 dates"):
-        prepare_scene(stack, tmp_path / "q", BANDS, [], "none", None, dates=["a", "b", "c", "d"])
+        prepare_scene(stack, tmp_path / "q", PrepareOptions(BANDS, [], "none", dates=["a", "b", "c", "d"]))
 
 
 def _dirs(tmp_path: Path) -> list[str]:

@@ -77,7 +77,7 @@ def test_a_truncated_geotiff_is_caught_before_any_stage(tiny_scene, tmp_path):
 
 def test_a_broken_tile_inside_the_image_fails_at_read_naming_the_file(tmp_path):
     """First and last tiles read, one in the middle does not: prepare names the file, not GDAL's internals."""
-    from deepgeo_runner.stages.prepare import prepare_scene
+    from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
 
     image = _tiled_image(tmp_path / "scene.tif")
     with rasterio.open(image) as src:
@@ -87,7 +87,7 @@ def test_a_broken_tile_inside_the_image_fails_at_read_naming_the_file(tmp_path):
         f.write(b"\xff" * 4096)  # garbage in the middle of a deflate stream
     check_inputs(_cfg(image, image, tmp_path))  # the cheap check cannot see it
     with pytest.raises(InputDataError, match=r"cannot read image '.*scene\.tif'.*gdalinfo -checksum"):
-        prepare_scene(image, tmp_path / "out", ["a", "b"], [], "standard", None, progress=False)
+        prepare_scene(image, tmp_path / "out", PrepareOptions(["a", "b"], [], "standard", progress=False))
     assert not (tmp_path / "out" / "prepared.tif").exists()
 
 

@@ -26,7 +26,7 @@ from deepgeo_runner.geo.indices import check_indices, feature_index_names
 from deepgeo_runner.geo.nodata import one_nodata
 from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
 from deepgeo_runner.ml.model_card import ModelCard
-from deepgeo_runner.ml.predict import RawInput, predict_scene
+from deepgeo_runner.ml.predict import ClassLegend, RawInput, predict_scene, predict_settings
 from deepgeo_runner.stages.drift import drift_warnings, input_profile
 from deepgeo_runner.stages.prepare import per_band_values
 
@@ -86,11 +86,10 @@ def classify_exported(net: torch.nn.Module, meta: dict[str, Any], image: Any, pr
         scene = build_time_stack(groups, prepared_dir / "scene.tif", options, progress=progress)
     _check_band_count(scene, card)
     _warn_on_drift(card, scene, nodata, card.n_dates if len(groups) > 1 else 1)
-    prediction = predict_scene(
-        net, scene, out_path, window=int(window), overlap=overlap, batch_size=batch_size,
-        class_ids=card.class_ids, class_names=card.class_names, class_colors=card.class_colors,
-        device="cpu", progress=progress,
-        raw_input=RawInput(nodata, card.nodata_rule or "gdal", card.n_dates, index_validity(card)), **predict_options)
+    windows, outputs = predict_settings(window, overlap, batch_size, **predict_options)
+    legend = ClassLegend(card.class_ids, card.class_names, card.class_colors)
+    raw = RawInput(nodata, card.nodata_rule or "gdal", card.n_dates, index_validity(card))
+    prediction = predict_scene(net, scene, out_path, windows, legend, "cpu", progress, outputs=outputs, raw_input=raw)
     return RawScene(scene), prediction
 
 

@@ -42,32 +42,7 @@ def mlm_item(card: ModelCard, tile: int, artifacts: dict[str, Path], total_param
     import torch
 
     bands = input_band_names(card)
-    k = len(card.classes)
-    scene = card.scene or {}
-    lonlat = scene.get("lonlat_bounds")
-    geometry, bbox = None, None
-    if lonlat:
-        w, s, e, n = lonlat
-        bbox = [w, s, e, n]
-        geometry = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
-    classes = []
-    for channel, c in enumerate(card.classes):
-        entry: dict[str, Any] = {"value": channel, "name": c.name,
-                                 "description": f"output channel {channel}: '{c.name}', written as {c.id} in "
-                                                "deepgeo's prediction.tif"}
-        if c.color and len(c.color.lstrip("#")) == 6:
-            entry["color_hint"] = c.color.lstrip("#").upper()
-        classes.append(entry)
-    stats = card.normalization or {}
-    preparation = {
-        "in_graph": True, "band_scale": card.scale, "band_offset": card.offset,
-        "keep_bands": list(card.keep_bands) if card.keep_bands is not None else None,
-        "indices": list(card.indices), "expressions": card.expressions, "index_constants": card.index_constants,
-        "features": list(card.features),
-        "normalization": {key: stats.get(key)
-                          for key in ("method", "shift", "scale", "clip_min", "clip_max", "per_chip")},
-        "nodata": card.nodata, "nodata_rule": card.nodata_rule, "chip_size": card.chip_size,
-    }
+    geometry, bbox = _footprint(card)
     properties: dict[str, Any] = {
         "description": f"deepgeo-runner {card.model_name} semantic segmentation of {', '.join(card.class_names)} "
                        f"from {len(bands)} raw bands; tile {tile}x{tile} px.",
@@ -82,6 +57,63 @@ def mlm_item(card: ModelCard, tile: int, artifacts: dict[str, Path], total_param
         "mlm:accelerator": None,
         "mlm:accelerator_constrained": False,
         "mlm:batch_size_suggestion": 8,
+        **_mlm_input_output(bands, len(card.classes), tile, _mlm_classes(card)),
+        "mlm:hyperparameters": {"deepgeo.preparation": _mlm_preparation(card), "deepgeo.model": card.model},
+    }
+    if total_parameters is not None:
+        properties["mlm:total_parameters"] = int(total_parameters)
+    if card.sensor:
+        properties["deepgeo:sensor"] = card.sensor
+    if card.metrics:
+        properties["deepgeo:test_metrics"] = {k: v for k, v in card.metrics.items()
+                                              if k in ("accuracy", "f1_macro", "iou_macro", "split")}
+    return {
+        "type": "Feature", "stac_version": "1.1.0", "stac_extensions": [MLM_SCHEMA],
+        "id": item_id or re.sub(r"[^0-9A-Za-z_.-]+", "-", f"deepgeo-{card.model_name}").strip("-"),
+        "geometry": geometry, **({"bbox": bbox} if bbox else {}),
+        "properties": properties, "links": [], "assets": _mlm_assets(card, artifacts),
+    }
+
+
+def _footprint(card: ModelCard) -> tuple[dict[str, Any] | None, list[float] | None]:
+    """The training scene's footprint in longitude/latitude (GeoJSON polygon and bbox), when the card has it."""
+    lonlat = (card.scene or {}).get("lonlat_bounds")
+    if not lonlat:
+        return None, None
+    w, s, e, n = lonlat
+    return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}, [w, s, e, n]
+
+
+def _mlm_classes(card: ModelCard) -> list[dict[str, Any]]:
+    """``classification:classes``: each output channel with its name, the id deepgeo's map writes, its colour."""
+    classes = []
+    for channel, c in enumerate(card.classes):
+        entry: dict[str, Any] = {"value": channel, "name": c.name,
+                                 "description": f"output channel {channel}: '{c.name}', written as {c.id} in "
+                                                "deepgeo's prediction.tif"}
+        if c.color and len(c.color.lstrip("#")) == 6:
+            entry["color_hint"] = c.color.lstrip("#").upper()
+        classes.append(entry)
+    return classes
+
+
+def _mlm_preparation(card: ModelCard) -> dict[str, Any]:
+    """What the graph does to the raw bands (scaling, indices, normalization, nodata), for a reader of the Item."""
+    stats = card.normalization or {}
+    return {
+        "in_graph": True, "band_scale": card.scale, "band_offset": card.offset,
+        "keep_bands": list(card.keep_bands) if card.keep_bands is not None else None,
+        "indices": list(card.indices), "expressions": card.expressions, "index_constants": card.index_constants,
+        "features": list(card.features),
+        "normalization": {key: stats.get(key)
+                          for key in ("method", "shift", "scale", "clip_min", "clip_max", "per_chip")},
+        "nodata": card.nodata, "nodata_rule": card.nodata_rule, "chip_size": card.chip_size,
+    }
+
+
+def _mlm_input_output(bands: list[str], k: int, tile: int, classes: list[dict[str, Any]]) -> dict[str, Any]:
+    """``mlm:input`` (raw bands in tiles of ``tile``) and ``mlm:output`` (``k`` class probabilities)."""
+    return {
         "mlm:input": [{
             "name": "raw_bands", "bands": bands,
             "description": "The raw bands as stored in the raster; scaling, indices, normalization and nodata "
@@ -97,23 +129,14 @@ def mlm_item(card: ModelCard, tile: int, artifacts: dict[str, Path], total_param
                        "data_type": "float32"},
             "classification:classes": classes, "post_processing_function": None,
         }],
-        "mlm:hyperparameters": {"deepgeo.preparation": preparation, "deepgeo.model": card.model},
     }
-    if total_parameters is not None:
-        properties["mlm:total_parameters"] = int(total_parameters)
-    if card.sensor:
-        properties["deepgeo:sensor"] = card.sensor
-    if card.metrics:
-        properties["deepgeo:test_metrics"] = {k: v for k, v in card.metrics.items()
-                                              if k in ("accuracy", "f1_macro", "iou_macro", "split")}
+
+
+def _mlm_assets(card: ModelCard, artifacts: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """One asset per exported file, named ``model-<format>``, its path relative to ``mlm.json``."""
     assets = {}
     for fmt, path in artifacts.items():
         kind, media, framework = ARTIFACT_TYPES[fmt]
         assets[f"model-{fmt}"] = {"href": f"./{Path(path).name}", "type": media, "title": f"{card.model_name} ({fmt})",
                                   "roles": ["mlm:model"], "mlm:artifact_type": kind, "mlm:framework": framework}
-    return {
-        "type": "Feature", "stac_version": "1.1.0", "stac_extensions": [MLM_SCHEMA],
-        "id": item_id or re.sub(r"[^0-9A-Za-z_.-]+", "-", f"deepgeo-{card.model_name}").strip("-"),
-        "geometry": geometry, **({"bbox": bbox} if bbox else {}),
-        "properties": properties, "links": [], "assets": assets,
-    }
+    return assets

@@ -322,26 +322,45 @@ def _water(size: int, rng: np.random.Generator, lay: _Layout, road_idx: _Index,
 
     Returns the water polygons to label: river pieces (flat-capped, inside the river) and lakes.
     """
-    centre = np.array([size / 2, size / 2])
-    width = float(np.clip(6.0 + size / 256, 6.0, 12.0))
-    pieces: list[BaseGeometry] = []
-    rivers: list[BaseGeometry] = []
+    water = _WaterDrawing(rng, lay, water_idx)
+    _draw_rivers(size, water)
+    _draw_lakes(size, water, road_idx)
+    return water.pieces
 
-    def add_river(path: _Path, w: float) -> None:
+
+@dataclass
+class _WaterDrawing:
+    """What the rivers and lakes of one scene share while they are drawn: the random stream (its draws,
+    in this order, make the scene), the layout painted, the index of water already placed, and the
+    polygons to label."""
+
+    rng: np.random.Generator
+    lay: _Layout
+    index: _Index
+    pieces: list[BaseGeometry] = field(default_factory=list)
+
+    def add_river(self, path: _Path, w: float) -> None:
+        """A river of width ``w`` along ``path``, labelled in flat-capped pieces 30–70 px long."""
+        rng = self.rng
         river = path.line.buffer(w / 2)
         turbidity = rng.uniform(0.2, 1.0)
-        lay.objects.append(_Object(river, WATER, _WATER + turbidity * _TURBID))
-        rivers.append(river)
+        self.lay.objects.append(_Object(river, WATER, _WATER + turbidity * _TURBID))
         for piece in path.pieces(24.0):
-            water_idx.add(piece.buffer(w / 2, quad_segs=2))
+            self.index.add(piece.buffer(w / 2, quad_segs=2))
         d = 0.0
         while d < path.length:
             step = rng.uniform(30, 70)
             seg = path.sub(d, min(d + step, path.length)).buffer(w / 2, cap_style="flat")
             if seg.area > 0:
-                pieces.append(seg.intersection(river))
+                self.pieces.append(seg.intersection(river))
             d += step
 
+
+def _draw_rivers(size: int, water: _WaterDrawing) -> None:
+    """About one roughly north-south river per 640 px, each with narrower tributaries leaving it sideways."""
+    rng = water.rng
+    centre = np.array([size / 2, size / 2])
+    width = float(np.clip(6.0 + size / 256, 6.0, 12.0))
     n_rivers = max(1, round(size / 640))
     for k in range(n_rivers):
         beta = math.radians(rng.uniform(60, 120))  # roughly north-south
@@ -352,7 +371,7 @@ def _water(size: int, rng: np.random.Generator, lay: _Layout, road_idx: _Index,
         waves = [(rng.uniform(0.05, 0.09) * size, rng.uniform(0.5, 0.8) * size),
                  (rng.uniform(2.5, 3.5) * width, rng.uniform(11, 15) * width)]
         line = _wiggly_line(start, beta, 1.5 * size, waves, rng)
-        add_river(line, width)
+        water.add_river(line, width)
         # tributaries: narrower streams leaving the river sideways
         river = line.line.buffer(width / 2 + 2.0)
         for _ in range(max(1, round(size / 200))):
@@ -364,10 +383,14 @@ def _water(size: int, rng: np.random.Generator, lay: _Layout, road_idx: _Index,
                 stream = _wiggly_line(p, ang, rng.uniform(0.3, 0.6) * size,
                                       [(rng.uniform(1.5, 2.5) * w, rng.uniform(12, 16) * w)], rng)
                 if not stream.sub(3 * width, stream.length).intersects(river):
-                    add_river(stream, w)
+                    water.add_river(stream, w)
                     break
 
-    # lakes: about one per 128-px cell, not on roads or rivers
+
+def _draw_lakes(size: int, water: _WaterDrawing, road_idx: _Index) -> None:
+    """Lakes, about one per 128-px cell, not on roads or rivers; later passes make sure a scene has one
+    (two from 256 px)."""
+    rng, lay = water.rng, water.lay
     cell = 128.0
     n_cells = max(1, round(size / cell))
     step = size / n_cells
@@ -384,16 +407,15 @@ def _water(size: int, rng: np.random.Generator, lay: _Layout, road_idx: _Index,
                     cx = (i + rng.uniform(0.15, 0.85)) * step
                     cy = (j + rng.uniform(0.15, 0.85)) * step
                     lake = _blob(cx, cy, r, rng, aspect=rng.uniform(1.0, 1.6), angle=rng.uniform(0, np.pi))
-                    if (water_idx.hits(lake, 3.0) or road_idx.hits(lake, 3.0)
+                    if (water.index.hits(lake, 3.0) or road_idx.hits(lake, 3.0)
                             or not lay.footprint.contains(lake.buffer(3.0))):
                         continue
                     turbidity = rng.uniform(0.0, 0.6)
                     lay.objects.append(_Object(lake, WATER, _WATER + turbidity * _TURBID))
-                    water_idx.add(lake)
-                    pieces.append(lake)
+                    water.index.add(lake)
+                    water.pieces.append(lake)
                     n_lakes += 1
                     break
-    return pieces
 
 
 def _clearing_mean(rng: np.random.Generator) -> np.ndarray:

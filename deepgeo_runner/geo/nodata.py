@@ -7,6 +7,7 @@ the functions taking ``src`` use a rasterio dataset's own mask API.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -29,6 +30,20 @@ EVERY band equals its nodata value; ``any_band`` marks a pixel nodata when any o
 (the strict rule, for products that fill single bands with nodata)."""
 
 NodataValue = float | Sequence[float | None] | None
+
+
+@dataclass(frozen=True)
+class Nodata:
+    """What marks a pixel without data, as ``data.nodata`` and ``data.nodata_rule`` say: one value or
+    one per band overriding the file's (None: the file's own mask or nodata), judged by ``rule``
+    (:data:`NODATA_RULES`). One object, because the value alone means nothing without its rule."""
+
+    value: NodataValue = None
+    rule: str = "gdal"
+
+    def valid(self, src: Any, data: np.ndarray, window: Any = None, dates: int = 1) -> np.ndarray:
+        """The valid pixels of ``data`` read from ``src`` over ``window`` (:func:`read_valid`)."""
+        return read_valid(src, data, window, self.value, self.rule, dates=dates)
 
 
 def per_band_nodata(nodata: NodataValue, count: int, what: str = "data.nodata") -> list[float | None]:

@@ -250,6 +250,25 @@ def open_raster_writer(
     """
     path = Path(path)
     tmp = temp_path(path)
+    profile = _writer_profile(grid, count, dtype, nodata, zlevel, tiled, nbits, num_threads, bool(colormap))
+    try:
+        with output_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with rasterio.open(tmp, "w", **profile) as dst:
+                _describe(dst, band_names, tags, colormap, scale)
+                yield dst
+            if cog:
+                rewrite_as_cog(tmp, "nearest" if colormap else "average", **({"NBITS": nbits} if nbits else {}))
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _writer_profile(grid: Grid, count: int, dtype: str | np.dtype, nodata: float | int | None, zlevel: int,
+                    tiled: bool | None, nbits: int | None, num_threads: str | None,
+                    palette: bool) -> dict[str, Any]:
+    """The creation options of :func:`open_raster_writer`'s GeoTIFF: deflate, 256-px tiles when the grid
+    holds one, BIGTIFF when GDAL thinks it safer."""
     if tiled is None:
         tiled = grid.width >= 256 and grid.height >= 256
     profile: dict[str, Any] = {
@@ -263,26 +282,22 @@ def open_raster_writer(
         profile.update(blockxsize=256, blockysize=256)
     if nbits:
         profile["nbits"] = nbits
-    if colormap:
+    if palette:
         profile["photometric"] = "palette"
-    try:
-        with output_errors(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with rasterio.open(tmp, "w", **profile) as dst:
-                if colormap:  # before the pixels: GDAL cannot change the colour model once writing
-                    dst.write_colormap(1, colormap)
-                for i, name in enumerate(band_names or [], start=1):
-                    dst.set_band_description(i, name)
-                if scale is not None:
-                    dst.scales = (scale,) * count
-                if tags:
-                    dst.update_tags(**{k: str(v) for k, v in tags.items()})
-                yield dst
-            if cog:
-                rewrite_as_cog(tmp, "nearest" if colormap else "average", **({"NBITS": nbits} if nbits else {}))
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return profile
+
+
+def _describe(dst: rasterio.io.DatasetWriter, band_names: Sequence[str] | None, tags: dict[str, Any] | None,
+              colormap: dict[int, tuple[int, int, int, int]] | None, scale: float | None) -> None:
+    """Band names, tags, the band scale and the colour table, written before any pixel."""
+    if colormap:  # before the pixels: GDAL cannot change the colour model once writing
+        dst.write_colormap(1, colormap)
+    for i, name in enumerate(band_names or [], start=1):
+        dst.set_band_description(i, name)
+    if scale is not None:
+        dst.scales = (scale,) * dst.count
+    if tags:
+        dst.update_tags(**{k: str(v) for k, v in tags.items()})
 
 
 class RowAppender:

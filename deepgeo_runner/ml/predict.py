@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,18 +133,19 @@ def forward_windows(
 
 
 @contextmanager
-def _open_outputs(outputs: SceneOutputs, grid: Grid, class_ids: Sequence[int], class_names: Sequence[str],
-                  class_colors: Sequence[str], probabilities: str, cog: bool) -> Iterator[dict[str, RowAppender]]:
+def _open_outputs(outputs: SceneOutputs, grid: Grid, legend: ClassLegend,
+                  formats: OutputFormats) -> Iterator[dict[str, RowAppender]]:
     """Every output opened for writing finished rows top down, keyed ``classes``, ``proba``, ``entropy``.
 
     Each is written under a temporary name (:func:`open_raster_writer`) and, when the block exits
     without error and every row arrived, rewritten as a COG with ``cog`` and renamed into place,
     the class map first; on any error the outputs not yet in place are removed.
     """
+    class_ids, class_names, probabilities, cog = legend.ids, legend.names, formats.probabilities, formats.cog
     tags = {f"class_{i}": name for i, name in zip(class_ids, class_names, strict=True)}
     specs: list[tuple[str, Path, dict]] = [("classes", outputs.classes, dict(
         count=1, dtype="uint8", nodata=NODATA, band_names=["class"], tags=tags,
-        colormap=class_colormap(class_colors, first_id=int(class_ids[0]))))]
+        colormap=class_colormap(legend.colors, first_id=int(class_ids[0]))))]
     if outputs.probabilities is not None:
         proba = dict(count=len(class_ids), band_names=[f"p_{n}" for n in class_names])
         if probabilities == "uint8":
@@ -250,11 +251,10 @@ class _BlockMaker:
     PREFETCH = 2  # batches read ahead
 
     def __init__(self, model: torch.nn.Module, image_path: str | Path, plan: WindowPlan, n_classes: int,
-                 batch_size: int, device: torch.device, tta: bool, amp: bool, standardize: bool,
-                 raw: RawInput | None = None) -> None:
+                 windows: WindowSettings, device: torch.device, raw: RawInput | None = None) -> None:
         self.model, self.image_path, self.plan, self.k = model, image_path, plan, n_classes
-        self.standardize, self.raw = standardize and raw is None, raw
-        self.batch_size, self.device, self.tta, self.amp = batch_size, device, tta, amp
+        self.standardize, self.raw = windows.standardize and raw is None, raw
+        self.batch_size, self.device, self.tta, self.amp = windows.batch_size, device, windows.tta, windows.amp
         self._weights: dict[tuple, object] = {}
         # window row i → where its rows hold data, for the output's nodata (no second read of the scene);
         # the writer pops each as it goes; None: not kept (the part files of several ranks)
@@ -376,98 +376,164 @@ def _write_blocks(src: rasterio.DatasetReader, plan: WindowPlan, blocks: Iterabl
         _finish_rows(logits, valid, lut, writers, probabilities)
 
 
+@dataclass(frozen=True)
+class WindowSettings:
+    """How the network walks a scene: the window side, the overlap of neighbours (which sets the
+    stride), windows per forward pass, how overlapping logits blend, and what each pass does."""
+
+    window: int
+    overlap: float
+    batch_size: int
+    blend: str = "hann"  # ``hann`` (smooth weights, seamless) or ``center`` (overlap-tile)
+    tta: bool = False  # the mean logits over the 8 dihedral transforms of each window (8× the compute)
+    amp: bool = False  # bfloat16 autocast around the forward pass
+    standardize: bool = False  # each window on its own valid pixels (stacks prepared with per-chip normalization)
+
+
+@dataclass(frozen=True)
+class ClassLegend:
+    """The id written for each of the K model outputs (e.g. 1..N), with its name and colour for the
+    class map's colour table and metadata."""
+
+    ids: Sequence[int]
+    names: Sequence[str]
+    colors: Sequence[str]
+
+    @classmethod
+    def of(cls, table: Mapping[str, Sequence[Any]]) -> ClassLegend:
+        """From a checkpoint's metadata (``class_ids``, ``class_names``, ``class_colors``)."""
+        return cls(table["class_ids"], table["class_names"], table["class_colors"])
+
+
+@dataclass(frozen=True)
+class OutputFormats:
+    """Which outputs beside the class map, and how they are stored (see the module docstring)."""
+
+    probabilities: str = "none"  # ``none``, ``float16`` or ``uint8``
+    entropy: bool = False  # also the normalized entropy raster
+    cog: bool = False  # rewrite the outputs as Cloud-Optimized GeoTIFFs (with overviews) at the end
+
+
+@dataclass(frozen=True)
+class RankShare:
+    """This process's share of the window rows: every rank calls with the same arguments; ranks > 0
+    return once their part file is written, rank 0 waits up to ``timeout_s`` for the others."""
+
+    rank: int = 0
+    world_size: int = 1
+    timeout_s: float = 3600.0
+
+
+def predict_settings(window: int, overlap: float, batch_size: int, *, blend: str = "hann",
+                     probabilities: str = "none", entropy: bool = False, tta: bool = False, amp: bool = False,
+                     cog: bool = False, standardize: bool = False) -> tuple[WindowSettings, OutputFormats]:
+    """The ``predict`` options as a flat mapping gives them (``pipeline.stage_options.predict_options``)
+    turned into the value objects that :func:`predict_scene` takes."""
+    return (WindowSettings(int(window), overlap, batch_size, blend, tta, amp, standardize),
+            OutputFormats(probabilities, entropy, cog))
+
+
 @torch.no_grad()
 def predict_scene(
     model: torch.nn.Module,
     image_path: str | Path,
     out_path: str | Path,
-    window: int,
-    overlap: float,
-    batch_size: int,
-    class_ids: Sequence[int],
-    class_names: Sequence[str],
-    class_colors: Sequence[str],
+    windows: WindowSettings,
+    legend: ClassLegend,
     device: str | torch.device = "cpu",
     progress: bool = True,
     *,
-    blend: str = "hann",
-    probabilities: str = "none",
-    entropy: bool = False,
-    tta: bool = False,
-    amp: bool = False,
-    cog: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-    parts_timeout_s: float = 3600.0,
-    standardize_windows: bool = False,
+    outputs: OutputFormats = OutputFormats(),
+    share: RankShare = RankShare(),
     raw_input: RawInput | None = None,
 ) -> Path:
     """Classify every pixel of ``image_path`` (a prepared, normalized stack) into ``out_path``.
 
     Args:
         model: maps (B, C, window, window) to logits (B, K, window, window).
-        class_ids: the id written for each of the K model outputs (e.g. 1..N).
-        class_names, class_colors: for the colour table and metadata of the class map.
-        blend: ``hann`` (smooth weights, seamless) or ``center`` (overlap-tile: each window
-            writes only its central stride × stride square).
-        probabilities: ``none``, ``float16`` or ``uint8`` (see the module docstring).
-        entropy: also write the normalized entropy raster.
-        tta: average the logits over the 8 dihedral transforms of each window (8× the compute).
-        amp: bfloat16 autocast around the forward pass.
-        cog: rewrite the outputs as Cloud-Optimized GeoTIFFs (with overviews) at the end.
-        rank, world_size: this process's share of the window rows; every rank must call this
-            with the same arguments. Ranks > 0 return once their part file is written; rank 0
-            waits up to ``parts_timeout_s`` for the others, then writes the outputs.
-        standardize_windows: standardize each window on its own valid pixels before the
-            forward pass (for stacks prepared with per-chip normalization).
+        windows: window side, overlap, batch, blending, TTA, autocast (:class:`WindowSettings`).
+        legend: the class ids, names and colours of the K outputs (:class:`ClassLegend`).
+        outputs: probabilities, entropy, COG (:class:`OutputFormats`).
+        share: this process's rank among ``world_size`` sharing the scene (:class:`RankShare`).
         raw_input: ``image_path`` holds raw bands for a model that prepares them itself (an exported
             model): nodata decided as :class:`RawInput` says, given to the model as NaN.
 
     Returns:
         The class map's path (the optional outputs lie beside it, see :func:`output_paths`).
     """
-    if probabilities not in PROBABILITY_FORMATS:
-        raise ValueError(f"probabilities must be one of {list(PROBABILITY_FORMATS)}, got '{probabilities}'")
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} outside world_size {world_size}")
+    if outputs.probabilities not in PROBABILITY_FORMATS:
+        raise ValueError(f"probabilities must be one of {list(PROBABILITY_FORMATS)}, got '{outputs.probabilities}'")
+    if not 0 <= share.rank < share.world_size:
+        raise ValueError(f"rank {share.rank} outside world_size {share.world_size}")
     out_path = Path(out_path)
-    outputs = output_paths(out_path, probabilities, entropy)
-    device = torch.device(device)
-    model = model.eval().to(device)
-    n_classes = len(class_ids)
-    lut = np.asarray(class_ids, dtype=np.uint8)
+    job = _Job(model.eval().to(torch.device(device)), Path(image_path), out_path, windows, legend, outputs,
+               share, raw_input, torch.device(device))
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), rasterio.open(image_path) as src:
         src.read(1, window=RioWindow(0, 0, 1, 1))  # GDAL sizes its block cache once, at first use
-        grid = Grid(src.crs, src.transform, src.width, src.height)
-        plan = WindowPlan(src.height, src.width, window, overlap, blend)
-        make_block = _BlockMaker(model, image_path, plan, n_classes, batch_size, device, tta, amp,
-                                 standardize_windows, raw_input)
-        mine = [i for i in range(len(plan.rows)) if i % world_size == rank]
-        if world_size > 1:
-            log.info("predict: rank %d of %d classifies %d of %d window rows on %s", rank, world_size,
-                     len(mine), len(plan.rows), device)
-        bar = progress_bar(total=len(mine) * len(plan.cols), desc=f"predict windows (rank {rank})" if world_size > 1
-                   else "predict windows", disable=not progress)
-
-        def assemble(blocks: Iterable[tuple[int, Any]], valid_rows: dict | None = None) -> None:
-            with _open_outputs(outputs, grid, class_ids, class_names, class_colors, probabilities, cog) as writers:
-                _write_blocks(src, plan, blocks, n_classes, device, lut, probabilities, writers, raw_input, valid_rows)
-
-        if world_size == 1:
-            assemble(make_block.blocks(mine, bar), make_block.valid_rows)
+        plan = WindowPlan(src.height, src.width, windows.window, windows.overlap, windows.blend)
+        mine = [i for i in range(len(plan.rows)) if i % share.world_size == share.rank]
+        if share.world_size > 1:
+            log.info("predict: rank %d of %d classifies %d of %d window rows on %s", share.rank, share.world_size,
+                     len(mine), len(plan.rows), job.device)
+        bar = progress_bar(total=len(mine) * len(plan.cols), desc=f"predict windows (rank {share.rank})"
+                           if share.world_size > 1 else "predict windows", disable=not progress)
+        if share.world_size == 1:
+            make_block = job.block_maker(plan)
+            job.assemble(src, plan, make_block.blocks(mine, bar), make_block.valid_rows)
             bar.close()
-            return out_path
-
-        # several processes: each rank's blocks go to its part file, rank 0 assembles them all
-        make_block.valid_rows = None
-        folder = parts_dir(out_path, image_path, model, [window, plan.stride, blend, tta, amp, n_classes, world_size])
-        block_shape = (n_classes + 1, plan.window, plan.width)
-        write_part(folder, rank, mine, (_to_numpy(block) for _, block in make_block.blocks(mine, bar)),
-                   block_shape, what=f"rank {rank}'s share of {out_path.name}")
-        bar.close()
-        if rank != 0:
-            return out_path
-        wait_for_parts(folder, world_size, parts_timeout_s)
-        assemble((i, _to_device(block, device)) for i, block in read_parts(folder, world_size, plan, block_shape))
-        shutil.rmtree(folder, ignore_errors=True)
+        else:
+            _predict_in_parts(job, src, plan, mine, bar)
     return out_path
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One prediction's fixed inputs, so that its parts pass one object rather than a dozen values."""
+
+    model: torch.nn.Module
+    image_path: Path
+    out_path: Path
+    windows: WindowSettings
+    legend: ClassLegend
+    outputs: OutputFormats
+    share: RankShare
+    raw_input: RawInput | None
+    device: torch.device
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.legend.ids)
+
+    def block_maker(self, plan: WindowPlan) -> _BlockMaker:
+        return _BlockMaker(self.model, self.image_path, plan, self.n_classes, self.windows, self.device,
+                           self.raw_input)
+
+    def assemble(self, src: rasterio.DatasetReader, plan: WindowPlan, blocks: Iterable[tuple[int, Any]],
+                 valid_rows: dict | None = None) -> None:
+        """Blocks of window rows in scene order → the finished outputs, in place."""
+        grid = Grid(src.crs, src.transform, src.width, src.height)
+        paths = output_paths(self.out_path, self.outputs.probabilities, self.outputs.entropy)
+        lut = np.asarray(self.legend.ids, dtype=np.uint8)
+        with _open_outputs(paths, grid, self.legend, self.outputs) as writers:
+            _write_blocks(src, plan, blocks, self.n_classes, self.device, lut, self.outputs.probabilities, writers,
+                          self.raw_input, valid_rows)
+
+
+def _predict_in_parts(job: _Job, src: rasterio.DatasetReader, plan: WindowPlan, mine: list[int], bar: Any) -> None:
+    """Several processes: each rank's blocks go to its part file, rank 0 assembles them all."""
+    make_block = job.block_maker(plan)
+    make_block.valid_rows = None
+    windows, share = job.windows, job.share
+    folder = parts_dir(job.out_path, job.image_path, job.model,
+                       [windows.window, plan.stride, windows.blend, windows.tta, windows.amp, job.n_classes,
+                        share.world_size])
+    block_shape = (job.n_classes + 1, plan.window, plan.width)
+    write_part(folder, share.rank, mine, (_to_numpy(block) for _, block in make_block.blocks(mine, bar)),
+               block_shape, what=f"rank {share.rank}'s share of {job.out_path.name}")
+    bar.close()
+    if share.rank != 0:
+        return
+    wait_for_parts(folder, share.world_size, share.timeout_s)
+    job.assemble(src, plan, ((i, _to_device(block, job.device))
+                             for i, block in read_parts(folder, share.world_size, plan, block_shape)))
+    shutil.rmtree(folder, ignore_errors=True)

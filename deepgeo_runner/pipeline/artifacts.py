@@ -26,6 +26,7 @@ class Artifacts:
     best_score: float | None = None  # best validation score (train.monitor) of the fit: a sweep's objective
     prediction: Path | None = None
     exported: dict[str, Path] = field(default_factory=dict)  # format → file written by the export stage
+    stage_outputs: dict[str, Any] = field(default_factory=dict)  # stage → result of a row without an artifact
     prepare_extras: dict[str, Any] = field(default_factory=dict)
     split_scenes: dict[str, SplitScene] = field(default_factory=dict)  # val/test from other scenes
     input_profile: dict[str, Any] | None = None  # the training image's bands, dtype, percentiles (drift checks)

@@ -15,6 +15,7 @@ import numpy as np
 from deepgeo_runner.config.schema import RunConfig
 from deepgeo_runner.core.cache import CACHE_VERSION, cache_entry, file_fingerprint, hash_payload, vector_fingerprint
 from deepgeo_runner.core.classes import ClassTable
+from deepgeo_runner.geo.nodata import Nodata
 from deepgeo_runner.geo.normalize import NormOptions
 from deepgeo_runner.geo.scene import date_groups
 from deepgeo_runner.pipeline.artifacts import Artifacts
@@ -29,7 +30,7 @@ from deepgeo_runner.stages.chips import (
     target_lut,
 )
 from deepgeo_runner.stages.labels import rasterize_labels
-from deepgeo_runner.stages.prepare import load_prepared, prepare_scene
+from deepgeo_runner.stages.prepare import PrepareOptions, load_prepared, prepare_scene
 
 
 def prepare_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, split_map: np.ndarray, run_stage: bool) -> None:
@@ -56,9 +57,9 @@ def prepare_stage(opts: RunConfig, cache_dir: Path, art: Artifacts, split_map: n
     art.prepare_extras = {k: v for k, v in extras.items() if v is not None}
 
     def build(tmp: Path) -> None:
-        prepare_scene(art.image, tmp, art.band_names, list(pre.indices), norm,
-                      split_map == 0, opts.data.nodata, nodata_rule=str(opts.data.nodata_rule), dates=dates,
-                      window=int(pre.window), cog=cog, **extras)
+        prepare_scene(art.image, tmp, PrepareOptions(art.band_names, list(pre.indices), norm,
+                      nodata=Nodata(opts.data.nodata, str(opts.data.nodata_rule)), dates=dates,
+                      window=int(pre.window), cog=cog, **extras), split_map == 0)
 
     entry, key, reused = cache_entry(cache_dir, "prepare", payload, build, run_stage)
     art.prepared = load_prepared(entry)
@@ -115,9 +116,9 @@ def prepare_split_scenes(opts: RunConfig, cache_dir: Path, art: Artifacts, class
         }
 
         def build(tmp: Path, image: Path = image) -> None:
-            prepare_scene(image, tmp, art.band_names, list(pre.indices), norm_options(opts), None,
-                          data.nodata, nodata_rule=str(data.nodata_rule), stats=art.prepared.stats,
-                          dates=stack_dates(data), window=int(pre.window), **extras)
+            prepare_scene(image, tmp, PrepareOptions(art.band_names, list(pre.indices), norm_options(opts),
+                          nodata=Nodata(data.nodata, str(data.nodata_rule)), dates=stack_dates(data),
+                          window=int(pre.window), **extras), stats=art.prepared.stats)
 
         entry, key, reused = cache_entry(cache_dir, "prepare", payload, build, run_prepare)
         art.cache_keys[f"prepare_{split}"], art.reused[f"prepare_{split}"] = key, reused

@@ -185,7 +185,7 @@ def learn_datamodule_stages(opts: RunConfig, run_dir: Path, art: Artifacts, clas
 
 
 def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule, stages: list[str],
-              checkpoint: Path | None, shard_here: bool = True, stop=None):
+             checkpoint: Path | None, shard_here: bool = True, stop=None):
     """Train and/or test with Lightning; return the best checkpoint and the Trainer.
 
     ``shard_here``: the datamodule shards by rank itself (our chip store); otherwise Lightning
@@ -196,7 +196,6 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     # heavy: torch and Lightning, loaded only when a stage trains
-    from deepgeo_runner.lit.checkpoints import SafeCheckpointIO
     from deepgeo_runner.lit.tracking import (
         continue_mlflow_run,
         flat_hyperparameters,
@@ -208,22 +207,7 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
     from deepgeo_runner.stages import train
 
     stop = stop or SignalStop()
-    import torch  # heavy: loaded by now (the module is built)
-
-    # accelerator=auto on a machine without a GPU: a float16 precision is refused before Lightning swaps it
-    check_precision(opts.trainer.get("precision", "32-true"), opts.trainer.get("accelerator", "auto"),
-                    gpu_available=torch.cuda.is_available())
-    callbacks = instantiate_callbacks(opts.callbacks)  # conf/callbacks/: checkpoints, seeds, history
-    loggers = instantiate_loggers(opts.logger)  # conf/logger/: none, one or several
-    tidy_third_party_logging()  # Lightning is imported by now: its lines once, without advertisements
-    quiet_bar = {} if interactive() else {"enable_progress_bar": False}  # callbacks.progress_lines logs instead
-    if getattr(module.net, "fits_without_gradients", False):  # fitted already (fit_pixel_model): one epoch of one
-        #   batch writes checkpoints/best.ckpt and last.ckpt and the validation scores, as a network's fit does
-        quiet_bar.update(max_epochs=1, min_epochs=1, max_steps=-1, limit_train_batches=1)
-    # the run's options are the hyperparameters (below), not the module's (none: its parts are injected)
-    trainer = instantiate(opts.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
-                           default_root_dir=str(run_dir), use_distributed_sampler=not shard_here,
-                           plugins=[SafeCheckpointIO()], enable_autolog_hparams=False, **quiet_bar)
+    trainer, loggers = _make_trainer(opts, run_dir, module, shard_here)
     stop.trainer = trainer
     try:
         resume = resume_checkpoint(opts, run_dir, module, loggers) if "fit" in stages else None
@@ -239,26 +223,60 @@ def fit_test(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule,
         if stop.signum is not None:
             raise stop.interrupted()
         if "test" in stages:
-            if checkpoint is not None and "fit" not in stages:  # predict.checkpoint: say if it is another net
-                # heavy: torch, loaded only when a stage trains or predicts
-                from deepgeo_runner.ml.checkpoint import load_checkpoint
-
-                train.load_matching_weights(module, load_checkpoint(checkpoint, key="predict.checkpoint"), checkpoint)
-            scores = train.test(trainer, module, datamodule, checkpoint)
-            scores = with_intervals(opts, art, module, scores)
-            scores["split"] = str(opts.test_split)
-            scores = with_test_coverage(scores, art, str(opts.test_split))
-            protocol = protocol_scores(opts, art, module, list(module.class_names))
-            if protocol is not None:
-                scores["protocol"] = protocol
-            if trainer.global_rank == 0:
-                write_text_atomic(run_dir / "metrics.json", strict_json(scores))
-            art.metrics = scores
+            _test_and_record(opts, run_dir, art, module, datamodule, trainer, checkpoint, "fit" in stages)
         if stop.signum is not None:
             raise stop.interrupted()
     except SIGTERMException:  # Lightning's stop on SIGTERM (or our SIGINT, handed to it) exits 0 otherwise
         raise stop.interrupted() from None
     return checkpoint, trainer
+
+
+def _make_trainer(opts: RunConfig, run_dir: Path, module, shard_here: bool):
+    """The run's Trainer and loggers from the ``trainer``, ``callbacks`` and ``logger`` groups; a precision the
+    machine cannot run fails here, before Lightning silently swaps it."""
+    import torch  # heavy: loaded by now (the module is built)
+
+    # heavy: torch and Lightning, loaded only when a stage trains
+    from deepgeo_runner.lit.checkpoints import SafeCheckpointIO
+
+    # accelerator=auto on a machine without a GPU: a float16 precision is refused before Lightning swaps it
+    check_precision(opts.trainer.get("precision", "32-true"), opts.trainer.get("accelerator", "auto"),
+                    gpu_available=torch.cuda.is_available())
+    callbacks = instantiate_callbacks(opts.callbacks)  # conf/callbacks/: checkpoints, seeds, history
+    loggers = instantiate_loggers(opts.logger)  # conf/logger/: none, one or several
+    tidy_third_party_logging()  # Lightning is imported by now: its lines once, without advertisements
+    quiet_bar = {} if interactive() else {"enable_progress_bar": False}  # callbacks.progress_lines logs instead
+    if getattr(module.net, "fits_without_gradients", False):  # fitted already (fit_pixel_model): one epoch of one
+        #   batch writes checkpoints/best.ckpt and last.ckpt and the validation scores, as a network's fit does
+        quiet_bar.update(max_epochs=1, min_epochs=1, max_steps=-1, limit_train_batches=1)
+    # the run's options are the hyperparameters (below), not the module's (none: its parts are injected)
+    trainer = instantiate(opts.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
+                          default_root_dir=str(run_dir), use_distributed_sampler=not shard_here,
+                          plugins=[SafeCheckpointIO()], enable_autolog_hparams=False, **quiet_bar)
+    return trainer, loggers
+
+
+def _test_and_record(opts: RunConfig, run_dir: Path, art: Artifacts, module, datamodule, trainer,
+                     checkpoint: Path | None, fitted: bool) -> None:
+    """The test split's scores, with their intervals, coverage and the protocol's, into ``metrics.json``."""
+    # heavy: torch and Lightning, loaded only when a stage trains
+    from deepgeo_runner.stages import train
+
+    if checkpoint is not None and not fitted:  # predict.checkpoint: say if it is another net
+        # heavy: torch, loaded only when a stage trains or predicts
+        from deepgeo_runner.ml.checkpoint import load_checkpoint
+
+        train.load_matching_weights(module, load_checkpoint(checkpoint, key="predict.checkpoint"), checkpoint)
+    scores = train.test(trainer, module, datamodule, checkpoint)
+    scores = with_intervals(opts, art, module, scores)
+    scores["split"] = str(opts.test_split)
+    scores = with_test_coverage(scores, art, str(opts.test_split))
+    protocol = protocol_scores(opts, art, module, list(module.class_names))
+    if protocol is not None:
+        scores["protocol"] = protocol
+    if trainer.global_rank == 0:
+        write_text_atomic(run_dir / "metrics.json", strict_json(scores))
+    art.metrics = scores
 
 
 def fit_pixel_model(opts: RunConfig, art: Artifacts, net) -> None:

@@ -19,7 +19,13 @@ from deepgeo_runner.geo.scene_sources import check_scenes_fit, predict_scenes
 from deepgeo_runner.ml.metrics import strict_json
 from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.scenes import finished, forget_record, scene_identity, write_record
-from deepgeo_runner.pipeline.stage_options import label_options, predict_device, predict_options, predict_window
+from deepgeo_runner.pipeline.stage_options import (
+    label_options,
+    own_model_target,
+    predict_device,
+    predict_options,
+    predict_window,
+)
 from deepgeo_runner.stages.labels import rasterize_labels
 
 log = logging.getLogger(__name__)
@@ -193,11 +199,3 @@ def apply_checkpoint_stage(opts: RunConfig, run_dir: str | Path, art: Artifacts 
     art.prediction = predict_new_scene(opts, run_dir, net, meta, checkpoint=art.checkpoint)
     art.timings["predict"] = round(time.perf_counter() - start, 2)
     return art
-
-
-def own_model_target(opts: RunConfig) -> str | None:
-    """The ``model._target_`` of the user's own config: the one class outside deepgeo's models that a
-    checkpoint may name (the checkpoint alone never decides what code runs)."""
-    model = opts.model if isinstance(opts.model, dict) else {}
-    target = model.get("_target_")
-    return str(target) if target else None

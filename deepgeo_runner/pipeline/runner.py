@@ -8,7 +8,8 @@ rank passes through here. Expensive stages come from the cache (built by rank 0 
 start), and only rank 0 writes files shared by the run.
 
 Where a change goes (the house; ARCHITECTURE.md has the floors):
-- a stage: a module in ``stages/``, its task in ``pipeline/``, one row in ``config/stages.py``;
+- a stage: a module in ``stages/`` and one row in ``config/stages.py`` (its options adapter in
+  ``pipeline/stage_options.py``; a task in ``pipeline/`` only for what a plain row cannot do);
 - a config key or its default: ``config/schema.py`` (the YAML files only say what differs);
 - config → options: ``config/options.py``; → a stage's options and derived defaults:
   ``pipeline/stage_options.py``; cross-key checks: ``config/validate.py``;
@@ -37,7 +38,7 @@ from deepgeo_runner.core.console import tidy_third_party_logging
 from deepgeo_runner.core.errors import RunInterrupted
 from deepgeo_runner.core.ranks import global_rank
 from deepgeo_runner.core.signals import SignalStop
-from deepgeo_runner.pipeline import inputs, learning, predicting, splitting
+from deepgeo_runner.pipeline import inputs, learning, predicting, splitting, stage_options
 from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.preflight import preflight
 from deepgeo_runner.pipeline.record import stages_to_run, write_run_provenance
@@ -127,16 +128,33 @@ def scene_stages(run: RunState) -> None:
 
 
 def task_of(stage: Stage) -> Callable[[RunState], None]:
-    """The task function a row of the stage table names (``module:function`` under deepgeo_runner.pipeline)."""
-    module, name = stage.task.split(":")
-    return getattr(importlib.import_module(f"deepgeo_runner.pipeline.{module}"), name)
+    """What runs a row of the stage table: its task (``module:function`` under deepgeo_runner.pipeline), or,
+    for a plain row, its stage function (under deepgeo_runner.stages) fed by its options adapter."""
+    if not stage.run:
+        module, name = stage.task.split(":")
+        return getattr(importlib.import_module(f"deepgeo_runner.pipeline.{module}"), name)
+    module, name = stage.run.split(":")
+    function = getattr(importlib.import_module(f"deepgeo_runner.stages.{module}"), name)
+    adapter = getattr(stage_options, stage.options) if stage.options else None
+
+    def task(run: RunState) -> None:
+        """The row's options adapter gives the stage function's keyword arguments; the result, timed under
+        the stage's name, goes to the row's artifact (or ``art.stage_outputs``)."""
+        result = run.timed(stage.name, function, **(adapter(run) if adapter is not None else {}))
+        if stage.artifact:
+            setattr(run.art, stage.artifact, result)
+        else:
+            run.art.stage_outputs[stage.name] = result
+
+    return task
 
 
 def run_tasks(run: RunState, rows: list[Stage]) -> None:
     """Each row's task once, in order (stages that share a task, like fit/test/predict, run together)."""
     done = set()
     for stage in rows:
-        if stage.task in done or (stage.first_rank and run.rank != 0):
+        key = stage.task or stage.name
+        if key in done or (stage.first_rank and run.rank != 0):
             continue
-        done.add(stage.task)
+        done.add(key)
         task_of(stage)(run)

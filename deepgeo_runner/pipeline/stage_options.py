@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from deepgeo_runner.config.schema import DataConfig, RunConfig, assess_reference, run_stages
+from deepgeo_runner.core.checkpoint_path import checkpoint_file
 from deepgeo_runner.core.classes import ClassTable
 from deepgeo_runner.core.errors import ConfigError
 from deepgeo_runner.geo.label_layout import raster_label_layout
 from deepgeo_runner.geo.nodata import one_nodata
 from deepgeo_runner.geo.normalize import NormOptions
 from deepgeo_runner.geo.stitch import prediction_window
+from deepgeo_runner.pipeline.run_state import RunState
 from deepgeo_runner.stages.chips import ChipPlan, target_lut
 
 log = logging.getLogger(__name__)
@@ -209,3 +211,20 @@ def split_method(data: DataConfig) -> str:
 def block_size(data: DataConfig) -> int:
     """The side of the split's blocks: ``data.block_size``, default two chips."""
     return int(data.block_size or 2 * data.chip_size)
+
+
+def own_model_target(opts: RunConfig) -> str | None:
+    """The ``model._target_`` of the user's own config: the one class outside deepgeo's models that a
+    checkpoint may name (the checkpoint alone never decides what code runs)."""
+    model = opts.model if isinstance(opts.model, dict) else {}
+    target = model.get("_target_")
+    return str(target) if target else None
+
+
+def export_options(run: RunState) -> dict[str, Any]:
+    """Stage ``export`` (:func:`deepgeo_runner.stages.export_run.export_run_model`): the checkpoint this run
+    fitted, else ``predict.checkpoint``; ``export.formats`` and ``export.tile`` into ``<run>/export``."""
+    opts = run.opts
+    checkpoint = run.art.checkpoint or (checkpoint_file(opts.predict.checkpoint) if opts.predict.checkpoint else None)
+    return {"checkpoint": checkpoint, "out_dir": Path(run.run_dir) / "export", "formats": list(opts.export.formats),
+            "tile": opts.export.tile, "trusted_target": own_model_target(opts)}

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
@@ -197,9 +198,6 @@ def plot_class_map(
         raise ValueError(f"classes must be (H, W), got {arr.shape}")
     if np.issubdtype(arr.dtype, np.floating):
         arr = np.where(np.isfinite(arr), arr, ignore_value).astype(np.int64)
-    height, width = arr.shape
-    total = max(arr.size, 1)
-
     # entries: (id, label, colour, always shown)
     entries: list[tuple[int, str, str, bool]] = [
         (first_id + i, name, colors[i], True) for i, name in enumerate(names)
@@ -207,22 +205,27 @@ def plot_class_map(
     if first_id == 1 and ignore_value != 0:
         entries.insert(0, (0, "background", BACKGROUND_COLOR, False))
     entries.append((int(ignore_value), ignore_label, NODATA_COLOR, False))
+    rgb, handles = _paint_classes(arr, entries)
+    return _draw_class_map(rgb, handles, title, arr.shape, path)
 
+
+def _paint_classes(arr: np.ndarray, entries: Sequence[tuple[int, str, str, bool]]) -> tuple[np.ndarray, list[Patch]]:
+    """The map's colours (decimated to what a figure shows) and one legend patch per id present or always
+    listed, with its share of the full-resolution map; ids no entry names are magenta."""
+    height, width = arr.shape
+    total = max(arr.size, 1)
     counts = _id_counts(arr)
     step = _decimation_step(height, width)
     shown = arr[::step, ::step]
     rgb = np.empty(shown.shape + (3,), dtype=np.float32)
     rgb[:] = to_rgb(UNKNOWN_COLOR)
-    known = np.zeros(shown.shape, dtype=bool)
     handles: list[Patch] = []
     seen: set[int] = set()
     for cid, label, colour, always in entries:
         if cid in seen:
             continue
         seen.add(cid)
-        hit = shown == cid
-        rgb[hit] = to_rgb(colour)
-        known |= hit
+        rgb[shown == cid] = to_rgb(colour)
         n = counts.get(cid, 0)
         if always or n:
             handles.append(Patch(facecolor=colour, edgecolor="#666666", linewidth=0.5,
@@ -231,7 +234,13 @@ def plot_class_map(
     if n_unknown:
         handles.append(Patch(facecolor=UNKNOWN_COLOR, edgecolor="#666666", linewidth=0.5,
                              label=f"other ids ({_format_share(n_unknown / total)})"))
+    return rgb, handles
 
+
+def _draw_class_map(rgb: np.ndarray, handles: list[Patch], title: str, shape: tuple[int, int],
+                    path: str | os.PathLike) -> Path:
+    """The painted map with its size under it and the legend outside the image (two columns past 20 entries)."""
+    height, width = shape
     ncol = 1 if len(handles) <= 20 else 2
     fig = _new_figure(*_map_figsize(height, width, extra_width=2.2 * ncol))
     ax = fig.add_subplot()
@@ -298,19 +307,7 @@ def plot_confusion_matrix(
     cbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
     cbar.set_label(cbar_label)
 
-    fontsize = 9.0 if k <= 8 else float(np.clip(7.5 - 0.06 * (k - 8), 6.0, 7.5))
-    for i in range(k):
-        for j in range(k):
-            count = cm[i, j]
-            if row_sums[i, 0] > 0:
-                text = f"{_format_count(count)}\n{100 * share[i, j]:.1f} %"
-            else:
-                text = f"{_format_count(count)}\n–"
-            dark = values[i, j] > 0.55 * vmax
-            colour = "white" if dark else ("#333333" if count else "#aaaaaa")
-            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=colour,
-                    linespacing=1.15)
-
+    _write_cell_labels(ax, cm, share, values, vmax)
     ax.set_xticks(range(k), labels=names, rotation=45 if k > 3 else 0,
                   ha="right" if k > 3 else "center", rotation_mode="anchor")
     ax.set_yticks(range(k), labels=names)
@@ -325,6 +322,25 @@ def plot_confusion_matrix(
              if total > 0 else "empty matrix")
     ax.set_title(stats, fontsize=9, color="#555555")
     return _save_atomic(fig, path)
+
+
+def _write_cell_labels(ax: Axes, cm: np.ndarray, share: np.ndarray, values: np.ndarray, vmax: float) -> None:
+    """Each cell's count and row percentage, white on dark cells; smaller type as classes grow, and a dash
+    for the share of a reference class without pixels."""
+    k = cm.shape[0]
+    row_sums = cm.sum(axis=1, keepdims=True)
+    fontsize = 9.0 if k <= 8 else float(np.clip(7.5 - 0.06 * (k - 8), 6.0, 7.5))
+    for i in range(k):
+        for j in range(k):
+            count = cm[i, j]
+            if row_sums[i, 0] > 0:
+                text = f"{_format_count(count)}\n{100 * share[i, j]:.1f} %"
+            else:
+                text = f"{_format_count(count)}\n–"
+            dark = values[i, j] > 0.55 * vmax
+            colour = "white" if dark else ("#333333" if count else "#aaaaaa")
+            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=colour,
+                    linespacing=1.15)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ run to another scene needs no data or model options.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 
 from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.export.apply_exported import classify_exported, is_exported, load_exported
-from deepgeo_runner.geo.nodata import one_nodata
+from deepgeo_runner.geo.nodata import Nodata, one_nodata
 from deepgeo_runner.geo.normalize import NormStats
 from deepgeo_runner.geo.polygonize import polygonize_classes
 from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
@@ -27,16 +26,16 @@ from deepgeo_runner.geo.stitch import prediction_window
 from deepgeo_runner.ml.checkpoint import load_checkpoint
 from deepgeo_runner.ml.model_card import checkpoint_meta
 from deepgeo_runner.ml.models.registry import build_from_description
-from deepgeo_runner.ml.predict import output_paths, predict_scene
+from deepgeo_runner.ml.predict import ClassLegend, RankShare, output_paths, predict_scene, predict_settings
 from deepgeo_runner.stages.drift import drift_warnings, input_profile
-from deepgeo_runner.stages.prepare import prepare_scene
+from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
 
 log = logging.getLogger(__name__)
 
 _META_KEYS = ("features", "band_names", "indices", "stats", "class_names", "class_ids", "class_colors",
               "model")
 # extra preparation options passed on when the checkpoint records them
-_PREPARE_EXTRAS = ("expressions", "index_constants", "scale", "offset", "keep_bands", "dates", "nodata_rule")
+_PREPARE_EXTRAS = ("expressions", "index_constants", "scale", "offset", "keep_bands", "dates")  # PrepareOptions fields
 _PRETRAINED_KEYS = ("encoder_weights", "torchgeo_weights")  # smp_model keys that fetch weights
 
 
@@ -123,12 +122,12 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
         image = build_time_stack(groups, out_dir / "scene.tif", options, progress=progress)
     _warn_on_drift(meta, image, nodata, len(groups) if len(groups) > 1 else 1)
     stats = NormStats.from_dict(meta["stats"])
-    params = inspect.signature(prepare_scene).parameters
-    extras = {k: meta[k] for k in _PREPARE_EXTRAS if meta.get(k) is not None and k in params}
-    if "progress" in params:
-        extras["progress"] = progress
-    prepared = prepare_scene(image, out_dir, list(meta["band_names"]), list(meta["indices"]),
-                             stats.method, None, nodata, stats=stats, **extras)
+    extras = {k: meta[k] for k in _PREPARE_EXTRAS if meta.get(k) is not None}
+    rule = meta.get("nodata_rule")
+    options = PrepareOptions(list(meta["band_names"]), list(meta["indices"]), stats.method,
+                             Nodata(nodata, rule) if rule is not None else Nodata(nodata),
+                             progress=progress, **extras)
+    prepared = prepare_scene(image, out_dir, options, stats=stats)
     if list(prepared.feature_names) != list(meta["features"]):  # named by the training dates
         raise InputDataError(
             f"'{image}' prepared to features {list(prepared.feature_names)}, but the checkpoint was "
@@ -159,12 +158,10 @@ def classify_prepared(
     run's own, or a new one prepared like the checkpoint's): ``classes`` holds ``class_ids``,
     ``class_names`` and ``class_colors`` (a checkpoint's metadata has them); per-chip
     standardization follows the scene's statistics. ``rank``/``world_size`` share the rows out."""
-    return predict_scene(
-        net, prepared.path, out_path, window=int(window), overlap=overlap, batch_size=batch_size,
-        class_ids=classes["class_ids"], class_names=classes["class_names"], class_colors=classes["class_colors"],
-        device=device, progress=progress, standardize_windows=prepared.stats.per_chip, rank=rank,
-        world_size=world_size, **predict_options,
-    )
+    windows, outputs = predict_settings(window, overlap, batch_size, standardize=prepared.stats.per_chip,
+                                        **predict_options)
+    return predict_scene(net, prepared.path, out_path, windows, ClassLegend.of(classes), device, progress,
+                         outputs=outputs, share=RankShare(rank, world_size))
 
 
 def classify_like_checkpoint(

@@ -244,14 +244,7 @@ def check_data(
     """
     counts = split_class_pixels(labels, class_ids, split_map, buffer, chip_size, eval_stride, min_labelled_fraction)
     total = sum(int(v.sum()) for v in counts.values())
-    splits: dict[str, dict[str, Any]] = {}
-    for split in (*SPLITS, "buffer", "unreachable"):
-        entry: dict[str, Any] = {"class_pixels": {n: int(c) for n, c in zip(class_names, counts[split], strict=True)}}
-        if split in external_splits:
-            entry = {"class_pixels": {}, "external": True}
-        splits[split] = entry
-    if counts["none"].sum():
-        splits["none"] = {"class_pixels": {n: int(c) for n, c in zip(class_names, counts["none"], strict=True)}}
+    splits = _split_entries(counts, class_names, external_splits)
     shares = {s: int(counts[s].sum()) / max(total, 1) for s in counts if counts[s].sum() or s in SPLITS}
     report = DataReport(splits, nodata, inputs, list(warnings),
                         {"pixels": total, "share": shares, "split_method": split_method, "buffer_px": buffer})
@@ -260,13 +253,7 @@ def check_data(
     sparse = sparse_labels_warning(coverage, map_assessment)
     if sparse:
         report.warnings.append(sparse)
-    for split in ("val", "test"):
-        if split in external_splits:
-            continue
-        absent = [n for n, c, t in zip(class_names, counts[split], counts["train"], strict=True) if c == 0 and t > 0]
-        if absent:
-            report.warnings.append(f"classes {absent} have no {split} pixel: their {split} scores will be null "
-                                   f"(more labels of them, or data.split_fractions with a larger {split} share).")
+    report.warnings += _absent_class_warnings(counts, class_names, external_splits)
     missing = [n for n, c in zip(class_names, counts["train"], strict=True) if c == 0]
     cause = _whole_image_fault(labels.shape, chip_size, nodata, image)
     if cause:  # the real reason no class reaches training: not the labels
@@ -284,6 +271,35 @@ def check_data(
         else:
             report.error = message
     return report
+
+
+def _split_entries(counts: dict[str, np.ndarray], class_names: Sequence[str],
+                   external_splits: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The class pixels of each split for the report; a split from another scene is only marked external
+    (its pixels are counted on that scene), and pixels of no split are listed only when there are some."""
+    splits: dict[str, dict[str, Any]] = {}
+    for split in (*SPLITS, "buffer", "unreachable"):
+        entry: dict[str, Any] = {"class_pixels": {n: int(c) for n, c in zip(class_names, counts[split], strict=True)}}
+        if split in external_splits:
+            entry = {"class_pixels": {}, "external": True}
+        splits[split] = entry
+    if counts["none"].sum():
+        splits["none"] = {"class_pixels": {n: int(c) for n, c in zip(class_names, counts["none"], strict=True)}}
+    return splits
+
+
+def _absent_class_warnings(counts: dict[str, np.ndarray], class_names: Sequence[str],
+                           external_splits: Sequence[str]) -> list[str]:
+    """A warning for each of val and test that misses a class that training has: its scores will be null."""
+    warnings = []
+    for split in ("val", "test"):
+        if split in external_splits:
+            continue
+        absent = [n for n, c, t in zip(class_names, counts[split], counts["train"], strict=True) if c == 0 and t > 0]
+        if absent:
+            warnings.append(f"classes {absent} have no {split} pixel: their {split} scores will be null "
+                            f"(more labels of them, or data.split_fractions with a larger {split} share).")
+    return warnings
 
 
 def labels_coverage(labels: np.ndarray, class_names: Sequence[str], class_ids: Sequence[int],

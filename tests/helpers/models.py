@@ -37,10 +37,10 @@ def make_checkpoint(tmp_path: Path, tiny_scene: dict) -> tuple[Path, dict]:
     from omegaconf import OmegaConf
 
     from deepgeo_runner.ml.models import FCN8s
-    from deepgeo_runner.stages.prepare import prepare_scene
+    from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
 
-    prepared = prepare_scene(tiny_scene["image"], tmp_path / "train_prep", tiny_scene["band_names"],
-                             ["ndvi"], "standard", None)
+    prepared = prepare_scene(tiny_scene["image"], tmp_path / "train_prep", PrepareOptions(tiny_scene["band_names"],
+                             ["ndvi"], "standard"))
     model_cfg = {"_target_": "deepgeo_runner.ml.models.FCN8s", "width": 4}
     torch.manual_seed(0)
     net = FCN8s(in_channels=prepared.n_features, classes=2, width=4)

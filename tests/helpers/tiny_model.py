@@ -17,7 +17,7 @@ from deepgeo_runner.geo.raster_io import valid_mask
 from deepgeo_runner.ml.checkpoint import plain_metadata
 from deepgeo_runner.ml.model_card import ModelCard
 from deepgeo_runner.ml.models.registry import build_from_description
-from deepgeo_runner.stages.prepare import prepare_scene
+from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
 from tests.helpers import write_image
 
 CLASSES = {"class_names": ["forest", "clearing"], "class_ids": [1, 2], "class_colors": ["#1b7837", "#d6604d"]}
@@ -38,8 +38,8 @@ def make_checkpoint(folder: Path, tiny_scene: dict, model: dict | None = None, i
     ``indices`` and ``normalization``; ``flat``: the metadata dict of checkpoints older than the card;
     ``labels`` (H, W of 0/1): a few training steps on them, so that the map holds both classes."""
     folder.mkdir(parents=True, exist_ok=True)
-    prepared = prepare_scene(tiny_scene["image"], folder / "train_prep", tiny_scene["band_names"], list(indices),
-                             normalization, None, progress=False)
+    prepared = prepare_scene(tiny_scene["image"], folder / "train_prep", PrepareOptions(tiny_scene["band_names"],
+                             list(indices), normalization, progress=False))
     model = dict(model or FCN)
     scene = raster_footprint(tiny_scene["image"])
     scene["image_nodata"] = image_nodata(tiny_scene["image"])

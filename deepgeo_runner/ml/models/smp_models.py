@@ -158,10 +158,27 @@ def smp_model(in_channels: int, classes: int, arch: str = "Unet", encoder: str =
         raise ValueError(f"torchgeo weights {torchgeo_weights} take {len(pretrained_bands)} bands "
                          f"{pretrained_bands}, the input has {in_channels}: give band_names (model.band_names, "
                          "by default data.band_names) so that the first convolution is adapted by band.")
+    model = _create_model(arch, encoder, encoder_weights, len(pretrained_bands) if by_name else in_channels,
+                          classes, kwargs)
+    if geo_weights is not None:
+        load_encoder_state(model.encoder, fetch_state_dict(geo_weights), torchgeo_weights)
+    if by_name:
+        adapt_first_conv(model, names, pretrained_bands)
+    multiple = _size_multiple(model, kwargs)
+    mode = "constant" if pad_mode == "zeros" else pad_mode
+    pruned = prune_unused(model, in_channels, max(2 * multiple, 64))
+    return PaddedSegmentationModel(model, in_channels, multiple, mode, pruned)
+
+
+def _create_model(arch: str, encoder: str, encoder_weights: str | None, in_channels: int, classes: int,
+                  kwargs: dict[str, Any]) -> nn.Module:
+    """``smp.create_model``, with its errors said in our words: a wrong encoder or weights name (smp's
+    KeyError), and a failed download of pretrained weights with where the cache is and how to do without."""
+    import segmentation_models_pytorch as smp
+
     try:
-        model = smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights,
-                                 in_channels=len(pretrained_bands) if by_name else in_channels,
-                                 classes=classes, **kwargs)
+        return smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights,
+                                in_channels=in_channels, classes=classes, **kwargs)
     except KeyError as exc:  # smp reports a wrong encoder or weights name as KeyError
         raise ValueError(f"smp {arch} with encoder {encoder!r}, weights {encoder_weights!r}: "
                          f"{exc.args[0] if exc.args else exc}") from exc
@@ -174,18 +191,14 @@ def smp_model(in_channels: int, classes: int, arch: str = "Unet", encoder: str =
             f"the file already in the local cache ({_cache_dirs()}). Set "
             f"model.encoder_weights=null to train from scratch."
         ) from exc
-    if geo_weights is not None:
-        load_encoder_state(model.encoder, fetch_state_dict(geo_weights), torchgeo_weights)
-    if by_name:
-        adapt_first_conv(model, names, pretrained_bands)
-    if getattr(model, "requires_divisible_input_shape", True):
-        multiple = int(getattr(getattr(model, "encoder", None), "output_stride", 0) or
-                       2 ** int(kwargs.get("encoder_depth", 5)))
-    else:
-        multiple = 1
-    mode = "constant" if pad_mode == "zeros" else pad_mode
-    pruned = prune_unused(model, in_channels, max(2 * multiple, 64))
-    return PaddedSegmentationModel(model, in_channels, multiple, mode, pruned)
+
+
+def _size_multiple(model: nn.Module, kwargs: dict[str, Any]) -> int:
+    """The multiple that input sides must be for ``model`` (its encoder's output stride), 1 when any size goes."""
+    if not getattr(model, "requires_divisible_input_shape", True):
+        return 1
+    return int(getattr(getattr(model, "encoder", None), "output_stride", 0) or
+               2 ** int(kwargs.get("encoder_depth", 5)))
 
 
 def prune_unused(model: nn.Module, in_channels: int, size: int = 64) -> list[str]:
