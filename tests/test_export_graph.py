@@ -12,6 +12,7 @@ import rasterio
 import torch
 
 from deepgeo_runner.export.graph import ExportError, RawBandsModel
+from deepgeo_runner.geo.nodata import Nodata
 from deepgeo_runner.geo.normalize import NormOptions, standardize_chips
 from deepgeo_runner.geo.raster_io import valid_mask
 from deepgeo_runner.ml.model_card import ModelCard
@@ -42,11 +43,12 @@ def test_the_graph_prepares_raw_bands_like_prepare_scene(tmp_path, tiny_scene, c
     image = write_image(tmp_path / "image.tif", data)
     method = options.pop("method")
     indices = options.pop("indices")
+    rule = options.pop("nodata_rule", "gdal")
     prepared = prepare_scene(image, tmp_path / "prep", PrepareOptions(tiny_scene["band_names"], indices,
-                             NormOptions(method), progress=False, **options))
+                             NormOptions(method), nodata=Nodata(rule=rule), progress=False, **options))
     meta = {"features": list(prepared.feature_names), "band_names": tiny_scene["band_names"], "indices": indices,
             "stats": prepared.stats.to_dict(), **CLASSES, "chip_size": 16, "dates": [], "model": FCN,
-            "model_inputs": {"in_channels": prepared.n_features}, "nodata_rule": options.get("nodata_rule", "gdal"),
+            "model_inputs": {"in_channels": prepared.n_features}, "nodata_rule": rule,
             "scene": {"image_nodata": [-9999.0] * 4}, **options}
     card = ModelCard.from_dict(meta)
     graph = RawBandsModel(torch.nn.Identity(), card)
