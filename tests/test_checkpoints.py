@@ -33,6 +33,7 @@ from deepgeo_runner.ml.metrics import strict_json
 from deepgeo_runner.ml.model_card import checkpoint_meta
 from deepgeo_runner.stages import train
 from deepgeo_runner.stages.apply import read_checkpoint
+from tests.helpers import write_noise_store
 from tests.helpers.models import crafted_checkpoint
 
 CHIPS, BATCH = 32, 8
@@ -44,16 +45,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture
 def store(tmp_path) -> Path:
     """A tiny chip store: band 0 says the class (with noise)."""
-    rng = np.random.default_rng(0)
-    out = tmp_path / "store"
-    out.mkdir()
-    for split, n in (("train", CHIPS), ("val", 8)):
-        masks = rng.integers(0, 2, (n, 16, 16)).astype(np.uint8)
-        images = rng.normal(0, 1, (n, 4, 16, 16)).astype(np.float32)
-        images[:, 0] += 2.0 * masks
-        np.save(out / f"{split}_image.npy", images)
-        np.save(out / f"{split}_mask.npy", masks)
-    return out
+    return write_noise_store(tmp_path / "store", {"train": CHIPS, "val": 8}, bands=4, signal=2.0)
 
 
 def tiny_net() -> nn.Module:

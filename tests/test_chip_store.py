@@ -13,6 +13,7 @@ from deepgeo_runner.lit.datamodule import AugmentPlan, ChipDataModule
 from deepgeo_runner.stages.chips import ChipPlan, build_chip_store, target_lut
 from deepgeo_runner.stages.labels import rasterize_labels
 from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
+from tests.helpers import prepare_and_label
 
 
 @pytest.fixture
@@ -84,10 +85,8 @@ def test_d4_expand_loader_yields_seven_times_the_chips(prepared, tmp_path):
 
 def test_per_chip_standardization_reaches_the_store(tiny_scene, tmp_path):
     split = split_blocks((48, 48), 16, [0.5, 0.25, 0.25], seed=2)
-    scene = prepare_scene(tiny_scene["image"], tmp_path / "prep", PrepareOptions(tiny_scene["band_names"], [],
-                          "per_chip"), split == 0)
-    labels = rasterize_labels(tiny_scene["labels"], scene.path, tmp_path / "labels.tif",
-                              ["forest", "clearing"], ["#00ff00", "#ff0000"])
+    scene, labels = prepare_and_label(tiny_scene["image"], tiny_scene["labels"], tmp_path, tiny_scene["band_names"],
+                                      "per_chip", train_mask=split == 0)
     out = tmp_path / "store"
     out.mkdir()
     build_chip_store(scene.path, labels, out, split, ChipPlan(chip_size=8, train_chips=10, buffer=0),

@@ -6,7 +6,6 @@ from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,19 +13,12 @@ from torch import nn
 from deepgeo_runner.lit.datamodule import ChipDataModule
 from deepgeo_runner.lit.module import SegmentationModule
 from deepgeo_runner.stages import train
+from tests.helpers import write_noise_store
 
 
 def _store(root: Path) -> Path:
     """A chip store as the chips stage writes it: band 0 carries the class, under noise."""
-    rng = np.random.default_rng(0)
-    root.mkdir()
-    for split, n in (("train", 48), ("val", 8), ("test", 16)):
-        masks = rng.integers(0, 2, (n, 16, 16)).astype(np.uint8)
-        images = rng.normal(0, 1, (n, 3, 16, 16)).astype(np.float32)
-        images[:, 0] += 2.5 * masks
-        np.save(root / f"{split}_image.npy", images)
-        np.save(root / f"{split}_mask.npy", masks)
-    return root
+    return write_noise_store(root, {"train": 48, "val": 8, "test": 16}, bands=3, signal=2.5)
 
 
 def test_fit_and_test_on_a_chip_store_without_a_config(tmp_path):

@@ -16,9 +16,7 @@ from shapely.geometry import box
 from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.geo.chips import split_blocks
 from deepgeo_runner.stages.chips import MAIN_SCENE, ChipPlan, SplitScene, build_chip_store, target_lut
-from deepgeo_runner.stages.labels import rasterize_labels
-from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
-from tests.helpers import compose_config, pixel_box, write_image
+from tests.helpers import compose_config, pixel_box, prepare_and_label, write_image
 
 OTHER_CRS = "EPSG:32723"  # the next UTM zone: the other scene is on another grid and CRS
 OTHER_ORIGIN = (200_000.0, 9_500_000.0)
@@ -52,15 +50,12 @@ def _other_scene(tmp_path: Path, bands: int = 4, size: int = 40, gain: float = 1
 
 def test_a_split_from_another_scene_fills_the_store_from_that_scene_only(tiny_scene, tmp_path):
     split = split_blocks((48, 48), 16, [0.7, 0.3, 0.0], seed=2)
-    main = prepare_scene(tiny_scene["image"], tmp_path / "prep", PrepareOptions(tiny_scene["band_names"], [],
-                         "standard"), split == 0)
-    main_labels = rasterize_labels(tiny_scene["labels"], main.path, tmp_path / "labels.tif",
-                                   ["forest", "clearing"], ["#00ff00", "#ff0000"])
+    bands = tiny_scene["band_names"]
+    main, main_labels = prepare_and_label(tiny_scene["image"], tiny_scene["labels"], tmp_path / "main", bands,
+                                          train_mask=split == 0)
     other = _other_scene(tmp_path)
-    other_prep = prepare_scene(other["image"], tmp_path / "other_prep", PrepareOptions(tiny_scene["band_names"], [],
-                               "standard"), stats=main.stats)
-    other_labels = rasterize_labels(other["labels"], other_prep.path, tmp_path / "other_labels.tif",
-                                    ["forest", "clearing"], ["#00ff00", "#ff0000"])
+    other_prep, other_labels = prepare_and_label(other["image"], other["labels"], tmp_path / "other", bands,
+                                                 stats=main.stats)
     out = tmp_path / "store"
     out.mkdir()
     store = build_chip_store(
@@ -153,15 +148,11 @@ def test_another_scene_on_the_ground_of_training_chips_is_reported(tiny_scene, t
     import logging
 
     split = split_blocks((48, 48), 16, [0.7, 0.3, 0.0], seed=2)
-    main = prepare_scene(tiny_scene["image"], tmp_path / "prep", PrepareOptions(tiny_scene["band_names"], [],
-                         "standard"), split == 0)
-    labels = rasterize_labels(tiny_scene["labels"], main.path, tmp_path / "labels.tif",
-                              ["forest", "clearing"], ["#00ff00", "#ff0000"])
+    bands = tiny_scene["band_names"]
+    main, labels = prepare_and_label(tiny_scene["image"], tiny_scene["labels"], tmp_path / "main", bands,
+                                     train_mask=split == 0)
     other = _other_scene(tmp_path)
-    far = prepare_scene(other["image"], tmp_path / "far", PrepareOptions(tiny_scene["band_names"], [], "standard"),
-                        stats=main.stats)
-    far_labels = rasterize_labels(other["labels"], far.path, tmp_path / "far_labels.tif",
-                                  ["forest", "clearing"], ["#00ff00", "#ff0000"])
+    far, far_labels = prepare_and_label(other["image"], other["labels"], tmp_path / "far", bands, stats=main.stats)
     plan = ChipPlan(chip_size=8, train_chips=20, min_labelled_fraction=0.2)
 
     def warns(prepared: Path, scene_labels: Path, name: str) -> bool:

@@ -127,3 +127,32 @@ def deepgeo(run_dir: Path, cache_dir: Path, *overrides: str, base: list[str] = T
         out = proc.stdout + proc.stderr
         assert "Traceback" not in out, out[-5000:]
     return proc
+
+
+def write_noise_store(root: Path, sizes: dict[str, int], bands: int, signal: float) -> Path:
+    """A chip store as the chips stage writes it (``<split>_image.npy``, ``<split>_mask.npy``):
+    random two-class masks, and band 0 carries the class as ``signal`` times the mask under unit noise,
+    so a network that learns anything beats chance."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in sizes.items():
+        masks = rng.integers(0, 2, (n, 16, 16)).astype(np.uint8)
+        images = rng.normal(0, 1, (n, bands, 16, 16)).astype(np.float32)
+        images[:, 0] += signal * masks
+        np.save(root / f"{split}_image.npy", images)
+        np.save(root / f"{split}_mask.npy", masks)
+    return root
+
+
+def prepare_and_label(image: Path, vector: Path, folder: Path, band_names: list[str], normalization: str = "standard",
+                      train_mask: np.ndarray | None = None, stats=None) -> tuple:
+    """``prepare_scene`` then ``rasterize_labels`` onto its grid, as the cycle does (forest, clearing):
+    the prepared scene and its label raster, both under ``folder``."""
+    from deepgeo_runner.stages.labels import rasterize_labels
+    from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
+
+    prepared = prepare_scene(image, folder / "prep", PrepareOptions(band_names, [], normalization), train_mask,
+                             stats=stats)
+    labels = rasterize_labels(vector, prepared.path, folder / "labels.tif", ["forest", "clearing"],
+                              ["#00ff00", "#ff0000"])
+    return prepared, labels
