@@ -297,7 +297,7 @@ class AugmentationConfig:
     #   keep the polygons only); 'auto': on for sparse labels (geo/label_layout.py) and a network, else off;
     #   true / false
     teacher_confidence: float = 0.8  # the least class probability of a teacher call that becomes a label
-    teacher_reach_px: int = 0  # teacher labels only within this many px of a polygon label (0: everywhere)
+    teacher_reach_px: int = 3  # teacher labels only within this many px of a polygon label (0: everywhere)
 
 
 @dataclass
