@@ -9,7 +9,7 @@ import json
 import numpy as np
 
 from deepgeo_runner.geo.label_layout import IGNORE, label_coverage
-from deepgeo_runner.stages.data_check import check_data, labels_coverage, sparse_labels_warning
+from deepgeo_runner.stages.data_check import LabelGrid, SplitLayout, check_data, labels_coverage, sparse_labels_warning
 from tests.helpers import write_image
 
 
@@ -71,8 +71,8 @@ def test_sparse_labels_are_warned_about_naming_how_to_measure_the_map():
 
 
 def _report(ids: np.ndarray):
-    return check_data(labels=ids, class_names=["forest", "clearing"], class_ids=[1, 2],
-                      split_map=np.zeros(ids.shape, dtype=np.uint8), buffer=0, chip_size=4,
+    return check_data(LabelGrid(ids, ["forest", "clearing"], [1, 2]),
+                      SplitLayout(np.zeros(ids.shape, dtype=np.uint8), buffer=0, chip_size=4),
                       nodata={"fraction": 0.0, "pixels": 0, "rule": "gdal", "source": "none"}, inputs=[])
 
 

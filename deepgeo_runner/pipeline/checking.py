@@ -68,17 +68,11 @@ def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTa
     with rasterio.open(art.image) as src:  # the image's valid pixels, the labels' coverage's denominator
         valid = np.ones(labels.shape, dtype=bool) if (src.height, src.width) == labels.shape else None
     nodata_found = dc.nodata_summary(art.image, nodata, str(data.nodata_rule), dates=n_dates, valid_out=valid)
-    report = dc.check_data(
-        labels=labels, class_names=classes.names, class_ids=classes.ids, split_map=split_map,
-        buffer=split_buffer(data), chip_size=int(data.chip_size),
-        nodata=nodata_found,
-        inputs=inputs,
-        external_splits=list(external_splits(opts)), warnings=warnings,
-        allow_missing_classes=bool(data.allow_missing_classes),
-        split_method=split_method(data),
-        eval_stride=data.eval_stride, min_labelled_fraction=float(data.min_valid_fraction),
-        image=art.image, valid=valid, map_assessment=map_assessment(opts),
-    )
+    layout = dc.SplitLayout(split_map, split_buffer(data), int(data.chip_size), split_method(data), data.eval_stride,
+                            float(data.min_valid_fraction), list(external_splits(opts)))
+    report = dc.check_data(dc.LabelGrid(labels, classes.names, classes.ids, valid), layout, nodata=nodata_found,
+                           inputs=inputs, warnings=warnings, allow_missing_classes=bool(data.allow_missing_classes),
+                           image=art.image, map_assessment=map_assessment(opts))
     report.input = art.input_profile
     art.valid_pixels = report.labels.get("valid_pixels")
     folds, fold = fold_of(data)

@@ -214,48 +214,67 @@ def reflectance_warning(
             "contrast-stretched imagery (ratios such as NDVI survive a linear stretch, EVI2 and others do not).")
 
 
+@dataclass(frozen=True)
+class LabelGrid:
+    """The label raster's class ids on the scene's grid, with the classes they stand for.
+
+    ``valid``: the image's valid pixels (default: every pixel whose label is not nodata), the
+    denominator of the labels' coverage."""
+
+    labels: np.ndarray
+    class_names: Sequence[str]
+    class_ids: Sequence[int]
+    valid: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class SplitLayout:
+    """How the scene is cut into splits and chips: what decides which labelled pixel a split's chips reach.
+    ``external_splits``: splits taken from another scene (counted there, only marked here)."""
+
+    split_map: np.ndarray
+    buffer: int
+    chip_size: int
+    split_method: str = "blocks"
+    eval_stride: int | None = None
+    min_labelled_fraction: float = 0.0
+    external_splits: Sequence[str] = ()
+
+
 def check_data(
+    grid: LabelGrid,
+    layout: SplitLayout,
     *,
-    labels: np.ndarray,
-    class_names: Sequence[str],
-    class_ids: Sequence[int],
-    split_map: np.ndarray,
-    buffer: int,
-    chip_size: int,
     nodata: dict[str, Any],
     inputs: list[dict[str, Any]],
-    external_splits: Sequence[str] = (),
     warnings: Sequence[str] = (),
     allow_missing_classes: bool = False,
-    split_method: str = "blocks",
-    eval_stride: int | None = None,
-    min_labelled_fraction: float = 0.0,
     image: str | Path | None = None,
-    valid: np.ndarray | None = None,
     map_assessment: str | None = None,
 ) -> DataReport:
     """Count what each split gets and turn every gap into a warning (or, for training, an error).
 
     A class no training chip can reach (or with no labelled pixel at all) sets ``error``
     (see :meth:`DataReport.raise_if_blocking`), unless ``allow_missing_classes`` makes it a warning.
-    ``valid``: the image's valid pixels (default: every pixel whose label is not nodata), the
-    denominator of the labels' coverage; ``map_assessment``: how this run measures its map
-    (e.g. ``"assess.reference=demo"``), or None, said in the warning on sparse labels.
+    ``map_assessment``: how this run measures its map (e.g. ``"assess.reference=demo"``), or None,
+    said in the warning on sparse labels.
     """
-    counts = split_class_pixels(labels, class_ids, split_map, buffer, chip_size, eval_stride, min_labelled_fraction)
+    class_names, external_splits = grid.class_names, layout.external_splits
+    counts = split_class_pixels(grid.labels, grid.class_ids, layout.split_map, layout.buffer, layout.chip_size,
+                                layout.eval_stride, layout.min_labelled_fraction)
     total = sum(int(v.sum()) for v in counts.values())
     splits = _split_entries(counts, class_names, external_splits)
     shares = {s: int(counts[s].sum()) / max(total, 1) for s in counts if counts[s].sum() or s in SPLITS}
-    report = DataReport(splits, nodata, inputs, list(warnings),
-                        {"pixels": total, "share": shares, "split_method": split_method, "buffer_px": buffer})
-    coverage = labels_coverage(labels, class_names, class_ids, valid)
+    report = DataReport(splits, nodata, inputs, list(warnings), {"pixels": total, "share": shares,
+                        "split_method": layout.split_method, "buffer_px": layout.buffer})
+    coverage = labels_coverage(grid.labels, class_names, grid.class_ids, grid.valid)
     report.labels = coverage.to_dict()
     sparse = sparse_labels_warning(coverage, map_assessment)
     if sparse:
         report.warnings.append(sparse)
     report.warnings += _absent_class_warnings(counts, class_names, external_splits)
     missing = [n for n, c in zip(class_names, counts["train"], strict=True) if c == 0]
-    cause = _whole_image_fault(labels.shape, chip_size, nodata, image)
+    cause = _whole_image_fault(grid.labels.shape, layout.chip_size, nodata, image)
     if cause:  # the real reason no class reaches training: not the labels
         report.error = cause
     elif missing:
