@@ -123,3 +123,51 @@ def test_soft_edge_never_labels_a_pixel_the_donor_left_unlabelled():
     # with 0.5 px the hole is mostly the sample's own pixel, and keeps its own label
     out_image, out_mask = copy_paste(image, mask, torch.Generator().manual_seed(0), p=1.0, edge_sigma=0.5)
     assert out_image[0, 0, 3, 3] < 0.5 and out_mask[0, 3, 3] == 0
+
+
+def test_a_sparse_label_raster_whose_nodata_marks_unlabelled_ground_is_sparse(tmp_path):
+    """A label raster with nodata 0 (unlabelled) rasterizes its unlabelled ground to the label nodata (255),
+    which alone reads as 'no image': counted on the image's valid pixels, the labels are sparse again."""
+    from types import SimpleNamespace
+
+    from deepgeo_runner.pipeline.stage_options import COPY_PASTE_SPARSE, augment_plan
+
+    classes = SimpleNamespace(n_classes=2, background_is_class=False)
+    aug = SimpleNamespace(name="d4", expand_ops=(), brightness=0.0, noise_std=0.0, copy_paste="auto",
+                          copy_paste_edge=0.0, teacher="auto", teacher_confidence=0.8)
+    opts = SimpleNamespace(augmentation=aug)
+    ids = np.full((40, 40), 255, dtype=np.uint8)
+    ids[2:38, 2:16], ids[2:38, 24:38] = 1, 2  # interiors, a gap of unlabelled ground between them
+    _label_raster(tmp_path / "labels.tif", ids)
+    blind = augment_plan(opts, tmp_path / "labels.tif", classes)
+    assert blind.copy_paste == 0.0  # the defect: nodata taken for 'no image', the labels look wall to wall
+    plan = augment_plan(opts, tmp_path / "labels.tif", classes, valid=np.ones(ids.shape, dtype=bool))
+    assert (plan.copy_paste, plan.teacher) == (COPY_PASTE_SPARSE, 0.8)
+
+
+def test_a_run_on_a_sparse_label_raster_with_nodata_zero_turns_the_recipe_on(tiny_scene, tmp_path, compose,
+                                                                             one_thread, caplog):
+    import logging
+
+    import rasterio
+
+    from deepgeo_runner.pipeline.runner import run
+
+    with rasterio.open(tiny_scene["image"]) as src:
+        profile = dict(src.profile, count=1, dtype="uint8", nodata=0)
+    ids = np.zeros((48, 48), dtype=np.uint8)  # 0: nodata = unlabelled, as analysts' label rasters have it
+    ids[8:40, 2:20], ids[8:40, 28:46] = 1, 2
+    with rasterio.open(tmp_path / "sparse.tif", "w", **profile) as dst:
+        dst.write(ids, 1)
+    caplog.set_level(logging.INFO, logger="deepgeo_runner")
+    opts = compose(
+        "data=scene", f"data.image={tiny_scene['image']}", f"data.labels={tmp_path / 'sparse.tif'}",
+        "data.classes=[forest,clearing]", "data.class_values=[1,2]", "data.band_names=[blue,green,red,nir]",
+        "preprocessing.indices=[]", "data.chip_size=8", "data.block_size=16", "data.split_buffer=0",
+        "data.train_chips=20", "model=fcn8s", "model.width=4", "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false", f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.output_dir={tmp_path / 'out'}", "stages=[prepare,rasterize,chips,fit]")
+    run(opts, tmp_path / "run")
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("labels: ") and m.endswith("sparse labels") for m in said), said
+    assert "augmentation.copy_paste=auto: 1.0" in said

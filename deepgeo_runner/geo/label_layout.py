@@ -150,11 +150,16 @@ def label_coverage(targets: np.ndarray, class_names: list[str] | tuple[str, ...]
                          distance, step)
 
 
-def raster_label_layout(labels_path, lut: np.ndarray, nodata: int = 255) -> LabelLayout:
-    """:func:`label_layout` of a label raster of class ids (``nodata``: no image data there), read
-    through ``lut`` (label ids → model targets, ``IGNORE`` for unlabelled ids)."""
+def raster_label_layout(labels_path, lut: np.ndarray, nodata: int = 255,
+                        valid: np.ndarray | None = None) -> LabelLayout:
+    """:func:`label_layout` of a label raster of class ids, read through ``lut`` (label ids → model
+    targets, ``IGNORE`` for unlabelled ids). ``valid``: the image's valid pixels; without it, every
+    pixel but the label raster's ``nodata``. Give it where labels come from a raster whose own nodata
+    marks unlabelled ground (a sparse label raster with nodata 0): its nodata then is not "no image"."""
     import rasterio
 
     with rasterio.open(labels_path) as src:
         ids = src.read(1)
-    return label_layout(lut[ids], ids != nodata)
+    if valid is None or valid.shape != ids.shape:
+        valid = ids != nodata
+    return label_layout(lut[ids], valid)

@@ -31,6 +31,7 @@ class Artifacts:
     split_scenes: dict[str, SplitScene] = field(default_factory=dict)  # val/test from other scenes
     input_profile: dict[str, Any] | None = None  # the training image's bands, dtype, percentiles (drift checks)
     valid_pixels: int | None = None  # the training scene's valid pixels (data check): test_coverage's denominator
+    valid_mask: Any = None  # the training image's valid pixels (bool array, data check): where labels could be
     cache_keys: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)

@@ -75,6 +75,7 @@ def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTa
                            image=art.image, map_assessment=map_assessment(opts))
     report.input = art.input_profile
     art.valid_pixels = report.labels.get("valid_pixels")
+    art.valid_mask = valid  # the label layout of augment_plan counts coverage on the same pixels
     folds, fold = fold_of(data)
     if folds is not None:
         report.labelled["fold"], report.labelled["folds"] = fold, folds

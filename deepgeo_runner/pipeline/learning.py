@@ -112,7 +112,8 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         from deepgeo_runner.lit.datamodule import ChipDataModule
 
         pixel_model = getattr(module.net, "fits_without_gradients", False)
-        plan = augment_plan(opts, getattr(art, 'labels', None), classes, network=not pixel_model)
+        plan = augment_plan(opts, getattr(art, 'labels', None), classes, network=not pixel_model,
+                            valid=getattr(art, 'valid_mask', None))
         train_masks = teacher_train_masks(opts, art, classes, plan.teacher) if "fit" in stages else None
         datamodule = ChipDataModule(art.chips.path, int(opts.data.batch_size), int(opts.data.num_workers),
                                     plan, int(opts.seed), resident=device_resident(opts.data),

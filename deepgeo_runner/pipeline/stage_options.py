@@ -146,13 +146,14 @@ COPY_PASTE_SPARSE = 1.0  # augmentation.copy_paste=auto with sparse labels
 
 
 def augment_plan(opts: RunConfig, labels: Path | None = None, classes: ClassTable | None = None,
-                 network: bool = True):
+                 network: bool = True, valid: Any = None):
     """The ``augmentation`` group as the plan the datamodules apply on the device.
 
     ``augmentation.copy_paste=auto`` and ``augmentation.teacher=auto`` are decided from the training
     labels (``labels``, the label raster): on when they are sparse polygons whose edges face unlabelled
     ground (issue 20), off for wall-to-wall ones; the teacher only for a network (``network``: the model
-    is trained by gradients, not a pixel model itself).
+    is trained by gradients, not a pixel model itself). ``valid``: the image's valid pixels (the data
+    check's), on which the labels' coverage is counted.
     """
     from deepgeo_runner.lit.datamodule import AugmentPlan  # heavy: imports torch and Lightning
 
@@ -161,7 +162,8 @@ def augment_plan(opts: RunConfig, labels: Path | None = None, classes: ClassTabl
     if "auto" in (str(paste), str(teacher)):
         sparse = False
         if labels is not None and classes is not None:
-            layout = raster_label_layout(labels, target_lut(classes.n_classes, classes.background_is_class))
+            layout = raster_label_layout(labels, target_lut(classes.n_classes, classes.background_is_class),
+                                         valid=valid)
             sparse = layout.sparse
             log.info("labels: %.1f %% of valid pixels labelled, %.1f %% of label edges are class borders: %s labels",
                      100 * layout.labelled_share, 100 * layout.contact, "sparse" if sparse else "wall-to-wall")
