@@ -83,6 +83,7 @@ def test_unknown_key_and_wrong_type_fail_at_compose(compose):
         (["augmentation.teacher=maybe"], r"augmentation.teacher"),
         (["augmentation.teacher_confidence=0.3"], r"augmentation.teacher_confidence"),
         (["augmentation.teacher_reach_px=-1"], r"augmentation.teacher_reach_px"),
+        (["augmentation.teacher_weight=0"], r"augmentation.teacher_weight"),
     ],
 )
 def test_validation_names_the_key(overrides, message, compose):

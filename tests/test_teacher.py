@@ -126,3 +126,35 @@ def test_a_network_trains_on_the_teachers_labels_and_tests_on_the_polygons(tiny_
     taught = [r.getMessage() for r in caplog.records if r.getMessage().startswith("augmentation.teacher: a pixel")]
     assert len(taught) == 1 and "forest" in taught[0] and "clearing" in taught[0]
     assert art.metrics["accuracy"] > 0.9  # two classes: chance is 0.5; scored on the polygons only
+
+
+def _module(teacher_weight: float):
+    from functools import partial
+
+    from deepgeo_runner.lit.module import SegmentationModule
+
+    net = torch.nn.Conv2d(2, 3, 1)
+    return SegmentationModule(net, partial(torch.optim.SGD, lr=0.1), None, ["a", "b", "c"],
+                              teacher_weight=teacher_weight)
+
+
+def test_a_teacher_label_weighs_teacher_weight_of_a_polygon_label_in_the_loss():
+    """Cross-entropy with teacher codes in the target equals the per-pixel weighted mean computed by hand:
+    weight 1 for a polygon label, ``teacher_weight`` for a teacher label, 0 for an ignored pixel."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 5, 5, generator=generator)
+    target = torch.randint(0, 3, (2, 5, 5), generator=generator)
+    kind = torch.randint(0, 3, (2, 5, 5), generator=generator)  # 0 polygon, 1 teacher, 2 ignored
+    coded = torch.where(kind == 1, target + T, target).masked_fill(kind == 2, IGNORE)
+    per_pixel = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    for weight in (1.0, 0.25):
+        weights = torch.where(kind == 0, 1.0, torch.where(kind == 1, weight, 0.0))
+        expected = (per_pixel * weights).sum() / weights.sum()
+        torch.testing.assert_close(_module(weight)._loss(logits, coded), expected)
+    # without teacher codes the loss is the plain one, whatever the weight
+    plain = target.masked_fill(kind == 2, IGNORE)
+    torch.testing.assert_close(_module(0.25)._loss(logits, plain),
+                               torch.nn.functional.cross_entropy(logits, plain, ignore_index=IGNORE))
+    only_taught = (target + T).masked_fill(kind != 1, IGNORE)  # a batch of teacher labels alone
+    torch.testing.assert_close(_module(0.25)._loss(logits, only_taught),
+                               torch.nn.functional.cross_entropy(logits, decode(only_taught), ignore_index=IGNORE))

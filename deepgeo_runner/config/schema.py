@@ -298,6 +298,7 @@ class AugmentationConfig:
     #   true / false
     teacher_confidence: float = 0.8  # the least class probability of a teacher call that becomes a label
     teacher_reach_px: int = 3  # teacher labels only within this many px of a polygon label (0: everywhere)
+    teacher_weight: float = 1.0  # loss weight of a teacher label, a polygon label's being 1; in (0, 1]
 
 
 @dataclass

@@ -93,6 +93,9 @@ def validate_config(cfg: DictConfig) -> None:
     reach = cfg.augmentation.get("teacher_reach_px", 0)
     if isinstance(reach, bool) or not isinstance(reach, int) or not 0 <= reach <= 64:
         raise _fail("augmentation.teacher_reach_px", reach, "a whole number of pixels in [0, 64] (0: everywhere)")
+    weight = cfg.augmentation.get("teacher_weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 1:
+        raise _fail("augmentation.teacher_weight", weight, "a loss weight in (0, 1] (1: as a polygon's label)")
     for group in ("model", "loss", "trainer"):
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:

@@ -72,6 +72,7 @@ class AugmentPlan:
     copy_paste: float = 0.0  # share of training chips that get another chip's labelled pixels pasted on
     copy_paste_edge: float = 0.0  # softness (Gaussian sigma, pixels) of the pasted border; 0: sharp
     teacher: float = 0.0  # confidence of the pixel teacher's labels between the polygons (ml/teacher.py); 0: off
+    teacher_weight: float = 1.0  # below 1, training masks keep the teacher's codes for the module's weighted loss
 
     def __post_init__(self) -> None:
         if self.name not in AUGMENTATIONS:
@@ -216,7 +217,8 @@ class ChipDataModule(pl.LightningDataModule):
                 epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank))
             self._generator_epoch = trainer.current_epoch
         batch = augment_batch(batch, self.plan, self._generator)
-        batch["mask"] = decode_teacher(batch["mask"])  # after copy-paste, which moves the polygons' labels only
+        if self.plan.teacher_weight == 1.0:  # else the module weighs the teacher's codes (SegmentationModule._loss)
+            batch["mask"] = decode_teacher(batch["mask"])  # after copy-paste, which moves the polygons' labels only
         return batch
 
 

@@ -16,6 +16,7 @@ from deepgeo_runner.ml.losses import CrossEntropyLoss
 from deepgeo_runner.ml.metrics import add_pr_scores, add_roc_scores, scores_from_confusion
 from deepgeo_runner.ml.model_card import ModelCard
 from deepgeo_runner.ml.models import align_target
+from deepgeo_runner.ml.teacher import TEACHER_OFFSET, decode
 
 
 class SegmentationModule(pl.LightningModule):
@@ -38,6 +39,9 @@ class SegmentationModule(pl.LightningModule):
             names the backend (default ``inductor``; ``aot_eager`` traces without generating code).
             A network that torch.compile cannot handle fails at its first forward with a
             :class:`~deepgeo_runner.core.errors.ConfigError` naming it and ``train.compile``.
+        teacher_weight: loss weight of a teacher label (a training mask value ``TEACHER_OFFSET + k``,
+            :mod:`deepgeo_runner.ml.teacher`) against a polygon label's 1: a teacher that is sometimes
+            wrong guides the borders without outvoting the polygons.
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class SegmentationModule(pl.LightningModule):
         inference_meta: dict | None = None,
         compile_net: bool | str = False,
         loss: torch.nn.Module | None = None,
+        teacher_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.net = net
@@ -64,6 +69,7 @@ class SegmentationModule(pl.LightningModule):
         self.class_names = list(class_names)
         self.ignore_index = ignore_index
         self.loss_fn = loss if loss is not None else CrossEntropyLoss(class_weights, ignore_index)
+        self.teacher_weight = float(teacher_weight)
         self.inference_meta = inference_meta or {}
         self.val_state = ConfusionState(len(class_names), ignore_index)
         self.test_state = ConfusionState(len(class_names), ignore_index)
@@ -94,7 +100,24 @@ class SegmentationModule(pl.LightningModule):
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not (target != self.ignore_index).any():  # an all-ignored batch teaches nothing
             return logits.sum() * 0.0
-        return self.loss_fn(logits.float(), target)
+        taught = (target >= TEACHER_OFFSET) & (target != self.ignore_index)
+        if not bool(taught.any()):
+            return self.loss_fn(logits.float(), target)
+        return self._teacher_weighted_loss(logits.float(), target, taught)
+
+    def _teacher_weighted_loss(self, logits: torch.Tensor, target: torch.Tensor, taught: torch.Tensor) -> torch.Tensor:
+        """The loss over polygon and teacher labels, a teacher label counting ``teacher_weight`` of a
+        polygon's: the pixel-count-weighted mean of the loss on each kind alone (for a per-pixel mean such
+        as cross-entropy, exactly the per-pixel weighted mean), so any loss of the ``loss`` group works."""
+        polygons = torch.where(taught, torch.full_like(target, self.ignore_index), target)
+        n_polygon = (polygons != self.ignore_index).sum()
+        n_taught = taught.sum()
+        total = n_polygon + self.teacher_weight * n_taught
+        teacher_only = decode(target, self.ignore_index).masked_fill(~taught, self.ignore_index)
+        loss = self.teacher_weight * n_taught / total * self.loss_fn(logits, teacher_only)
+        if bool(n_polygon > 0):
+            loss = loss + n_polygon / total * self.loss_fn(logits, polygons)
+        return loss
 
     def _logits_and_target(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["image"])

@@ -78,8 +78,9 @@ def build_module(opts: RunConfig, classes: ClassTable, in_channels: int, meta: d
         import torch
 
         net = net.to(memory_format=torch.channels_last)
-    return SegmentationModule(net, optimizer, scheduler, classes.names, loss=loss,
-                              inference_meta=meta, compile_net=bool(opts.train.compile))
+    return SegmentationModule(net, optimizer, scheduler, classes.names, loss=loss, inference_meta=meta,
+                              compile_net=bool(opts.train.compile),
+                              teacher_weight=float(opts.augmentation.teacher_weight))
 
 
 def learn_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str],

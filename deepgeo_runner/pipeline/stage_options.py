@@ -175,7 +175,8 @@ def augment_plan(opts: RunConfig, labels: Path | None = None, classes: ClassTabl
             log.info("augmentation.teacher=auto: %s", "on" if teacher else "off")
     confidence = float(aug.teacher_confidence) if teacher is True else 0.0
     return AugmentPlan(aug.name, tuple(aug.expand_ops), float(aug.brightness), float(aug.noise_std),
-                       copy_paste=float(paste), copy_paste_edge=float(aug.copy_paste_edge), teacher=confidence)
+                       copy_paste=float(paste), copy_paste_edge=float(aug.copy_paste_edge), teacher=confidence,
+                       teacher_weight=float(getattr(aug, "teacher_weight", 1.0)))
 
 
 def map_assessment(opts: RunConfig) -> str | None:
