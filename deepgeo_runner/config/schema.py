@@ -292,10 +292,10 @@ class AugmentationConfig:
     copy_paste_edge: float = 0.0  # softness of the pasted border: Gaussian sigma in pixels of the paste's blend
     #   weight, labels by majority (alpha >= 0.5), so that training borders are mixed pixels like a sensor's;
     #   0: sharp, the default (0.5 px measured worse on the demo: README "Measured: recipes against the halo")
-    teacher: Any = "auto"  # teacher labels: a per-pixel LightGBM forest, fitted on the training chips' polygon
+    teacher: Any = False  # teacher labels: a per-pixel LightGBM forest, fitted on the training chips' polygon
     #   pixels, labels the unlabelled pixels of the training chips where it is sure (ml/teacher.py; val and test
     #   keep the polygons only); 'auto': on for sparse labels (geo/label_layout.py) and a network, else off;
-    #   true / false
+    #   true / false (the default: it wins on the demo but loses on both real scenes measured, see the README)
     teacher_confidence: float = 0.8  # the least class probability of a teacher call that becomes a label
     teacher_reach_px: int = 3  # teacher labels only within this many px of a polygon label (0: everywhere)
     teacher_weight: float = 1.0  # loss weight of a teacher label, a polygon label's being 1; in (0, 1]
