@@ -78,19 +78,25 @@ class SceneOutputs:
 
 @dataclass(frozen=True)
 class RawInput:
-    """The windows come from the raw bands, for a model that prepares them itself (an exported graph,
-    :mod:`deepgeo_runner.export.graph`): which pixels hold data is decided like preparation decides it
-    (``nodata`` overriding the file's, ``rule``, ``dates``), and nodata pixels and the padding beyond the
-    scene's far edges reach the model as NaN, which the graph takes for nodata."""
+    """The windows come from the raw bands: which pixels hold data is decided like preparation decides it
+    (``nodata`` overriding the file's, ``rule``, ``dates``). Without ``prepare``, the model prepares them
+    itself (an exported graph, :mod:`deepgeo_runner.export.graph`): nodata pixels and the padding beyond the
+    scene's far edges reach it as NaN, which the graph takes for nodata. With ``prepare`` (a checkpoint's
+    network), the rows read become features on the model's device first (raw bands ``(1, C, h, w)`` float32,
+    NaN at nodata → features ``(1, F, h, w)`` with nodata 0 and where they are valid ``(1, 1, h, w)``), and
+    the windows are cut from them as from a prepared stack."""
 
     nodata: NodataValue = None
     rule: str = "gdal"
     dates: int = 1
     also: Callable[[np.ndarray], np.ndarray] | None = None  # more invalid pixels (e.g. undefined indices)
+    prepare: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
-    def valid(self, src: rasterio.DatasetReader, data: np.ndarray, window: RioWindow) -> np.ndarray:
+    def valid(self, src: rasterio.DatasetReader, data: np.ndarray, window: RioWindow,
+              also: bool = True) -> np.ndarray:
+        """The pixels of ``data`` holding data; ``also=False``: by nodata only (``prepare`` finds the rest)."""
         valid = read_valid(src, data, window, self.nodata, self.rule, dates=self.dates)
-        return valid & self.also(data) if self.also is not None else valid
+        return valid & self.also(data) if also and self.also is not None else valid
 
 
 def output_paths(out_path: str | Path, probabilities: str = "none", entropy: bool = False) -> SceneOutputs:
@@ -253,7 +259,9 @@ class _BlockMaker:
     def __init__(self, model: torch.nn.Module, image_path: str | Path, plan: WindowPlan, n_classes: int,
                  windows: WindowSettings, device: torch.device, raw: RawInput | None = None) -> None:
         self.model, self.image_path, self.plan, self.k = model, image_path, plan, n_classes
-        self.standardize, self.raw = windows.standardize and raw is None, raw
+        # per-chip normalization of prepared windows: a prepared stack's, or raw bands prepared here
+        self.standardize = windows.standardize and (raw is None or raw.prepare is not None)
+        self.raw = raw
         self.batch_size, self.device, self.tta, self.amp = windows.batch_size, device, windows.tta, windows.amp
         self._weights: dict[tuple, object] = {}
         # window row i → where its rows hold data, for the output's nodata (no second read of the scene);
@@ -269,8 +277,8 @@ class _BlockMaker:
 
     def _read_batch(self, src: rasterio.DatasetReader, i: int, js: range) -> tuple[np.ndarray, np.ndarray | None]:
         """The (B, C, window, window) input of windows ``js`` of window row ``i``, and where the rows and
-        columns read hold data (None unless the raster is float32: then it is exactly what
-        :func:`_read_valid` would read again for the output's nodata)."""
+        columns read hold data (None unless the raster is float32 or raw bands are prepared here: then it is
+        exactly what :func:`_read_valid` would read again for the output's nodata)."""
         plan, win = self.plan, self.plan.window
         row, h = plan.rows[i], plan.block_height(i)
         c0, c_end = plan.cols[js[0]], plan.cols[js[-1]] + win
@@ -278,11 +286,18 @@ class _BlockMaker:
         window = RioWindow(c0, row, c1 - c0, h)
         read = src.read(window=window)
         data = read.astype(np.float32, copy=False)
-        valid = valid_mask(data, src.nodata) if self.raw is None else self.raw.valid(src, read, window)
+        prepare = self.raw.prepare if self.raw is not None else None
+        if self.raw is None:
+            valid = valid_mask(data, src.nodata)
+        else:
+            valid = self.raw.valid(src, read, window, also=prepare is None)
         # the output's nodata is taken from this read where it is the raster's own type, else read again
-        same = read.dtype == np.float32 and self.raw is None
-        fill = 0.0 if self.raw is None else np.nan  # a graph reading raw bands takes NaN for nodata
+        same = (read.dtype == np.float32 and self.raw is None) or prepare is not None
+        fill = np.nan if self.raw is not None else 0.0  # raw bands: NaN for nodata (the graph's convention)
         np.copyto(data, fill, where=~valid)  # in place: the array is this read's own
+        if prepare is not None:  # a checkpoint's features, on the device, once per pixel read
+            data, valid = self._prepare(prepare, data, valid)
+            fill = 0.0
         offsets = [plan.cols[j] - c0 for j in js]
         batch = _cut_windows(data, offsets, win, fill)
         if self.standardize:  # per-chip normalization: each window on its own valid pixels
@@ -290,6 +305,12 @@ class _BlockMaker:
             batch = np.where(vbatch[:, None], standardize_chips(batch, valid=vbatch), 0.0)
             batch = batch.astype(np.float32, copy=False)
         return batch, (valid if same else None)
+
+    def _prepare(self, prepare: Callable, data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw bands (NaN at nodata) → the checkpoint's features (0 at nodata) and where they hold data."""
+        with torch.no_grad():  # this runs in the reader thread, outside predict_scene's no_grad
+            features, ok = prepare(torch.from_numpy(data)[None].to(self.device))
+        return features[0].cpu().numpy(), valid & ok[0, 0].cpu().numpy()
 
     def blocks(self, rows: Sequence[int], bar: Any | None = None):
         """Yield ``(i, block)`` for the window rows ``rows``, in order."""
@@ -455,8 +476,9 @@ def predict_scene(
         legend: the class ids, names and colours of the K outputs (:class:`ClassLegend`).
         outputs: probabilities, entropy, COG (:class:`OutputFormats`).
         share: this process's rank among ``world_size`` sharing the scene (:class:`RankShare`).
-        raw_input: ``image_path`` holds raw bands for a model that prepares them itself (an exported
-            model): nodata decided as :class:`RawInput` says, given to the model as NaN.
+        raw_input: ``image_path`` holds raw bands, prepared by the model itself (an exported model: nodata
+            given to it as NaN) or by ``raw_input.prepare`` on the device (a checkpoint's network), with
+            nodata decided as :class:`RawInput` says.
 
     Returns:
         The class map's path (the optional outputs lie beside it, see :func:`output_paths`).
