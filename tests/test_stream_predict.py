@@ -92,3 +92,73 @@ def test_a_scene_with_other_bands_is_refused_before_it_streams(tmp_path):
     with pytest.raises(InputDataError, match="has 3 bands; the model takes 4"):
         apply_checkpoint(ckpt, three, tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "prediction.tif").exists()
+
+
+@pytest.mark.parametrize("indices", [("ndvi", "evi2"), ("savi",)])
+def test_the_torch_preparation_of_an_accelerator_gives_the_same_map(tmp_path, indices):
+    """On a GPU the pixels are prepared by ``RawBandsModel.pixel_features`` (torch); run here on the CPU, its
+    features, and so the map, equal prepare_scene's numpy ones."""
+    import torch
+
+    from deepgeo_runner.ml.model_card import ModelCard
+    from deepgeo_runner.stages.apply import read_checkpoint
+    from deepgeo_runner.stages.raw_scene import RawRun, classify_raw_bands, pixel_preparation
+
+    scene = dn_scene(tmp_path / "scene")
+    ckpt, made = make_checkpoint(tmp_path / "ckpt", scene, indices=indices, labels=scene["labels"],
+                                 scale=SCALE, offset=OFFSET)
+    card = ModelCard.from_dict(read_checkpoint(ckpt)[1])
+    how = RawRun("cpu", pixel_preparation(card, "cpu", on_device=True))
+    _, streamed = classify_raw_bands(made["net"], card, scene["image"], tmp_path / "work", tmp_path / "torch.tif",
+                                     how, window=32, overlap=0.5, batch_size=4, progress=False)
+    prepared = apply_checkpoint(ckpt, scene["image"], tmp_path / "prepared", window=32, overlap=0.5, batch_size=4,
+                                progress=False, stream=False)
+    with rasterio.open(streamed) as a, rasterio.open(prepared.prediction) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    features, _ = how.prepare(scene["data"][:, :8, :8], np.ones((8, 8), bool))
+    assert torch.is_tensor(features)  # they stay on the device, for the windows and the network
+
+
+def test_an_error_in_the_network_leaves_no_output_and_stops_the_writer(tmp_path):
+    import threading
+
+    import torch
+
+    from deepgeo_runner.ml.predict import ClassLegend, WindowSettings, predict_scene
+
+    scene = textured_scene(tmp_path / "scene", size=64)
+
+    class Failing(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x):
+            Failing.calls += 1
+            if Failing.calls == 3:
+                raise RuntimeError("out of memory, say")
+            return torch.zeros(x.shape[0], 2, *x.shape[2:])
+
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="out of memory, say"):
+        predict_scene(Failing(), scene["image"], tmp_path / "map.tif", WindowSettings(16, 0.5, 2),
+                      ClassLegend([1, 2], ["a", "b"], ["#000000", "#ffffff"]), progress=False)
+    assert threading.active_count() == before  # the reader and the writer ended
+    assert not list(tmp_path.glob("map*"))  # nothing half-written is left, under any name
+
+
+def test_an_error_in_the_writer_reaches_the_caller(tmp_path, monkeypatch):
+    import torch
+
+    from deepgeo_runner.core.errors import DiskFullError
+    from deepgeo_runner.geo import raster_io
+    from deepgeo_runner.ml.predict import ClassLegend, WindowSettings, predict_scene
+
+    scene = textured_scene(tmp_path / "scene", size=64)
+
+    def full_disk(self, rows):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(raster_io.RowAppender, "write", full_disk)
+    with pytest.raises(DiskFullError, match="no space left"):  # raised in the writer thread, told here
+        predict_scene(torch.nn.Conv2d(4, 2, 1), scene["image"], tmp_path / "map.tif", WindowSettings(16, 0.5, 2),
+                      ClassLegend([1, 2], ["a", "b"], ["#000000", "#ffffff"]), progress=False)
+    assert not list(tmp_path.glob("map*"))

@@ -19,8 +19,7 @@ import torch
 
 from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.export.apply_exported import classify_exported, is_exported, load_exported
-from deepgeo_runner.geo.nodata import Nodata, one_nodata
-from deepgeo_runner.geo.normalize import NormStats
+from deepgeo_runner.geo.nodata import one_nodata
 from deepgeo_runner.geo.polygonize import polygonize_classes
 from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
 from deepgeo_runner.geo.stitch import prediction_window
@@ -28,11 +27,12 @@ from deepgeo_runner.ml.checkpoint import load_checkpoint
 from deepgeo_runner.ml.model_card import ModelCard, checkpoint_meta
 from deepgeo_runner.ml.models.registry import build_from_description
 from deepgeo_runner.ml.predict import ClassLegend, RankShare, output_paths, predict_scene, predict_settings
-from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
+from deepgeo_runner.stages.prepare import prepare_scene
 from deepgeo_runner.stages.raw_scene import (
     RawRun,
     classify_raw_bands,
     pixel_preparation,
+    prepare_options,
     streams_raw_bands,
     warn_on_drift,
 )
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 _META_KEYS = ("features", "band_names", "indices", "stats", "class_names", "class_ids", "class_colors",
               "model")
-# extra preparation options passed on when the checkpoint records them
-_PREPARE_EXTRAS = ("expressions", "index_constants", "scale", "offset", "keep_bands", "dates")  # PrepareOptions fields
 _PRETRAINED_KEYS = ("encoder_weights", "torchgeo_weights")  # smp_model keys that fetch weights
 
 
@@ -128,12 +126,7 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
         options = SceneOptions(nodata=one_nodata(nodata, "a mosaic or a time stack (predict.image)"))
         image = build_time_stack(groups, out_dir / "scene.tif", options, progress=progress)
     warn_on_drift(ModelCard.from_dict(meta), image, nodata, len(groups) if len(groups) > 1 else 1)
-    stats = NormStats.from_dict(meta["stats"])
-    extras = {k: meta[k] for k in _PREPARE_EXTRAS if meta.get(k) is not None}
-    rule = meta.get("nodata_rule")
-    options = PrepareOptions(list(meta["band_names"]), list(meta["indices"]), stats.method,
-                             Nodata(nodata, rule) if rule is not None else Nodata(nodata),
-                             progress=progress, **extras)
+    options, stats = prepare_options(meta, nodata, progress)
     prepared = prepare_scene(image, out_dir, options, stats=stats)
     if list(prepared.feature_names) != list(meta["features"]):  # named by the training dates
         raise InputDataError(

@@ -26,16 +26,22 @@ import rasterio
 import torch
 
 from deepgeo_runner.core.errors import ConfigError, InputDataError
+from deepgeo_runner.core.step_clock import NO_CLOCK, StepClock
 from deepgeo_runner.export.graph import RawBandsModel
 from deepgeo_runner.geo.indices import check_indices, feature_index_names
-from deepgeo_runner.geo.nodata import one_nodata
+from deepgeo_runner.geo.nodata import Nodata, one_nodata
+from deepgeo_runner.geo.normalize import NormStats, apply_stats
 from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
 from deepgeo_runner.ml.model_card import ModelCard
 from deepgeo_runner.ml.predict import ClassLegend, RawInput, predict_scene, predict_settings
 from deepgeo_runner.stages.drift import drift_warnings, input_profile
-from deepgeo_runner.stages.prepare import feature_stack_names, per_band_values
+from deepgeo_runner.stages.prepare import PrepareOptions, feature_maker, feature_stack_names, per_band_values
 
 log = logging.getLogger(__name__)
+
+Prepare = Callable[[np.ndarray, np.ndarray], tuple[Any, np.ndarray]]
+# extra preparation options passed on when the checkpoint records them (PrepareOptions fields)
+_PREPARE_EXTRAS = ("expressions", "index_constants", "scale", "offset", "keep_bands", "dates")
 
 
 @dataclass(frozen=True)
@@ -48,10 +54,12 @@ class RawScene:
 @dataclass(frozen=True)
 class RawRun:
     """How a scene's raw bands reach the model: on which device, prepared by ``prepare`` (a checkpoint's
-    network: raw bands → features on that device) or by the model itself (``prepare=None``: an exported graph)."""
+    network: raw bands → features on that device) or by the model itself (``prepare=None``: an exported graph);
+    ``clock`` times the steps (a benchmark's)."""
 
     device: str = "cpu"
-    prepare: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+    prepare: Prepare | None = None
+    clock: StepClock = NO_CLOCK
 
 
 def streams_raw_bands(card: ModelCard) -> bool:
@@ -60,18 +68,59 @@ def streams_raw_bands(card: ModelCard) -> bool:
     return bool(card.band_names) and card.normalization is not None and bool(card.features)
 
 
-def pixel_preparation(card: ModelCard, device: str | torch.device) -> Callable[[torch.Tensor], tuple]:
-    """``raw (1, dates·bands, h, w)`` float32 with NaN at nodata → ``(features, valid)`` on ``device``: the
-    checkpoint's preparation of each pixel. The reader has already decided which pixels hold data (the run's
-    ``data.nodata`` or the file's, by the card's rule, as preparation does), so the graph adds no nodata
-    values of its own; it adds the pixels whose indices are undefined."""
-    graph = RawBandsModel(torch.nn.Identity(), card, nodata=[None]).eval().to(torch.device(device))
-    names = feature_stack_names([graph.names[i] for i in graph.keep] + graph.index_names, card.dates)
+def prepare_options(meta: dict[str, Any], nodata: Any = None,
+                    progress: bool = True) -> tuple[PrepareOptions, NormStats]:
+    """The preparation a checkpoint's metadata (flat, :meth:`ModelCard.inference_meta`) records: its bands,
+    indices, scaling, kept bands, dates and nodata rule (``nodata`` overriding the file's), and its statistics
+    (reused, never refitted)."""
+    stats = NormStats.from_dict(meta["stats"])
+    extras = {k: meta[k] for k in _PREPARE_EXTRAS if meta.get(k) is not None}
+    rule = meta.get("nodata_rule")
+    options = PrepareOptions(list(meta["band_names"]), list(meta["indices"]), stats.method,
+                             Nodata(nodata, rule) if rule is not None else Nodata(nodata),
+                             progress=progress, **extras)
+    return options, stats
+
+
+def pixel_preparation(card: ModelCard, device: str | torch.device, on_device: bool | None = None) -> Prepare:
+    """``(raw (dates·bands, h, w), valid (h, w)) → (features (F, h, w) with nodata 0, valid)``: the checkpoint's
+    preparation of each pixel read, on ``device``. On the CPU it is :func:`~deepgeo_runner.stages.prepare.
+    prepare_scene`'s own numpy code and statistics (the prepared path's features by construction); on an
+    accelerator, :meth:`~deepgeo_runner.export.graph.RawBandsModel.pixel_features` on the device (the same
+    float32 arithmetic), its features left there for the windows and the network. ``valid`` comes from the
+    reader (the run's ``data.nodata`` or the file's, by the card's rule, as preparation decides); the
+    preparation removes the pixels whose indices are undefined. ``on_device=True`` takes the torch path on the
+    CPU too (the tests check that it gives the same map).
+
+    Raises:
+        InputDataError: when the card's bands and indices do not make the features the network was trained on.
+    """
+    options, stats = prepare_options(card.inference_meta())
+    features, index_names = feature_maker(list(card.band_names), card.n_dates, options)
+    names = feature_stack_names(tuple(features.kept_names) + tuple(index_names), card.dates)
     if list(names) != list(card.features):
-        raise InputDataError(f"the raw bands {list(card.band_names)} with indices {graph.index_names} make the "
-                             f"features {list(names)}, but the checkpoint was trained on {list(card.features)}: "
-                             "give a scene with the same bands.")
-    return graph.pixel_features
+        raise InputDataError(f"the bands {list(card.band_names)} with indices {index_names} make the features "
+                             f"{list(names)}, but the checkpoint was trained on {list(card.features)}: give a "
+                             "scene with the same bands.")
+    device = torch.device(device)
+    if not (device.type != "cpu" if on_device is None else on_device):
+        def on_the_cpu(raw: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            stack, valid = features.compute(raw, valid)
+            out = apply_stats(stack, stats)
+            out[:, ~valid] = 0.0  # what the prepared path's reader gives the network for nodata
+            return out, valid
+
+        return on_the_cpu
+    graph = RawBandsModel(torch.nn.Identity(), card, nodata=[None]).eval().to(device)
+
+    def on_the_device(raw: np.ndarray, valid: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        x = torch.from_numpy(raw.astype(np.float32, copy=False))[None].to(device, non_blocking=True)
+        with torch.no_grad():
+            out, ok = graph.pixel_features(x)
+        ok = ok[0] & torch.from_numpy(valid).to(device)[None]
+        return torch.where(ok, out[0], torch.zeros_like(out[0])), ok[0].cpu().numpy()
+
+    return on_the_device
 
 
 def scene_raster(image: Any, card: ModelCard, work_dir: str | Path, nodata: Any,
@@ -106,7 +155,7 @@ def classify_raw_bands(net: torch.nn.Module, card: ModelCard, image: Any, work_d
     legend = ClassLegend(card.class_ids, card.class_names, card.class_colors)
     raw = RawInput(nodata, card.nodata_rule or "gdal", card.n_dates, index_validity(card), how.prepare)
     prediction = predict_scene(net, scene, out_path, windows, legend, how.device, progress, outputs=outputs,
-                               raw_input=raw)
+                               raw_input=raw, clock=how.clock)
     return RawScene(scene), prediction
 
 
