@@ -173,9 +173,12 @@ def _open_outputs(outputs: SceneOutputs, grid: Grid, legend: ClassLegend,
         # the class map is opened last, so that it is committed first and that a disk error
         # while writing the rows is reported against it
         for key, path, options in reversed(specs):
-            # whole tiles even on a small scene; GDAL's default zlevel (6); no compression threads
-            # with cog the temporary file is rewritten (and recompressed) by the COG driver: deflate it lightly
-            dst = stack.enter_context(open_raster_writer(path, grid, zlevel=1 if cog else 6, cog=cog, tiled=True,
+            # whole tiles even on a small scene; GDAL's default zlevel (6); no compression threads (the
+            # writer thread compresses). With cog the temporary file is rewritten (and compressed, on every
+            # core) by the COG driver: the class map's is stored uncompressed (quicker to write and to
+            # read back; the COG's bytes are the same), the larger ones deflated lightly
+            zlevel = (0 if key == "classes" else 1) if cog else 6
+            dst = stack.enter_context(open_raster_writer(path, grid, zlevel=zlevel, cog=cog, tiled=True,
                                                          num_threads=None, **options))
             writers[key] = RowAppender(dst, what=path.name)
         yield {key: writers[key] for key, _, _ in specs}
@@ -255,6 +258,28 @@ def _cut_windows(data, offsets: Sequence[int], win: int, fill: float = 0):
     return out
 
 
+@dataclass(frozen=True)
+class _KeptRows:
+    """The input rows from image row ``start`` down that a batch's next window row shares with the one read,
+    over columns ``cols``, and where they hold data."""
+
+    start: int
+    cols: tuple[int, int]
+    data: Any
+    valid: np.ndarray
+
+
+def _copy(data):
+    return data.clone() if isinstance(data, torch.Tensor) else data.copy()
+
+
+def _join_rows(above, below):
+    """Rows ``above`` then ``below`` ((C, h, w) numpy arrays or tensors)."""
+    if isinstance(above, torch.Tensor):
+        return torch.cat([above, below], dim=1)
+    return np.concatenate([above, below], axis=1)
+
+
 class _BlockMaker:
     """Weighted logits of window rows: windows read in batches, boundless at the far edges.
 
@@ -273,6 +298,7 @@ class _BlockMaker:
         self.raw = raw
         self.batch_size, self.device, self.tta, self.amp = windows.batch_size, device, windows.tta, windows.amp
         self._weights: dict[tuple, object] = {}
+        self._kept: dict[int, _KeptRows] = {}  # by a batch's first window: its rows the next window row shares
         # window row i → where its rows hold data, for the output's nodata (no second read of the scene);
         # the writer pops each as it goes; None: not kept (the part files of several ranks)
         self.valid_rows: dict[int, np.ndarray | None] | None = {}
@@ -284,34 +310,31 @@ class _BlockMaker:
             self._weights[key] = _to_device(self.plan.weight(i, j), self.device)
         return self._weights[key]
 
-    def _read_batch(self, src: rasterio.DatasetReader, i: int, js: range) -> tuple[np.ndarray, np.ndarray | None]:
+    def _read_batch(self, src: rasterio.DatasetReader, i: int, js: range) -> tuple[Any, np.ndarray | None]:
         """The (B, C, window, window) input of windows ``js`` of window row ``i``, and where the rows and
         columns read hold data (None unless the raster is float32 or raw bands are prepared here: then it is
-        exactly what :func:`_read_valid` would read again for the output's nodata)."""
+        exactly what :func:`_read_valid` would read again for the output's nodata).
+
+        The rows that the next window row shares with this one are kept, read and prepared: each image row
+        is read (and prepared) once, not once per window row that covers it."""
         plan, win = self.plan, self.plan.window
         row, h = plan.rows[i], plan.block_height(i)
         c0, c_end = plan.cols[js[0]], plan.cols[js[-1]] + win
         c1 = min(c_end, plan.width)
-        window = RioWindow(c0, row, c1 - c0, h)
-        prepare = self.raw.prepare if self.raw is not None else None
-        with self.clock.step("read"):
-            read = src.read(window=window)
-            if self.raw is None:
-                data = read.astype(np.float32, copy=False)
-                valid = valid_mask(data, src.nodata)
-            else:
-                valid = self.raw.valid(src, read, window, also=prepare is None)
-        # the output's nodata is taken from this read where it is the raster's own type, else read again
-        same = (read.dtype == np.float32 and self.raw is None) or prepare is not None
-        if prepare is not None:  # a checkpoint's features, on the device, once per pixel read
-            with self.clock.step("scale, indices, normalize"):
-                data, valid = prepare(read, valid)
-            fill = 0.0
+        kept = self._kept.pop(js[0], None)
+        top = row
+        if kept is not None and kept.start == row and kept.cols == (c0, c1):
+            top = row + kept.valid.shape[0]
+        if top == row + h:  # the bottom window row may add no row to the one above
+            data, valid = kept.data, kept.valid
         else:
-            if self.raw is not None:
-                data = read.astype(np.float32, copy=False)
-            fill = np.nan if self.raw is not None else 0.0  # raw bands: NaN for nodata (the graph's convention)
-            np.copyto(data, fill, where=~valid)  # in place: the array is this read's own
+            data, valid = self._read_rows(src, RioWindow(c0, top, c1 - c0, row + h - top))
+            if top > row:  # the rows kept from the window row above, then the new ones
+                data, valid = _join_rows(kept.data, data), np.concatenate([kept.valid, valid])
+        if i + 1 < len(plan.rows) and plan.rows[i + 1] < row + h:
+            nxt = plan.rows[i + 1] - row
+            self._kept[js[0]] = _KeptRows(plan.rows[i + 1], (c0, c1), _copy(data[:, nxt:]), valid[nxt:].copy())
+        fill = np.nan if self.raw is not None and self.raw.prepare is None else 0.0
         with self.clock.step("cut windows"):
             offsets = [plan.cols[j] - c0 for j in js]
             batch = _cut_windows(data, offsets, win, fill)
@@ -320,7 +343,31 @@ class _BlockMaker:
                 vbatch = _cut_windows(valid, offsets, win)
                 batch = np.where(vbatch[:, None], standardize_chips(batch, valid=vbatch), 0.0)
                 batch = batch.astype(np.float32, copy=False)
-        return batch, (valid if same else None)
+        return batch, (valid if self._exact_valid(src) else None)
+
+    def _exact_valid(self, src: rasterio.DatasetReader) -> bool:
+        """Whether the reads' valid pixels are the output's nodata as :func:`_read_valid` finds it: a float32
+        raster read as it is, or raw bands prepared here (index validity included)."""
+        if self.raw is None:
+            return src.dtypes[0] == "float32"
+        return self.raw.prepare is not None
+
+    def _read_rows(self, src: rasterio.DatasetReader, window: RioWindow) -> tuple[Any, np.ndarray]:
+        """The model's input over ``window`` (C, h, w), nodata as the model takes it (0; NaN for a graph
+        reading raw bands), and where it holds data."""
+        prepare = self.raw.prepare if self.raw is not None else None
+        with self.clock.step("read"):
+            read = src.read(window=window)
+            data = read.astype(np.float32, copy=False) if prepare is None else read
+            if self.raw is None:
+                valid = valid_mask(data, src.nodata)
+            else:
+                valid = self.raw.valid(src, read, window, also=prepare is None)
+        if prepare is not None:  # a checkpoint's features, on the device, once per pixel read
+            with self.clock.step("scale, indices, normalize"):
+                return prepare(read, valid)
+        np.copyto(data, np.nan if self.raw is not None else 0.0, where=~valid)  # in place: this read's own array
+        return data, valid
 
     def batches(self, rows: Sequence[int], bar: Any | None = None) -> Iterator[tuple[int, range, Any, Any]]:
         """Yield ``(i, js, logits, valid)`` for each batch of windows ``js`` of the window rows ``rows``, in
