@@ -162,3 +162,17 @@ def test_an_error_in_the_writer_reaches_the_caller(tmp_path, monkeypatch):
         predict_scene(torch.nn.Conv2d(4, 2, 1), scene["image"], tmp_path / "map.tif", WindowSettings(16, 0.5, 2),
                       ClassLegend([1, 2], ["a", "b"], ["#000000", "#ffffff"]), progress=False)
     assert not list(tmp_path.glob("map*"))
+
+
+def test_a_streamed_scene_unlike_the_training_scene_is_warned_about(tmp_path, caplog):
+    from deepgeo_runner.stages.drift import input_profile
+
+    scene = textured_scene(tmp_path / "scene", size=64)
+    ckpt, _ = make_checkpoint(tmp_path / "ckpt", scene, indices=("ndvi",),
+                              input_profile=input_profile(scene["image"], band_names=scene["band_names"]))
+    brighter = np.where(scene["data"] == -9999.0, -9999.0, scene["data"] * 3).astype(np.float32)
+    image = write_image(tmp_path / "brighter.tif", brighter)
+    with caplog.at_level("WARNING"):
+        apply_checkpoint(ckpt, image, tmp_path / "out", progress=False)
+    assert "differs from the training scene" in caplog.text and "nir" in caplog.text
+    assert not (tmp_path / "out" / "prepared").exists()  # streamed

@@ -19,6 +19,11 @@ Outputs, all on exactly the input grid with nodata where the input had nodata:
 Several processes can share the work (``rank``/``world_size``): each predicts its share of the
 window rows into a part file and rank 0 assembles them (:mod:`deepgeo_runner.ml.predict_parts`).
 
+Three threads overlap: a reader reads the next batches of windows (each image row once: the rows a window
+row shares with the next are kept) and, for raw bands, prepares them (:class:`RawInput`); the caller's
+thread runs the network; a writer blends the logits, turns finished rows into the outputs and writes them.
+:class:`~deepgeo_runner.core.step_clock.StepClock` says where the seconds go.
+
 What lives here is the forward pass (batches of windows, test-time augmentation, autocast), the
 accumulation of blocks and the turning of blended logits into the outputs and their encodings.
 Where windows go and how they are weighted is :mod:`deepgeo_runner.geo.stitch`
