@@ -102,6 +102,27 @@ def child(args) -> dict:
             "load": os.getloadavg()}
 
 
+def child_bare(args) -> dict:
+    """The network alone over as many windows as the scene has, at the same batch size, on tensors in memory:
+    what the network costs with nothing beside it (the stricter reference: the forward inside a run also pays
+    for the reader's and the writer's threads on the same cores)."""
+    import torch
+
+    from deepgeo_runner.geo.stitch import stride_for, window_origins
+
+    torch.set_num_threads(args.threads)
+    net, _ = timed_net()
+    n = len(window_origins(args.side, args.window, stride_for(args.window, args.overlap))) ** 2
+    x = torch.randn(args.batch, len(BANDS) + 2, args.window, args.window)
+    with torch.no_grad():
+        net(x[:2])
+        start, done = time.perf_counter(), 0
+        while done < n:
+            net(x[: min(args.batch, n - done)])
+            done += args.batch
+    return {"wall_s": time.perf_counter() - start, "windows": n, "load": os.getloadavg()}
+
+
 def run_child(args, kind: str, side: int, scene: Path) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--side", str(side), "--scene", str(scene),
            "--workdir", str(args.workdir), "--window", str(args.window), "--overlap", str(args.overlap),
@@ -146,15 +167,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="torch's threads (two cores: 2)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/deepgeo-bench-raw"))
-    parser.add_argument("--child", choices=("stream", "prepared"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("stream", "prepared", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--side", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args)))
+        print(json.dumps(child_bare(args) if args.child == "bare" else child(args)))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
-    rows, failed = [], []
+    rows, failed, bare = [], [], {}
     for side in args.sizes:
         scene = args.workdir / f"raw-{side}.tif"
         if not scene.exists():
@@ -165,11 +186,17 @@ def main() -> None:
             results[kind] = run_child(args, kind, side, scene)
             rows.append({"side": side, "mpx": side * side / 1e6, "path": label, "result": results[kind]})
             print(f"{side}² {label}: {results[kind]['wall_s']:.1f} s", file=sys.stderr)
+        bare[side] = run_child(args, "bare", side, scene)["wall_s"]
         if results["stream"]["pixels"] != results["prepared"]["pixels"]:
             failed.append(side)
     print(f"\nwindow={args.window} overlap={args.overlap} batch={args.batch} threads={args.threads}; "
           f"load average now {os.getloadavg()}\n")
     print_tables(rows)
+    print("\nStricter, with the network alone on the same windows (no reader or writer beside it) as the reference:")
+    for r in rows:
+        rest = r["result"]["wall_s"] - bare[r["side"]]
+        print(f"- {r['side']}² {r['path']}: wall − bare forward ({bare[r['side']]:.1f} s) = {rest:.1f} s → "
+              f"{r['mpx'] / rest:.2f} Mpx/s")
     for side in args.sizes:
         pair = [r["result"] for r in rows if r["side"] == side]
         print(f"\n{side}²: peak RSS stream / prepare+predict {pair[0]['peak_rss_mb'] / pair[1]['peak_rss_mb']:.2f}; "
