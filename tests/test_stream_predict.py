@@ -176,3 +176,19 @@ def test_a_streamed_scene_unlike_the_training_scene_is_warned_about(tmp_path, ca
         apply_checkpoint(ckpt, image, tmp_path / "out", progress=False)
     assert "differs from the training scene" in caplog.text and "nir" in caplog.text
     assert not (tmp_path / "out" / "prepared").exists()  # streamed
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_predict_stream_chooses_the_path_from_the_config(tmp_path, compose, stream):
+    from deepgeo_runner.config.options import run_options
+    from deepgeo_runner.pipeline.predicting import apply_checkpoint_stage
+    from tests.helpers import REPO
+
+    scene = textured_scene(tmp_path / "scene", size=64)
+    ckpt, _ = make_checkpoint(tmp_path / "ckpt", scene, indices=("ndvi",), labels=scene["labels"])
+    cfg = compose("stages=[predict]", f"predict.checkpoint={ckpt}", f"predict.image={scene['image']}",
+                  f"predict.stream={str(stream).lower()}", f"paths.cache_dir={tmp_path / 'cache'}",
+                  f"paths.output_dir={REPO / 'outputs'}")
+    art = apply_checkpoint_stage(run_options(cfg), tmp_path / "run")
+    assert art.prediction.is_file()
+    assert (tmp_path / "run" / "predict_input" / "prepared.tif").is_file() is not stream
