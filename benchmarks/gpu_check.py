@@ -13,7 +13,8 @@ What it measures, each side by side with its reference in the same run:
    their ratio (goal ≥ 0.9);
 2. **a Landsat-size scene end to end**, 7,800² px of 8 float32 bands, from the prepared stack to the class-map
    COG (prepare excluded) with U-Net/ResNet-34 in bf16: wall time, Mpx/s, and where each second goes (read,
-   normalize, forward, blend, argmax, write, COG + overviews), the network's share, and the class map's hash;
+   cut windows, forward, blend, argmax, write, COG + overviews: ``predict_scene``'s own
+   :class:`~deepgeo_runner.core.step_clock.StepClock`), the network's share, and the class map's hash;
 3. **2-process DDP** training (the same U-Net/ResNet-34 bf16 step, ``strategy=ddp``) where two GPUs exist:
    chips/s of both processes together, against twice the single-GPU reference.
 
@@ -32,10 +33,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import Future
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -87,76 +85,11 @@ def training_rows(sizes: dict, device, workdir: Path) -> list[dict]:
 # -------------------------------------------------------------------------------------------------- scene
 
 
-class StepTimes:
-    """Seconds spent in each step of ``predict_scene``, by wrapping its pieces (threads counted apart)."""
-
-    def __init__(self, device) -> None:
-        self.device, self.t = device, {}
-        self.local = threading.local()
-
-    def add(self, key: str, dt: float) -> None:
-        self.t[key] = self.t.get(key, 0.0) + dt
-
-    @contextmanager
-    def patched(self):
-        import rasterio.io
-
-        from deepgeo_runner.geo import raster_io
-        from deepgeo_runner.ml import predict as P
-
-        saved = [(rasterio.io.DatasetReader, "read", rasterio.io.DatasetReader.read),
-                 (P._BlockMaker, "_read_batch", P._BlockMaker._read_batch), (P, "forward_windows", P.forward_windows),
-                 (P, "_finish_rows", P._finish_rows), (raster_io.RowAppender, "write", raster_io.RowAppender.write),
-                 (raster_io, "rewrite_as_cog", raster_io.rewrite_as_cog), (Future, "result", Future.result)]
-        main = threading.main_thread()
-        me = self
-
-        def timed(key, fn, sync=False):
-            def wrapper(*a, **k):
-                if sync:
-                    _sync(me.device)
-                t0 = time.perf_counter()
-                try:
-                    return fn(*a, **k)
-                finally:
-                    if sync:
-                        _sync(me.device)
-                    dt = time.perf_counter() - t0
-                    me.add(key, dt)
-                    if key == "read" and threading.current_thread() is not main:
-                        me.local.read = getattr(me.local, "read", 0.0) + dt
-            return wrapper
-
-        def read_batch(self_, *a, **k):
-            me.local.read = 0.0
-            t0 = time.perf_counter()
-            out = saved[1][2](self_, *a, **k)
-            me.add("normalize (assemble windows)", time.perf_counter() - t0 - me.local.read)
-            return out
-
-        def result(self_, *a, **k):
-            if threading.current_thread() is not main:
-                return saved[6][2](self_, *a, **k)
-            return timed("wait for the reader", saved[6][2])(self_, *a, **k)
-
-        rasterio.io.DatasetReader.read = timed("read", saved[0][2])
-        P._BlockMaker._read_batch = read_batch
-        P.forward_windows = timed("forward", saved[2][2], sync=True)
-        P._finish_rows = timed("argmax + encode + write rows", saved[3][2])
-        raster_io.RowAppender.write = timed("write rows (deflate)", saved[4][2])
-        raster_io.rewrite_as_cog = timed("COG + overviews", saved[5][2])
-        Future.result = result
-        try:
-            yield self
-        finally:
-            for owner, name, fn in saved:
-                setattr(owner, name, fn)
-
-
 def scene_rows(sizes: dict, device, workdir: Path, amp: bool) -> list[dict]:
     import predict_scene as ps
     import rasterio
 
+    from deepgeo_runner.core.step_clock import StepClock
     from deepgeo_runner.ml.predict import ClassLegend, OutputFormats, WindowSettings, predict_scene
 
     side = sizes["scene"]
@@ -166,38 +99,44 @@ def scene_rows(sizes: dict, device, workdir: Path, amp: bool) -> list[dict]:
     made = time.perf_counter() - t0
     net = ps.build_model(sizes["scene_model"], BANDS, CLASSES)
     out = workdir / "prediction.tif"
-    times = StepTimes(device)
+    clock, inside = StepClock(), {"t": 0.0, "t0": 0.0}  # the network's own time, synchronized on a GPU
+
+    def before(module, inputs) -> None:
+        _sync(device)
+        inside["t0"] = time.perf_counter()
+
+    def after(module, inputs, output) -> None:
+        _sync(device)
+        inside["t"] += time.perf_counter() - inside["t0"]
+
+    net.register_forward_pre_hook(before)
+    net.register_forward_hook(after)
     colors = ["#1b7837", "#d6604d", "#2166ac", "#888888"]
-    with times.patched():
-        _sync(device)
-        start = time.perf_counter()
-        predict_scene(net, scene, out, WindowSettings(sizes["window"], 0.5, sizes["scene_batch"], amp=amp),
-                      ClassLegend(list(range(1, CLASSES + 1)), [f"c{i}" for i in range(CLASSES)], colors),
-                      device=device, progress=False, outputs=OutputFormats(cog=True))
-        _sync(device)
-        wall = time.perf_counter() - start
+    _sync(device)
+    start = time.perf_counter()
+    predict_scene(net, scene, out, WindowSettings(sizes["window"], 0.5, sizes["scene_batch"], amp=amp),
+                  ClassLegend(list(range(1, CLASSES + 1)), [f"c{i}" for i in range(CLASSES)], colors),
+                  device=device, progress=False, outputs=OutputFormats(cog=True), clock=clock)
+    _sync(device)
+    wall = time.perf_counter() - start
     with rasterio.open(out) as src:
         digest = hashlib.sha256(src.read(1).tobytes()).hexdigest()[:16]
     mpx = side * side / 1e6
-    t = times.t
-    main_known = sum(t.get(k, 0.0) for k in ("forward", "argmax + encode + write rows", "COG + overviews",
-                                            "wait for the reader"))
-    t["blend + other (main thread)"] = max(wall - main_known, 0.0)  # accumulation, nodata mask reads, setup
-    t["argmax + encode"] = max(t.pop("argmax + encode + write rows", 0.0) - t.get("write rows (deflate)", 0.0), 0.0)
     label = (f"{side}² ({mpx:.1f} Mpx) {sizes['scene_model']} {'bf16' if amp else 'fp32'}, window "
              f"{sizes['window']}, overlap 0.5, batch {sizes['scene_batch']} → COG")
-    rows = [{"section": "scene", "case": label, "reference": round(t.get("forward", 0.0), 2),
-             "ours": round(wall, 2), "unit": "s", "ratio": round(wall / max(t.get("forward", 1e-9), 1e-9), 3),
+    rows = [{"section": "scene", "case": label, "reference": round(inside["t"], 2),
+             "ours": round(wall, 2), "unit": "s", "ratio": round(wall / max(inside["t"], 1e-9), 3),
              "note": f"{mpx / wall:.2f} Mpx/s whole; pipeline around the network "
-                     f"{mpx / max(wall - t.get('forward', 0.0), 1e-9):.1f} Mpx/s; class map sha256 {digest}; "
+                     f"{mpx / max(wall - inside['t'], 1e-9):.1f} Mpx/s; class map sha256 {digest}; "
                      f"reference = the network's forward inside the run (scene written in {made:.0f} s, not counted)"}]
-    order = ("read", "normalize (assemble windows)", "wait for the reader", "forward", "blend + other (main thread)",
-             "argmax + encode", "write rows (deflate)", "COG + overviews")
-    for key in order:
-        rows.append({"section": "scene step", "case": key, "reference": None, "ours": round(t.get(key, 0.0), 2),
-                     "unit": "s", "ratio": round(t.get(key, 0.0) / wall, 3),
-                     "note": "reader thread, overlaps the main thread" if key in order[:2] else "main thread"})
-    print(f"scene {side}²: {wall:.1f} s whole, forward {t.get('forward', 0.0):.1f} s", file=sys.stderr)
+    threads = {"read": "reader", "cut windows": "reader", "wait for the reader": "network", "forward": "network",
+               "wait for the writer": "network", "blend": "writer", "argmax, encode": "writer",
+               "write rows": "writer", "close outputs (COG, overviews)": "writer, after the last batch"}
+    for key, thread in threads.items():
+        seconds = clock.seconds.get(key, 0.0)
+        rows.append({"section": "scene step", "case": key, "reference": None, "ours": round(seconds, 2),
+                     "unit": "s", "ratio": round(seconds / wall, 3), "note": f"{thread} thread (threads overlap)"})
+    print(f"scene {side}²: {wall:.1f} s whole, forward {inside['t']:.1f} s", file=sys.stderr)
     return rows
 
 

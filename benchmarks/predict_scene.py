@@ -91,9 +91,11 @@ def peak_rss_mb() -> float:
 def child_predict(args) -> dict:
     import torch
 
+    from deepgeo_runner.core.step_clock import StepClock
     from deepgeo_runner.ml.predict import ClassLegend, OutputFormats, WindowSettings, predict_scene
 
     net = build_model(args.model, args.bands, args.classes)
+    clock = StepClock()
     out = Path(args.workdir) / f"prediction-{args.side}.tif"
     inside = {"t": 0.0, "t0": 0.0}  # time spent in the network's forward within the whole run
 
@@ -114,7 +116,7 @@ def child_predict(args) -> dict:
     colors = (["#1b7837", "#d6604d", "#2166ac"] + ["#888888"] * k)[:k]
     predict_scene(net, args.scene, out, WindowSettings(args.window, args.overlap, args.batch, amp=args.amp),
                   ClassLegend(list(range(1, k + 1)), [f"c{i}" for i in range(k)], colors), device=args.device,
-                  progress=False, outputs=OutputFormats(cog=not args.no_cog))
+                  progress=False, outputs=OutputFormats(cog=not args.no_cog), clock=clock)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
@@ -126,7 +128,7 @@ def child_predict(args) -> dict:
         pixels = hashlib.sha256(src.read(1).tobytes()).hexdigest()[:16]
     file_hash = hashlib.sha256(out.read_bytes()).hexdigest()[:16]
     return {"wall_s": wall, "forward_inside_s": inside["t"], "peak_rss_mb": peak_rss_mb(),
-            "classes_sha256": pixels, "file_sha256": file_hash}
+            "classes_sha256": pixels, "file_sha256": file_hash, "steps": clock.seconds, "load": os.getloadavg()}
 
 
 def child_bare(args) -> dict:
@@ -230,6 +232,14 @@ def main() -> None:
         print(f"class map {r['side']}²: pixels sha256 {r['whole']['classes_sha256']}, "
               f"file sha256 {r['whole']['file_sha256']}; pipeline around the network "
               f"{r['mpx'] / (r['whole']['wall_s'] - r['whole']['forward_inside_s']):.2f} Mpx/s")
+    steps = sorted({k for r in rows for k in r["whole"]["steps"]})
+    print("\nSeconds per step (summed over the thread that runs it: the reader's, the network's and the writer's "
+          "threads overlap):\n")
+    print("| scene | load 1-min at the end | " + " | ".join(steps) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in steps) + " |")
+    for r in rows:
+        print(f"| {r['side']}² | {r['whole']['load'][0]:.2f} | "
+              + " | ".join(f"{r['whole']['steps'].get(k, 0.0):.2f}" for k in steps) + " |")
     got = [r["whole"]["classes_sha256"] for r in rows]
     if args.expect and list(args.expect) != got[: len(args.expect)]:
         raise SystemExit(f"class maps changed: expected pixel hashes {list(args.expect)}, got {got}")

@@ -26,8 +26,8 @@ def test_gpu_check_smoke_runs_on_the_cpu_and_writes_its_table(tmp_path):
     sections = [r["section"] for r in result["rows"]]
     assert sections.count("training") == 1 and sections.count("scene") == 1 and sections.count("ddp") == 1
     steps = {r["case"] for r in result["rows"] if r["section"] == "scene step"}
-    assert {"read", "normalize (assemble windows)", "forward", "blend + other (main thread)", "write rows (deflate)",
-            "COG + overviews"} <= steps
+    assert {"read", "cut windows", "forward", "blend", "argmax, encode", "write rows",
+            "close outputs (COG, overviews)"} <= steps
     training = next(r for r in result["rows"] if r["section"] == "training")
     assert training["reference"] > 0 and training["ours"] > 0
     assert "skipped: needs 2 GPUs" in next(r for r in result["rows"] if r["section"] == "ddp")["note"]

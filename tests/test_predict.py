@@ -256,7 +256,8 @@ def test_runner_applies_a_checkpoint_from_the_config_alone(tmp_path, tiny_scene,
     assert art.prediction == tmp_path / "run" / "prediction.tif"
     names = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"prediction.tif", "prediction_proba.tif", "prediction_polygons.gpkg",
-            "prediction_totals.json", "predict_input"} <= names
+            "prediction_totals.json"} <= names
+    assert "predict_input" not in names  # the raw bands streamed: no prepared stack (predict.stream=false writes one)
     with rasterio.open(art.prediction) as a:
         assert a.tags()["class_2"] == "clearing"
 

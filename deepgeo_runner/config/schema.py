@@ -321,6 +321,8 @@ class PredictConfig:
     tta: bool = False  # average over the 8 dihedral transforms of each window (8x compute)
     amp: bool = False  # bfloat16 autocast around the forward pass
     cog: bool = True  # write the outputs as Cloud-Optimized GeoTIFFs with overviews
+    stream: bool = True  # predict.image: prepare the raw bands on the network's device as they are read (the same
+    #   class map); false: write the prepared stack predict_input/prepared.tif first, then predict from it
     polygons: list[str] | None = None  # classes to vectorize into prediction_polygons.gpkg
     min_area_ha: float = 0.5  # polygons smaller than this (hectares) are dropped
     mmu_ha: float = 0.0  # minimum mapping unit: prediction.tif is sieved (8-connected patches under this many hectares

@@ -177,6 +177,23 @@ class RawBandsModel(nn.Module):
 
     def features(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalized features (B, F, H, W), nodata set to 0, and the valid mask (B, 1, H, W)."""
+        x, valid = self.pixel_features(raw)
+        if self.per_chip:  # over the whole input: the graph's input is one window
+            w = valid.float()
+            count = w.sum(dim=(2, 3), keepdim=True)
+            safe_n = count.clamp_min(1.0)
+            xv = x * w
+            mean = xv.sum(dim=(2, 3), keepdim=True) / safe_n
+            std = torch.sqrt((((xv - mean) * w) ** 2).sum(dim=(2, 3), keepdim=True) / safe_n)
+            std = torch.where(std > 0, std, torch.ones_like(std))
+            x = torch.where(valid, (x - mean) / std, torch.zeros_like(x))
+        return x, valid
+
+    def pixel_features(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What each pixel's features are from that pixel alone (steps 1-5 of the module docstring, the
+        training statistics applied, but not ``per_chip``'s per-window standardization): (B, F, H, W),
+        nodata set to 0, and the valid mask (B, 1, H, W). Whole-scene prediction computes this once per
+        pixel on the rows it reads, then cuts the windows from it, as from a prepared stack."""
         n = len(self.names)
         raw = raw.float()
         finite = torch.isfinite(raw)
@@ -203,16 +220,7 @@ class RawBandsModel(nn.Module):
                 feats.append(torch.where(ok, value, torch.zeros_like(value)))
             per_date.extend(feats)
         x = torch.cat(per_date, dim=1)
-        if self.per_chip:
-            w = valid.float()
-            count = w.sum(dim=(2, 3), keepdim=True)
-            safe_n = count.clamp_min(1.0)
-            xv = x * w
-            mean = xv.sum(dim=(2, 3), keepdim=True) / safe_n
-            std = torch.sqrt((((xv - mean) * w) ** 2).sum(dim=(2, 3), keepdim=True) / safe_n)
-            std = torch.where(std > 0, std, torch.ones_like(std))
-            x = (x - mean) / std
-        else:
+        if not self.per_chip:
             if self.clip:
                 x = torch.maximum(torch.minimum(x, self.clip_max), self.clip_min)
             x = (x - self.shift) / self.divisor

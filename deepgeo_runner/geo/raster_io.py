@@ -244,6 +244,7 @@ def open_raster_writer(
 
     Args:
         tiled: 256-px tiles; by default only when the grid is at least one tile in each direction.
+        zlevel: deflate's level; 0 stores the tiles uncompressed.
         nbits: bits stored per sample (16 with float32: half floats, read back as float32).
         scale: the scale of every band (value × scale is the quantity the band stands for).
         num_threads: GDAL's compression threads (``None``: compress in the writing thread).
@@ -276,6 +277,8 @@ def _writer_profile(grid: Grid, count: int, dtype: str | np.dtype, nodata: float
         "dtype": np.dtype(dtype).name, "crs": grid.crs, "transform": grid.transform, "nodata": nodata,
         "compress": "deflate", "zlevel": zlevel, "tiled": tiled, "bigtiff": "IF_SAFER",
     }
+    if zlevel == 0:  # stored as it is: a temporary file that a COG rewrite compresses anyway
+        del profile["compress"], profile["zlevel"]
     if num_threads is not None:
         profile["num_threads"] = num_threads
     if tiled:

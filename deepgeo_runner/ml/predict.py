@@ -19,6 +19,11 @@ Outputs, all on exactly the input grid with nodata where the input had nodata:
 Several processes can share the work (``rank``/``world_size``): each predicts its share of the
 window rows into a part file and rank 0 assembles them (:mod:`deepgeo_runner.ml.predict_parts`).
 
+Three threads overlap: a reader reads the next batches of windows (each image row once: the rows a window
+row shares with the next are kept) and, for raw bands, prepares them (:class:`RawInput`); the caller's
+thread runs the network; a writer blends the logits, turns finished rows into the outputs and writes them.
+:class:`~deepgeo_runner.core.step_clock.StepClock` says where the seconds go.
+
 What lives here is the forward pass (batches of windows, test-time augmentation, autocast), the
 accumulation of blocks and the turning of blended logits into the outputs and their encodings.
 Where windows go and how they are weighted is :mod:`deepgeo_runner.geo.stitch`
@@ -31,7 +36,10 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import shutil
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -44,6 +52,7 @@ import torch
 from rasterio.windows import Window as RioWindow
 
 from deepgeo_runner.core.console import progress as progress_bar
+from deepgeo_runner.core.step_clock import NO_CLOCK, StepClock
 from deepgeo_runner.geo.nodata import NodataValue, read_valid
 from deepgeo_runner.geo.normalize import standardize_chips
 from deepgeo_runner.geo.raster_io import Grid, RowAppender, open_raster_writer, valid_mask
@@ -78,19 +87,25 @@ class SceneOutputs:
 
 @dataclass(frozen=True)
 class RawInput:
-    """The windows come from the raw bands, for a model that prepares them itself (an exported graph,
-    :mod:`deepgeo_runner.export.graph`): which pixels hold data is decided like preparation decides it
-    (``nodata`` overriding the file's, ``rule``, ``dates``), and nodata pixels and the padding beyond the
-    scene's far edges reach the model as NaN, which the graph takes for nodata."""
+    """The windows come from the raw bands: which pixels hold data is decided like preparation decides it
+    (``nodata`` overriding the file's, ``rule``, ``dates``). Without ``prepare``, the model prepares them
+    itself (an exported graph, :mod:`deepgeo_runner.export.graph`): nodata pixels and the padding beyond the
+    scene's far edges reach it as NaN, which the graph takes for nodata. With ``prepare`` (a checkpoint's
+    network), the rows read become features first, once per pixel read, on the model's device:
+    ``prepare(raw (C, h, w), valid (h, w)) → (features (F, h, w) with nodata 0, numpy or a tensor on the
+    device; valid (h, w))``, and the windows are cut from them as from a prepared stack."""
 
     nodata: NodataValue = None
     rule: str = "gdal"
     dates: int = 1
     also: Callable[[np.ndarray], np.ndarray] | None = None  # more invalid pixels (e.g. undefined indices)
+    prepare: Callable[[np.ndarray, np.ndarray], tuple[Any, np.ndarray]] | None = None
 
-    def valid(self, src: rasterio.DatasetReader, data: np.ndarray, window: RioWindow) -> np.ndarray:
+    def valid(self, src: rasterio.DatasetReader, data: np.ndarray, window: RioWindow,
+              also: bool = True) -> np.ndarray:
+        """The pixels of ``data`` holding data; ``also=False``: by nodata only (``prepare`` finds the rest)."""
         valid = read_valid(src, data, window, self.nodata, self.rule, dates=self.dates)
-        return valid & self.also(data) if self.also is not None else valid
+        return valid & self.also(data) if also and self.also is not None else valid
 
 
 def output_paths(out_path: str | Path, probabilities: str = "none", entropy: bool = False) -> SceneOutputs:
@@ -163,9 +178,12 @@ def _open_outputs(outputs: SceneOutputs, grid: Grid, legend: ClassLegend,
         # the class map is opened last, so that it is committed first and that a disk error
         # while writing the rows is reported against it
         for key, path, options in reversed(specs):
-            # whole tiles even on a small scene; GDAL's default zlevel (6); no compression threads
-            # with cog the temporary file is rewritten (and recompressed) by the COG driver: deflate it lightly
-            dst = stack.enter_context(open_raster_writer(path, grid, zlevel=1 if cog else 6, cog=cog, tiled=True,
+            # whole tiles even on a small scene; GDAL's default zlevel (6); no compression threads (the
+            # writer thread compresses). With cog the temporary file is rewritten (and compressed, on every
+            # core) by the COG driver: the class map's is stored uncompressed (quicker to write and to
+            # read back; the COG's bytes are the same), the larger ones deflated lightly
+            zlevel = (0 if key == "classes" else 1) if cog else 6
+            dst = stack.enter_context(open_raster_writer(path, grid, zlevel=zlevel, cog=cog, tiled=True,
                                                          num_threads=None, **options))
             writers[key] = RowAppender(dst, what=path.name)
         yield {key: writers[key] for key, _, _ in specs}
@@ -227,18 +245,44 @@ class _Accumulator:
         return start, end, logits
 
 
-def _cut_windows(data: np.ndarray, offsets: Sequence[int], win: int, fill: float = 0) -> np.ndarray:
-    """(B, ..., win, win): the windows of ``data`` (..., h, w) starting at column ``offsets``, ``fill``
-    (zero, False; NaN for a graph reading raw bands) beyond its rows and columns (the boundless far
-    edges); one copy, no padded intermediate."""
+def _cut_windows(data, offsets: Sequence[int], win: int, fill: float = 0):
+    """(B, ..., win, win): the windows of ``data`` (..., h, w; numpy, or a tensor on its device) starting at
+    column ``offsets``, ``fill`` (zero, False; NaN for a graph reading raw bands) beyond its rows and columns
+    (the boundless far edges); one copy, no padded intermediate."""
     h, w = data.shape[-2:]
     shape = (len(offsets), *data.shape[:-2], win, win)
     edge = h < win or offsets[-1] + win > w
-    out = np.full(shape, fill, dtype=data.dtype) if edge else np.empty(shape, dtype=data.dtype)
+    if isinstance(data, torch.Tensor):
+        out = (torch.full(shape, fill, dtype=data.dtype, device=data.device) if edge
+               else torch.empty(shape, dtype=data.dtype, device=data.device))
+    else:
+        out = np.full(shape, fill, dtype=data.dtype) if edge else np.empty(shape, dtype=data.dtype)
     for n, o in enumerate(offsets):
         cw = min(win, w - o)
         out[n, ..., :h, :cw] = data[..., o : o + cw]
     return out
+
+
+@dataclass(frozen=True)
+class _KeptRows:
+    """The input rows from image row ``start`` down that a batch's next window row shares with the one read,
+    over columns ``cols``, and where they hold data."""
+
+    start: int
+    cols: tuple[int, int]
+    data: Any
+    valid: np.ndarray
+
+
+def _copy(data):
+    return data.clone() if isinstance(data, torch.Tensor) else data.copy()
+
+
+def _join_rows(above, below):
+    """Rows ``above`` then ``below`` ((C, h, w) numpy arrays or tensors)."""
+    if isinstance(above, torch.Tensor):
+        return torch.cat([above, below], dim=1)
+    return np.concatenate([above, below], axis=1)
 
 
 class _BlockMaker:
@@ -251,11 +295,15 @@ class _BlockMaker:
     PREFETCH = 2  # batches read ahead
 
     def __init__(self, model: torch.nn.Module, image_path: str | Path, plan: WindowPlan, n_classes: int,
-                 windows: WindowSettings, device: torch.device, raw: RawInput | None = None) -> None:
-        self.model, self.image_path, self.plan, self.k = model, image_path, plan, n_classes
-        self.standardize, self.raw = windows.standardize and raw is None, raw
+                 windows: WindowSettings, device: torch.device, raw: RawInput | None = None,
+                 clock: StepClock = NO_CLOCK) -> None:
+        self.model, self.image_path, self.plan, self.k, self.clock = model, image_path, plan, n_classes, clock
+        # per-chip normalization of prepared windows: a prepared stack's, or raw bands prepared here
+        self.standardize = windows.standardize and (raw is None or raw.prepare is not None)
+        self.raw = raw
         self.batch_size, self.device, self.tta, self.amp = windows.batch_size, device, windows.tta, windows.amp
         self._weights: dict[tuple, object] = {}
+        self._kept: dict[int, _KeptRows] = {}  # by a batch's first window: its rows the next window row shares
         # window row i → where its rows hold data, for the output's nodata (no second read of the scene);
         # the writer pops each as it goes; None: not kept (the part files of several ranks)
         self.valid_rows: dict[int, np.ndarray | None] | None = {}
@@ -267,32 +315,68 @@ class _BlockMaker:
             self._weights[key] = _to_device(self.plan.weight(i, j), self.device)
         return self._weights[key]
 
-    def _read_batch(self, src: rasterio.DatasetReader, i: int, js: range) -> tuple[np.ndarray, np.ndarray | None]:
+    def _read_batch(self, src: rasterio.DatasetReader, i: int, js: range) -> tuple[Any, np.ndarray | None]:
         """The (B, C, window, window) input of windows ``js`` of window row ``i``, and where the rows and
-        columns read hold data (None unless the raster is float32: then it is exactly what
-        :func:`_read_valid` would read again for the output's nodata)."""
+        columns read hold data (None unless the raster is float32 or raw bands are prepared here: then it is
+        exactly what :func:`_read_valid` would read again for the output's nodata).
+
+        The rows that the next window row shares with this one are kept, read and prepared: each image row
+        is read (and prepared) once, not once per window row that covers it."""
         plan, win = self.plan, self.plan.window
         row, h = plan.rows[i], plan.block_height(i)
         c0, c_end = plan.cols[js[0]], plan.cols[js[-1]] + win
         c1 = min(c_end, plan.width)
-        window = RioWindow(c0, row, c1 - c0, h)
-        read = src.read(window=window)
-        data = read.astype(np.float32, copy=False)
-        valid = valid_mask(data, src.nodata) if self.raw is None else self.raw.valid(src, read, window)
-        # the output's nodata is taken from this read where it is the raster's own type, else read again
-        same = read.dtype == np.float32 and self.raw is None
-        fill = 0.0 if self.raw is None else np.nan  # a graph reading raw bands takes NaN for nodata
-        np.copyto(data, fill, where=~valid)  # in place: the array is this read's own
-        offsets = [plan.cols[j] - c0 for j in js]
-        batch = _cut_windows(data, offsets, win, fill)
-        if self.standardize:  # per-chip normalization: each window on its own valid pixels
-            vbatch = _cut_windows(valid, offsets, win)
-            batch = np.where(vbatch[:, None], standardize_chips(batch, valid=vbatch), 0.0)
-            batch = batch.astype(np.float32, copy=False)
-        return batch, (valid if same else None)
+        kept = self._kept.pop(js[0], None)
+        top = row
+        if kept is not None and kept.start == row and kept.cols == (c0, c1):
+            top = row + kept.valid.shape[0]
+        if top == row + h:  # the bottom window row may add no row to the one above
+            data, valid = kept.data, kept.valid
+        else:
+            data, valid = self._read_rows(src, RioWindow(c0, top, c1 - c0, row + h - top))
+            if top > row:  # the rows kept from the window row above, then the new ones
+                data, valid = _join_rows(kept.data, data), np.concatenate([kept.valid, valid])
+        if i + 1 < len(plan.rows) and plan.rows[i + 1] < row + h:
+            nxt = plan.rows[i + 1] - row
+            self._kept[js[0]] = _KeptRows(plan.rows[i + 1], (c0, c1), _copy(data[:, nxt:]), valid[nxt:].copy())
+        fill = np.nan if self.raw is not None and self.raw.prepare is None else 0.0
+        with self.clock.step("cut windows"):
+            offsets = [plan.cols[j] - c0 for j in js]
+            batch = _cut_windows(data, offsets, win, fill)
+            if self.standardize:  # per-chip normalization: each window on its own valid pixels
+                batch = _to_numpy(batch)  # (the prepared path's numpy arithmetic, also for features on a device)
+                vbatch = _cut_windows(valid, offsets, win)
+                batch = np.where(vbatch[:, None], standardize_chips(batch, valid=vbatch), 0.0)
+                batch = batch.astype(np.float32, copy=False)
+        return batch, (valid if self._exact_valid(src) else None)
 
-    def blocks(self, rows: Sequence[int], bar: Any | None = None):
-        """Yield ``(i, block)`` for the window rows ``rows``, in order."""
+    def _exact_valid(self, src: rasterio.DatasetReader) -> bool:
+        """Whether the reads' valid pixels are the output's nodata as :func:`_read_valid` finds it: a float32
+        raster read as it is, or raw bands prepared here (index validity included)."""
+        if self.raw is None:
+            return src.dtypes[0] == "float32"
+        return self.raw.prepare is not None
+
+    def _read_rows(self, src: rasterio.DatasetReader, window: RioWindow) -> tuple[Any, np.ndarray]:
+        """The model's input over ``window`` (C, h, w), nodata as the model takes it (0; NaN for a graph
+        reading raw bands), and where it holds data."""
+        prepare = self.raw.prepare if self.raw is not None else None
+        with self.clock.step("read"):
+            read = src.read(window=window)
+            data = read.astype(np.float32, copy=False) if prepare is None else read
+            if self.raw is None:
+                valid = valid_mask(data, src.nodata)
+            else:
+                valid = self.raw.valid(src, read, window, also=prepare is None)
+        if prepare is not None:  # a checkpoint's features, on the device, once per pixel read
+            with self.clock.step("scale, indices, normalize"):
+                return prepare(read, valid)
+        np.copyto(data, np.nan if self.raw is not None else 0.0, where=~valid)  # in place: this read's own array
+        return data, valid
+
+    def batches(self, rows: Sequence[int], bar: Any | None = None) -> Iterator[tuple[int, range, Any, Any]]:
+        """Yield ``(i, js, logits, valid)`` for each batch of windows ``js`` of the window rows ``rows``, in
+        order: the network's logits (B, K, window, window) and where the rows read hold data (or None)."""
         from concurrent.futures import ThreadPoolExecutor
 
         plan = self.plan
@@ -300,69 +384,168 @@ class _BlockMaker:
                  for i in rows for b0 in range(0, len(plan.cols), self.batch_size)]
         with rasterio.open(self.image_path) as src, ThreadPoolExecutor(1) as pool:
             pending = [pool.submit(self._read_batch, src, *t) for t in tasks[: self.PREFETCH]]
-            block, current = None, None
             for n_task, (i, js) in enumerate(tasks):
-                batch, valid = pending.pop(0).result()
+                with self.clock.step("wait for the reader"):
+                    batch, valid = pending.pop(0).result()
                 if n_task + self.PREFETCH < len(tasks):
                     pending.append(pool.submit(self._read_batch, src, *tasks[n_task + self.PREFETCH]))
-                h = plan.block_height(i)
-                if i != current:
-                    if block is not None:
-                        yield current, block
-                    block, current = _zeros((self.k + 1, h, plan.width), self.device), i
-                    if self.valid_rows is not None:  # the batches of a window row cover every column
-                        self.valid_rows[i] = np.empty((h, plan.width), dtype=bool)
+                with self.clock.step("forward"):
+                    x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)
+                    logits = forward_windows(self.model, x.to(self.device), self.tta, self.amp)
+                    if self.device.type == "cpu":
+                        logits = logits.numpy()
+                yield i, js, logits, valid
+                if bar is not None:
+                    bar.update(len(js))
+
+    def blend(self, batches: Iterable[tuple[int, range, Any, Any]]) -> Iterator[tuple[int, Any]]:
+        """Yield ``(i, block)``: the weighted logits and weights (K + 1, h, width) of each whole window row, from
+        :meth:`batches`' items; where its rows hold data goes to :attr:`valid_rows`."""
+        plan = self.plan
+        block, current = None, None
+        for i, js, logits, valid in batches:
+            h = plan.block_height(i)
+            if i != current:
+                if block is not None:
+                    yield current, block
+                block, current = _zeros((self.k + 1, h, plan.width), self.device), i
+                if self.valid_rows is not None:  # the batches of a window row cover every column
+                    self.valid_rows[i] = np.empty((h, plan.width), dtype=bool)
+            with self.clock.step("blend"):
                 if self.valid_rows is not None:
                     if valid is None or self.valid_rows[i] is None:
                         self.valid_rows[i] = None
                     else:
                         self.valid_rows[i][:, plan.cols[js[0]] : plan.cols[js[0]] + valid.shape[1]] = valid
-                x = torch.from_numpy(batch).to(self.device)
-                logits = forward_windows(self.model, x, self.tta, self.amp)
-                if self.device.type == "cpu":
-                    logits = logits.numpy()
                 for n, j in enumerate(js):
                     c, w = plan.cols[j], plan.block_width(j)
                     weight = self._weight(i, j)
                     block[: self.k, :, c : c + w] += logits[n, :, :h, :w] * weight
                     block[self.k, :, c : c + w] += weight
-                if bar is not None:
-                    bar.update(len(js))
-            if block is not None:
-                yield current, block
+        if block is not None:
+            yield current, block
+
+    def blocks(self, rows: Sequence[int], bar: Any | None = None) -> Iterator[tuple[int, Any]]:
+        """Yield ``(i, block)`` for the window rows ``rows``, in order, all in the calling thread."""
+        return self.blend(self.batches(rows, bar))
+
+
+class _Aborted(Exception):
+    """The network's thread failed: the writer stops, and its outputs are removed."""
+
+
+class _Handoff:
+    """The bounded queue from the network's thread to the writer thread (blending, the outputs' encoding and
+    writing), which either side can stop: an error in the writer reaches the network's thread at its next
+    :meth:`put` or at :meth:`finish`; :meth:`abort` ends the writer's iteration with an error, so that its
+    half-written outputs are removed. ``size`` batches at most wait (memory bounded by the batch size)."""
+
+    _END = object()
+
+    def __init__(self, size: int, clock: StepClock) -> None:
+        self.queue: queue.Queue = queue.Queue(size)
+        self.clock, self.error, self.aborted = clock, None, False
+        self.thread: threading.Thread | None = None
+
+    def start(self, consume: Callable[[Iterator], None]) -> None:
+        """Run ``consume(items)`` in the writer thread."""
+        def run() -> None:
+            try:
+                consume(iter(self))
+            except _Aborted:
+                pass
+            except BaseException as exc:  # handed to the network's thread
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, name="predict-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, item: Any) -> None:
+        with self.clock.step("wait for the writer"):
+            while True:
+                if self.error is not None:
+                    raise self.error
+                try:
+                    self.queue.put(item, timeout=0.05)
+                    return
+                except queue.Full:
+                    continue
+
+    def __iter__(self) -> Iterator:
+        while True:
+            try:
+                item = self.queue.get(timeout=0.05)
+            except queue.Empty:
+                if self.aborted:
+                    raise _Aborted() from None
+                continue
+            if self.aborted:
+                raise _Aborted()
+            if item is self._END:
+                return
+            yield item
+
+    def finish(self) -> None:
+        """Every item was put: wait for the writer, and raise its error if it failed."""
+        self.put(self._END)
+        with self.clock.step("wait for the writer"):
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def abort(self) -> None:
+        self.aborted = True
+        if self.thread is not None:
+            self.thread.join()
 
 
 def _finish_rows(logits, valid: np.ndarray, lut: np.ndarray, writers: dict[str, RowAppender],
-                 probabilities: str) -> None:
+                 probabilities: str, clock: StepClock = NO_CLOCK) -> None:
     """Blended logits (K, n, W) of finished rows → class ids, probabilities, entropy → writers."""
-    if isinstance(logits, torch.Tensor):
-        best = logits.argmax(dim=0).cpu().numpy()
-        proba = torch.softmax(logits, dim=0).cpu().numpy() if len(writers) > 1 else None
-    else:
-        best = logits.argmax(axis=0)
-        proba = None
-        if len(writers) > 1:
-            proba = np.exp(logits - logits.max(axis=0, keepdims=True))
-            proba /= proba.sum(axis=0, keepdims=True)
-    writers["classes"].write(np.where(valid, lut[best], NODATA).astype(np.uint8)[None])
-    if "proba" in writers:
-        if probabilities == "uint8":
-            out = np.rint(proba * PROBA_UINT8_SCALE).astype(np.uint8)
-            out[:, ~valid] = 255
+    with clock.step("argmax, encode"):
+        if isinstance(logits, torch.Tensor):
+            best = logits.argmax(dim=0).cpu().numpy()
+            proba = torch.softmax(logits, dim=0).cpu().numpy() if len(writers) > 1 else None
         else:
-            out = proba.astype(np.float32)
-            out[:, ~valid] = np.nan
-        writers["proba"].write(out)
+            best = logits.argmax(axis=0)
+            proba = None
+            if len(writers) > 1:
+                proba = np.exp(logits - logits.max(axis=0, keepdims=True))
+                proba /= proba.sum(axis=0, keepdims=True)
+        classes = np.where(valid, lut[best], NODATA).astype(np.uint8)[None]
+    with clock.step("write rows"):
+        writers["classes"].write(classes)
+    if "proba" in writers:
+        with clock.step("argmax, encode"):
+            if probabilities == "uint8":
+                out = np.rint(proba * PROBA_UINT8_SCALE).astype(np.uint8)
+                out[:, ~valid] = 255
+            else:
+                out = proba.astype(np.float32)
+                out[:, ~valid] = np.nan
+        with clock.step("write rows"):
+            writers["proba"].write(out)
     if "entropy" in writers:
-        k = proba.shape[0]
-        ent = -(proba * np.log(np.maximum(proba, 1e-12))).sum(axis=0) / max(math.log(k), 1e-12)
-        ent = ent.astype(np.float32)
-        ent[~valid] = np.nan
-        writers["entropy"].write(ent[None])
+        with clock.step("argmax, encode"):
+            k = proba.shape[0]
+            ent = -(proba * np.log(np.maximum(proba, 1e-12))).sum(axis=0) / max(math.log(k), 1e-12)
+            ent = ent.astype(np.float32)
+            ent[~valid] = np.nan
+        with clock.step("write rows"):
+            writers["entropy"].write(ent[None])
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """How blended rows become the output rasters: class ids by output index, the probabilities' encoding."""
+
+    lut: np.ndarray
+    probabilities: str
+    clock: StepClock = NO_CLOCK
 
 
 def _write_blocks(src: rasterio.DatasetReader, plan: WindowPlan, blocks: Iterable[tuple[int, Any]], n_classes: int,
-                  device: torch.device, lut: np.ndarray, probabilities: str, writers: dict[str, RowAppender],
+                  device: torch.device, encoding: _Outputs, writers: dict[str, RowAppender],
                   raw: RawInput | None = None, valid_rows: dict[int, np.ndarray | None] | None = None) -> None:
     """Accumulate blended blocks in scene order and write each finished strip to ``writers``.
 
@@ -370,10 +553,13 @@ def _write_blocks(src: rasterio.DatasetReader, plan: WindowPlan, blocks: Iterabl
     runs); a window row without one has its finished rows' nodata read again from ``src``."""
     acc = _Accumulator(plan, n_classes, device)
     for i, block in blocks:
-        start, end, logits = acc.add_and_finish(i, block)
+        with encoding.clock.step("blend"):
+            start, end, logits = acc.add_and_finish(i, block)
         valid = valid_rows.pop(i, None) if valid_rows is not None else None
-        valid = valid[: end - start] if valid is not None else _read_valid(src, start, end, raw)
-        _finish_rows(logits, valid, lut, writers, probabilities)
+        if valid is None:
+            with encoding.clock.step("read"):
+                valid = _read_valid(src, start, end, raw)
+        _finish_rows(logits, valid[: end - start], encoding.lut, writers, encoding.probabilities, encoding.clock)
 
 
 @dataclass(frozen=True)
@@ -446,8 +632,12 @@ def predict_scene(
     outputs: OutputFormats = OutputFormats(),
     share: RankShare = RankShare(),
     raw_input: RawInput | None = None,
+    clock: StepClock = NO_CLOCK,
 ) -> Path:
     """Classify every pixel of ``image_path`` (a prepared, normalized stack) into ``out_path``.
+
+    Three threads share the work: a reader reads (and prepares) the next batches of windows, this thread
+    runs the network, and a writer blends the logits, encodes the finished rows and writes them.
 
     Args:
         model: maps (B, C, window, window) to logits (B, K, window, window).
@@ -455,8 +645,10 @@ def predict_scene(
         legend: the class ids, names and colours of the K outputs (:class:`ClassLegend`).
         outputs: probabilities, entropy, COG (:class:`OutputFormats`).
         share: this process's rank among ``world_size`` sharing the scene (:class:`RankShare`).
-        raw_input: ``image_path`` holds raw bands for a model that prepares them itself (an exported
-            model): nodata decided as :class:`RawInput` says, given to the model as NaN.
+        raw_input: ``image_path`` holds raw bands, prepared by the model itself (an exported model: nodata
+            given to it as NaN) or by ``raw_input.prepare`` on the device (a checkpoint's network), with
+            nodata decided as :class:`RawInput` says.
+        clock: where the seconds go, step by step (:class:`~deepgeo_runner.core.step_clock.StepClock`).
 
     Returns:
         The class map's path (the optional outputs lie beside it, see :func:`output_paths`).
@@ -467,7 +659,7 @@ def predict_scene(
         raise ValueError(f"rank {share.rank} outside world_size {share.world_size}")
     out_path = Path(out_path)
     job = _Job(model.eval().to(torch.device(device)), Path(image_path), out_path, windows, legend, outputs,
-               share, raw_input, torch.device(device))
+               share, raw_input, torch.device(device), clock)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), rasterio.open(image_path) as src:
         src.read(1, window=RioWindow(0, 0, 1, 1))  # GDAL sizes its block cache once, at first use
         plan = WindowPlan(src.height, src.width, windows.window, windows.overlap, windows.blend)
@@ -478,9 +670,7 @@ def predict_scene(
         bar = progress_bar(total=len(mine) * len(plan.cols), desc=f"predict windows (rank {share.rank})"
                            if share.world_size > 1 else "predict windows", disable=not progress)
         if share.world_size == 1:
-            make_block = job.block_maker(plan)
-            job.assemble(src, plan, make_block.blocks(mine, bar), make_block.valid_rows)
-            bar.close()
+            _predict_alone(job, src, plan, mine, bar)
         else:
             _predict_in_parts(job, src, plan, mine, bar)
     return out_path
@@ -499,6 +689,7 @@ class _Job:
     share: RankShare
     raw_input: RawInput | None
     device: torch.device
+    clock: StepClock = NO_CLOCK
 
     @property
     def n_classes(self) -> int:
@@ -506,17 +697,39 @@ class _Job:
 
     def block_maker(self, plan: WindowPlan) -> _BlockMaker:
         return _BlockMaker(self.model, self.image_path, plan, self.n_classes, self.windows, self.device,
-                           self.raw_input)
+                           self.raw_input, self.clock)
 
     def assemble(self, src: rasterio.DatasetReader, plan: WindowPlan, blocks: Iterable[tuple[int, Any]],
                  valid_rows: dict | None = None) -> None:
         """Blocks of window rows in scene order → the finished outputs, in place."""
         grid = Grid(src.crs, src.transform, src.width, src.height)
         paths = output_paths(self.out_path, self.outputs.probabilities, self.outputs.entropy)
-        lut = np.asarray(self.legend.ids, dtype=np.uint8)
+        encoding = _Outputs(np.asarray(self.legend.ids, dtype=np.uint8), self.outputs.probabilities, self.clock)
         with _open_outputs(paths, grid, self.legend, self.outputs) as writers:
-            _write_blocks(src, plan, blocks, self.n_classes, self.device, lut, self.outputs.probabilities, writers,
-                          self.raw_input, valid_rows)
+            _write_blocks(src, plan, blocks, self.n_classes, self.device, encoding, writers, self.raw_input,
+                          valid_rows)
+            closing = time.perf_counter()
+        self.clock.add("close outputs (COG, overviews)", time.perf_counter() - closing)
+
+
+WRITER_QUEUE = 4  # batches of logits waiting for the writer thread at most
+
+
+def _predict_alone(job: _Job, src: rasterio.DatasetReader, plan: WindowPlan, rows: list[int], bar: Any) -> None:
+    """One process: the network in this thread, blending, encoding and writing in a writer thread, so that
+    the three overlap (the reader thread of :meth:`_BlockMaker.batches` reads ahead). ``src`` is the
+    writer's alone while it runs."""
+    make_block = job.block_maker(plan)
+    handoff = _Handoff(WRITER_QUEUE, job.clock)
+    handoff.start(lambda items: job.assemble(src, plan, make_block.blend(items), make_block.valid_rows))
+    try:
+        for item in make_block.batches(rows, bar):
+            handoff.put(item)
+    except BaseException:
+        handoff.abort()
+        raise
+    handoff.finish()
+    bar.close()
 
 
 def _predict_in_parts(job: _Job, src: rasterio.DatasetReader, plan: WindowPlan, mine: list[int], bar: Any) -> None:

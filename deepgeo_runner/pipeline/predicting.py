@@ -124,8 +124,8 @@ def predict_new_scene(opts: RunConfig, run_dir: Path, net, meta: dict, device: s
 
 
 def _predict_one_scene(opts: RunConfig, image: Any, out_dir: Path, net, meta: dict, device: str | None) -> list[Path]:
-    """One scene into ``out_dir``: prepared into ``predict_input/``, classified, vectorized and
-    scored as asked; returns the outputs written."""
+    """One scene into ``out_dir``: streamed from its raw bands (or, with ``predict.stream=false``, prepared into
+    ``predict_input/`` first), classified, vectorized and scored as asked; returns the outputs written."""
     # heavy: torch, loaded only when a stage trains or predicts
     from deepgeo_runner.ml.predict import output_paths
     from deepgeo_runner.stages.apply import classify_like_checkpoint
@@ -135,7 +135,8 @@ def _predict_one_scene(opts: RunConfig, image: Any, out_dir: Path, net, meta: di
         net, meta, image, out_dir / "predict_input", out_dir / "prediction.tif",
         window=predict_window(opts, meta.get("chip_size")),
         overlap=window_overlap(opts, net), batch_size=int(opts.predict.batch_size),
-        device=device or predict_device(opts), nodata=opts.data.nodata, **predict_options(opts),
+        device=device or predict_device(opts), nodata=opts.data.nodata, stream=bool(opts.predict.stream),
+        **predict_options(opts),
     )
     sieved = sieve_stage(opts, prediction)
     polygons_stage(opts, prediction)

@@ -4,7 +4,8 @@ A checkpoint written by :class:`deepgeo_runner.lit.module.SegmentationModule` ca
 ``deepgeo``, the band names, indices and normalization statistics the network was trained
 with, its class table and its model config. The new scene is prepared with exactly those
 (statistics reused, never refitted) and the network rebuilt from that config, so applying a
-run to another scene needs no data or model options.
+run to another scene needs no data or model options. The preparation runs on the rows as they are
+read (:mod:`deepgeo_runner.stages.raw_scene`), unless ``stream=False`` asks for the prepared stack.
 """
 
 from __future__ import annotations
@@ -18,24 +19,28 @@ import torch
 
 from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.export.apply_exported import classify_exported, is_exported, load_exported
-from deepgeo_runner.geo.nodata import Nodata, one_nodata
-from deepgeo_runner.geo.normalize import NormStats
+from deepgeo_runner.geo.nodata import one_nodata
 from deepgeo_runner.geo.polygonize import polygonize_classes
 from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
 from deepgeo_runner.geo.stitch import prediction_window
 from deepgeo_runner.ml.checkpoint import load_checkpoint
-from deepgeo_runner.ml.model_card import checkpoint_meta
+from deepgeo_runner.ml.model_card import ModelCard, checkpoint_meta
 from deepgeo_runner.ml.models.registry import build_from_description
 from deepgeo_runner.ml.predict import ClassLegend, RankShare, output_paths, predict_scene, predict_settings
-from deepgeo_runner.stages.drift import drift_warnings, input_profile
-from deepgeo_runner.stages.prepare import PrepareOptions, prepare_scene
+from deepgeo_runner.stages.prepare import prepare_scene
+from deepgeo_runner.stages.raw_scene import (
+    RawRun,
+    classify_raw_bands,
+    pixel_preparation,
+    prepare_options,
+    streams_raw_bands,
+    warn_on_drift,
+)
 
 log = logging.getLogger(__name__)
 
 _META_KEYS = ("features", "band_names", "indices", "stats", "class_names", "class_ids", "class_colors",
               "model")
-# extra preparation options passed on when the checkpoint records them
-_PREPARE_EXTRAS = ("expressions", "index_constants", "scale", "offset", "keep_bands", "dates")  # PrepareOptions fields
 _PRETRAINED_KEYS = ("encoder_weights", "torchgeo_weights")  # smp_model keys that fetch weights
 
 
@@ -43,7 +48,7 @@ _PRETRAINED_KEYS = ("encoder_weights", "torchgeo_weights")  # smp_model keys tha
 class Applied:
     """What applying a checkpoint wrote."""
 
-    prepared: Path
+    prepared: Path  # the prepared stack, or the raster whose raw bands were streamed
     prediction: Path
     extra: dict[str, Path] = field(default_factory=dict)
 
@@ -120,13 +125,8 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
         out_dir.mkdir(parents=True, exist_ok=True)
         options = SceneOptions(nodata=one_nodata(nodata, "a mosaic or a time stack (predict.image)"))
         image = build_time_stack(groups, out_dir / "scene.tif", options, progress=progress)
-    _warn_on_drift(meta, image, nodata, len(groups) if len(groups) > 1 else 1)
-    stats = NormStats.from_dict(meta["stats"])
-    extras = {k: meta[k] for k in _PREPARE_EXTRAS if meta.get(k) is not None}
-    rule = meta.get("nodata_rule")
-    options = PrepareOptions(list(meta["band_names"]), list(meta["indices"]), stats.method,
-                             Nodata(nodata, rule) if rule is not None else Nodata(nodata),
-                             progress=progress, **extras)
+    warn_on_drift(ModelCard.from_dict(meta), image, nodata, len(groups) if len(groups) > 1 else 1)
+    options, stats = prepare_options(meta, nodata, progress)
     prepared = prepare_scene(image, out_dir, options, stats=stats)
     if list(prepared.feature_names) != list(meta["features"]):  # named by the training dates
         raise InputDataError(
@@ -134,19 +134,6 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
             f"trained on {list(meta['features'])}: give a scene with the same bands."
         )
     return prepared
-
-
-def _warn_on_drift(meta: dict[str, Any], image: Path, nodata: Any, dates: int = 1) -> list[str]:
-    """Warn, band by band, where the new scene differs much from the training scene (see
-    :mod:`deepgeo_runner.stages.drift`); checkpoints without a profile are not compared."""
-    trained = meta.get("input_profile")
-    if not trained:
-        return []
-    profile = input_profile(image, nodata, str(meta.get("nodata_rule", "gdal")), trained.get("band_names"), dates)
-    warnings = drift_warnings(trained, profile, image)
-    for warning in warnings:
-        log.warning("predict.image differs from the training scene: %s", warning)
-    return warnings
 
 
 def classify_prepared(
@@ -167,18 +154,26 @@ def classify_prepared(
 def classify_like_checkpoint(
     net: torch.nn.Module, meta: dict[str, Any], image: Any, prepared_dir: str | Path, out_path: str | Path, *,
     window: int, overlap: float, batch_size: int, device: str, nodata: Any = None, progress: bool = True,
-    **predict_options: Any,
+    stream: bool = True, **predict_options: Any,
 ):
-    """The one path that classifies a new scene: prepare it like the checkpoint's training scene
-    (into ``prepared_dir``), then predict it into ``out_path`` with the checkpoint's class table.
+    """The one path that classifies a new scene with the checkpoint's preparation and class table.
 
+    By default (``stream``) the scene's raw bands are prepared on the network's device as they are read
+    (:mod:`deepgeo_runner.stages.raw_scene`: no prepared stack is written; the same class map); with
+    ``stream=False``, or for a card that cannot prepare raw bands, the scene is first prepared into
+    ``prepared_dir/prepared.tif``. A mosaic or a time stack becomes ``prepared_dir/scene.tif`` either way.
     Used by :func:`apply_checkpoint` (a checkpoint file) and by a run's ``predict.image``.
-    Returns the prepared scene and the prediction's path.
+    Returns the scene read (prepared, or raw with its ``path``) and the prediction's path.
     """
     if getattr(net, "takes_raw_bands", False):  # an exported model (.onnx/.pt2) prepares its input itself
         return classify_exported(net, meta, image, prepared_dir, out_path, window=window, overlap=overlap,
                                  batch_size=batch_size, device=device, nodata=nodata, progress=progress,
                                  **predict_options)
+    card = ModelCard.from_dict(meta)
+    if stream and streams_raw_bands(card):
+        how = RawRun(device, pixel_preparation(card, device))
+        return classify_raw_bands(net, card, image, prepared_dir, out_path, how, window=window, overlap=overlap,
+                                  batch_size=batch_size, nodata=nodata, progress=progress, **predict_options)
     prepared = prepare_like_checkpoint(image, prepared_dir, meta, nodata, progress)
     prediction = classify_prepared(net, prepared, out_path, meta, window=window, overlap=overlap,
                                    batch_size=batch_size, device=device, progress=progress, **predict_options)
@@ -199,14 +194,18 @@ def apply_checkpoint(
     min_area_ha: float = 0.0,
     progress: bool = True,
     trusted_target: str | None = None,
+    stream: bool = True,
     **predict_options: Any,
 ) -> Applied:
-    """Prepare ``image`` like the checkpoint's training scene and classify it into ``out_dir``.
+    """Classify ``image``, prepared like the checkpoint's training scene, into ``out_dir``.
 
-    Writes ``out_dir/prepared/prepared.tif`` and ``out_dir/prediction.tif`` (plus the optional
-    outputs of :func:`deepgeo_runner.ml.predict.predict_scene`, to which ``predict_options`` go,
-    and ``prediction_polygons.gpkg`` when ``polygons`` names classes). A checkpoint of the user's
-    own network class loads only when ``trusted_target`` names that class (see :func:`build_net`).
+    Writes ``out_dir/prediction.tif`` (plus the optional outputs of
+    :func:`deepgeo_runner.ml.predict.predict_scene`, to which ``predict_options`` go, and
+    ``prediction_polygons.gpkg`` when ``polygons`` names classes). The raw bands are prepared as they
+    are read (``stream``, see :func:`classify_like_checkpoint`); ``stream=False`` first writes
+    ``out_dir/prepared/prepared.tif``. ``Applied.prepared`` is the raster the network's input came from.
+    A checkpoint of the user's own network class loads only when ``trusted_target`` names that class
+    (see :func:`build_net`).
     """
     out_dir = Path(out_dir)
     if is_exported(checkpoint):  # model.onnx / model.pt2 of deepgeo-export: raw bands in, on the CPU
@@ -218,7 +217,7 @@ def apply_checkpoint(
     prepared, pred = classify_like_checkpoint(
         net, meta, image, out_dir / "prepared", out_dir / "prediction.tif",
         window=prediction_window(window, meta.get("chip_size")), overlap=overlap, batch_size=batch_size,
-        device=device, nodata=nodata, progress=progress, **predict_options)
+        device=device, nodata=nodata, progress=progress, stream=stream, **predict_options)
     outs = output_paths(pred, predict_options.get("probabilities", "none"),
                         bool(predict_options.get("entropy", False)))
     extra = {k: v for k, v in (("probabilities", outs.probabilities), ("entropy", outs.entropy)) if v}

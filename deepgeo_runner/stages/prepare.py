@@ -99,7 +99,12 @@ class _Features:
     def __call__(self, src: rasterio.io.DatasetReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
         with reading(src.name, "image"):
             raw = src.read(window=window)
-        valid = self.nodata.valid(src, raw, window, dates=self.dates)
+        return self.compute(raw, self.nodata.valid(src, raw, window, dates=self.dates))
+
+    def compute(self, raw: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The features (per_date·dates, h, w) float32 of the raw bands ``raw`` (dates·bands, h, w), and
+        ``valid`` (updated in place) without the pixels whose indices are undefined. Also what streaming a
+        new scene computes on the CPU (:mod:`deepgeo_runner.stages.raw_scene`): the same map by construction."""
         n = len(self.names)
         out = np.empty((self.per_date * self.dates,) + valid.shape, dtype=np.float32)
         for d in range(self.dates):
@@ -244,6 +249,12 @@ def _feature_maker(src: rasterio.io.DatasetReader, image: Path,
     """What computes a window's features, and the names of the indices among them: every band and
     index name is checked here, before the first window is read."""
     names, n_dates = _band_roles(src, image, options)
+    return feature_maker(names, n_dates, options)
+
+
+def feature_maker(names: list[str], n_dates: int, options: PrepareOptions) -> tuple[_Features, list[str]]:
+    """:func:`prepare_scene`'s feature computation for bands ``names`` (one date's roles, in file order) and
+    ``n_dates`` dates, and the names of its indices; index and kept-band names checked."""
     index_names = feature_index_names(options.indices, options.expressions)
     specs = check_indices(index_names, names, options.expressions, options.index_constants)
     keep = list(options.keep_bands) if options.keep_bands is not None else names

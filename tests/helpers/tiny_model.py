@@ -36,10 +36,12 @@ def make_checkpoint(folder: Path, tiny_scene: dict, model: dict | None = None, i
                     labels: Any = None, **more: Any) -> tuple[Path, dict]:
     """``folder/best.ckpt`` for ``model`` (a tiny FCN-8s by default) on ``tiny_scene`` prepared with
     ``indices`` and ``normalization``; ``flat``: the metadata dict of checkpoints older than the card;
-    ``labels`` (H, W of 0/1): a few training steps on them, so that the map holds both classes."""
+    ``labels`` (H, W of 0/1): a few training steps on them, so that the map holds both classes; ``scale``/``offset``
+    in ``more``: the training scene is prepared with them too (a scene of digital numbers)."""
     folder.mkdir(parents=True, exist_ok=True)
+    reflectance = {k: more[k] for k in ("scale", "offset") if more.get(k) is not None}  # DN → reflectance
     prepared = prepare_scene(tiny_scene["image"], folder / "train_prep", PrepareOptions(tiny_scene["band_names"],
-                             list(indices), normalization, progress=False))
+                             list(indices), normalization, progress=False, **reflectance))
     model = dict(model or FCN)
     scene = raster_footprint(tiny_scene["image"])
     scene["image_nodata"] = image_nodata(tiny_scene["image"])
