@@ -19,9 +19,7 @@ import torch
 
 from deepgeo_runner.core.errors import ConfigError, InputDataError
 from deepgeo_runner.export.apply_exported import classify_exported, is_exported, load_exported
-from deepgeo_runner.geo.nodata import one_nodata
 from deepgeo_runner.geo.polygonize import polygonize_classes
-from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
 from deepgeo_runner.geo.stitch import prediction_window
 from deepgeo_runner.ml.checkpoint import load_checkpoint
 from deepgeo_runner.ml.model_card import ModelCard, checkpoint_meta
@@ -33,6 +31,7 @@ from deepgeo_runner.stages.raw_scene import (
     classify_raw_bands,
     pixel_preparation,
     prepare_options,
+    scene_raster,
     streams_raw_bands,
     warn_on_drift,
 )
@@ -110,22 +109,9 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
     ``image`` is a raster, a list of tiles to mosaic, or a mapping date → raster(s) stacked like
     the training dates (same number of dates; the dates themselves may differ, e.g. a later year).
     """
-    out_dir = Path(out_dir)
-    groups = date_groups(image)
-    trained_dates = list(meta.get("dates") or [])
-    if len(groups) > 1 and len(groups) != len(trained_dates):
-        raise ConfigError(
-            f"predict.image stacks {len(groups)} dates {list(groups)} but the checkpoint was trained on "
-            f"{len(trained_dates) or 1} date(s) {trained_dates}: give as many dates, in the same order."
-        )
-    tiles = all_tiles(groups)
-    if len(tiles) == 1:
-        image = tiles[0]
-    else:  # a mosaic or a time stack first becomes one raster on one grid
-        out_dir.mkdir(parents=True, exist_ok=True)
-        options = SceneOptions(nodata=one_nodata(nodata, "a mosaic or a time stack (predict.image)"))
-        image = build_time_stack(groups, out_dir / "scene.tif", options, progress=progress)
-    warn_on_drift(ModelCard.from_dict(meta), image, nodata, len(groups) if len(groups) > 1 else 1)
+    card = ModelCard.from_dict(meta)
+    image, n_groups = scene_raster(image, card, out_dir, nodata, progress)  # a mosaic or a time stack: one raster
+    warn_on_drift(card, image, nodata, n_groups if n_groups > 1 else 1)
     options, stats = prepare_options(meta, nodata, progress)
     prepared = prepare_scene(image, out_dir, options, stats=stats)
     if list(prepared.feature_names) != list(meta["features"]):  # named by the training dates
