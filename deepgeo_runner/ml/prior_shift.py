@@ -1,0 +1,113 @@
+"""The scene's class priors, estimated from the network's own posteriors (label-shift correction).
+
+Why: a network's softmax is a posterior under the class shares of its *training* pixels. Analysts
+draw training polygons class by class, not in proportion to the land cover (the demo's polygons are
+40 % deforestation, the scene 19 %), so every pixel the image leaves in doubt — the mixed pixels of a
+clearing's edge above all — is decided with the wrong prior, and the rarer classes spread. Remote
+sensing has corrected maximum-likelihood maps with scene priors since Strahler (1980); the scene's
+priors themselves come from the classifier's posteriors by expectation-maximization (Saerens,
+Latinne & Decaestecker, 2002, "Adjusting the outputs of a classifier to new a priori probabilities"):
+
+    p_scene(c | x) ∝ p_train(c | x) · π_scene(c) / π_train(c)        (E step, every sampled pixel)
+    π_scene(c) = mean over pixels of p_scene(c | x)                  (M step)
+
+The correction is a constant per class on the logits, ``log π_scene(c) - log π_train(c)``: the map's
+argmax moves only where the network was near a tie.
+
+A class with few training pixels is left out (its offset stays 0): a network fitted to a few dozen
+pixels of a class memorizes them rather than learning their share as a prior, and dividing by a tiny
+share sends the estimate to a corner (measured on the Slovenia scene: 41 grassland pixels of 3,000).
+
+Plain numpy: nothing here knows of torch, rasters, Hydra or Lightning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_TRAIN_PIXELS = 200  # a class with fewer training pixels keeps its logits as they are
+MAX_ITERATIONS = 200
+TOLERANCE = 1e-6  # largest change of any prior between two iterations at convergence
+MAX_RATIO = 10.0  # a class's prior moved further than 10× is more likely the network's bias than the scene's
+
+
+@dataclass(frozen=True)
+class ScenePriors:
+    """The estimate, and what it rests on, for the run's record."""
+
+    train: tuple[float, ...]  # training share of each output (of the adjusted classes' pixels)
+    scene: tuple[float, ...]  # estimated scene share (same normalization; = train where not adjusted)
+    adjusted: tuple[bool, ...]  # which outputs were adjusted (enough training pixels)
+    log_offsets: tuple[float, ...]  # added to each output's logit before the argmax (0 where not adjusted)
+    pixels: int  # sampled pixels the estimate rests on
+    iterations: int
+    converged: bool
+
+    def to_dict(self, names: Sequence[str] | None = None) -> dict:
+        """A JSON-ready record, by class name when ``names`` is given."""
+        names = list(names) if names is not None else [str(i) for i in range(len(self.train))]
+
+        def by_name(values: Sequence) -> dict:
+            return dict(zip(names, values, strict=True))
+
+        return {"method": "em", "train_share": by_name(self.train), "scene_share": by_name(self.scene),
+                "adjusted": by_name(self.adjusted), "log_offsets": by_name(self.log_offsets),
+                "sampled_pixels": self.pixels, "iterations": self.iterations, "converged": self.converged}
+
+    @property
+    def changes_anything(self) -> bool:
+        return any(abs(v) > 0 for v in self.log_offsets)
+
+
+def unadjusted(train_pixels: Sequence[float], pixels: int = 0) -> ScenePriors:
+    """No correction: the training shares as they are, zero offsets."""
+    counts = np.asarray(train_pixels, dtype=np.float64)
+    shares = tuple(float(v) for v in counts / max(counts.sum(), 1.0))
+    return ScenePriors(shares, shares, tuple(False for _ in shares), tuple(0.0 for _ in shares), pixels, 0, True)
+
+
+def estimate_scene_priors(posteriors: np.ndarray, train_pixels: Sequence[float],
+                          min_train_pixels: int = MIN_TRAIN_PIXELS) -> ScenePriors:
+    """EM estimate of the scene's class shares from posteriors ``(N, K)`` of pixels spread over the scene.
+
+    Args:
+        posteriors: the network's softmax at N sampled valid pixels (rows sum to 1).
+        train_pixels: K labelled training pixel counts, in the outputs' order (a background output
+            that was never labelled counts 0 and is left alone).
+        min_train_pixels: outputs with fewer training pixels are not adjusted.
+    """
+    p = np.asarray(posteriors, dtype=np.float64)
+    counts = np.asarray(train_pixels, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != counts.size:
+        raise ValueError(f"posteriors of shape {p.shape} do not match {counts.size} training counts")
+    k = counts.size
+    adjusted = counts >= min_train_pixels
+    if adjusted.sum() < 2 or len(p) == 0:  # nothing to trade between: one class, or no pixel
+        return unadjusted(counts, len(p))
+    p = np.clip(p, 1e-9, None)
+    p /= p.sum(axis=1, keepdims=True)
+    train = np.where(adjusted, counts, 0.0) / counts[adjusted].sum()
+    # shares among the adjusted outputs only: their weights (scene / train, Σ train·weight = 1) stay on
+    # the same footing as the other outputs' weight 1
+    scene = train.copy()
+    ratio = np.ones(k)
+    converged, iteration = False, 0
+    for iteration in range(1, MAX_ITERATIONS + 1):
+        q = p * ratio
+        q /= q.sum(axis=1, keepdims=True)
+        share = q.mean(axis=0)
+        new = np.where(adjusted, share / max(share[adjusted].sum(), 1e-12), 0.0)
+        step = float(np.abs(new - scene).max())
+        scene = new
+        ratio = np.where(adjusted, scene / np.where(adjusted, train, 1.0), 1.0)
+        if step < TOLERANCE:
+            converged = True
+            break
+    offsets = np.where(adjusted, np.log(np.clip(ratio, 1 / MAX_RATIO, MAX_RATIO)), 0.0)
+    return ScenePriors(tuple(float(v) for v in train), tuple(float(v) for v in np.where(adjusted, scene, train)),
+                       tuple(bool(a) for a in adjusted), tuple(float(v) for v in offsets), len(p), iteration,
+                       converged)
+
