@@ -102,6 +102,9 @@ def check_predict_ranges(pred: Any) -> None:
         raise range_error("predict.window", pred.window, "at least 8 pixels")
     if pred.min_area_ha < 0:
         raise range_error("predict.min_area_ha", pred.min_area_ha, "a non-negative area in hectares")
+    shift = getattr(pred, "prior_shift", "auto")
+    if str(shift) != "auto" and not isinstance(shift, bool):
+        raise range_error("predict.prior_shift", shift, "'auto', true or false")
     mmu = getattr(pred, "mmu_ha", 0)
     if isinstance(mmu, bool) or not isinstance(mmu, int | float) or mmu < 0:
         raise range_error("predict.mmu_ha", mmu, "a non-negative area in hectares (0: off; PRODES maps 6.25)")
@@ -325,6 +328,9 @@ class PredictConfig:
     #   class map); false: write the prepared stack predict_input/prepared.tif first, then predict from it
     polygons: list[str] | None = None  # classes to vectorize into prediction_polygons.gpkg
     min_area_ha: float = 0.5  # polygons smaller than this (hectares) are dropped
+    prior_shift: Any = "auto"  # decide the map with the SCENE's class shares, estimated by EM from the network's
+    #   posteriors on a sample of windows (ml/prior_shift.py), not the training polygons' shares; 'auto': on when
+    #   the training labels are sparse and no teacher labels were added; true; false. prediction_priors.json
     mmu_ha: float = 0.0  # minimum mapping unit: prediction.tif is sieved (8-connected patches under this many hectares
     #   take their surroundings' class) before polygons and assessment; recorded in provenance. 0: off; PRODES 6.25
 

@@ -500,9 +500,14 @@ class _Handoff:
 
 
 def _finish_rows(logits, valid: np.ndarray, lut: np.ndarray, writers: dict[str, RowAppender],
-                 probabilities: str, clock: StepClock = NO_CLOCK) -> None:
-    """Blended logits (K, n, W) of finished rows → class ids, probabilities, entropy → writers."""
+                 probabilities: str, clock: StepClock = NO_CLOCK, offsets: np.ndarray | None = None) -> None:
+    """Blended logits (K, n, W) of finished rows → class ids, probabilities, entropy → writers.
+
+    ``offsets``: K constants added to the logits first (the scene's class priors, :mod:`.prior_shift`)."""
     with clock.step("argmax, encode"):
+        if offsets is not None:
+            logits = logits + (torch.as_tensor(offsets, dtype=logits.dtype, device=logits.device)
+                               if isinstance(logits, torch.Tensor) else offsets.astype(logits.dtype))[:, None, None]
         if isinstance(logits, torch.Tensor):
             best = logits.argmax(dim=0).cpu().numpy()
             proba = torch.softmax(logits, dim=0).cpu().numpy() if len(writers) > 1 else None
@@ -542,6 +547,7 @@ class _Outputs:
     lut: np.ndarray
     probabilities: str
     clock: StepClock = NO_CLOCK
+    offsets: np.ndarray | None = None  # added to the blended logits before anything else
 
 
 def _write_blocks(src: rasterio.DatasetReader, plan: WindowPlan, blocks: Iterable[tuple[int, Any]], n_classes: int,
@@ -559,7 +565,8 @@ def _write_blocks(src: rasterio.DatasetReader, plan: WindowPlan, blocks: Iterabl
         if valid is None:
             with encoding.clock.step("read"):
                 valid = _read_valid(src, start, end, raw)
-        _finish_rows(logits, valid[: end - start], encoding.lut, writers, encoding.probabilities, encoding.clock)
+        _finish_rows(logits, valid[: end - start], encoding.lut, writers, encoding.probabilities, encoding.clock,
+                     encoding.offsets)
 
 
 @dataclass(frozen=True)
@@ -633,6 +640,7 @@ def predict_scene(
     share: RankShare = RankShare(),
     raw_input: RawInput | None = None,
     clock: StepClock = NO_CLOCK,
+    logit_offsets: Sequence[float] | None = None,
 ) -> Path:
     """Classify every pixel of ``image_path`` (a prepared, normalized stack) into ``out_path``.
 
@@ -649,6 +657,8 @@ def predict_scene(
             given to it as NaN) or by ``raw_input.prepare`` on the device (a checkpoint's network), with
             nodata decided as :class:`RawInput` says.
         clock: where the seconds go, step by step (:class:`~deepgeo_runner.core.step_clock.StepClock`).
+        logit_offsets: K constants added to the blended logits before the argmax and the softmax: the
+            correction for the scene's class priors (:func:`sample_posteriors`, :mod:`.prior_shift`).
 
     Returns:
         The class map's path (the optional outputs lie beside it, see :func:`output_paths`).
@@ -658,8 +668,11 @@ def predict_scene(
     if not 0 <= share.rank < share.world_size:
         raise ValueError(f"rank {share.rank} outside world_size {share.world_size}")
     out_path = Path(out_path)
+    offsets = None if logit_offsets is None else np.asarray(logit_offsets, dtype=np.float32)
+    if offsets is not None and offsets.shape != (len(legend.ids),):
+        raise ValueError(f"{offsets.size} logit offsets for {len(legend.ids)} classes")
     job = _Job(model.eval().to(torch.device(device)), Path(image_path), out_path, windows, legend, outputs,
-               share, raw_input, torch.device(device), clock)
+               share, raw_input, torch.device(device), clock, offsets)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), rasterio.open(image_path) as src:
         src.read(1, window=RioWindow(0, 0, 1, 1))  # GDAL sizes its block cache once, at first use
         plan = WindowPlan(src.height, src.width, windows.window, windows.overlap, windows.blend)
@@ -690,6 +703,7 @@ class _Job:
     raw_input: RawInput | None
     device: torch.device
     clock: StepClock = NO_CLOCK
+    offsets: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
@@ -704,12 +718,61 @@ class _Job:
         """Blocks of window rows in scene order → the finished outputs, in place."""
         grid = Grid(src.crs, src.transform, src.width, src.height)
         paths = output_paths(self.out_path, self.outputs.probabilities, self.outputs.entropy)
-        encoding = _Outputs(np.asarray(self.legend.ids, dtype=np.uint8), self.outputs.probabilities, self.clock)
+        encoding = _Outputs(np.asarray(self.legend.ids, dtype=np.uint8), self.outputs.probabilities, self.clock,
+                            self.offsets)
         with _open_outputs(paths, grid, self.legend, self.outputs) as writers:
             _write_blocks(src, plan, blocks, self.n_classes, self.device, encoding, writers, self.raw_input,
                           valid_rows)
             closing = time.perf_counter()
         self.clock.add("close outputs (COG, overviews)", time.perf_counter() - closing)
+
+
+SAMPLE_ROW_SHARE = 0.25  # share of the window rows that the class-prior estimate classifies first
+SAMPLE_MIN_ROWS = 4  # a scene of this many window rows or fewer is sampled whole
+SAMPLE_MAX_PIXELS = 2_000_000  # posteriors kept for the estimate at most (every n-th beyond)
+
+
+@torch.no_grad()
+def sample_posteriors(model: torch.nn.Module, image_path: str | Path, windows: WindowSettings, n_classes: int,
+                      device: str | torch.device = "cpu", raw_input: RawInput | None = None,
+                      progress: bool = True) -> np.ndarray:
+    """The network's posteriors (N, K) at the valid pixels of window rows spread evenly over the scene.
+
+    Why a pass of its own: the scene's class priors must be known before the first row of the map is
+    decided. A quarter of the window rows (all of a small scene), blended within each row as the map's
+    windows are, is enough for K shares and costs a quarter of the prediction."""
+    device = torch.device(device)
+    model = model.eval().to(device)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), rasterio.open(image_path) as src:
+        plan = WindowPlan(src.height, src.width, windows.window, windows.overlap, windows.blend)
+        n_rows = len(plan.rows)
+        take = n_rows if n_rows <= SAMPLE_MIN_ROWS else max(SAMPLE_MIN_ROWS, math.ceil(n_rows * SAMPLE_ROW_SHARE))
+        rows = sorted({int(round(r)) for r in np.linspace(0, n_rows - 1, take)})
+        maker = _BlockMaker(model, image_path, plan, n_classes, windows, device, raw_input)
+        bar = progress_bar(total=len(rows) * len(plan.cols), desc="class priors: sample windows",
+                           disable=not progress)
+        parts = [_block_posteriors(src, plan, i, _to_numpy(block), maker, raw_input)
+                 for i, block in maker.blocks(rows, bar)]
+        bar.close()
+    posteriors = np.concatenate(parts) if parts else np.zeros((0, n_classes), dtype=np.float32)
+    if len(posteriors) > SAMPLE_MAX_PIXELS:
+        posteriors = posteriors[:: math.ceil(len(posteriors) / SAMPLE_MAX_PIXELS)]
+    return posteriors
+
+
+def _block_posteriors(src: rasterio.DatasetReader, plan: WindowPlan, i: int, block: np.ndarray,
+                      maker: _BlockMaker, raw: RawInput | None) -> np.ndarray:
+    """Softmax (n, K) of one window row's blended logits at its valid pixels that a window weighs."""
+    k = block.shape[0] - 1
+    valid = maker.valid_rows.pop(i, None) if maker.valid_rows is not None else None
+    if valid is None:
+        valid = _read_valid(src, plan.rows[i], plan.rows[i] + block.shape[1], raw)
+    weight = block[k]
+    keep = valid & (weight > 1e-3 * max(float(weight.max()), 1e-12))  # a window's zero-weight edge says nothing
+    logits = (block[:k, keep] / weight[keep]).T.astype(np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 WRITER_QUEUE = 4  # batches of logits waiting for the writer thread at most

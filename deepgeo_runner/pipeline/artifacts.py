@@ -32,6 +32,9 @@ class Artifacts:
     input_profile: dict[str, Any] | None = None  # the training image's bands, dtype, percentiles (drift checks)
     valid_pixels: int | None = None  # the training scene's valid pixels (data check): test_coverage's denominator
     valid_mask: Any = None  # the training image's valid pixels (bool array, data check): where labels could be
+    train_class_pixels: dict[str, int] | None = None  # labelled training pixels per class (data check)
+    labels_sparse: bool | None = None  # the training labels leave class borders unlabelled (data check)
+    scene_priors: dict | None = None  # predict.prior_shift: the estimate the map was decided with (provenance)
     cache_keys: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)

@@ -76,6 +76,8 @@ def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTa
     report.input = art.input_profile
     art.valid_pixels = report.labels.get("valid_pixels")
     art.valid_mask = valid  # the label layout of augment_plan counts coverage on the same pixels
+    art.train_class_pixels = dict(report.splits.get("train", {}).get("class_pixels") or {}) or None
+    art.labels_sparse = None if "wall_to_wall" not in report.labels else not report.labels["wall_to_wall"]
     folds, fold = fold_of(data)
     if folds is not None:
         report.labelled["fold"], report.labelled["folds"] = fold, folds

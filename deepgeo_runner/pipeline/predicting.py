@@ -4,6 +4,7 @@ checkpoint's training scene (``predict.image``), and its scores against ``predic
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -60,11 +61,38 @@ def predict_stage(
         module.net, art.prepared, run_dir / "prediction.tif", table,
         window=predict_window(opts), overlap=window_overlap(opts, module.net),
         batch_size=int(opts.predict.batch_size), device=device, rank=rank, world_size=world_size,
-        **predict_options(opts),
+        prior_shift=prior_shift_request(opts, art, classes), **predict_options(opts),
     )
     if rank == 0:
+        art.scene_priors = read_scene_priors(art.prediction)
         art.sieve = sieve_stage(opts, art.prediction)
         polygons_stage(opts, art.prediction)
+
+
+def prior_shift_request(opts: RunConfig, art: Artifacts, classes: ClassTable):
+    """``predict.prior_shift``: the training pixels of each output when the map is to be decided with the
+    scene's class shares, else None. ``auto``: on for sparse training labels (the data check's verdict)
+    without teacher labels (which already carry the forest's guess of the scene's shares)."""
+    from deepgeo_runner.stages.scene_priors import PriorShift  # heavy: imports torch
+
+    mode = opts.predict.prior_shift
+    if mode is False:
+        return None
+    if str(mode) == "auto" and (not art.labels_sparse or opts.augmentation.teacher is not False):
+        return None
+    if not art.train_class_pixels:
+        log.warning("predict.prior_shift=%s: no training pixel counts (the data check did not run): the map is "
+                    "decided with the network's own priors", mode)
+        return None
+    return PriorShift(tuple(float(art.train_class_pixels.get(name, 0)) for name in classes.names))
+
+
+def read_scene_priors(prediction: Path | None) -> dict | None:
+    """The estimate written beside ``prediction`` by the prior shift, for provenance; None without one."""
+    from deepgeo_runner.stages.scene_priors import priors_path  # heavy: imports torch
+
+    path = priors_path(prediction) if prediction is not None else None
+    return json.loads(path.read_text()) if path is not None and path.is_file() else None
 
 
 def window_overlap(opts: RunConfig, net) -> float:

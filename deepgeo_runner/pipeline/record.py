@@ -55,6 +55,7 @@ def write_run_provenance(opts: RunConfig, run_dir: Path, art: Artifacts, classes
             **({"exported": {fmt: str(path) for fmt, path in art.exported.items()}} if art.exported else {}),
             "timings_s": art.timings,
             **protocol_record(opts, art, classes),
+            **({"scene_priors": art.scene_priors} if art.scene_priors else {}),
             "status": art.status,
             **({"error": art.error} if art.error else {}),
         },

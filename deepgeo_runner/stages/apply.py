@@ -24,7 +24,7 @@ from deepgeo_runner.geo.stitch import prediction_window
 from deepgeo_runner.ml.checkpoint import load_checkpoint
 from deepgeo_runner.ml.model_card import ModelCard, checkpoint_meta
 from deepgeo_runner.ml.models.registry import build_from_description
-from deepgeo_runner.ml.predict import ClassLegend, RankShare, output_paths, predict_scene, predict_settings
+from deepgeo_runner.ml.predict import ClassLegend, RankShare, output_paths, predict_settings
 from deepgeo_runner.stages.prepare import prepare_scene
 from deepgeo_runner.stages.raw_scene import (
     RawRun,
@@ -35,6 +35,7 @@ from deepgeo_runner.stages.raw_scene import (
     streams_raw_bands,
     warn_on_drift,
 )
+from deepgeo_runner.stages.scene_priors import PriorShift, predict_for_scene_priors
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +126,17 @@ def prepare_like_checkpoint(image: Any, out_dir: str | Path, meta: dict[str, Any
 def classify_prepared(
     net: torch.nn.Module, prepared: Any, out_path: str | Path, classes: dict[str, Any], *, window: int,
     overlap: float, batch_size: int, device: str, progress: bool = True, rank: int = 0, world_size: int = 1,
-    **predict_options: Any,
+    prior_shift: PriorShift | None = None, **predict_options: Any,
 ) -> Path:
     """The one call of :func:`~deepgeo_runner.ml.predict.predict_scene` for a prepared scene (a
     run's own, or a new one prepared like the checkpoint's): ``classes`` holds ``class_ids``,
     ``class_names`` and ``class_colors`` (a checkpoint's metadata has them); per-chip
-    standardization follows the scene's statistics. ``rank``/``world_size`` share the rows out."""
+    standardization follows the scene's statistics. ``rank``/``world_size`` share the rows out;
+    ``prior_shift``: the map decided with the scene's class priors (:mod:`.scene_priors`)."""
     windows, outputs = predict_settings(window, overlap, batch_size, standardize=prepared.stats.per_chip,
                                         **predict_options)
-    return predict_scene(net, prepared.path, out_path, windows, ClassLegend.of(classes), device, progress,
-                         outputs=outputs, share=RankShare(rank, world_size))
+    return predict_for_scene_priors(net, prepared.path, out_path, windows, ClassLegend.of(classes), device, progress,
+                                    prior_shift, outputs=outputs, share=RankShare(rank, world_size))
 
 
 def classify_like_checkpoint(

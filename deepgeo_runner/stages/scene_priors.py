@@ -1,0 +1,87 @@
+"""A whole-scene prediction corrected for the scene's class priors (``predict.prior_shift``).
+
+Sparse training polygons hold the classes in the shares an analyst drew, not the scene's; the network's
+posteriors carry those shares as priors into every pixel the image leaves in doubt. This stage first
+classifies a spread-out sample of the scene's windows, estimates the scene's shares from those
+posteriors (:mod:`deepgeo_runner.ml.prior_shift`), then predicts the scene with one constant per class
+added to the logits, and writes what it estimated beside the map (``<stem>_priors.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from deepgeo_runner.core.atomic import write_text_atomic
+from deepgeo_runner.core.step_clock import NO_CLOCK, StepClock
+from deepgeo_runner.ml.predict import (
+    ClassLegend,
+    OutputFormats,
+    RankShare,
+    RawInput,
+    WindowSettings,
+    predict_scene,
+    sample_posteriors,
+)
+from deepgeo_runner.ml.prior_shift import MIN_TRAIN_PIXELS, ScenePriors, estimate_scene_priors
+
+log = logging.getLogger(__name__)
+
+PRIORS_SUFFIX = "_priors.json"
+
+
+@dataclass(frozen=True)
+class PriorShift:
+    """What the correction needs from training: the labelled training pixels of each model output."""
+
+    train_pixels: tuple[float, ...]
+    min_train_pixels: int = MIN_TRAIN_PIXELS
+
+
+def priors_path(out_path: str | Path) -> Path:
+    """``prediction.tif`` → ``prediction_priors.json``."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.stem + PRIORS_SUFFIX)
+
+
+def predict_for_scene_priors(net: torch.nn.Module, image_path: str | Path, out_path: str | Path,
+                             windows: WindowSettings, legend: ClassLegend, device: str | torch.device,
+                             progress: bool, shift: PriorShift | None, *, outputs: OutputFormats = OutputFormats(),
+                             share: RankShare = RankShare(), raw_input: RawInput | None = None,
+                             clock: StepClock = NO_CLOCK) -> Path:
+    """:func:`~deepgeo_runner.ml.predict.predict_scene`, corrected for the scene's class priors when ``shift``
+    is given. Every rank estimates the same priors from the same sample (no collective needed)."""
+    offsets = None
+    stale = priors_path(out_path)
+    if shift is not None:
+        estimate = estimate_for_scene(net, image_path, windows, legend, device, shift, raw_input, progress)
+        offsets = estimate.log_offsets if estimate.changes_anything else None
+        if share.rank == 0:
+            write_text_atomic(stale, json.dumps(estimate.to_dict(legend.names), indent=2) + "\n")
+    elif share.rank == 0:
+        stale.unlink(missing_ok=True)  # an earlier attempt's estimate would vouch for this map
+    return predict_scene(net, image_path, out_path, windows, legend, device, progress, outputs=outputs, share=share,
+                         raw_input=raw_input, clock=clock, logit_offsets=offsets)
+
+
+def estimate_for_scene(net: torch.nn.Module, image_path: str | Path, windows: WindowSettings, legend: ClassLegend,
+                       device: str | torch.device, shift: PriorShift, raw_input: RawInput | None = None,
+                       progress: bool = True) -> ScenePriors:
+    """The scene's class priors, estimated from the network's posteriors on a sample of its windows."""
+    if len(shift.train_pixels) != len(legend.ids):
+        raise ValueError(f"{len(shift.train_pixels)} training pixel counts for {len(legend.ids)} classes")
+    posteriors = sample_posteriors(net, image_path, windows, len(legend.ids), device, raw_input, progress)
+    estimate = estimate_scene_priors(posteriors, shift.train_pixels, shift.min_train_pixels)
+    moved = [f"{name} {t:.3f}→{s:.3f}" for name, t, s, a in
+             zip(legend.names, estimate.train, estimate.scene, estimate.adjusted, strict=True) if a]
+    if estimate.changes_anything:
+        log.info("predict: the scene's class shares estimated from %d sampled pixels (training → scene): %s; "
+                 "the map is decided with the scene's (predict.prior_shift)", estimate.pixels, ", ".join(moved))
+    else:
+        log.info("predict.prior_shift: no correction (fewer than two classes with %d or more training pixels)",
+                 shift.min_train_pixels)
+    return estimate
