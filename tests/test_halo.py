@@ -166,8 +166,14 @@ def test_a_run_on_a_sparse_label_raster_with_nodata_zero_turns_the_recipe_on(tin
         "preprocessing.indices=[]", "data.chip_size=8", "data.block_size=16", "data.split_buffer=0",
         "data.train_chips=20", "model=fcn8s", "model.width=4", "trainer.max_epochs=1",
         "trainer.enable_progress_bar=false", f"paths.cache_dir={tmp_path / 'cache'}",
-        f"paths.output_dir={tmp_path / 'out'}", "stages=[prepare,rasterize,chips,fit]")
+        f"paths.output_dir={tmp_path / 'out'}", "stages=[prepare,rasterize,chips,fit,predict]")
     run(opts, tmp_path / "run")
     said = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("labels: ") and m.endswith("sparse labels") for m in said), said
     assert "augmentation.copy_paste=auto: 1.0" in said
+    # predict.prior_shift=auto: the map decided with the scene's class shares, the estimate kept
+    import json
+
+    estimate = json.loads((tmp_path / "run" / "prediction_priors.json").read_text())
+    assert set(estimate["train_share"]) == {"forest", "clearing"} and estimate["sampled_pixels"] > 0
+    assert json.loads((tmp_path / "run" / "provenance.json").read_text())["scene_priors"] == estimate
