@@ -54,6 +54,16 @@ def test_a_class_with_few_training_pixels_is_left_alone():
     assert est.log_offsets[2] == 0.0 and est.log_offsets[0] > 0 > est.log_offsets[1]
 
 
+def test_the_guard_counts_distinct_pixels_not_chip_overlaps():
+    """41 grassland pixels seen 1,791 times by overlapping chips are still 41 pixels (the Slovenia scene)."""
+    x, _ = draw(np.array([0.7, 0.2, 0.1]), 5_000, seed=4)
+    posteriors = bayes_posteriors(x, np.array([0.45, 0.40, 0.15]))
+    seen = estimate_scene_priors(posteriors, [52_882, 1_791, 1_000], min_train_pixels=200)
+    distinct = estimate_scene_priors(posteriors, [52_882, 1_791, 1_000], min_train_pixels=200,
+                                     distinct_pixels=[2_975, 41, 300])
+    assert seen.adjusted == (True, True, True) and distinct.adjusted == (True, False, True)
+
+
 @pytest.mark.parametrize("counts", [[3_000, 41, 3, 2], [0, 3_000, 0, 0]])
 def test_one_trusted_class_means_no_correction(counts):
     posteriors = np.full((100, 4), 0.25)

@@ -116,18 +116,20 @@ def _opts(mode, teacher=False):
 def test_when_the_run_corrects_its_map(mode, sparse, teacher, on):
     from deepgeo_runner.pipeline.predicting import prior_shift_request
 
-    art = SimpleNamespace(labels_sparse=sparse, train_class_pixels={"water": 30, "forest": 500, "deforestation": 400})
+    art = SimpleNamespace(labels_sparse=sparse, train_class_pixels={"water": 30, "forest": 500, "deforestation": 400},
+                          chips=None)
     classes = SimpleNamespace(names=["background", "forest", "deforestation", "water"])
     request = prior_shift_request(_opts(mode, teacher), art, classes)
     assert (request is not None) == on
     if on:
         assert request.train_pixels == (0.0, 500.0, 400.0, 30.0)  # by output, background never labelled
+        assert request.distinct_pixels == request.train_pixels  # no chip store: the data check's counts
 
 
 def test_without_the_data_checks_counts_it_says_so(caplog):
     from deepgeo_runner.pipeline.predicting import prior_shift_request
 
     caplog.set_level(logging.WARNING)
-    art = SimpleNamespace(labels_sparse=True, train_class_pixels=None)
+    art = SimpleNamespace(labels_sparse=True, train_class_pixels=None, chips=None)
     assert prior_shift_request(_opts(True), art, SimpleNamespace(names=["a", "b"])) is None
     assert "no training pixel counts" in caplog.text

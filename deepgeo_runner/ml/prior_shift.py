@@ -70,21 +70,27 @@ def unadjusted(train_pixels: Sequence[float], pixels: int = 0) -> ScenePriors:
 
 
 def estimate_scene_priors(posteriors: np.ndarray, train_pixels: Sequence[float],
-                          min_train_pixels: int = MIN_TRAIN_PIXELS) -> ScenePriors:
+                          min_train_pixels: int = MIN_TRAIN_PIXELS,
+                          distinct_pixels: Sequence[float] | None = None) -> ScenePriors:
     """EM estimate of the scene's class shares from posteriors ``(N, K)`` of pixels spread over the scene.
 
     Args:
         posteriors: the network's softmax at N sampled valid pixels (rows sum to 1).
-        train_pixels: K labelled training pixel counts, in the outputs' order (a background output
-            that was never labelled counts 0 and is left alone).
+        train_pixels: K labelled training pixel counts, in the outputs' order, as the network saw them
+            (a pixel in two overlapping chips counts twice); a background output never labelled counts 0.
         min_train_pixels: outputs with fewer training pixels are not adjusted.
+        distinct_pixels: K counts of distinct labelled training pixels, which ``min_train_pixels`` is
+            checked on when given (overlapping chips may show the same 41 pixels a thousand times).
     """
     p = np.asarray(posteriors, dtype=np.float64)
     counts = np.asarray(train_pixels, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != counts.size:
         raise ValueError(f"posteriors of shape {p.shape} do not match {counts.size} training counts")
     k = counts.size
-    adjusted = counts >= min_train_pixels
+    distinct = counts if distinct_pixels is None else np.asarray(distinct_pixels, dtype=np.float64)
+    if distinct.shape != counts.shape:
+        raise ValueError(f"{distinct.size} distinct pixel counts for {k} training counts")
+    adjusted = (distinct >= min_train_pixels) & (counts > 0)
     if adjusted.sum() < 2 or len(p) == 0:  # nothing to trade between: one class, or no pixel
         return unadjusted(counts, len(p))
     p = np.clip(p, 1e-9, None)

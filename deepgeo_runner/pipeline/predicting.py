@@ -84,7 +84,20 @@ def prior_shift_request(opts: RunConfig, art: Artifacts, classes: ClassTable):
         log.warning("predict.prior_shift=%s: no training pixel counts (the data check did not run): the map is "
                     "decided with the network's own priors", mode)
         return None
-    return PriorShift(tuple(float(art.train_class_pixels.get(name, 0)) for name in classes.names))
+    distinct = tuple(float(art.train_class_pixels.get(name, 0)) for name in classes.names)
+    seen = chip_class_pixels(art, len(classes.names))
+    return PriorShift(seen if seen is not None else distinct, distinct)
+
+
+def chip_class_pixels(art: Artifacts, n_outputs: int) -> tuple[float, ...] | None:
+    """Labelled pixels per output in the training chips, as the network saw them (overlaps counted), or None
+    without a chip store."""
+    if art.chips is None:
+        return None
+    from deepgeo_runner.stages.chips import split_class_counts
+
+    counts = split_class_counts(art.chips.path, n_outputs).get("train")
+    return None if counts is None or not counts.sum() else tuple(float(c) for c in counts)
 
 
 def read_scene_priors(prediction: Path | None) -> dict | None:

@@ -36,9 +36,11 @@ PRIORS_SUFFIX = "_priors.json"
 
 @dataclass(frozen=True)
 class PriorShift:
-    """What the correction needs from training: the labelled training pixels of each model output."""
+    """What the correction needs from training: the labelled training pixels of each model output as the
+    network saw them (chip by chip), and how many distinct pixels they are (None: the same)."""
 
     train_pixels: tuple[float, ...]
+    distinct_pixels: tuple[float, ...] | None = None
     min_train_pixels: int = MIN_TRAIN_PIXELS
 
 
@@ -75,7 +77,7 @@ def estimate_for_scene(net: torch.nn.Module, image_path: str | Path, windows: Wi
     if len(shift.train_pixels) != len(legend.ids):
         raise ValueError(f"{len(shift.train_pixels)} training pixel counts for {len(legend.ids)} classes")
     posteriors = sample_posteriors(net, image_path, windows, len(legend.ids), device, raw_input, progress)
-    estimate = estimate_scene_priors(posteriors, shift.train_pixels, shift.min_train_pixels)
+    estimate = estimate_scene_priors(posteriors, shift.train_pixels, shift.min_train_pixels, shift.distinct_pixels)
     moved = [f"{name} {t:.3f}→{s:.3f}" for name, t, s, a in
              zip(legend.names, estimate.train, estimate.scene, estimate.adjusted, strict=True) if a]
     if estimate.changes_anything:
