@@ -133,3 +133,39 @@ def test_without_the_data_checks_counts_it_says_so(caplog):
     art = SimpleNamespace(labels_sparse=True, train_class_pixels=None, chips=None)
     assert prior_shift_request(_opts(True), art, SimpleNamespace(names=["a", "b"])) is None
     assert "no training pixel counts" in caplog.text
+
+
+CARD_META = {"class_names": ["forest", "water"], "class_ids": [1, 2], "class_colors": ["#1b7837", "#2166ac"]}
+
+
+@pytest.mark.parametrize("mode,recorded,on", [("auto", True, True), ("auto", False, False), (True, False, True),
+                                              (False, True, False)])
+def test_a_new_scene_is_corrected_as_the_checkpoint_says(mode, recorded, on):
+    from deepgeo_runner.pipeline.predicting import card_prior_shift
+
+    meta = {**CARD_META, "class_pixels": [9_000.0, 3_000.0], "distinct_class_pixels": [900.0, 300.0],
+            "prior_shift_auto": recorded}
+    request = card_prior_shift(_opts(mode), meta)
+    assert (request is not None) == on
+    if on:
+        assert request.train_pixels == (9_000.0, 3_000.0) and request.distinct_pixels == (900.0, 300.0)
+
+
+def test_an_older_checkpoint_without_class_pixels_says_so(caplog):
+    from deepgeo_runner.pipeline.predicting import card_prior_shift
+
+    caplog.set_level(logging.WARNING)
+    assert card_prior_shift(_opts(True), dict(CARD_META)) is None
+    assert "records no training class pixels" in caplog.text
+
+
+def test_the_card_keeps_the_class_pixels_and_refuses_odd_ones():
+    from deepgeo_runner.core.errors import InputDataError
+    from deepgeo_runner.ml.model_card import ModelCard
+
+    card = ModelCard.from_dict({**CARD_META, "class_pixels": [5, 7], "prior_shift_auto": True})
+    again = ModelCard.from_json(card.to_json())
+    assert again.class_pixels == [5.0, 7.0] and again.prior_shift_auto is True and again == card
+    for odd in ({"class_pixels": "import os"}, {"class_pixels": [1, -2]}, {"prior_shift_auto": "yes"}):
+        with pytest.raises(InputDataError, match="class_pixels|prior_shift_auto"):
+            ModelCard.from_dict({**CARD_META, **odd})

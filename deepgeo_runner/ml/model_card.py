@@ -30,7 +30,8 @@ _FLAT_KEYS = frozenset({
     "features", "band_names", "indices", "stats", "chip_size", "dates", "labelling", "input_profile",
     "nodata_rule", "nodata", "expressions", "index_constants", "keep_bands", "scale", "offset", "class_names",
     "class_ids", "class_colors", "model", "model_inputs", "datamodule", "in_channels", "ignore_index", "sensor",
-    "scene", "code_version", "metrics", "assessment", "config",
+    "scene", "code_version", "metrics", "assessment", "config", "class_pixels", "distinct_class_pixels",
+    "prior_shift_auto",
 })
 
 
@@ -78,6 +79,9 @@ class ModelCard:
     scene: dict[str, Any] | None = None  # the training scene's crs, bounds, resolution, size, dtype
     metrics: dict[str, Any] | None = None  # the run's test metrics (metrics.json), when known
     assessment: dict[str, Any] | None = None  # the map assessment's summary, when the run made one
+    class_pixels: list[float] | None = None  # labelled training pixels per output, as the chips showed them
+    distinct_class_pixels: list[float] | None = None  # the same, each pixel once (the data check's)
+    prior_shift_auto: bool | None = None  # predict.prior_shift=auto corrects this network's maps (sparse labels)
     config: dict[str, Any] | None = None  # the run's resolved config, when exported from a run directory
     code_version: dict[str, Any] | None = None  # package version, git commit
     datamodule: str | None = None  # data=torchgeo: the datamodule (no bands or statistics recorded)
@@ -141,7 +145,8 @@ class ModelCard:
                 "labelling": _plain(self.labelling), "input_profile": _plain(self.input_profile),
                 "sensor": self.sensor, "scene": _plain(self.scene), "metrics": _plain(self.metrics),
                 "assessment": _plain(self.assessment), "config": _plain(self.config),
-                "code_version": _plain(self.code_version),
+                "code_version": _plain(self.code_version), "class_pixels": _plain(self.class_pixels),
+                "distinct_class_pixels": _plain(self.distinct_class_pixels), "prior_shift_auto": self.prior_shift_auto,
             },
         }
         if self.datamodule is not None or self.in_channels is not None or self.ignore_index is not None:
@@ -205,6 +210,10 @@ class ModelCard:
                 sensor=training.get("sensor"), scene=training.get("scene"), metrics=training.get("metrics"),
                 assessment=training.get("assessment"), config=training.get("config"),
                 code_version=training.get("code_version"),
+                class_pixels=_counts(training.get("class_pixels"), "training.class_pixels", source),
+                distinct_class_pixels=_counts(training.get("distinct_class_pixels"),
+                                              "training.distinct_class_pixels", source),
+                prior_shift_auto=_bool_or_none(training.get("prior_shift_auto"), "training.prior_shift_auto", source),
                 datamodule=dm.get("target"), in_channels=_int_or_none(dm.get("in_channels"), source),
                 ignore_index=_int_or_none(dm.get("ignore_index"), source),
                 extra=dict(_mapping(data.get("extra"), "extra", source)),
@@ -240,6 +249,9 @@ class ModelCard:
                 labelling=meta.get("labelling"), input_profile=meta.get("input_profile"),
                 sensor=meta.get("sensor"), scene=meta.get("scene"), metrics=meta.get("metrics"),
                 assessment=meta.get("assessment"), config=meta.get("config"), code_version=meta.get("code_version"),
+                class_pixels=_counts(meta.get("class_pixels"), "class_pixels", source),
+                distinct_class_pixels=_counts(meta.get("distinct_class_pixels"), "distinct_class_pixels", source),
+                prior_shift_auto=_bool_or_none(meta.get("prior_shift_auto"), "prior_shift_auto", source),
                 datamodule=meta.get("datamodule"), in_channels=_int_or_none(meta.get("in_channels"), source),
                 ignore_index=_int_or_none(meta.get("ignore_index"), source),
                 extra={k: v for k, v in meta.items()  # a model that is no mapping is kept as is, and refused later
@@ -268,7 +280,9 @@ class ModelCard:
             "keep_bands": None if self.keep_bands is None else list(self.keep_bands),
             "scale": self.scale, "offset": self.offset, "sensor": self.sensor, "scene": self.scene,
             "metrics": self.metrics, "assessment": self.assessment, "config": self.config,
-            "code_version": self.code_version, "datamodule": self.datamodule, "in_channels": self.in_channels,
+            "code_version": self.code_version, "class_pixels": self.class_pixels,
+            "distinct_class_pixels": self.distinct_class_pixels, "prior_shift_auto": self.prior_shift_auto,
+            "datamodule": self.datamodule, "in_channels": self.in_channels,
             "ignore_index": self.ignore_index,
         }
         meta.update({k: v for k, v in optional.items() if v is not None})
@@ -294,6 +308,22 @@ def checkpoint_meta(meta: Any, source: str = "checkpoint") -> Any:
     if meta is None:
         return None
     return ModelCard.from_dict(meta, source).inference_meta()
+
+
+def _counts(value: Any, key: str, source: str) -> list[float] | None:
+    """A list of non-negative finite numbers (pixel counts), or None; anything else is refused, naming ``key``."""
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in value):
+        raise ValueError(f"{key} must be a list of pixel counts, got {value!r:.80}")
+    return [float(v) for v in value]
+
+
+def _bool_or_none(value: Any, key: str, source: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise ValueError(f"{key} must be true, false or null, got {value!r:.80}")
 
 
 def _plain(value: Any) -> Any:

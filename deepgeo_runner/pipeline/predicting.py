@@ -71,14 +71,11 @@ def predict_stage(
 
 def prior_shift_request(opts: RunConfig, art: Artifacts, classes: ClassTable):
     """``predict.prior_shift``: the training pixels of each output when the map is to be decided with the
-    scene's class shares, else None. ``auto``: on for sparse training labels (the data check's verdict)
-    without teacher labels (which already carry the forest's guess of the scene's shares)."""
+    scene's class shares, else None (``auto``: :func:`prior_shift_auto`)."""
     from deepgeo_runner.stages.scene_priors import PriorShift  # heavy: imports torch
 
     mode = opts.predict.prior_shift
-    if mode is False:
-        return None
-    if str(mode) == "auto" and (not art.labels_sparse or opts.augmentation.teacher is not False):
+    if mode is False or (str(mode) == "auto" and not prior_shift_auto(opts, art)):
         return None
     if not art.train_class_pixels:
         log.warning("predict.prior_shift=%s: no training pixel counts (the data check did not run): the map is "
@@ -87,6 +84,31 @@ def prior_shift_request(opts: RunConfig, art: Artifacts, classes: ClassTable):
     distinct = tuple(float(art.train_class_pixels.get(name, 0)) for name in classes.names)
     seen = chip_class_pixels(art, len(classes.names))
     return PriorShift(seen if seen is not None else distinct, distinct)
+
+
+def card_prior_shift(opts: RunConfig, meta: dict):
+    """``predict.prior_shift`` for a new scene: the training class pixels the checkpoint's card records, when
+    the map is to be decided with the scene's class shares (``auto``: as the training run decided), else None."""
+    from deepgeo_runner.ml.model_card import ModelCard
+    from deepgeo_runner.stages.scene_priors import PriorShift  # heavy: imports torch
+
+    mode = opts.predict.prior_shift
+    card = ModelCard.from_dict(meta)
+    if mode is False or (str(mode) == "auto" and not card.prior_shift_auto):
+        return None
+    if not card.class_pixels or len(card.class_pixels) != len(card.classes):
+        if mode is True:
+            log.warning("predict.prior_shift=true: the checkpoint records no training class pixels (written before "
+                        "they were kept): the map is decided with the network's own priors")
+        return None
+    distinct = card.distinct_class_pixels if card.distinct_class_pixels else card.class_pixels
+    return PriorShift(tuple(card.class_pixels), tuple(distinct))
+
+
+def prior_shift_auto(opts: RunConfig, art: Artifacts) -> bool:
+    """What ``predict.prior_shift=auto`` decides for this run's network: on for sparse training labels (the data
+    check's verdict) without teacher labels (which already carry the forest's guess of the scene's shares)."""
+    return bool(art.labels_sparse) and opts.augmentation.teacher is False
 
 
 def chip_class_pixels(art: Artifacts, n_outputs: int) -> tuple[float, ...] | None:
@@ -177,7 +199,7 @@ def _predict_one_scene(opts: RunConfig, image: Any, out_dir: Path, net, meta: di
         window=predict_window(opts, meta.get("chip_size")),
         overlap=window_overlap(opts, net), batch_size=int(opts.predict.batch_size),
         device=device or predict_device(opts), nodata=opts.data.nodata, stream=bool(opts.predict.stream),
-        **predict_options(opts),
+        prior_shift=card_prior_shift(opts, meta), **predict_options(opts),
     )
     sieved = sieve_stage(opts, prediction)
     polygons_stage(opts, prediction)

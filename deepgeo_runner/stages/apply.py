@@ -142,7 +142,7 @@ def classify_prepared(
 def classify_like_checkpoint(
     net: torch.nn.Module, meta: dict[str, Any], image: Any, prepared_dir: str | Path, out_path: str | Path, *,
     window: int, overlap: float, batch_size: int, device: str, nodata: Any = None, progress: bool = True,
-    stream: bool = True, **predict_options: Any,
+    stream: bool = True, prior_shift: PriorShift | None = None, **predict_options: Any,
 ):
     """The one path that classifies a new scene with the checkpoint's preparation and class table.
 
@@ -154,6 +154,9 @@ def classify_like_checkpoint(
     Returns the scene read (prepared, or raw with its ``path``) and the prediction's path.
     """
     if getattr(net, "takes_raw_bands", False):  # an exported model (.onnx/.pt2) prepares its input itself
+        if prior_shift is not None:
+            log.info("predict.prior_shift: not applied to an exported model (its graph ends in the softmax); "
+                     "apply the checkpoint for a map decided with the scene's class priors")
         return classify_exported(net, meta, image, prepared_dir, out_path, window=window, overlap=overlap,
                                  batch_size=batch_size, device=device, nodata=nodata, progress=progress,
                                  **predict_options)
@@ -161,10 +164,12 @@ def classify_like_checkpoint(
     if stream and streams_raw_bands(card):
         how = RawRun(device, pixel_preparation(card, device))
         return classify_raw_bands(net, card, image, prepared_dir, out_path, how, window=window, overlap=overlap,
-                                  batch_size=batch_size, nodata=nodata, progress=progress, **predict_options)
+                                  batch_size=batch_size, nodata=nodata, progress=progress, prior_shift=prior_shift,
+                                  **predict_options)
     prepared = prepare_like_checkpoint(image, prepared_dir, meta, nodata, progress)
     prediction = classify_prepared(net, prepared, out_path, meta, window=window, overlap=overlap,
-                                   batch_size=batch_size, device=device, progress=progress, **predict_options)
+                                   batch_size=batch_size, device=device, progress=progress, prior_shift=prior_shift,
+                                   **predict_options)
     return prepared, prediction
 
 

@@ -33,9 +33,10 @@ from deepgeo_runner.geo.nodata import Nodata, one_nodata
 from deepgeo_runner.geo.normalize import NormStats, apply_stats
 from deepgeo_runner.geo.scene import SceneOptions, all_tiles, build_time_stack, date_groups
 from deepgeo_runner.ml.model_card import ModelCard
-from deepgeo_runner.ml.predict import ClassLegend, RawInput, predict_scene, predict_settings
+from deepgeo_runner.ml.predict import ClassLegend, RawInput, predict_settings
 from deepgeo_runner.stages.drift import drift_warnings, input_profile
 from deepgeo_runner.stages.prepare import PrepareOptions, feature_maker, feature_stack_names, per_band_values
+from deepgeo_runner.stages.scene_priors import PriorShift, predict_for_scene_priors
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +143,12 @@ def scene_raster(image: Any, card: ModelCard, work_dir: str | Path, nodata: Any,
 
 def classify_raw_bands(net: torch.nn.Module, card: ModelCard, image: Any, work_dir: str | Path,
                        out_path: str | Path, how: RawRun, *, window: int, overlap: float, batch_size: int,
-                       nodata: Any = None, progress: bool = True,
+                       nodata: Any = None, progress: bool = True, prior_shift: PriorShift | None = None,
                        **predict_options: Any) -> tuple[RawScene, Path]:
     """Classify ``image`` (a raster, tiles to mosaic, or dates to stack) from its raw bands into ``out_path``
-    with ``net``, the card's classes and nodata rule; ``how`` says who prepares the bands and where. Returns
-    the raster read and the class map's path."""
+    with ``net``, the card's classes and nodata rule; ``how`` says who prepares the bands and where;
+    ``prior_shift``: the map decided with the scene's class priors. Returns the raster read and the class
+    map's path."""
     scene, n_groups = scene_raster(image, card, work_dir, nodata, progress)
     check_band_count(scene, card)
     warn_on_drift(card, scene, nodata, card.n_dates if n_groups > 1 else 1)
@@ -154,8 +156,8 @@ def classify_raw_bands(net: torch.nn.Module, card: ModelCard, image: Any, work_d
     windows, outputs = predict_settings(window, overlap, batch_size, standardize=per_chip, **predict_options)
     legend = ClassLegend(card.class_ids, card.class_names, card.class_colors)
     raw = RawInput(nodata, card.nodata_rule or "gdal", card.n_dates, index_validity(card), how.prepare)
-    prediction = predict_scene(net, scene, out_path, windows, legend, how.device, progress, outputs=outputs,
-                               raw_input=raw, clock=how.clock)
+    prediction = predict_for_scene_priors(net, scene, out_path, windows, legend, how.device, progress, prior_shift,
+                                          outputs=outputs, raw_input=raw, clock=how.clock)
     return RawScene(scene), prediction
 
 
