@@ -137,7 +137,8 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
                                     plan, int(opts.seed), resident=device_resident(opts.data),
                                     test_split=str(opts.test_split), train_masks=train_masks)
         if "fit" in stages and pixel_model:
-            fit_pixel_model(opts, art, module.net)
+            # its sample's class shares, not the chips', are its priors (an equal share per class when capped)
+            module.inference_meta["class_pixels"] = fit_pixel_model(opts, art, module.net)
         checkpoint, trainer = fit_test(opts, run_dir, art, module, datamodule, stages, checkpoint, stop=stop)
         rank = trainer.global_rank
     art.checkpoint = checkpoint
@@ -298,10 +299,11 @@ def _test_and_record(opts: RunConfig, run_dir: Path, art: Artifacts, module, dat
     art.metrics = scores
 
 
-def fit_pixel_model(opts: RunConfig, art: Artifacts, net) -> None:
+def fit_pixel_model(opts: RunConfig, art: Artifacts, net) -> list[float]:
     """Fit a pixel model (``model=pixel_forest``) on the labelled pixels of the training chips: at most
     its ``max_pixels``, a sample seeded by ``seed``, ignored pixels (unlabelled, nodata, the protocol's
-    border ring) left out; read from the memory-mapped chip store a few chips at a time."""
+    border ring) left out; read from the memory-mapped chip store a few chips at a time. Returns the
+    sample's pixels per output (the model's class priors)."""
     # heavy: torch, loaded only when a stage trains
     from deepgeo_runner.ml.models.pixel_forest import training_pixels
 
@@ -315,6 +317,7 @@ def fit_pixel_model(opts: RunConfig, art: Artifacts, net) -> None:
     log.info("pixel model: %d training pixels (of the %d chips' labelled pixels, cap %d)", len(targets),
              len(masks), int(net.max_pixels))
     net.fit_pixels(features, targets, seed=int(opts.seed))
+    return [float(c) for c in np.bincount(targets.astype(np.int64), minlength=int(net.classes))]
 
 
 def teacher_train_masks(opts: RunConfig, art: Artifacts, classes: ClassTable, confidence: float):

@@ -61,7 +61,8 @@ def predict_stage(
         module.net, art.prepared, run_dir / "prediction.tif", table,
         window=predict_window(opts), overlap=window_overlap(opts, module.net),
         batch_size=int(opts.predict.batch_size), device=device, rank=rank, world_size=world_size,
-        prior_shift=prior_shift_request(opts, art, classes), **predict_options(opts),
+        prior_shift=prior_shift_request(opts, art, classes, (meta or module.inference_meta).get("class_pixels")),
+        **predict_options(opts),
     )
     if rank == 0:
         art.scene_priors = read_scene_priors(art.prediction)
@@ -69,9 +70,11 @@ def predict_stage(
         polygons_stage(opts, art.prediction)
 
 
-def prior_shift_request(opts: RunConfig, art: Artifacts, classes: ClassTable):
+def prior_shift_request(opts: RunConfig, art: Artifacts, classes: ClassTable, seen: Any = None):
     """``predict.prior_shift``: the training pixels of each output when the map is to be decided with the
-    scene's class shares, else None (``auto``: :func:`prior_shift_auto`)."""
+    scene's class shares, else None (``auto``: :func:`prior_shift_auto`). ``seen``: the pixels per output the
+    model was fitted on, as its card records them (the chips' histograms; a pixel model's own sample);
+    default the training chips' counts, else the data check's."""
     from deepgeo_runner.stages.scene_priors import PriorShift  # heavy: imports torch
 
     mode = opts.predict.prior_shift
@@ -82,8 +85,9 @@ def prior_shift_request(opts: RunConfig, art: Artifacts, classes: ClassTable):
                     "decided with the network's own priors", mode)
         return None
     distinct = tuple(float(art.train_class_pixels.get(name, 0)) for name in classes.names)
-    seen = chip_class_pixels(art, len(classes.names))
-    return PriorShift(seen if seen is not None else distinct, distinct)
+    if seen is None or len(seen) != len(distinct):
+        seen = chip_class_pixels(art, len(classes.names))
+    return PriorShift(tuple(float(c) for c in seen) if seen is not None else distinct, distinct)
 
 
 def card_prior_shift(opts: RunConfig, meta: dict):
