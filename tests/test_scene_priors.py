@@ -169,3 +169,25 @@ def test_the_card_keeps_the_class_pixels_and_refuses_odd_ones():
     for odd in ({"class_pixels": "import os"}, {"class_pixels": [1, -2]}, {"prior_shift_auto": "yes"}):
         with pytest.raises(InputDataError, match="class_pixels|prior_shift_auto"):
             ModelCard.from_dict({**CARD_META, **odd})
+
+
+class _Rows:
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+
+    def write(self, array: np.ndarray) -> None:
+        self.rows.append(np.array(array))
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_offsets_apply_alike_to_logits_on_the_host_and_on_a_device(as_tensor):
+    """On an accelerator the blended logits stay torch tensors until the argmax: the same offsets, the same map."""
+    from deepgeo_runner.ml.predict import _finish_rows
+
+    logits = np.stack([np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), np.zeros((3, 4), np.float32)])
+    writers = {"classes": _Rows(), "proba": _Rows()}
+    block = torch.from_numpy(logits) if as_tensor else logits
+    _finish_rows(block, np.ones((3, 4), dtype=bool), np.array([1, 2], dtype=np.uint8), writers, "float16",
+                 offsets=np.array([0.0, 0.5], dtype=np.float32))
+    np.testing.assert_array_equal(writers["classes"].rows[0][0], np.where(logits[0] > 0.5, 1, 2))
+    np.testing.assert_allclose(writers["proba"].rows[0][0], 1 / (1 + np.exp(-(logits[0] - 0.5))), atol=1e-6)
