@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepgeo_runner.ml.prior_shift import MAX_RATIO, estimate_scene_priors
+from deepgeo_runner.ml.prior_shift import MAX_RATIO, estimate_scene_priors, recovery_error
 
 MEANS = np.array([0.0, 1.5, 3.0])  # three classes along one feature, unit variance: they overlap
 
@@ -92,3 +92,29 @@ def test_record_names_the_classes():
     record = est.to_dict(["forest", "deforestation", "water"])
     assert record["method"] == "em" and set(record["scene_share"]) == {"forest", "deforestation", "water"}
     assert record["sampled_pixels"] == 5_000
+
+
+def test_calibrated_posteriors_find_a_known_mix_again():
+    train_prior = np.array([0.45, 0.40, 0.15])
+    x, y = draw(train_prior, 30_000, seed=5)  # held-out pixels drawn like the training ones
+    held_out = bayes_posteriors(x, train_prior)
+    scene_x, _ = draw(np.array([0.75, 0.19, 0.06]), 30_000, seed=6)
+    estimate = estimate_scene_priors(bayes_posteriors(scene_x, train_prior), train_prior * 10_000)
+    assert recovery_error(held_out, y, estimate, train_prior * 10_000) < 0.02
+
+
+def test_soft_posteriors_of_a_weak_model_miss_it():
+    """Posteriors flattened towards uniform (an under-trained network's): EM overshoots, and the check says so."""
+    train_prior = np.array([0.45, 0.40, 0.15])
+    x, y = draw(train_prior, 30_000, seed=7)
+    soft = bayes_posteriors(x, train_prior) ** 0.3
+    soft /= soft.sum(axis=1, keepdims=True)
+    scene_x, _ = draw(np.array([0.75, 0.19, 0.06]), 30_000, seed=8)
+    scene = bayes_posteriors(scene_x, train_prior) ** 0.3
+    estimate = estimate_scene_priors(scene / scene.sum(axis=1, keepdims=True), train_prior * 10_000)
+    assert recovery_error(soft, y, estimate, train_prior * 10_000) > 0.05
+
+
+def test_no_check_without_held_out_pixels_of_every_adjusted_class():
+    estimate = estimate_scene_priors(np.full((10, 3), 1 / 3), [1_000, 1_000, 1_000])
+    assert recovery_error(np.full((4, 3), 1 / 3), np.array([0, 0, 1, 1]), estimate, [1_000, 1_000, 1_000]) is None

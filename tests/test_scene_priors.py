@@ -138,17 +138,17 @@ def test_without_the_data_checks_counts_it_says_so(caplog):
 CARD_META = {"class_names": ["forest", "water"], "class_ids": [1, 2], "class_colors": ["#1b7837", "#2166ac"]}
 
 
-@pytest.mark.parametrize("mode,recorded,on", [("auto", True, True), ("auto", False, False), (True, False, True),
-                                              (False, True, False)])
-def test_a_new_scene_is_corrected_as_the_checkpoint_says(mode, recorded, on):
+@pytest.mark.parametrize("mode,on", [("auto", False), (True, True), (False, False)])
+def test_a_new_scene_is_corrected_only_when_asked(mode, on):
+    """A new scene may look unlike the training one (EM's assumption) and has no validation pixels to check it."""
     from deepgeo_runner.pipeline.predicting import card_prior_shift
 
-    meta = {**CARD_META, "class_pixels": [9_000.0, 3_000.0], "distinct_class_pixels": [900.0, 300.0],
-            "prior_shift_auto": recorded}
+    meta = {**CARD_META, "class_pixels": [9_000.0, 3_000.0], "distinct_class_pixels": [900.0, 300.0]}
     request = card_prior_shift(_opts(mode), meta)
     assert (request is not None) == on
     if on:
         assert request.train_pixels == (9_000.0, 3_000.0) and request.distinct_pixels == (900.0, 300.0)
+        assert request.held_out is None
 
 
 def test_an_older_checkpoint_without_class_pixels_says_so(caplog):
@@ -163,11 +163,11 @@ def test_the_card_keeps_the_class_pixels_and_refuses_odd_ones():
     from deepgeo_runner.core.errors import InputDataError
     from deepgeo_runner.ml.model_card import ModelCard
 
-    card = ModelCard.from_dict({**CARD_META, "class_pixels": [5, 7], "prior_shift_auto": True})
+    card = ModelCard.from_dict({**CARD_META, "class_pixels": [5, 7], "distinct_class_pixels": [5, 6]})
     again = ModelCard.from_json(card.to_json())
-    assert again.class_pixels == [5.0, 7.0] and again.prior_shift_auto is True and again == card
-    for odd in ({"class_pixels": "import os"}, {"class_pixels": [1, -2]}, {"prior_shift_auto": "yes"}):
-        with pytest.raises(InputDataError, match="class_pixels|prior_shift_auto"):
+    assert again.class_pixels == [5.0, 7.0] and again.distinct_class_pixels == [5.0, 6.0] and again == card
+    for odd in ({"class_pixels": "import os"}, {"class_pixels": [1, -2]}, {"distinct_class_pixels": [True]}):
+        with pytest.raises(InputDataError, match="class_pixels"):
             ModelCard.from_dict({**CARD_META, **odd})
 
 
@@ -191,3 +191,35 @@ def test_offsets_apply_alike_to_logits_on_the_host_and_on_a_device(as_tensor):
                  offsets=np.array([0.0, 0.5], dtype=np.float32))
     np.testing.assert_array_equal(writers["classes"].rows[0][0], np.where(logits[0] > 0.5, 1, 2))
     np.testing.assert_allclose(writers["proba"].rows[0][0], 1 / (1 + np.exp(-(logits[0] - 0.5))), atol=1e-6)
+
+
+class Flattened(BayesUnderTrainingPriors):
+    """The same network, under-confident (logits × 0.3): what a network stopped after an epoch gives."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.3 * super().forward(x)
+
+
+def _validation_chips(folder, n: int = 40, side: int = 16):
+    """A chip store's validation split drawn like the training polygons (the training shares)."""
+    rng = np.random.default_rng(3)
+    labels = rng.choice(3, size=(n, side, side), p=TRAIN_PRIOR)
+    images = rng.normal(MEANS.numpy()[labels], 1.0).astype(np.float32)[:, None]
+    folder.mkdir()
+    np.save(folder / "val_image.npy", images)
+    np.save(folder / "val_mask.npy", labels.astype(np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize("net,kept", [(BayesUnderTrainingPriors(), True), (Flattened(), False)])
+def test_the_validation_pixels_vouch_for_the_posteriors_first(tmp_path, net, kept):
+    image, _ = _scene_drawn_from(SCENE_PRIOR, tmp_path)
+    shift = PriorShift(tuple(TRAIN_PRIOR * 9_000), held_out=_validation_chips(tmp_path / "chips"))
+    windows = WindowSettings(32, 0.0, 8)
+    out = predict_for_scene_priors(net, image, tmp_path / "prediction.tif", windows, LEGEND, "cpu", False, shift)
+    plain = predict_scene(net, image, tmp_path / "plain.tif", windows, LEGEND, progress=False)
+    record = json.loads(priors_path(out).read_text())
+    assert record["checked_on_held_out"] and (record["recovery_error"] <= 0.05) == kept
+    with rasterio.open(out) as a, rasterio.open(plain) as b:
+        assert (a.read(1) != b.read(1)).any() == kept  # rejected: the map as the network draws it
+    assert ("rejected_scene_share" in record) != kept and any(record["adjusted"].values()) == kept

@@ -31,7 +31,6 @@ _FLAT_KEYS = frozenset({
     "nodata_rule", "nodata", "expressions", "index_constants", "keep_bands", "scale", "offset", "class_names",
     "class_ids", "class_colors", "model", "model_inputs", "datamodule", "in_channels", "ignore_index", "sensor",
     "scene", "code_version", "metrics", "assessment", "config", "class_pixels", "distinct_class_pixels",
-    "prior_shift_auto",
 })
 
 
@@ -81,7 +80,6 @@ class ModelCard:
     assessment: dict[str, Any] | None = None  # the map assessment's summary, when the run made one
     class_pixels: list[float] | None = None  # labelled training pixels per output, as the chips showed them
     distinct_class_pixels: list[float] | None = None  # the same, each pixel once (the data check's)
-    prior_shift_auto: bool | None = None  # predict.prior_shift=auto corrects this network's maps (sparse labels)
     config: dict[str, Any] | None = None  # the run's resolved config, when exported from a run directory
     code_version: dict[str, Any] | None = None  # package version, git commit
     datamodule: str | None = None  # data=torchgeo: the datamodule (no bands or statistics recorded)
@@ -146,7 +144,7 @@ class ModelCard:
                 "sensor": self.sensor, "scene": _plain(self.scene), "metrics": _plain(self.metrics),
                 "assessment": _plain(self.assessment), "config": _plain(self.config),
                 "code_version": _plain(self.code_version), "class_pixels": _plain(self.class_pixels),
-                "distinct_class_pixels": _plain(self.distinct_class_pixels), "prior_shift_auto": self.prior_shift_auto,
+                "distinct_class_pixels": _plain(self.distinct_class_pixels),
             },
         }
         if self.datamodule is not None or self.in_channels is not None or self.ignore_index is not None:
@@ -213,7 +211,6 @@ class ModelCard:
                 class_pixels=_counts(training.get("class_pixels"), "training.class_pixels", source),
                 distinct_class_pixels=_counts(training.get("distinct_class_pixels"),
                                               "training.distinct_class_pixels", source),
-                prior_shift_auto=_bool_or_none(training.get("prior_shift_auto"), "training.prior_shift_auto", source),
                 datamodule=dm.get("target"), in_channels=_int_or_none(dm.get("in_channels"), source),
                 ignore_index=_int_or_none(dm.get("ignore_index"), source),
                 extra=dict(_mapping(data.get("extra"), "extra", source)),
@@ -251,7 +248,6 @@ class ModelCard:
                 assessment=meta.get("assessment"), config=meta.get("config"), code_version=meta.get("code_version"),
                 class_pixels=_counts(meta.get("class_pixels"), "class_pixels", source),
                 distinct_class_pixels=_counts(meta.get("distinct_class_pixels"), "distinct_class_pixels", source),
-                prior_shift_auto=_bool_or_none(meta.get("prior_shift_auto"), "prior_shift_auto", source),
                 datamodule=meta.get("datamodule"), in_channels=_int_or_none(meta.get("in_channels"), source),
                 ignore_index=_int_or_none(meta.get("ignore_index"), source),
                 extra={k: v for k, v in meta.items()  # a model that is no mapping is kept as is, and refused later
@@ -281,7 +277,7 @@ class ModelCard:
             "scale": self.scale, "offset": self.offset, "sensor": self.sensor, "scene": self.scene,
             "metrics": self.metrics, "assessment": self.assessment, "config": self.config,
             "code_version": self.code_version, "class_pixels": self.class_pixels,
-            "distinct_class_pixels": self.distinct_class_pixels, "prior_shift_auto": self.prior_shift_auto,
+            "distinct_class_pixels": self.distinct_class_pixels,
             "datamodule": self.datamodule, "in_channels": self.in_channels,
             "ignore_index": self.ignore_index,
         }
@@ -318,12 +314,6 @@ def _counts(value: Any, key: str, source: str) -> list[float] | None:
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in value):
         raise ValueError(f"{key} must be a list of pixel counts, got {value!r:.80}")
     return [float(v) for v in value]
-
-
-def _bool_or_none(value: Any, key: str, source: str) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    raise ValueError(f"{key} must be true, false or null, got {value!r:.80}")
 
 
 def _plain(value: Any) -> Any:

@@ -26,7 +26,7 @@ from deepgeo_runner.core.signals import SignalStop
 from deepgeo_runner.ml.metrics import strict_json
 from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_loggers
-from deepgeo_runner.pipeline.predicting import chip_class_pixels, predict_stage, prior_shift_auto
+from deepgeo_runner.pipeline.predicting import chip_class_pixels, predict_stage
 from deepgeo_runner.pipeline.provenance import code_version
 from deepgeo_runner.pipeline.run_state import RunState
 from deepgeo_runner.pipeline.stage_options import (
@@ -83,10 +83,9 @@ def build_module(opts: RunConfig, classes: ClassTable, in_channels: int, meta: d
                               teacher_weight=float(opts.augmentation.teacher_weight))
 
 
-def training_class_facts(opts: RunConfig, art: Artifacts, classes: ClassTable) -> dict:
-    """The training labels' class pixels (as the chips showed them, and distinct) and whether
-    ``predict.prior_shift=auto`` corrects this network's maps, for the model card: a new scene's map is
-    corrected for its class priors from these
+def training_class_facts(art: Artifacts, classes: ClassTable) -> dict:
+    """The training labels' class pixels (as the chips showed them, and distinct), for the model card: a new
+    scene's map is corrected for its class priors from these with ``predict.prior_shift=true``
     (:func:`deepgeo_runner.pipeline.predicting.prior_shift_request`)."""
     request_inputs: dict = {}
     if art.train_class_pixels:
@@ -94,8 +93,6 @@ def training_class_facts(opts: RunConfig, art: Artifacts, classes: ClassTable) -
         seen = chip_class_pixels(art, len(classes.names))
         request_inputs.update(class_pixels=list(seen) if seen is not None else distinct,
                               distinct_class_pixels=distinct)
-    if art.labels_sparse is not None:
-        request_inputs["prior_shift_auto"] = prior_shift_auto(opts, art)
     return request_inputs
 
 
@@ -120,7 +117,7 @@ def learn_stages(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassT
         "chip_size": int(opts.data.chip_size), "dates": list(prepared.dates), "labelling": label_options(opts.data),
         "input_profile": art.input_profile, "nodata_rule": str(opts.data.nodata_rule), **art.prepare_extras,
         **training_scene_facts(opts, art),  # the model card's sensor, scene footprint, nodata, code version
-        **training_class_facts(opts, art, classes),  # the card's training class pixels: predict.prior_shift on new scenes
+        **training_class_facts(art, classes),  # the card's training class pixels: predict.prior_shift on new scenes
     }
     module = build_module(opts, classes, prepared.n_features, meta, art.chips.path if art.chips else None)
     checkpoint = checkpoint_file(opts.predict.checkpoint) if opts.predict.checkpoint else None

@@ -87,23 +87,24 @@ def prior_shift_request(opts: RunConfig, art: Artifacts, classes: ClassTable, se
     distinct = tuple(float(art.train_class_pixels.get(name, 0)) for name in classes.names)
     if seen is None or len(seen) != len(distinct):
         seen = chip_class_pixels(art, len(classes.names))
-    return PriorShift(tuple(float(c) for c in seen) if seen is not None else distinct, distinct)
+    held_out = Path(art.chips.path) if art.chips is not None else None  # its validation chips check the posteriors
+    return PriorShift(tuple(float(c) for c in seen) if seen is not None else distinct, distinct, held_out=held_out)
 
 
 def card_prior_shift(opts: RunConfig, meta: dict):
-    """``predict.prior_shift`` for a new scene: the training class pixels the checkpoint's card records, when
-    the map is to be decided with the scene's class shares (``auto``: as the training run decided), else None."""
+    """``predict.prior_shift=true`` on a new scene: the training class pixels the checkpoint's card records, else
+    None. ``auto`` leaves a new scene's map as the network draws it: EM reads class shares from posteriors only
+    where the classes look as they did in training (the same scene), and a new scene has no validation
+    pixels to check that on."""
     from deepgeo_runner.ml.model_card import ModelCard
     from deepgeo_runner.stages.scene_priors import PriorShift  # heavy: imports torch
 
-    mode = opts.predict.prior_shift
-    card = ModelCard.from_dict(meta)
-    if mode is False or (str(mode) == "auto" and not card.prior_shift_auto):
+    if opts.predict.prior_shift is not True:
         return None
+    card = ModelCard.from_dict(meta)
     if not card.class_pixels or len(card.class_pixels) != len(card.classes):
-        if mode is True:
-            log.warning("predict.prior_shift=true: the checkpoint records no training class pixels (written before "
-                        "they were kept): the map is decided with the network's own priors")
+        log.warning("predict.prior_shift=true: the checkpoint records no training class pixels (written before "
+                    "they were kept): the map is decided with the network's own priors")
         return None
     distinct = card.distinct_class_pixels if card.distinct_class_pixels else card.class_pixels
     return PriorShift(tuple(card.class_pixels), tuple(distinct))
