@@ -117,20 +117,21 @@ def test_when_the_run_corrects_its_map(mode, sparse, teacher, on):
     from deepgeo_runner.pipeline.predicting import prior_shift_request
 
     art = SimpleNamespace(labels_sparse=sparse, train_class_pixels={"water": 30, "forest": 500, "deforestation": 400},
-                          chips=None)
+                          chips=None, label_coverage={"forest": 0.1, "deforestation": 0.05, "water": 0.01})
     classes = SimpleNamespace(names=["background", "forest", "deforestation", "water"])
     request = prior_shift_request(_opts(mode, teacher), art, classes)
     assert (request is not None) == on
     if on:
         assert request.train_pixels == (0.0, 500.0, 400.0, 30.0)  # by output, background never labelled
         assert request.distinct_pixels == request.train_pixels  # no chip store: the data check's counts
+        assert request.floor == (0.0, 0.1, 0.05, 0.01) and request.held_out is None
 
 
 def test_without_the_data_checks_counts_it_says_so(caplog):
     from deepgeo_runner.pipeline.predicting import prior_shift_request
 
     caplog.set_level(logging.WARNING)
-    art = SimpleNamespace(labels_sparse=True, train_class_pixels=None, chips=None)
+    art = SimpleNamespace(labels_sparse=True, train_class_pixels=None, chips=None, label_coverage=None)
     assert prior_shift_request(_opts(True), art, SimpleNamespace(names=["a", "b"])) is None
     assert "no training pixel counts" in caplog.text
 
@@ -223,3 +224,14 @@ def test_the_validation_pixels_vouch_for_the_posteriors_first(tmp_path, net, kep
     with rasterio.open(out) as a, rasterio.open(plain) as b:
         assert (a.read(1) != b.read(1)).any() == kept  # rejected: the map as the network draws it
     assert ("rejected_scene_share" in record) != kept and any(record["adjusted"].values()) == kept
+
+
+def test_shares_below_what_the_polygons_cover_are_not_believed(tmp_path, caplog):
+    """EM in a corner (a class at ~0 % of the scene although its polygons cover 10 % of it): no correction."""
+    image, _ = _scene_drawn_from(SCENE_PRIOR, tmp_path)
+    shift = PriorShift(tuple(TRAIN_PRIOR * 9_000), floor=(0.3, 0.3, 0.1))  # more than the scene holds
+    out = predict_for_scene_priors(BayesUnderTrainingPriors(), image, tmp_path / "prediction.tif",
+                                   WindowSettings(32, 0.0, 8), LEGEND, "cpu", False, shift)
+    record = json.loads(priors_path(out).read_text())
+    assert "rejected_scene_share" in record and not any(record["adjusted"].values())
+    assert "less than the 0.3000 its training polygons alone cover" in caplog.text

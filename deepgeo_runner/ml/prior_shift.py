@@ -15,7 +15,7 @@ The correction is a constant per class on the logits, ``log π_scene(c) - log π
 argmax moves only where the network was near a tie.
 
 The estimate is only as good as the posteriors are calibrated: an under-trained network's soft posteriors
-send EM to a corner (measured: a one-epoch network's map fell from 0.855 to 0.820 accuracy). So before
+send EM to a corner (measured: a tiny test network's map fell from 0.855 to 0.820 accuracy). So before
 the map is corrected, :func:`recovery_error` asks the network to find a mix it cannot know: its
 posteriors on held-out labelled pixels (the validation polygons, drawn like the training ones),
 resampled to the shares EM found for the scene, must give those shares back.

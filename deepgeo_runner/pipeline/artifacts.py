@@ -34,6 +34,7 @@ class Artifacts:
     valid_mask: Any = None  # the training image's valid pixels (bool array, data check): where labels could be
     train_class_pixels: dict[str, int] | None = None  # labelled training pixels per class (data check)
     labels_sparse: bool | None = None  # the training labels leave class borders unlabelled (data check)
+    label_coverage: dict[str, float] | None = None  # each class's labelled share of the valid pixels (data check)
     scene_priors: dict | None = None  # predict.prior_shift: the estimate the map was decided with (provenance)
     cache_keys: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)

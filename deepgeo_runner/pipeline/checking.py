@@ -78,6 +78,7 @@ def check_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTa
     art.valid_mask = valid  # the label layout of augment_plan counts coverage on the same pixels
     art.train_class_pixels = dict(report.splits.get("train", {}).get("class_pixels") or {}) or None
     art.labels_sparse = None if "wall_to_wall" not in report.labels else not report.labels["wall_to_wall"]
+    art.label_coverage = report.labels.get("coverage_per_class")
     folds, fold = fold_of(data)
     if folds is not None:
         report.labelled["fold"], report.labelled["folds"] = fold, folds

@@ -88,7 +88,10 @@ def prior_shift_request(opts: RunConfig, art: Artifacts, classes: ClassTable, se
     if seen is None or len(seen) != len(distinct):
         seen = chip_class_pixels(art, len(classes.names))
     held_out = Path(art.chips.path) if art.chips is not None else None  # its validation chips check the posteriors
-    return PriorShift(tuple(float(c) for c in seen) if seen is not None else distinct, distinct, held_out=held_out)
+    coverage = art.label_coverage or {}
+    floor = tuple(float(coverage.get(name, 0.0)) for name in classes.names) if coverage else None
+    return PriorShift(tuple(float(c) for c in seen) if seen is not None else distinct, distinct, held_out=held_out,
+                      floor=floor)
 
 
 def card_prior_shift(opts: RunConfig, meta: dict):

@@ -53,6 +53,7 @@ class PriorShift:
     distinct_pixels: tuple[float, ...] | None = None
     min_train_pixels: int = MIN_TRAIN_PIXELS
     held_out: Path | None = None
+    floor: tuple[float, ...] | None = None  # each class's labelled share of the scene: its share is at least that
 
 
 def priors_path(out_path: str | Path) -> Path:
@@ -89,6 +90,8 @@ def estimate_for_scene(net: torch.nn.Module, image_path: str | Path, windows: Wi
         raise ValueError(f"{len(shift.train_pixels)} training pixel counts for {len(legend.ids)} classes")
     posteriors = sample_posteriors(net, image_path, windows, len(legend.ids), device, raw_input, progress)
     estimate = estimate_scene_priors(posteriors, shift.train_pixels, shift.min_train_pixels, shift.distinct_pixels)
+    if estimate.changes_anything and shift.floor is not None:
+        estimate = _above_floor(estimate, shift)
     if estimate.changes_anything and shift.held_out is not None:
         estimate = _checked(estimate, net, shift, device)
     moved = [f"{name} {t:.3f}→{s:.3f}" for name, t, s, a in
@@ -100,6 +103,19 @@ def estimate_for_scene(net: torch.nn.Module, image_path: str | Path, windows: Wi
         log.info("predict.prior_shift: no correction (fewer than two classes with %d or more training pixels)",
                  shift.min_train_pixels)
     return estimate
+
+
+def _above_floor(estimate: ScenePriors, shift: PriorShift) -> ScenePriors:
+    """The estimate, unless it gives a class less of the scene than its own polygons cover (EM in a corner)."""
+    below = [(share, floor) for share, floor, adjusted in zip(estimate.scene, shift.floor, estimate.adjusted,
+                                                              strict=True) if adjusted and share < floor]
+    if not below:
+        return estimate
+    share, floor = below[0]
+    log.warning("predict.prior_shift: not corrected. EM gives a class %.4f of the scene, less than the %.4f its "
+                "training polygons alone cover: the network's probabilities are not calibrated enough to read "
+                "class shares from (under-trained?); the map is decided with its own priors", share, floor)
+    return replace(unadjusted(shift.train_pixels, estimate.pixels), checked=True, rejected=estimate.scene)
 
 
 def _checked(estimate: ScenePriors, net: torch.nn.Module, shift: PriorShift, device: str | torch.device):
