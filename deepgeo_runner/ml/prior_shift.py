@@ -111,8 +111,8 @@ def estimate_scene_priors(posteriors: np.ndarray, train_pixels: Sequence[float],
     # the same footing as the other outputs' weight 1
     scene = train.copy()
     ratio = np.ones(k)
-    converged, iteration = False, 0
-    for iteration in range(1, MAX_ITERATIONS + 1):
+    converged, iterations = False, 0
+    for iterations in range(1, MAX_ITERATIONS + 1):  # noqa: B007 (the count is reported)
         q = p * ratio
         q /= q.sum(axis=1, keepdims=True)
         share = q.mean(axis=0)
@@ -125,7 +125,7 @@ def estimate_scene_priors(posteriors: np.ndarray, train_pixels: Sequence[float],
             break
     offsets = np.where(adjusted, np.log(np.clip(ratio, 1 / MAX_RATIO, MAX_RATIO)), 0.0)
     return ScenePriors(tuple(float(v) for v in train), tuple(float(v) for v in np.where(adjusted, scene, train)),
-                       tuple(bool(a) for a in adjusted), tuple(float(v) for v in offsets), len(p), iteration,
+                       tuple(bool(a) for a in adjusted), tuple(float(v) for v in offsets), len(p), iterations,
                        converged)
 
 

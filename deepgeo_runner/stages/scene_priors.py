@@ -19,6 +19,7 @@ import torch
 
 from deepgeo_runner.core.atomic import write_text_atomic
 from deepgeo_runner.core.step_clock import NO_CLOCK, StepClock
+from deepgeo_runner.geo.label_layout import IGNORE
 from deepgeo_runner.ml.predict import (
     ClassLegend,
     OutputFormats,
@@ -28,7 +29,6 @@ from deepgeo_runner.ml.predict import (
     predict_scene,
     sample_posteriors,
 )
-from deepgeo_runner.geo.label_layout import IGNORE
 from deepgeo_runner.ml.prior_shift import (
     MIN_TRAIN_PIXELS,
     RECOVERY_TOLERANCE,
@@ -64,11 +64,12 @@ def priors_path(out_path: str | Path) -> Path:
 
 def predict_for_scene_priors(net: torch.nn.Module, image_path: str | Path, out_path: str | Path,
                              windows: WindowSettings, legend: ClassLegend, device: str | torch.device,
-                             progress: bool, shift: PriorShift | None, *, outputs: OutputFormats = OutputFormats(),
-                             share: RankShare = RankShare(), raw_input: RawInput | None = None,
+                             progress: bool, shift: PriorShift | None, *, outputs: OutputFormats | None = None,
+                             share: RankShare | None = None, raw_input: RawInput | None = None,
                              clock: StepClock = NO_CLOCK) -> Path:
     """:func:`~deepgeo_runner.ml.predict.predict_scene`, corrected for the scene's class priors when ``shift``
     is given. Every rank estimates the same priors from the same sample (no collective needed)."""
+    outputs, share = outputs or OutputFormats(), share or RankShare()
     offsets = None
     stale = priors_path(out_path)
     if shift is not None:
