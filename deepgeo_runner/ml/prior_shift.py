@@ -62,7 +62,12 @@ class ScenePriors:
         def by_name(values: Sequence) -> dict:
             return dict(zip(names, values, strict=True))
 
-        return {"method": "em", "train_share": by_name(self.train), "scene_share": by_name(self.scene),
+        def shares(values: Sequence[float]) -> dict:  # among the adjusted classes; the others have none
+            if not any(self.adjusted):
+                return by_name(values)
+            return by_name([v if a else None for v, a in zip(values, self.adjusted, strict=True)])
+
+        return {"method": "em", "train_share": shares(self.train), "scene_share": shares(self.scene),
                 "adjusted": by_name(self.adjusted), "log_offsets": by_name(self.log_offsets),
                 "sampled_pixels": self.pixels, "iterations": self.iterations, "converged": self.converged,
                 "checked_on_held_out": self.checked, "recovery_error": self.recovery_error,
