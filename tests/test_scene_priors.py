@@ -228,6 +228,7 @@ def test_the_validation_pixels_vouch_for_the_posteriors_first(tmp_path, net, kep
 
 def test_shares_below_what_the_polygons_cover_are_not_believed(tmp_path, caplog):
     """EM in a corner (a class at ~0 % of the scene although its polygons cover 10 % of it): no correction."""
+    caplog.set_level(logging.INFO)
     image, _ = _scene_drawn_from(SCENE_PRIOR, tmp_path)
     shift = PriorShift(tuple(TRAIN_PRIOR * 9_000), floor=(0.3, 0.3, 0.1))  # more than the scene holds
     out = predict_for_scene_priors(BayesUnderTrainingPriors(), image, tmp_path / "prediction.tif",
@@ -235,3 +236,4 @@ def test_shares_below_what_the_polygons_cover_are_not_believed(tmp_path, caplog)
     record = json.loads(priors_path(out).read_text())
     assert "rejected_scene_share" in record and not any(record["adjusted"].values())
     assert "less than the 0.3000 its training polygons alone cover" in caplog.text
+    assert "fewer than two classes" not in caplog.text  # the warning said why, not a wrong reason

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def estimate_for_scene(net: torch.nn.Module, image_path: str | Path, windows: Wi
     posteriors = sample_posteriors(net, image_path, windows, len(legend.ids), device, raw_input, progress)
     estimate = estimate_scene_priors(posteriors, shift.train_pixels, shift.min_train_pixels, shift.distinct_pixels)
     if estimate.changes_anything and shift.floor is not None:
-        estimate = _above_floor(estimate, shift)
+        estimate = _above_floor(estimate, shift, legend.names)
     if estimate.changes_anything and shift.held_out is not None:
         estimate = _checked(estimate, net, shift, device)
     moved = [f"{name} {t:.3f}→{s:.3f}" for name, t, s, a in
@@ -100,22 +101,22 @@ def estimate_for_scene(net: torch.nn.Module, image_path: str | Path, windows: Wi
     if estimate.changes_anything:
         log.info("predict: the scene's class shares estimated from %d sampled pixels (training → scene): %s; "
                  "the map is decided with the scene's (predict.prior_shift)", estimate.pixels, ", ".join(moved))
-    elif not estimate.checked or estimate.recovery_error is None:
+    elif estimate.rejected is None:  # a rejected estimate has had its warning
         log.info("predict.prior_shift: no correction (fewer than two classes with %d or more training pixels)",
                  shift.min_train_pixels)
     return estimate
 
 
-def _above_floor(estimate: ScenePriors, shift: PriorShift) -> ScenePriors:
+def _above_floor(estimate: ScenePriors, shift: PriorShift, names: Sequence[str]) -> ScenePriors:
     """The estimate, unless it gives a class less of the scene than its own polygons cover (EM in a corner)."""
-    below = [(share, floor) for share, floor, adjusted in zip(estimate.scene, shift.floor, estimate.adjusted,
-                                                              strict=True) if adjusted and share < floor]
+    below = [(name, share, floor) for name, share, floor, adjusted in
+             zip(names, estimate.scene, shift.floor, estimate.adjusted, strict=True) if adjusted and share < floor]
     if not below:
         return estimate
-    share, floor = below[0]
-    log.warning("predict.prior_shift: not corrected. EM gives a class %.4f of the scene, less than the %.4f its "
-                "training polygons alone cover: the network's probabilities are not calibrated enough to read "
-                "class shares from (under-trained?); the map is decided with its own priors", share, floor)
+    name, share, floor = below[0]
+    log.warning("predict.prior_shift: not corrected. EM gives %s %.4f of the scene, less than the %.4f its training "
+                "polygons alone cover: the network's probabilities are not calibrated enough to read class shares "
+                "from (under-trained?); the map is decided with its own priors", name, share, floor)
     return replace(unadjusted(shift.train_pixels, estimate.pixels), checked=True, rejected=estimate.scene)
 
 
