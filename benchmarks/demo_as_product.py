@@ -39,24 +39,30 @@ RECIPES = {
 GEOGRAPHIC = "EPSG:4326"
 
 
-def stretched_geographic(image: Path, out: Path) -> None:
-    """Each band stretched 2-98 % to 1..255 (0: nodata), warped to EPSG:4326."""
+def stretched_geographic(image: Path, out: Path, stretch: bool = True, warp: bool = True) -> None:
+    """Each band stretched 2-98 % to 1..255 (0: nodata; else kept as float reflectance, nodata -9999), warped to
+    EPSG:4326 (else left on its UTM grid)."""
     with rasterio.open(image) as src:
         data = src.read()
         valid = (data != NODATA).all(axis=0)
-        transform, width, height = calculate_default_transform(src.crs, GEOGRAPHIC, src.width, src.height,
-                                                               *src.bounds)
         crs, src_transform = src.crs, src.transform
-    stretched = np.zeros(data.shape, dtype=np.uint8)
+        transform, width, height = (calculate_default_transform(src.crs, GEOGRAPHIC, src.width, src.height,
+                                                                *src.bounds) if warp
+                                    else (src.transform, src.width, src.height))
+    dtype, nodata = ("uint8", 0) if stretch else ("float32", NODATA)
+    product = np.full(data.shape, nodata, dtype=dtype)
     for b, band in enumerate(data):
         lo, hi = np.percentile(band[valid], [2, 98])
-        stretched[b] = np.where(valid, np.clip(np.rint(1 + 254 * (band - lo) / (hi - lo)), 1, 255), 0)
-    warped = np.zeros((len(data), height, width), dtype=np.uint8)
+        product[b] = (np.where(valid, np.clip(np.rint(1 + 254 * (band - lo) / (hi - lo)), 1, 255), 0) if stretch
+                      else band)
+    warped = np.full((len(data), height, width), nodata, dtype=dtype)
     for b in range(len(data)):
-        reproject(stretched[b], warped[b], src_transform=src_transform, src_crs=crs, src_nodata=0,
-                  dst_transform=transform, dst_crs=GEOGRAPHIC, dst_nodata=0, resampling=Resampling.nearest)
-    profile = {"driver": "GTiff", "width": width, "height": height, "count": len(data), "dtype": "uint8",
-               "crs": GEOGRAPHIC, "transform": transform, "nodata": 0, "tiled": True, "compress": "deflate"}
+        reproject(product[b], warped[b], src_transform=src_transform, src_crs=crs, src_nodata=nodata,
+                  dst_transform=transform, dst_crs=GEOGRAPHIC if warp else crs, dst_nodata=nodata,
+                  resampling=Resampling.nearest)
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": len(data), "dtype": dtype,
+               "crs": GEOGRAPHIC if warp else crs, "transform": transform, "nodata": nodata, "tiled": True,
+               "compress": "deflate"}
     with rasterio.open(out, "w", **profile) as dst:
         dst.write(warped)
         dst.descriptions = BAND_NAMES
@@ -91,19 +97,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/demo_as_product"))
     parser.add_argument("--recipes", nargs="*", help="NAME=OVERRIDES ... (default: the built-in recipes)")
+    parser.add_argument("--no-stretch", action="store_true", help="keep the float reflectance (which loss is whose)")
+    parser.add_argument("--no-warp", action="store_true", help="keep the UTM grid (which loss is whose)")
     args = parser.parse_args()
     recipes = dict(r.split("=", 1) for r in args.recipes) if args.recipes else RECIPES
     args.out.mkdir(parents=True, exist_ok=True)
     demo = make_demo_scene(args.out / "demo", size=768)
-    image, labels, truth = args.out / "product_8bit_4326.tif", args.out / "prodes_4674.gpkg", args.out / "truth.tif"
-    stretched_geographic(demo.image, image)
+    image = args.out / f"product_{'float' if args.no_stretch else '8bit'}_{'utm' if args.no_warp else '4326'}.tif"
+    labels, truth = args.out / "prodes_4674.gpkg", args.out / f"truth_{image.stem}.tif"
+    stretched_geographic(demo.image, image, stretch=not args.no_stretch, warp=not args.no_warp)
     gpd.read_file(demo.labels).to_crs("EPSG:4674").to_file(labels, driver="GPKG")
     truth_on(image, demo.reference, truth)
-    print(f"scene: {image} (uint8, nodata 0, EPSG:4326), polygons {labels} (EPSG:4674), truth {truth}")
+    print(f"scene: {image}, polygons {labels} (EPSG:4674), truth {truth}")
     print("| recipe | map OA | " + " | ".join(f"{c} UA / area error" for c in CLASSES) + " | wall s |")
     print("| --- | --- | " + " | ".join("---" for _ in CLASSES) + " | --- |")
     for name, overrides in recipes.items():
-        run_dir = args.out / name.split(" ")[0].replace(",", "")
+        run_dir = args.out / f"{name.split(' ')[0].replace(',', '')}_{image.stem}"
         command = [sys.executable, "-m", "deepgeo_runner", "data=scene", f"data.image={image.resolve()}",
                    f"data.labels={labels.resolve()}", "data.classes=[forest,deforestation,water]",
                    f"data.band_names=[{','.join(BAND_NAMES)}]", "data.block_size=128", "data.train_chips=480",
