@@ -237,3 +237,17 @@ def test_shares_below_what_the_polygons_cover_are_not_believed(tmp_path, caplog)
     assert "rejected_scene_share" in record and not any(record["adjusted"].values())
     assert "less than the 0.3000 its training polygons alone cover" in caplog.text
     assert "fewer than two classes" not in caplog.text  # the warning said why, not a wrong reason
+
+
+def test_the_report_says_with_which_shares_the_map_was_decided():
+    from deepgeo_runner.ml.prior_shift import estimate_scene_priors, unadjusted
+    from deepgeo_runner.pipeline.report import scene_priors_html
+
+    names = ["forest", "deforestation", "water"]
+    posteriors = np.tile([[0.7, 0.2, 0.1]], (100, 1))
+    used = scene_priors_html(estimate_scene_priors(posteriors, [4_000, 4_000, 2_000]).to_dict(names))
+    assert "decided with the scene's class shares" in used and "<td>deforestation</td>" in used
+    rejected = scene_priors_html({**unadjusted([4_000, 4_000, 2_000]).to_dict(names),
+                                  "rejected_scene_share": {"forest": 0.99, "deforestation": 0.0, "water": 0.01}})
+    assert "not used" in rejected and "<td>0.990</td>" in rejected
+    assert scene_priors_html(None) == ""

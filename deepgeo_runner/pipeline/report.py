@@ -299,10 +299,43 @@ def _write_html(run_dir: Path, images: Sequence[Path], metrics: dict | None, ext
         "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:640px}figure{display:inline-block}"
         ".identity th{text-align:left}</style></head><body><h1>deepgeo-runner report</h1>"
         f"{identity}<p>Run directory: {html.escape(str(run_dir.resolve()))}</p>"
-        f"{extra or _unmeasured_html(metrics)}{rows}{_data_check_html(run_dir)}{figures}"
+        f"{extra or _unmeasured_html(metrics)}{scene_priors_html(_read_json(run_dir / 'prediction_priors.json'))}"
+        f"{rows}{_data_check_html(run_dir)}{figures}"
         "</body></html>"
     )
     return write_text_atomic(run_dir / "report.html", page)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def scene_priors_html(record: dict | None) -> str:
+    """``prediction_priors.json`` as the report shows it: with which class shares the map was decided, or why
+    not (``predict.prior_shift``); empty without one."""
+    if not record:
+        return ""
+    adjusted = record.get("adjusted") or {}
+    rejected = record.get("rejected_scene_share")
+    shares = rejected if rejected else record.get("scene_share") or {}
+    rows = "".join(
+        f"<tr><td>{html.escape(str(name))}</td><td>{_format_auc((record.get('train_share') or {}).get(name))}</td>"
+        f"<td>{_format_auc(shares.get(name))}</td><td>{'yes' if adjusted.get(name) else 'no'}</td></tr>"
+        for name in adjusted)
+    if rejected:
+        verdict = ("The scene's shares below were estimated but <b>not used</b>: the network's probabilities failed "
+                   "the check (see the log); the map is decided with its training priors.")
+    elif any(adjusted.values()):
+        verdict = ("The map is decided with the scene's class shares, estimated from the network's probabilities "
+                   f"on {record.get('sampled_pixels', 0):,} sampled pixels (predict.prior_shift), not the training "
+                   "polygons' shares.")
+    else:
+        verdict = "No class shares were corrected (fewer than two classes with enough distinct training pixels)."
+    return (f"<h2>Class priors of the scene</h2><p>{verdict}</p><table><tr><th>class</th><th>training share</th>"
+            f"<th>scene share</th><th>adjusted</th></tr>{rows}</table>")
 
 
 def _unmeasured_html(metrics: dict | None) -> str:
