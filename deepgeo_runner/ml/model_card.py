@@ -208,9 +208,9 @@ class ModelCard:
                 sensor=training.get("sensor"), scene=training.get("scene"), metrics=training.get("metrics"),
                 assessment=training.get("assessment"), config=training.get("config"),
                 code_version=training.get("code_version"),
-                class_pixels=_counts(training.get("class_pixels"), "training.class_pixels", source),
+                class_pixels=_counts(training.get("class_pixels"), "training.class_pixels"),
                 distinct_class_pixels=_counts(training.get("distinct_class_pixels"),
-                                              "training.distinct_class_pixels", source),
+                                              "training.distinct_class_pixels"),
                 datamodule=dm.get("target"), in_channels=_int_or_none(dm.get("in_channels"), source),
                 ignore_index=_int_or_none(dm.get("ignore_index"), source),
                 extra=dict(_mapping(data.get("extra"), "extra", source)),
@@ -246,8 +246,8 @@ class ModelCard:
                 labelling=meta.get("labelling"), input_profile=meta.get("input_profile"),
                 sensor=meta.get("sensor"), scene=meta.get("scene"), metrics=meta.get("metrics"),
                 assessment=meta.get("assessment"), config=meta.get("config"), code_version=meta.get("code_version"),
-                class_pixels=_counts(meta.get("class_pixels"), "class_pixels", source),
-                distinct_class_pixels=_counts(meta.get("distinct_class_pixels"), "distinct_class_pixels", source),
+                class_pixels=_counts(meta.get("class_pixels"), "class_pixels"),
+                distinct_class_pixels=_counts(meta.get("distinct_class_pixels"), "distinct_class_pixels"),
                 datamodule=meta.get("datamodule"), in_channels=_int_or_none(meta.get("in_channels"), source),
                 ignore_index=_int_or_none(meta.get("ignore_index"), source),
                 extra={k: v for k, v in meta.items()  # a model that is no mapping is kept as is, and refused later
@@ -306,7 +306,7 @@ def checkpoint_meta(meta: Any, source: str = "checkpoint") -> Any:
     return ModelCard.from_dict(meta, source).inference_meta()
 
 
-def _counts(value: Any, key: str, source: str) -> list[float] | None:
+def _counts(value: Any, key: str) -> list[float] | None:
     """A list of non-negative finite numbers (pixel counts), or None; anything else is refused, naming ``key``."""
     if value is None:
         return None

@@ -1,8 +1,8 @@
 """The scene's class priors, estimated from the network's own posteriors (label-shift correction).
 
 Why: a network's softmax is a posterior under the class shares of its *training* pixels. Analysts
-draw training polygons class by class, not in proportion to the land cover (the demo's polygons are
-40 % deforestation, the scene 19 %), so every pixel the image leaves in doubt — the mixed pixels of a
+draw training polygons class by class, not in proportion to the land cover (the demo's training chips
+are 37 % deforestation, the scene 19 %), so every pixel the image leaves in doubt — the mixed pixels of a
 clearing's edge above all — is decided with the wrong prior, and the rarer classes spread. Remote
 sensing has corrected maximum-likelihood maps with scene priors since Strahler (1980); the scene's
 priors themselves come from the classifier's posteriors by expectation-maximization (Saerens,
@@ -132,7 +132,6 @@ def estimate_scene_priors(posteriors: np.ndarray, train_pixels: Sequence[float],
     return ScenePriors(tuple(float(v) for v in train), tuple(float(v) for v in np.where(adjusted, scene, train)),
                        tuple(bool(a) for a in adjusted), tuple(float(v) for v in offsets), len(p), iterations,
                        converged)
-
 
 
 RECOVERY_TOLERANCE = 0.05  # largest miss (absolute share) of a known mix that still trusts the posteriors

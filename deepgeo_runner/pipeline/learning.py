@@ -26,7 +26,7 @@ from deepgeo_runner.core.signals import SignalStop
 from deepgeo_runner.ml.metrics import strict_json
 from deepgeo_runner.pipeline.artifacts import Artifacts
 from deepgeo_runner.pipeline.instantiators import instantiate, instantiate_callbacks, instantiate_loggers
-from deepgeo_runner.pipeline.predicting import chip_class_pixels, predict_stage
+from deepgeo_runner.pipeline.predicting import predict_stage, training_class_pixels
 from deepgeo_runner.pipeline.provenance import code_version
 from deepgeo_runner.pipeline.run_state import RunState
 from deepgeo_runner.pipeline.stage_options import (
@@ -87,13 +87,10 @@ def training_class_facts(art: Artifacts, classes: ClassTable) -> dict:
     """The training labels' class pixels (as the chips showed them, and distinct), for the model card: a new
     scene's map is corrected for its class priors from these with ``predict.prior_shift=true``
     (:func:`deepgeo_runner.pipeline.predicting.prior_shift_request`)."""
-    request_inputs: dict = {}
-    if art.train_class_pixels:
-        distinct = [float(art.train_class_pixels.get(name, 0)) for name in classes.names]
-        seen = chip_class_pixels(art, len(classes.names))
-        request_inputs.update(class_pixels=list(seen) if seen is not None else distinct,
-                              distinct_class_pixels=distinct)
-    return request_inputs
+    if not art.train_class_pixels:
+        return {}
+    seen, distinct = training_class_pixels(art, classes)
+    return {"class_pixels": list(seen), "distinct_class_pixels": list(distinct)}
 
 
 def learn_stage(opts: RunConfig, run_dir: Path, art: Artifacts, classes: ClassTable, stages: list[str],

@@ -84,14 +84,12 @@ def prior_shift_request(opts: RunConfig, art: Artifacts, classes: ClassTable, se
         log.warning("predict.prior_shift=%s: no training pixel counts (the data check did not run): the map is "
                     "decided with the network's own priors", mode)
         return None
-    distinct = tuple(float(art.train_class_pixels.get(name, 0)) for name in classes.names)
-    if seen is None or len(seen) != len(distinct):
-        seen = chip_class_pixels(art, len(classes.names))
+    chips_seen, distinct = training_class_pixels(art, classes)
+    seen = tuple(float(c) for c in seen) if seen is not None and len(seen) == len(distinct) else chips_seen
     held_out = Path(art.chips.path) if art.chips is not None else None  # its validation chips check the posteriors
     coverage = art.label_coverage or {}
     floor = tuple(float(coverage.get(name, 0.0)) for name in classes.names) if coverage else None
-    return PriorShift(tuple(float(c) for c in seen) if seen is not None else distinct, distinct, held_out=held_out,
-                      floor=floor)
+    return PriorShift(seen, distinct, held_out=held_out, floor=floor)
 
 
 def card_prior_shift(opts: RunConfig, meta: dict):
@@ -119,15 +117,17 @@ def prior_shift_auto(opts: RunConfig, art: Artifacts) -> bool:
     return bool(art.labels_sparse) and opts.augmentation.teacher is False
 
 
-def chip_class_pixels(art: Artifacts, n_outputs: int) -> tuple[float, ...] | None:
-    """Labelled pixels per output in the training chips, as the network saw them (overlaps counted), or None
-    without a chip store."""
+def training_class_pixels(art: Artifacts, classes: ClassTable) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Labelled training pixels per output: as the network saw them (the training chips' histograms, overlaps
+    counted; the distinct ones without a chip store) and distinct (the data check's). Needs the data check."""
+    distinct = tuple(float(art.train_class_pixels.get(name, 0)) for name in classes.names)
     if art.chips is None:
-        return None
+        return distinct, distinct
     from deepgeo_runner.stages.chips import split_class_counts
 
-    counts = split_class_counts(art.chips.path, n_outputs).get("train")
-    return None if counts is None or not counts.sum() else tuple(float(c) for c in counts)
+    counts = split_class_counts(art.chips.path, len(distinct)).get("train")
+    seen = distinct if counts is None or not counts.sum() else tuple(float(c) for c in counts)
+    return seen, distinct
 
 
 def read_scene_priors(prediction: Path | None) -> dict | None:
